@@ -1,0 +1,9 @@
+"""cnnplay: a desktop playground for convolutional neural networks.
+
+`import cnnplay` loads only the Qt-free core; the app lives in cnnplay.app.
+"""
+
+from .core import LAYER_TYPES, Network, NetworkError, load_bundle, load_network, save_network
+
+__version__ = "0.1.0"
+__all__ = ["Network", "NetworkError", "LAYER_TYPES", "save_network", "load_network", "load_bundle"]

@@ -1,0 +1,3 @@
+from cnnplay.app.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,481 @@
+"""Layer types: their fields, shape rules, parameters, geometry and compute.
+
+This module is the one source of truth for what a layer does to a shape, how
+many parameters it has and how it connects its input to its output. The GUI,
+the receptive-field code and the tests all ask it.
+
+Shapes are tuples: (C, H, W) for images, (C, L) for 1D signals and (F,) for a
+flat vector. Kernels work on 2D spatial maps; a 1D signal is computed as a map
+of height 1, so every windowed layer shares one mechanism.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, format_size
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a layer connects input to output along each spatial axis."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    @property
+    def span(self) -> tuple[int, ...]:
+        """Extent of one kernel application in input pixels (d(k-1)+1)."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+    @staticmethod
+    def identity(dims: int) -> "Window":
+        return Window((1,) * dims, (1,) * dims, (0,) * dims, (1,) * dims)
+
+    def as_2d(self) -> "Window":
+        """A 1D window as the height-1 2D window the kernels run."""
+        if len(self.kernel) == 2:
+            return self
+        return Window((1,) + self.kernel, (1,) + self.stride, (0,) + self.padding, (1,) + self.dilation)
+
+
+def describe_shape(shape: Shape) -> str:
+    if len(shape) == 1:
+        return f"a flat vector of {shape[0]} features"
+    if len(shape) == 2:
+        return f"a 1D signal of {shape[0]} channels x {shape[1]}"
+    return f"a {shape[0]}-channel {shape[1]}x{shape[2]} map"
+
+
+def as_maps(x: np.ndarray) -> np.ndarray:
+    """View (C, L) as (C, 1, L); (C, H, W) unchanged."""
+    return x[:, None, :] if x.ndim == 2 else x
+
+
+class LayerType:
+    """Base of all layer types. Subclasses set the class attributes and
+    override the shape, parameter and compute hooks they need."""
+
+    name: str = ""
+    title: str = ""
+    help: str = ""  # one line for tooltips
+    group: str = ""  # palette section
+    fields: tuple[Field, ...] = ()
+    dims: int | None = None  # spatial axes the layer needs; None: any shape
+    learnable: tuple[str, ...] = ()  # parameters counted in parameter_counts
+
+    # -- description -----------------------------------------------------
+    def normalize(self, raw: dict, index: int | None) -> dict:
+        """Check every field of a raw layer dict; return clean settings."""
+        ctx = FieldContext(index, self.name)
+        known = {f.name for f in self.fields} | {"type", "id"}
+        for key in raw:
+            if key not in known:
+                names = ", ".join(f.name for f in self.fields) or "none"
+                raise ctx.error(f"unknown field '{key}' (fields of {self.name}: {names})", str(key))
+        cfg = {}
+        dims = self.dims or 1
+        for f in self.fields:
+            if f.name in raw:
+                cfg[f.name] = check_value(f, raw[f.name], dims, ctx)
+            elif f.derived_from():
+                pass  # filled below, once its source is known
+            elif f.default is REQUIRED:
+                raise ctx.error("is required", f.name)
+            else:
+                cfg[f.name] = check_value(f, f.default, dims, ctx)
+        for f in self.fields:
+            if f.name not in cfg:
+                cfg[f.name] = cfg[f.derived_from()]
+        return cfg
+
+    def to_json(self, cfg: dict) -> dict:
+        out = {"type": self.name}
+        for f in self.fields:
+            v = cfg[f.name]
+            out[f.name] = compact_size(v) if f.kind == "size" else v
+        return out
+
+    def summary(self, cfg: dict) -> str:
+        """Key settings in a few characters, for a layer-stack row."""
+        return self.name
+
+    # -- shapes and parameters ------------------------------------------
+    def check_input(self, cfg: dict, in_shape: Shape, ctx: FieldContext) -> None:
+        if self.dims is not None and len(in_shape) != self.dims + 1:
+            want = {1: "a 1D signal (C, L)", 2: "an image-like map (C, H, W)"}[self.dims]
+            hint = ""
+            if len(in_shape) == 3 and self.dims == 1:
+                hint = f"; use {self.name.replace('1d', '2d')}"
+            elif len(in_shape) == 2 and self.dims == 2:
+                hint = f"; use {self.name.replace('2d', '1d')}"
+            raise ctx.error(f"needs {want} but gets {describe_shape(in_shape)}{hint}")
+
+    def output_shape(self, cfg: dict, in_shape: Shape, ctx: FieldContext) -> Shape:
+        return in_shape
+
+    def param_shapes(self, cfg: dict, in_shape: Shape) -> dict[str, Shape]:
+        return {}
+
+    def init_params(self, cfg: dict, in_shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {}
+
+    def parameter_count(self, cfg: dict, in_shape: Shape) -> int:
+        shapes = self.param_shapes(cfg, in_shape)
+        return sum(math.prod(shapes[n]) for n in self.learnable if n in shapes)
+
+    def macs(self, cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+        """Multiply-accumulates of one forward pass (0 for non-arithmetic layers)."""
+        return 0
+
+    def window(self, cfg: dict, in_shape: Shape) -> Window | None:
+        """Spatial connectivity; None for flatten and linear (they mix everything)."""
+        return Window.identity(len(in_shape) - 1)
+
+    # -- compute ----------------------------------------------------------
+    def forward(self, cfg: dict, x: np.ndarray, params: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
+                 params: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Vector-Jacobian product: gradient w.r.t. the input and the parameters."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------
+# Windowed layers: convolution and pooling share shape rules and geometry.
+
+class WindowedLayer(LayerType):
+    has_dilation = True
+
+    def window(self, cfg, in_shape):
+        dil = cfg["dilation"] if self.has_dilation else (1,) * self.dims
+        return Window(cfg["kernel_size"], cfg["stride"], cfg["padding"], dil)
+
+    def output_shape(self, cfg, in_shape, ctx):
+        self.check_input(cfg, in_shape, ctx)
+        w = self.window(cfg, in_shape)
+        spatial = in_shape[1:]
+        padded = tuple(n + 2 * p for n, p in zip(spatial, w.padding))
+        if any(s > n for s, n in zip(w.span, padded)):
+            dil = f" with dilation {format_size(compact_tuple(w.dilation))}" if any(d > 1 for d in w.dilation) else ""
+            span = str(w.span[0]) if len(set(w.span)) == 1 else format_size(w.span)
+            raise ctx.error(f"kernel {format_size(w.kernel)}{dil} spans {span} px but its input is "
+                            f"{format_size(padded)} after padding", "kernel_size")
+        out = tuple((n - s) // st + 1 for n, s, st in zip(padded, w.span, w.stride))
+        return (self.out_channels(cfg, in_shape),) + out
+
+    def out_channels(self, cfg, in_shape) -> int:
+        return in_shape[0]
+
+    def _extras(self, cfg, stride_default) -> list[str]:
+        extras = []
+        if cfg["stride"] != stride_default:
+            extras.append("s" + format_size(compact_tuple(cfg["stride"])))
+        if any(cfg["padding"]):
+            extras.append("p" + format_size(compact_tuple(cfg["padding"])))
+        if self.has_dilation and any(d > 1 for d in cfg["dilation"]):
+            extras.append("d" + format_size(compact_tuple(cfg["dilation"])))
+        return extras
+
+
+def compact_tuple(t: tuple[int, ...]) -> tuple[int, ...]:
+    return t[:1] if len(set(t)) == 1 else t
+
+
+def _size_fields(stride_default) -> tuple[Field, ...]:
+    return (
+        Field("kernel_size", "size", minimum=1, help="Window size per axis."),
+        Field("stride", "size", stride_default, minimum=1, help="Step between neighbouring windows."),
+        Field("padding", "size", 0, minimum=0, help="Pixels added on each border."),
+    )
+
+
+class Conv(WindowedLayer):
+    group = "Convolution"
+    learnable = ("weight", "bias")
+
+    def __init__(self, dims: int):
+        self.dims = dims
+        self.name = f"conv{dims}d"
+        self.title = f"Conv {dims}D"
+        self.help = (f"Slides learned {'k x k' if dims == 2 else 'length-k'} filters over the input: "
+                     "every output pixel mixes a local window of all input channels, same weights everywhere.")
+        self.fields = (
+            Field("out_channels", "int", minimum=1, help="Number of filters (output channels)."),
+            *_size_fields(1),
+            Field("dilation", "size", 1, minimum=1, help="Spacing between kernel taps (holes)."),
+            Field("bias", "bool", True, help="Add a learned offset per output channel."),
+        )
+
+    def out_channels(self, cfg, in_shape):
+        return cfg["out_channels"]
+
+    def summary(self, cfg):
+        parts = [f"{self.name} {format_size(cfg['kernel_size'])}", f"{cfg['out_channels']} ch"]
+        return ", ".join(parts + self._extras(cfg, (1,) * self.dims))
+
+    def param_shapes(self, cfg, in_shape):
+        shapes = {"weight": (cfg["out_channels"], in_shape[0]) + cfg["kernel_size"]}
+        if cfg["bias"]:
+            shapes["bias"] = (cfg["out_channels"],)
+        return shapes
+
+    def init_params(self, cfg, in_shape, rng):
+        # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
+        fan_in = in_shape[0] * math.prod(cfg["kernel_size"])
+        return _uniform_init(self.param_shapes(cfg, in_shape), fan_in, rng)
+
+    def macs(self, cfg, in_shape, out_shape):
+        return math.prod(out_shape) * in_shape[0] * math.prod(cfg["kernel_size"])
+
+    def forward(self, cfg, x, params):
+        from .kernels import conv
+        w = self.window(cfg, x.shape).as_2d()
+        weight = params["weight"]
+        if self.dims == 1:
+            weight = weight[:, :, None, :]
+        y = conv.conv2d(as_maps(x), weight, params.get("bias"), w.stride, w.padding, w.dilation)
+        return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        w = self.window(cfg, x.shape).as_2d()
+        weight = params["weight"]
+        if self.dims == 1:
+            weight = weight[:, :, None, :]
+        gx, gw, gb = grad.conv2d_backward(as_maps(x), weight, as_maps(gy), w.stride, w.padding, w.dilation)
+        grads = {"weight": gw.reshape(params["weight"].shape)}
+        if "bias" in params:
+            grads["bias"] = gb
+        return gx.reshape(x.shape), grads
+
+
+class Pool(WindowedLayer):
+    group = "Pooling"
+    has_dilation = False
+
+    def __init__(self, dims: int, mode: str):
+        self.dims = dims
+        self.mode = mode
+        self.name = f"{mode}pool{dims}d"
+        self.title = f"{'Max' if mode == 'max' else 'Avg'} pool {dims}D"
+        what = "the largest value" if mode == "max" else "the average"
+        self.help = f"Keeps {what} of each window per channel: shrinks the map, no parameters."
+        self.fields = _size_fields("kernel_size")
+
+    def output_shape(self, cfg, in_shape, ctx):
+        self.check_input(cfg, in_shape, ctx)
+        for k, p in zip(cfg["kernel_size"], cfg["padding"]):
+            if p > k // 2:
+                raise ctx.error(f"padding {p} is more than half the kernel size {k} "
+                                "(a window could lie entirely in padding)", "padding")
+        return super().output_shape(cfg, in_shape, ctx)
+
+    def summary(self, cfg):
+        return ", ".join([f"{self.name} {format_size(cfg['kernel_size'])}"] + self._extras(cfg, cfg["kernel_size"]))
+
+    def forward(self, cfg, x, params):
+        from .kernels import pool
+        w = self.window(cfg, x.shape).as_2d()
+        fn = pool.maxpool2d if self.mode == "max" else pool.avgpool2d
+        y = fn(as_maps(x), w.kernel, w.stride, w.padding)
+        return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        w = self.window(cfg, x.shape).as_2d()
+        if self.mode == "max":
+            gx = grad.maxpool2d_backward(as_maps(x), as_maps(gy), w.kernel, w.stride, w.padding)
+        else:
+            gx = grad.avgpool2d_backward(as_maps(gy), as_maps(x).shape, w.kernel, w.stride, w.padding)
+        return gx.reshape(x.shape), {}
+
+
+# ---------------------------------------------------------------------------
+# Pointwise layers: shape unchanged, a 1x1 window.
+
+class BatchNorm(LayerType):
+    name, title, group = "batchnorm", "Batch norm", "Normalization"
+    help = "Per channel: subtract a running mean, divide by a running std, then scale and shift."
+    fields = (Field("eps", "float", 1e-5, positive=True, help="Added to the variance to avoid division by 0."),)
+    learnable = ("weight", "bias")
+
+    def summary(self, cfg):
+        return "batchnorm"
+
+    def param_shapes(self, cfg, in_shape):
+        c = (in_shape[0],)
+        return {"weight": c, "bias": c, "running_mean": c, "running_var": c}
+
+    def init_params(self, cfg, in_shape, rng):
+        c = in_shape[0]
+        one, zero = np.ones(c, np.float32), np.zeros(c, np.float32)
+        return {"weight": one, "bias": zero.copy(), "running_mean": zero.copy(), "running_var": one.copy()}
+
+    def forward(self, cfg, x, params):
+        from .kernels import norm
+        c = x.shape[0]
+        y = norm.batchnorm(x.reshape(c, -1), params["weight"], params["bias"],
+                           params["running_mean"], params["running_var"], cfg["eps"])
+        return y.reshape(x.shape)
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        c = x.shape[0]
+        gx, gw, gb = grad.batchnorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"],
+                                             params["running_mean"], params["running_var"], cfg["eps"])
+        return gx.reshape(x.shape), {"weight": gw, "bias": gb}
+
+
+class LayerNorm(LayerType):
+    name, title, group = "layernorm", "Layer norm", "Normalization"
+    help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
+    fields = (Field("eps", "float", 1e-5, positive=True, help="Added to the variance to avoid division by 0."),)
+    learnable = ("weight", "bias")
+
+    def summary(self, cfg):
+        return "layernorm"
+
+    def param_shapes(self, cfg, in_shape):
+        return {"weight": (in_shape[0],), "bias": (in_shape[0],)}
+
+    def init_params(self, cfg, in_shape, rng):
+        c = in_shape[0]
+        return {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
+
+    def forward(self, cfg, x, params):
+        from .kernels import norm
+        c = x.shape[0]
+        y = norm.layernorm(x.reshape(c, -1), params["weight"], params["bias"], cfg["eps"])
+        return y.reshape(x.shape)
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        c = x.shape[0]
+        gx, gw, gb = grad.layernorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"], cfg["eps"])
+        return gx.reshape(x.shape), {"weight": gw, "bias": gb}
+
+
+class LeakyReLU(LayerType):
+    group = "Activation"
+
+    def __init__(self, leaky: bool):
+        self.leaky = leaky
+        self.name = "leaky_relu" if leaky else "relu"
+        self.title = "LeakyReLU" if leaky else "ReLU"
+        self.help = ("Keeps positive values, scales negative ones by a small slope." if leaky
+                     else "Keeps positive values, sets negative ones to zero.")
+        self.fields = (Field("negative_slope", "float", 0.01, help="Factor applied to negative inputs."),) if leaky else ()
+
+    def slope(self, cfg) -> float:
+        return cfg["negative_slope"] if self.leaky else 0.0
+
+    def summary(self, cfg):
+        return f"leaky_relu {cfg['negative_slope']:g}" if self.leaky else "relu"
+
+    def forward(self, cfg, x, params):
+        from .kernels import pointwise
+        return pointwise.leaky_relu(x, self.slope(cfg))
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        return grad.leaky_relu_backward(x, gy, self.slope(cfg)), {}
+
+
+# ---------------------------------------------------------------------------
+# Flatten and linear: the end of the spatial part of a network.
+
+class Flatten(LayerType):
+    name, title, group = "flatten", "Flatten", "Dense"
+    help = "Stacks all channels and positions into one vector (C, H, W order) for linear layers."
+
+    def output_shape(self, cfg, in_shape, ctx):
+        return (math.prod(in_shape),)
+
+    def window(self, cfg, in_shape):
+        return None
+
+    def forward(self, cfg, x, params):
+        return x.reshape(-1)
+
+    def backward(self, cfg, x, y, gy, params):
+        return gy.reshape(x.shape), {}
+
+
+class Linear(LayerType):
+    name, title, group = "linear", "Linear", "Dense"
+    help = "Fully connected: every output is a weighted sum of every input feature (needs flatten first)."
+    fields = (
+        Field("out_features", "int", minimum=1, help="Number of outputs."),
+        Field("bias", "bool", True, help="Add a learned offset per output."),
+    )
+    learnable = ("weight", "bias")
+
+    def summary(self, cfg):
+        return f"linear {cfg['out_features']}"
+
+    def output_shape(self, cfg, in_shape, ctx):
+        if len(in_shape) != 1:
+            raise ctx.error(f"needs a flat input but gets {describe_shape(in_shape)}; "
+                            "add a flatten layer before it")
+        return (cfg["out_features"],)
+
+    def window(self, cfg, in_shape):
+        return None
+
+    def param_shapes(self, cfg, in_shape):
+        shapes = {"weight": (cfg["out_features"], in_shape[0])}
+        if cfg["bias"]:
+            shapes["bias"] = (cfg["out_features"],)
+        return shapes
+
+    def init_params(self, cfg, in_shape, rng):
+        return _uniform_init(self.param_shapes(cfg, in_shape), in_shape[0], rng)
+
+    def macs(self, cfg, in_shape, out_shape):
+        return in_shape[0] * cfg["out_features"]
+
+    def forward(self, cfg, x, params):
+        from .kernels import dense
+        return dense.linear(x, params["weight"], params.get("bias"))
+
+    def backward(self, cfg, x, y, gy, params):
+        from .kernels import grad
+        gx, gw, gb = grad.linear_backward(x, params["weight"], gy)
+        grads = {"weight": gw}
+        if "bias" in params:
+            grads["bias"] = gb
+        return gx, grads
+
+
+def _uniform_init(shapes: dict[str, Shape], fan_in: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    bound = 1.0 / math.sqrt(fan_in)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+LAYER_TYPES: dict[str, LayerType] = {t.name: t for t in (
+    Conv(1), Conv(2),
+    Pool(1, "max"), Pool(2, "max"), Pool(1, "avg"), Pool(2, "avg"),
+    BatchNorm(), LayerNorm(), LeakyReLU(False), LeakyReLU(True),
+    Flatten(), Linear(),
+)}
+
+
+def layer_type(raw, index: int | None) -> LayerType:
+    """The LayerType a raw layer dict names, or a NetworkError saying why not."""
+    ctx = FieldContext(index, None)
+    if not isinstance(raw, dict):
+        raise ctx.error(f"must be an object with a 'type', not {type(raw).__name__}")
+    name = raw.get("type")
+    if not isinstance(name, str) or name not in LAYER_TYPES:
+        known = ", ".join(LAYER_TYPES)
+        raise ctx.error(f"unknown layer type {name!r} (known: {known})", "type")
+    return LAYER_TYPES[name]

@@ -1,0 +1,1 @@
+"""Bundled data (sample images, icons, example networks); installed as cnnplay.resources."""
