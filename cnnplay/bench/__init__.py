@@ -1,0 +1,1 @@
+"""python -m cnnplay.bench: speed figures as ratios measured in one run."""
