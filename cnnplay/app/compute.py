@@ -1,0 +1,171 @@
+"""The one compute worker: every forward pass and receptive field runs here.
+
+Requests are immutable snapshots (the Network object and input array are
+never mutated once made). Per kind, only the newest pending request is kept;
+a forward pass in progress stops at the next layer boundary when a newer one
+arrives (what it computed stays in the cache). Results come back as Qt
+signals, queued to the GUI thread. `synchronous=True` runs requests in the
+caller's thread, for tests that need exact ordering.
+
+One thread only: numba's default threading layer is not safe for concurrent
+parallel calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from ..core.cache import Cancelled, ForwardCache
+from ..core.errors import NetworkError
+from ..core.network import Network
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    network: Network
+    x: np.ndarray
+    input_token: object
+    kind = "forward"
+
+
+@dataclass(frozen=True)
+class FieldRequest:
+    """The receptive field of one unit, on the input and on every earlier map."""
+
+    network: Network
+    x: np.ndarray
+    input_token: object
+    layer: int
+    unit: tuple
+    effective: bool = False
+    kind = "field"
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    request: ForwardRequest
+    outputs: list
+    first_recomputed: int  # layers before it came from the cache
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    request: FieldRequest
+    on_input: object  # the core's receptive-field object for the input
+    on_maps: dict = field(default_factory=dict)  # layer k -> field on layer k's output (k < layer)
+    effective: np.ndarray | None = None  # |d unit / d input| summed over channels
+    seconds: float = 0.0
+
+
+class ComputeWorker(QObject):
+    forward_done = Signal(object)  # ForwardResult
+    field_done = Signal(object)  # FieldResult
+    failed = Signal(object, str)  # request, message for the user
+    busy = Signal(str)  # what is being computed now; "" when idle
+
+    def __init__(self, synchronous: bool = False, parent: QObject | None = None):
+        super().__init__(parent)
+        self.synchronous = synchronous
+        self._cache = ForwardCache()
+        self._pending: dict[str, object] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._running = False
+        self._thread = None
+        if not synchronous:
+            self._thread = threading.Thread(target=self._loop, name="cnnplay-compute", daemon=True)
+            self._thread.start()
+
+    # -- called from the GUI thread ---------------------------------------------
+    def submit(self, request) -> None:
+        """Queue a request; it replaces any pending request of the same kind."""
+        if self.synchronous:
+            self._run(request)
+            return
+        with self._cond:
+            self._pending[request.kind] = request
+            self._cond.notify()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._pending.clear()
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._pending and not self._running
+
+    # -- the worker thread ------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                # Forward passes first: a field request may need their outputs.
+                kind = "forward" if "forward" in self._pending else next(iter(self._pending))
+                request = self._pending.pop(kind)
+                self._running = True
+            try:
+                self._run(request)
+            finally:
+                with self._cond:
+                    self._running = False
+                    idle = not self._pending
+                if idle:
+                    self.busy.emit("")
+
+    def _newer_forward_waiting(self) -> bool:
+        return not self.synchronous and ("forward" in self._pending or self._stopping)
+
+    def _run(self, request) -> None:
+        try:
+            if request.kind == "forward":
+                self._forward(request)
+            else:
+                self._field(request)
+        except Cancelled:
+            pass
+        except NetworkError as e:
+            self.failed.emit(request, str(e))
+        except MemoryError:
+            self.failed.emit(request, "out of memory while computing; try a smaller input or network")
+        except Exception as e:  # a bug: log it, tell the user, keep running
+            log.error("compute failed:\n%s", traceback.format_exc())
+            self.failed.emit(request, f"internal error while computing ({type(e).__name__}: {e}); "
+                                      "details are in the log file")
+
+    def _forward(self, request: ForwardRequest) -> None:
+        net = request.network
+        start_at = self._cache.reusable(net, request.input_token)
+        if start_at < len(net):
+            self.busy.emit(f"computing layers {start_at}-{len(net) - 1}")
+        t0 = time.perf_counter()
+        outputs, first = self._cache.run(net, request.x, request.input_token, self._newer_forward_waiting)
+        self.forward_done.emit(ForwardResult(request, outputs, first, time.perf_counter() - t0))
+
+    def _field(self, request: FieldRequest) -> None:
+        net = request.network
+        self.busy.emit(f"receptive field of layer {request.layer} unit {request.unit}")
+        t0 = time.perf_counter()
+        on_input = net.receptive_field(request.layer, request.unit)
+        on_maps = {k: net.receptive_field(request.layer, request.unit, onto=k) for k in range(request.layer)}
+        effective = None
+        if request.effective:
+            outputs, _ = self._cache.run(net, request.x, request.input_token)
+            effective = net.effective_receptive_field(request.x, request.layer, request.unit, outputs=outputs)
+        self.field_done.emit(FieldResult(request, on_input, on_maps, effective, time.perf_counter() - t0))

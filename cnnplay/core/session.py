@@ -1,0 +1,309 @@
+"""The session: the one model every view observes (Qt-free).
+
+It holds the network description (`spec`, which may contain an invalid layer
+the user is still editing), the Network built from its valid prefix, the
+input, the selection and the view settings. Views write through its methods
+and listen to its signals; they keep no state of their own that it lacks.
+
+Every edit replaces state rather than mutating it, so a `State` snapshot is a
+complete, cheap undo point (the app wraps edits in QUndoCommands that swap
+snapshots).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import NetworkError
+from .events import Signal
+from .network import Network
+
+Unit = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything an undo step restores."""
+
+    spec: dict
+    network: Network
+    input_array: np.ndarray
+    input_source: dict
+    input_notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Selection:
+    layer_id: object = None  # the layer selected in the stack
+    unit_layer_id: object = None  # the layer of the selected neuron
+    unit: Unit | None = None
+
+
+DEFAULT_VIEW = {
+    "levels": "layer",  # "layer": one colour scale per layer; "channel": one per channel
+    "show_effective": False,  # effective (gradient) receptive field overlay
+}
+
+
+class Session:
+    def __init__(self, spec: dict, input_array: np.ndarray, input_source: dict | None = None,
+                 seed: int = 0, network: Network | None = None):
+        self.network_changed = Signal()  # description or parameters changed
+        self.input_changed = Signal()
+        self.selection_changed = Signal()
+        self.view_changed = Signal()
+        self.seed = seed
+        self.view = dict(DEFAULT_VIEW)
+        self.selection = Selection()
+        self._ids = itertools.count(1)
+        x = _as_input(input_array)
+        spec = self._with_ids(dict(spec, input=list(x.shape)))
+        net = Network.from_dict(spec, seed=seed, partial=True, reuse=network)
+        self._state = State(spec, net, x, dict(input_source or {}))
+        self.input_token = 0  # changes whenever the input array changes
+
+    # -- reading --------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def spec(self) -> dict:
+        """A copy of the full description, including layers after an invalid one."""
+        return copy.deepcopy(self._state.spec)
+
+    @property
+    def network(self) -> Network:
+        return self._state.network
+
+    @property
+    def error(self) -> NetworkError | None:
+        return self._state.network.error
+
+    @property
+    def layers(self) -> list[dict]:
+        return copy.deepcopy(self._state.spec["layers"])
+
+    @property
+    def input_array(self) -> np.ndarray:
+        return self._state.input_array
+
+    @property
+    def input_source(self) -> dict:
+        return dict(self._state.input_source)
+
+    @property
+    def input_notes(self) -> tuple[str, ...]:
+        return self._state.input_notes
+
+    def index_of(self, layer_id) -> int | None:
+        for i, layer in enumerate(self._state.spec["layers"]):
+            if layer.get("id") == layer_id:
+                return i
+        return None
+
+    def layer_id(self, index: int):
+        return self._state.spec["layers"][index].get("id")
+
+    # -- edits ----------------------------------------------------------------
+    def restore(self, state: State) -> None:
+        """Go back (or forward) to a snapshot; the undo stack calls this."""
+        input_changed = state.input_array is not self._state.input_array
+        self._state = state
+        if input_changed:
+            self.input_token += 1
+        self._after_change(input_changed)
+
+    def set_spec(self, spec: dict) -> None:
+        """Replace the description; parameters of layers that keep their id and shapes stay.
+        Raises NetworkError only when the input part itself is invalid."""
+        spec = self._with_ids(copy.deepcopy(spec))
+        spec["input"] = list(self._state.input_array.shape)
+        net = Network.from_dict(spec, seed=self.seed, partial=True, reuse=self._state.network)
+        self._replace(spec=spec, network=net)
+
+    def replace(self, network: Network, input_array: np.ndarray | None = None,
+                input_source: dict | None = None, spec: dict | None = None) -> None:
+        """Take a whole network (e.g. from a file) and optionally a new input."""
+        x = self._state.input_array if input_array is None else _as_input(input_array)
+        spec = self._with_ids(copy.deepcopy(spec if spec is not None else network.to_dict()))
+        spec["input"] = list(x.shape)
+        net = Network.from_dict(spec, seed=network.seed, partial=True, reuse=network)
+        changes = {"spec": spec, "network": net}
+        if input_array is not None:
+            changes.update(input_array=x, input_source=dict(input_source or {}), input_notes=())
+        self._replace(**changes)
+
+    def insert_layer(self, index: int, layer: dict) -> object:
+        """Insert a layer dict at `index` (0..len); returns its id."""
+        layers = self.layers
+        index = max(0, min(index, len(layers)))
+        layer = dict(layer)
+        layer["id"] = self._new_id()
+        layers.insert(index, layer)
+        self.set_spec(dict(self._state.spec, layers=layers))
+        return layer["id"]
+
+    def remove_layer(self, index: int) -> None:
+        layers = self.layers
+        del layers[index]
+        self.set_spec(dict(self._state.spec, layers=layers))
+
+    def move_layer(self, src: int, dst: int) -> None:
+        """Move the layer at `src` so that it ends up at index `dst`."""
+        layers = self.layers
+        layer = layers.pop(src)
+        layers.insert(max(0, min(dst, len(layers))), layer)
+        self.set_spec(dict(self._state.spec, layers=layers))
+
+    def duplicate_layer(self, index: int) -> object:
+        layer = self.layers[index]
+        layer.pop("id", None)
+        return self.insert_layer(index + 1, layer)
+
+    def update_layer(self, index: int, **fields) -> None:
+        """Set fields of layer `index` (raw values; an invalid one marks the layer invalid).
+        A value of None removes the field so that its default applies."""
+        layers = self.layers
+        for name, value in fields.items():
+            if value is None:
+                layers[index].pop(name, None)
+            else:
+                layers[index][name] = value
+        self.set_spec(dict(self._state.spec, layers=layers))
+
+    def set_layer_params(self, index: int, **arrays) -> None:
+        """New parameter values for a valid layer (shapes must match)."""
+        old = self._state.network
+        net = Network.from_dict(self._state.spec, seed=self.seed, partial=True, reuse=old)
+        net.set_params(index, **arrays)
+        self._replace(network=net)
+
+    def set_input(self, array: np.ndarray, source: dict, notes=()) -> None:
+        """A new input; the network's input shape (and the first layer's channels) follow it."""
+        x = _as_input(array)
+        spec = copy.deepcopy(self._state.spec)
+        spec["input"] = list(x.shape)
+        net = Network.from_dict(spec, seed=self.seed, partial=True, reuse=self._state.network)
+        self._replace(spec=spec, network=net, input_array=x, input_source=dict(source),
+                      input_notes=tuple(notes))
+
+    # -- selection and view ------------------------------------------------------
+    def select_layer(self, index: int | None) -> None:
+        lid = None if index is None else self.layer_id(index)
+        if lid != self.selection.layer_id:
+            self.selection.layer_id = lid
+            self.selection_changed.emit()
+
+    @property
+    def selected_layer(self) -> int | None:
+        return None if self.selection.layer_id is None else self.index_of(self.selection.layer_id)
+
+    def select_unit(self, layer: int | None, unit: Unit | None = None) -> None:
+        """Select a neuron: `unit` indexes layer `layer`'s output fully, e.g. (c, y, x)."""
+        if layer is None or unit is None:
+            new = (None, None)
+        else:
+            unit = tuple(int(u) for u in unit)
+            if not self._unit_exists(layer, unit):
+                raise NetworkError(f"unit {unit} is outside layer {layer}'s output "
+                                   f"{self.network.output_shapes[layer] if layer < len(self.network) else ''}")
+            new = (self.layer_id(layer), unit)
+        if new != (self.selection.unit_layer_id, self.selection.unit):
+            self.selection.unit_layer_id, self.selection.unit = new
+            self.selection_changed.emit()
+
+    @property
+    def selected_unit(self) -> tuple[int, Unit] | None:
+        """(layer index, unit) of the selected neuron, if it still exists."""
+        if self.selection.unit is None:
+            return None
+        layer = self.index_of(self.selection.unit_layer_id)
+        if layer is None or not self._unit_exists(layer, self.selection.unit):
+            return None
+        return layer, self.selection.unit
+
+    def set_view(self, **settings) -> None:
+        changed = {k: v for k, v in settings.items() if self.view.get(k) != v}
+        if changed:
+            self.view.update(changed)
+            self.view_changed.emit()
+
+    # -- persistence helpers ------------------------------------------------------
+    def extra(self) -> dict:
+        """What an autosave stores beside the network: full spec, input, view, selection."""
+        sel = self.selected_unit
+        return {
+            "spec": self.spec,
+            "input_source": self.input_source,
+            "view": dict(self.view),
+            "selected_layer": self.selected_layer,
+            "selected_unit": None if sel is None else [sel[0], list(sel[1])],
+        }
+
+    # -- internals ----------------------------------------------------------------
+    def _replace(self, **changes) -> None:
+        old = self._state
+        new = replace(old, **changes)
+        input_changed = new.input_array is not old.input_array
+        self._state = new
+        if input_changed:
+            self.input_token += 1
+        self._after_change(input_changed)
+
+    def _after_change(self, input_changed: bool) -> None:
+        if input_changed:
+            self.input_changed.emit()
+        self.network_changed.emit()
+        sel = self.selection
+        if sel.layer_id is not None and self.index_of(sel.layer_id) is None:
+            sel.layer_id = None
+            self.selection_changed.emit()
+        elif sel.unit is not None:
+            self.selection_changed.emit()  # the field of the selected unit may have changed
+
+    def _unit_exists(self, layer: int, unit: Unit) -> bool:
+        net = self.network
+        if not 0 <= layer < len(net):
+            return False
+        shape = net.output_shapes[layer]
+        return len(unit) == len(shape) and all(0 <= u < n for u, n in zip(unit, shape))
+
+    def _new_id(self) -> str:
+        used = {layer.get("id") for layer in self._state.spec["layers"]} if hasattr(self, "_state") else set()
+        while True:
+            lid = f"L{next(self._ids)}"
+            if lid not in used:
+                return lid
+
+    def _with_ids(self, spec: dict) -> dict:
+        """Give every layer a unique id (ids carry parameters across edits)."""
+        layers = spec.get("layers", [])
+        if not isinstance(layers, list):
+            return spec
+        seen = set()
+        for layer in layers:
+            if isinstance(layer, dict):
+                if layer.get("id") is None or layer.get("id") in seen or not isinstance(layer.get("id"), str):
+                    layer["id"] = self._new_id_avoiding(seen, layers)
+                seen.add(layer["id"])
+        return spec
+
+    def _new_id_avoiding(self, seen: set, layers: list) -> str:
+        taken = seen | {layer.get("id") for layer in layers if isinstance(layer, dict)}
+        while True:
+            lid = f"L{next(self._ids)}"
+            if lid not in taken:
+                return lid
+
+
+def _as_input(array) -> np.ndarray:
+    x = np.ascontiguousarray(array, dtype=np.float32)
+    if x.ndim not in (2, 3) or 0 in x.shape:
+        raise NetworkError(f"an input must be (C, H, W) or (C, L) and non-empty, not {x.shape}", field="input")
+    x.flags.writeable = False
+    return x
