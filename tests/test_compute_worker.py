@@ -1,0 +1,66 @@
+"""The single compute worker: runs off the GUI thread, newest request wins, cancels stale work."""
+
+import threading
+import time
+
+import numpy as np
+
+from cnnplay import Network
+from cnnplay.app.compute import ComputeWorker, ForwardRequest
+
+SPEC = {"input": [1, 8, 8], "layers": [{"type": "relu"}] * 6}
+
+
+def patch_slow_forward(monkeypatch, seconds=0.02):
+    """Each layer takes `seconds` and records the thread and input it ran on."""
+    record = []
+
+    def slow(net, i, x):
+        record.append((threading.get_ident(), i))
+        time.sleep(seconds)  # stands in for a heavy layer
+        return np.asarray(x) + 1
+
+    monkeypatch.setattr(Network, "layer_forward", slow)
+    return record
+
+
+def test_forward_runs_on_the_worker_thread(qtbot, monkeypatch):
+    record = patch_slow_forward(monkeypatch, 0)
+    worker = ComputeWorker()
+    try:
+        net = Network.from_dict(SPEC)
+        x = np.zeros((1, 8, 8), np.float32)
+        with qtbot.waitSignal(worker.forward_done, timeout=5000) as blocker:
+            worker.submit(ForwardRequest(net, x, 1))
+        result = blocker.args[0]
+        assert [o[0, 0, 0] for o in result.outputs] == [1, 2, 3, 4, 5, 6]
+        assert {tid for tid, _ in record} == {worker._thread.ident} != {threading.get_ident()}
+    finally:
+        worker.shutdown()
+
+
+def test_newest_request_wins_and_stale_passes_stop_early(qtbot, monkeypatch):
+    record = patch_slow_forward(monkeypatch, 0.02)
+    worker = ComputeWorker()
+    results = []
+    worker.forward_done.connect(results.append)
+    try:
+        x = np.zeros((1, 8, 8), np.float32)
+        for token in range(10):  # ten inputs in quick succession
+            worker.submit(ForwardRequest(Network.from_dict(SPEC), x + token, token))
+        qtbot.waitUntil(lambda: bool(results) and results[-1].request.input_token == 9, timeout=5000)
+        qtbot.waitUntil(worker.idle, timeout=5000)
+        # The last one is complete and correct; the ones superseded never finished.
+        assert results[-1].outputs[-1][0, 0, 0] == 9 + 6
+        assert all(r.request.input_token in (0, 9) for r in results)
+        assert len(record) < 10 * 6 / 2  # most stale work was skipped
+    finally:
+        worker.shutdown()
+
+
+def test_errors_come_back_as_messages(qtbot):
+    worker = ComputeWorker(synchronous=True)
+    net = Network.from_dict({"input": [1, 4, 4], "layers": []})
+    with qtbot.waitSignal(worker.failed, timeout=1000) as blocker:
+        worker.submit(ForwardRequest(net, np.zeros((2, 4, 4), np.float32), 0))
+    assert "the input is (2, 4, 4) but the network expects (1, 4, 4)" in blocker.args[1]
