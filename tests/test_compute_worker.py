@@ -64,3 +64,30 @@ def test_errors_come_back_as_messages(qtbot):
     with qtbot.waitSignal(worker.failed, timeout=1000) as blocker:
         worker.submit(ForwardRequest(net, np.zeros((2, 4, 4), np.float32), 0))
     assert "the input is (2, 4, 4) but the network expects (1, 4, 4)" in blocker.args[1]
+
+
+def test_controller_receives_results_on_the_gui_thread(qtbot, monkeypatch):
+    from cnnplay.app.controller import ComputeController
+    from cnnplay.core.session import Session
+
+    patch_slow_forward(monkeypatch, 0)
+    seen = []
+    original = ComputeController._on_forward
+
+    def spy(self, result):
+        seen.append(threading.get_ident())
+        original(self, result)
+
+    monkeypatch.setattr(ComputeController, "_on_forward", spy)
+    session = Session(SPEC, np.zeros((1, 8, 8), np.float32))
+    worker = ComputeWorker()
+    try:
+        controller = ComputeController(session, worker)
+        qtbot.waitUntil(controller.forward_is_current, timeout=5000)
+        assert seen and set(seen) == {threading.get_ident()}
+        session.update_layer(5, type="leaky_relu")
+        assert not controller.forward_is_current()  # stale until the worker answers
+        qtbot.waitUntil(controller.forward_is_current, timeout=5000)
+        assert len(controller.forward.outputs) == 6
+    finally:
+        worker.shutdown()
