@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import NetworkError
+from .errors import NetworkError, short_repr
+
+MAX_INT = 2**31 - 1  # no size, count or stride above this (the kernels take C ints)
 
 REQUIRED = object()
 
@@ -49,12 +51,15 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
     """Return the clean value of `field`, or raise NetworkError naming it."""
     if field.kind == "bool":
         if not isinstance(value, bool):
-            raise ctx.error(f"must be true or false, not {value!r}", field.name)
+            raise ctx.error(f"must be true or false, not {short_repr(value)}", field.name)
         return value
     if field.kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(f"must be a number, not {value!r}", field.name)
-        value = float(value)
+            raise ctx.error(f"must be a number, not {short_repr(value)}", field.name)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ctx.error(f"must be finite, not {short_repr(value)}", field.name) from None
         if not math.isfinite(value):
             raise ctx.error(f"must be finite, not {value}", field.name)
         if field.positive and value <= 0:
@@ -68,17 +73,20 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
         if isinstance(value, (list, tuple)):
             if len(value) != dims:
                 axes = "[h, w]" if dims == 2 else "one value"
-                raise ctx.error(f"needs {axes} for a {dims}D layer, not {list(value)!r}", field.name)
+                raise ctx.error(f"needs {axes} for a {dims}D layer, not {short_repr(list(value))}", field.name)
             return tuple(_check_int(field, v, ctx) for v in value)
-        raise ctx.error(f"must be an integer or a list of {dims} integers, not {value!r}", field.name)
+        raise ctx.error(f"must be an integer or a list of {dims} integers, not {short_repr(value)}",
+                        field.name)
     raise AssertionError(f"unknown field kind {field.kind}")
 
 
 def _check_int(field: Field, value, ctx: FieldContext) -> int:
     if not _is_int(value):
-        raise ctx.error(f"must be an integer, not {value!r}", field.name)
+        raise ctx.error(f"must be an integer, not {short_repr(value)}", field.name)
     if field.minimum is not None and value < field.minimum:
-        raise ctx.error(f"must be at least {field.minimum:g}, not {value}", field.name)
+        raise ctx.error(f"must be at least {field.minimum:g}, not {short_repr(value)}", field.name)
+    if value > MAX_INT:
+        raise ctx.error(f"must be at most {MAX_INT}, not {short_repr(value)}", field.name)
     return value
 
 

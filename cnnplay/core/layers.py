@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import short_repr
 from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, format_size
 
 Shape = tuple[int, ...]
@@ -79,7 +80,8 @@ class LayerType:
         for key in raw:
             if key not in known:
                 names = ", ".join(f.name for f in self.fields) or "none"
-                raise ctx.error(f"unknown field '{key}' (fields of {self.name}: {names})", str(key))
+                key = key if isinstance(key, str) else short_repr(key)
+                raise ctx.error(f"unknown field {short_repr(key)} (fields of {self.name}: {names})", key[:60])
         cfg = {}
         dims = self.dims or 1
         for f in self.fields:
@@ -477,5 +479,5 @@ def layer_type(raw, index: int | None) -> LayerType:
     name = raw.get("type")
     if not isinstance(name, str) or name not in LAYER_TYPES:
         known = ", ".join(LAYER_TYPES)
-        raise ctx.error(f"unknown layer type {name!r} (known: {known})", "type")
+        raise ctx.error(f"unknown layer type {short_repr(name)} (known: {known})", "type")
     return LAYER_TYPES[name]

@@ -6,6 +6,7 @@ import os
 import re
 
 DEFAULT_FRACTION = 0.5  # of the memory available when the network is built
+DEFAULT_CEILING = 2 << 30  # the default never exceeds this: a playground network needs far less
 _FALLBACK_AVAILABLE = 4 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _limit_override: int | None = None
@@ -38,7 +39,9 @@ def set_limit(limit: int | None) -> None:
 
 
 def limit_bytes() -> int:
-    """The budget: set_limit(), else $CNNPLAY_MEMORY_LIMIT, else half the available memory."""
+    """The budget: set_limit(), else $CNNPLAY_MEMORY_LIMIT, else half the available
+    memory but at most DEFAULT_CEILING (so a 10**9-parameter layer is refused
+    even on a big machine; raise it with set_limit or the variable)."""
     if _limit_override is not None:
         return _limit_override
     env = os.environ.get("CNNPLAY_MEMORY_LIMIT")
@@ -47,7 +50,7 @@ def limit_bytes() -> int:
             return parse_bytes(env)
         except ValueError:
             pass
-    return int(available_bytes() * DEFAULT_FRACTION)
+    return min(int(available_bytes() * DEFAULT_FRACTION), DEFAULT_CEILING)
 
 
 def format_bytes(n: float) -> str:

@@ -9,8 +9,8 @@ import math
 import numpy as np
 
 from . import memory
-from .errors import NetworkError
-from .fields import FieldContext
+from .errors import NetworkError, short_repr
+from .fields import MAX_INT, FieldContext
 from .layers import LayerType, Shape, Window, describe_shape, layer_type
 
 _versions = itertools.count(1)
@@ -20,10 +20,11 @@ FLOAT_BYTES = 4
 def check_input_shape(raw) -> Shape:
     """[C, H, W] or [C, L] of positive ints."""
     if not isinstance(raw, (list, tuple)) or len(raw) not in (2, 3):
-        raise NetworkError(f"'input' must be [C, H, W] or [C, L], not {raw!r}", field="input")
+        raise NetworkError(f"'input' must be [C, H, W] or [C, L], not {short_repr(raw)}", field="input")
     for v in raw:
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise NetworkError(f"'input' sizes must be positive integers, not {raw!r}", field="input")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_INT:
+            raise NetworkError(f"'input' sizes must be integers from 1 to {MAX_INT}, not {short_repr(raw)}",
+                               field="input")
     return tuple(raw)
 
 
@@ -75,6 +76,9 @@ class Network:
         old = _ReusableParams(reuse)
         budget = memory.limit_bytes()
         used = math.prod(input_shape) * FLOAT_BYTES
+        if used > budget:
+            raise NetworkError(f"an input of {'x'.join(map(str, input_shape))} needs {memory.format_bytes(used)}, "
+                               f"above the memory limit of {memory.format_bytes(budget)}", field="input")
         shape, error = input_shape, None
         for i, raw in enumerate(raw_layers):
             try:
@@ -82,6 +86,8 @@ class Network:
                 cfg = t.normalize(raw, i)
                 layer_id = raw.get("id")
                 ctx = FieldContext(i, t.name)
+                if layer_id is not None and (not isinstance(layer_id, (str, int)) or isinstance(layer_id, bool)):
+                    raise ctx.error(f"must be a string or an integer, not {short_repr(layer_id)}", "id")
                 out = t.output_shape(cfg, shape, ctx)
                 pshapes = t.param_shapes(cfg, shape)
                 used += (math.prod(out) + sum(math.prod(s) for s in pshapes.values())) * FLOAT_BYTES
