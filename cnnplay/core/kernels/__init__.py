@@ -5,4 +5,25 @@ functions compute. All arrays are float32 and C-contiguous; spatial kernels take
 Forward (one module each): conv.conv2d, pool.maxpool2d / pool.avgpool2d,
 norm.batchnorm / norm.layernorm (on (C, N) views), pointwise.leaky_relu,
 dense.linear. Backward (vector-Jacobian products): grad.*_backward.
+
+The compiled-kernel cache lives in the platform's cache folder (set here, before
+numba is first imported, unless NUMBA_CACHE_DIR is already set), so caching
+works when the package is installed read-only.
 """
+
+import os
+import sys
+
+
+def platform_cache_dir() -> str:
+    """The per-user cache folder of this platform (no Qt needed)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(os.path.expanduser("~"), "Library", "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return base
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(platform_cache_dir(), "cnnplay", "numba"))

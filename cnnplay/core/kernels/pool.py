@@ -1,0 +1,82 @@
+"""Max and average pooling (2D; a 1D signal is a map of height 1).
+
+One kernel serves both: a job is one output row of one channel; for every tap
+(ky, kx) the valid output columns are computed once, so the inner loop is a
+plain (for stride 1 contiguous) loop over output x with no padding branches.
+Max pooling pads with -inf; average pooling counts padded zeros (PyTorch's
+count_include_pad=True): the sum is always divided by kh*kw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+@njit(cache=True, parallel=True)
+def _pool(x, kh, kw, sh, sw, ph, pw, avg, y):
+    c_n, h, w = x.shape
+    _, ho, wo = y.shape
+    scale = np.float32(1.0 / (kh * kw))
+    for job in prange(c_n * ho):
+        c = job // ho
+        oy = job - c * ho
+        out = y[c, oy]
+        fill = np.float32(0.0) if avg else np.float32(-np.inf)
+        for j in range(wo):
+            out[j] = fill
+        for ky in range(kh):
+            yy = oy * sh + ky - ph
+            if yy < 0 or yy >= h:
+                continue
+            xr = x[c, yy]
+            for kx in range(kw):
+                # output columns j with j*sw + kx - pw in [0, w)
+                j0 = max(0, (pw - kx + sw - 1) // sw)
+                j1 = min(wo, (w + pw - kx + sw - 1) // sw)
+                if j1 <= j0:
+                    continue
+                o = out[j0:j1]
+                s = xr[j0 * sw + kx - pw::sw]
+                if avg:
+                    for j in range(j1 - j0):
+                        o[j] += s[j]
+                else:
+                    for j in range(j1 - j0):
+                        v = s[j]
+                        if v > o[j]:
+                            o[j] = v
+        if avg:
+            for j in range(wo):
+                out[j] *= scale
+
+
+def _run(x, kernel, stride, padding, avg):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"pool2d: expected a (C, H, W) map, got shape {x.shape}")
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
+    ho = (x.shape[1] + 2 * ph - kh) // sh + 1
+    wo = (x.shape[2] + 2 * pw - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
+    y = np.empty((x.shape[0], ho, wo), np.float32)
+    _pool(x, kh, kw, sh, sw, ph, pw, avg, y)
+    return y
+
+
+def maxpool2d(x, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """PyTorch MaxPool2d (batch 1, -inf padding): x (C, H, W) -> (C, Ho, Wo)."""
+    return _run(x, kernel, stride, padding, False)
+
+
+def avgpool2d(x, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """PyTorch AvgPool2d with count_include_pad=True: x (C, H, W) -> (C, Ho, Wo)."""
+    return _run(x, kernel, stride, padding, True)
