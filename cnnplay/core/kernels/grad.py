@@ -1,0 +1,566 @@
+"""Backward kernels: the vector-Jacobian product of every layer type.
+
+Each public `*_backward` takes the layer's forward input (or its shape), the
+gradient `gy` of some scalar with respect to the layer's output, and returns
+the gradient with respect to the input and, for layers with parameters, with
+respect to those parameters. Semantics follow PyTorch (batch 1, float32):
+
+- conv2d_backward(x, w, gy, stride, padding, dilation) -> (gx, gw, gb)
+- maxpool2d_backward(x, gy, kernel, stride, padding) -> gx: each output's
+  gradient goes to its window's argmax; ties go to the first maximum in scan
+  order (row by row), padding is -inf and never wins, NaN wins like PyTorch.
+- avgpool2d_backward(gy, x_shape, kernel, stride, padding) -> gx, with
+  count_include_pad=True (every window divides by kh*kw).
+- batchnorm_backward(x2, gy2, weight, mean, var, eps) -> (gx, gw, gb), the
+  inference form: running statistics are constants. x2, gy2 are (C, N) views.
+- layernorm_backward(x2, gy2, weight, eps) -> (gx, gw, gb): normalization over
+  C at each of the N positions (statistics depend on x, so they are
+  differentiated through).
+- leaky_relu_backward(x, gy, slope) -> gx: gy where x > 0, slope*gy elsewhere
+  (x == 0 takes the negative side, like PyTorch); slope 0 gives exact zeros.
+- linear_backward(x, w, gy) -> (gx, gw, gb).
+
+Maps are (C, H, W); a 1D signal is a map of height 1. Public wrappers check
+shapes and convert to C-contiguous float32; the private @njit(cache=True)
+functions compute.
+
+The convolution uses the same reduction as the forward kernel (see conv.py):
+the zero-padded input is split by stride phase so that every kernel tap reads
+a contiguous run of a flat source on the "full grid" of Ho x Wq positions.
+Per chunk of positions, the taps' runs are gathered into a K x n block; then
+gw += gy_chunk @ block.T and the input gradient block Wt @ gy_chunk is
+scattered back along the same runs (both with BLAS), and finally the phase
+images are stitched back into the input's layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_FM = {"contract"}
+
+
+def _pair(v, what: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        v = (v, v)
+    try:
+        a, b = v
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an int or a pair, not {v!r}") from None
+    return int(a), int(b)
+
+
+def _f32(a, name: str, ndim: int | None = None) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not shape {a.shape}")
+    return a
+
+
+def _window_out(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+# ---------------------------------------------------------------------------
+# Convolution
+
+@njit(cache=True, parallel=True)
+def _phase_source(x, sh, sw, ph, pw, hq, wq, out):
+    """out (phases*Ci, length): zero-padded x split by stride phase, each phase
+    image (hq, wq) flattened at the start of its row; the rest of a row is 0."""
+    ci, h, w = x.shape
+    nph = sh * sw
+    for job in prange(nph * ci):
+        p = job // ci
+        c = job - p * ci
+        py = p // sw
+        px = p - py * sw
+        row = out[job]
+        row[:] = 0.0
+        for i in range(hq):
+            yy = i * sh + py - ph
+            if yy < 0 or yy >= h:
+                continue
+            for j in range(wq):
+                xx = j * sw + px - pw
+                if 0 <= xx < w:
+                    row[i * wq + j] = x[c, yy, xx]
+
+
+@njit(cache=True, parallel=True)
+def _phase_unsplit(gsrc, sh, sw, ph, pw, wq, gx):
+    """gx[c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw)."""
+    ci, h, w = gx.shape
+    for c in prange(ci):
+        for yy in range(h):
+            yp = yy + ph
+            i = yp // sh
+            py = yp - i * sh
+            for xx in range(w):
+                xp = xx + pw
+                j = xp // sw
+                px = xp - j * sw
+                gx[c, yy, xx] = gsrc[(py * sw + px) * ci + c, i * wq + j]
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _grad_input_direct(gflat, pair_start, pair_off, wt, ci, nchunk, length, gsrc):
+    """gsrc[p*ci + c, m] = sum over phase p's (tap, co) pairs q of
+    wt[q, c] * gflat[pair_off[q] + m], for m in [0, length).
+
+    Parallel over (phase, block of 4 input channels, chunk of m); 4 pairs x 4
+    channels per pass over an L1-sized accumulator, unit-stride inner loops."""
+    nph = pair_start.shape[0] - 1
+    nblk = (ci + 3) // 4
+    nch = (length + nchunk - 1) // nchunk
+    for job in prange(nph * nblk * nch):
+        p = job // (nblk * nch)
+        rest = job - p * nblk * nch
+        b = rest // nch
+        c0 = b * 4
+        m0 = (rest - b * nch) * nchunk
+        nc = min(nchunk, length - m0)
+        acc = np.zeros((4, nchunk), np.float32)
+        a0 = acc[0, :nc]
+        a1 = acc[1, :nc]
+        a2 = acc[2, :nc]
+        a3 = acc[3, :nc]
+        q0 = pair_start[p]
+        q1 = pair_start[p + 1]
+        q4 = q1 - (q1 - q0) % 4
+        for q in range(q0, q4, 4):
+            s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
+            s1 = gflat[pair_off[q + 1] + m0:pair_off[q + 1] + m0 + nc]
+            s2 = gflat[pair_off[q + 2] + m0:pair_off[q + 2] + m0 + nc]
+            s3 = gflat[pair_off[q + 3] + m0:pair_off[q + 3] + m0 + nc]
+            w00 = wt[q, c0]
+            w01 = wt[q, c0 + 1]
+            w02 = wt[q, c0 + 2]
+            w03 = wt[q, c0 + 3]
+            w10 = wt[q + 1, c0]
+            w11 = wt[q + 1, c0 + 1]
+            w12 = wt[q + 1, c0 + 2]
+            w13 = wt[q + 1, c0 + 3]
+            w20 = wt[q + 2, c0]
+            w21 = wt[q + 2, c0 + 1]
+            w22 = wt[q + 2, c0 + 2]
+            w23 = wt[q + 2, c0 + 3]
+            w30 = wt[q + 3, c0]
+            w31 = wt[q + 3, c0 + 1]
+            w32 = wt[q + 3, c0 + 2]
+            w33 = wt[q + 3, c0 + 3]
+            for j in range(nc):
+                v0 = s0[j]
+                v1 = s1[j]
+                v2 = s2[j]
+                v3 = s3[j]
+                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
+                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
+                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
+                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
+        for q in range(q4, q1):
+            s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
+            w00 = wt[q, c0]
+            w01 = wt[q, c0 + 1]
+            w02 = wt[q, c0 + 2]
+            w03 = wt[q, c0 + 3]
+            for j in range(nc):
+                v0 = s0[j]
+                a0[j] += w00 * v0
+                a1[j] += w01 * v0
+                a2[j] += w02 * v0
+                a3[j] += w03 * v0
+        for c in range(min(4, ci - c0)):
+            d = gsrc[p * ci + c0 + c, m0:m0 + nc]
+            a = acc[c, :nc]
+            for j in range(nc):
+                d[j] = a[j]
+
+
+@njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
+def _grad_weight(gyf, src, row_of, off, nchunk, gw):
+    """gw[co, k] = sum_n gyf[co, n] * src[row_of[k], off[k] + n] (zeros of gyf
+    mask the discarded full-grid columns). Parallel over pairs of taps; the
+    positions run in chunks so the gradient rows stay in cache."""
+    co_n, n = gyf.shape
+    kk = off.shape[0]
+    npair = (kk + 1) // 2
+    nch = (n + nchunk - 1) // nchunk
+    for job in prange(npair):
+        k0 = 2 * job
+        k1 = min(k0 + 1, kk - 1)
+        r0 = src[row_of[k0], off[k0]:off[k0] + n]
+        r1 = src[row_of[k1], off[k1]:off[k1] + n]
+        acc = np.zeros((co_n + 3, 2), np.float64)
+        for ch in range(nch):
+            n0 = ch * nchunk
+            n1 = min(n, n0 + nchunk)
+            s0 = r0[n0:n1]
+            s1 = r1[n0:n1]
+            for c in range(0, co_n - 3, 4):
+                g0 = gyf[c, n0:n1]
+                g1 = gyf[c + 1, n0:n1]
+                g2 = gyf[c + 2, n0:n1]
+                g3 = gyf[c + 3, n0:n1]
+                t00 = np.float32(0.0)
+                t01 = np.float32(0.0)
+                t10 = np.float32(0.0)
+                t11 = np.float32(0.0)
+                t20 = np.float32(0.0)
+                t21 = np.float32(0.0)
+                t30 = np.float32(0.0)
+                t31 = np.float32(0.0)
+                for j in range(n1 - n0):
+                    u0 = s0[j]
+                    u1 = s1[j]
+                    t00 += g0[j] * u0
+                    t01 += g0[j] * u1
+                    t10 += g1[j] * u0
+                    t11 += g1[j] * u1
+                    t20 += g2[j] * u0
+                    t21 += g2[j] * u1
+                    t30 += g3[j] * u0
+                    t31 += g3[j] * u1
+                acc[c, 0] += t00
+                acc[c, 1] += t01
+                acc[c + 1, 0] += t10
+                acc[c + 1, 1] += t11
+                acc[c + 2, 0] += t20
+                acc[c + 2, 1] += t21
+                acc[c + 3, 0] += t30
+                acc[c + 3, 1] += t31
+            for c in range(co_n - co_n % 4, co_n):
+                g0 = gyf[c, n0:n1]
+                t00 = np.float32(0.0)
+                t01 = np.float32(0.0)
+                for j in range(n1 - n0):
+                    t00 += g0[j] * s0[j]
+                    t01 += g0[j] * s1[j]
+                acc[c, 0] += t00
+                acc[c, 1] += t01
+        for c in range(co_n):
+            gw[c, k0] = acc[c, 0]
+            if k1 != k0:
+                gw[c, k1] = acc[c, 1]
+
+
+@njit(cache=True, parallel=True)
+def _full_grid(gy, wq, pad, out):
+    """out (Co, pad + ...): gy (Co, ho, wo) with each row padded by zeros to
+    wq, placed after `pad` leading zeros; the rest of each row is zero."""
+    co, ho, wo = gy.shape
+    for c in prange(co):
+        out[c, :] = 0.0
+        for oy in range(ho):
+            base = pad + oy * wq
+            for ox in range(wo):
+                out[c, base + ox] = gy[c, oy, ox]
+
+
+def _chunk(n: int, jobs: int) -> int:
+    chunk = 512
+    while chunk > 64 and jobs * (-(-n // chunk)) < 8:
+        chunk //= 2
+    return chunk
+
+
+def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """Gradients of PyTorch Conv2d (zero padding, batch 1).
+
+    x (Ci, H, W), w (Co, Ci, kh, kw), gy (Co, Ho, Wo) -> gx (Ci, H, W),
+    gw (Co, Ci, kh, kw), gb (Co,).
+    """
+    x = _f32(x, "conv2d_backward: x", 3)
+    w = _f32(w, "conv2d_backward: weight", 4)
+    gy = _f32(gy, "conv2d_backward: gy", 3)
+    (sh, sw), (ph, pw), (dh, dw) = (_pair(stride, "stride"), _pair(padding, "padding"),
+                                    _pair(dilation, "dilation"))
+    if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+        raise ValueError("conv2d_backward: stride and dilation must be >= 1, padding >= 0")
+    ci, h, wd = x.shape
+    co, wci, kh, kw = w.shape
+    if wci != ci:
+        raise ValueError(f"conv2d_backward: input {x.shape} and weight {w.shape} do not match")
+    ho, wo = _window_out(h, kh, sh, ph, dh), _window_out(wd, kw, sw, pw, dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
+    if gy.shape != (co, ho, wo):
+        raise ValueError(f"conv2d_backward: gy is {gy.shape}, the output is {(co, ho, wo)}")
+
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    ky, kx = ky.ravel(), kx.ravel()
+    tap_off = ((ky // sh) * wq + kx // sw).astype(np.int64)
+    tap_row = ((ky % sh) * sw + kx % sw).astype(np.int64)
+    ntap = kh * kw
+    n = ho * wq
+    maxoff = int(tap_off.max())
+    length = max(hq * wq, maxoff + n)
+    nph = sh * sw
+    kk = ci * ntap
+    wmat = w.reshape(co, ci, ntap)
+
+    # gradient w.r.t. the weights: k = c*ntap + t reads source row tap_row[t]*ci + c
+    src = np.empty((nph * ci, length), np.float32)
+    _phase_source(x, sh, sw, ph, pw, hq, wq, src)
+    c_idx = np.repeat(np.arange(ci), ntap)
+    t_idx = np.tile(np.arange(ntap), ci)
+    row_of = np.ascontiguousarray(tap_row[t_idx] * ci + c_idx)
+    off = np.ascontiguousarray(tap_off[t_idx])
+    gpad = np.empty((co, maxoff + length), np.float32)
+    _full_grid(gy, wq, maxoff, gpad)
+    gw = np.empty((co, kk), np.float32)
+    _grad_weight(gpad[:, maxoff:maxoff + n], src, row_of, off, 2048, gw)
+
+    # gradient w.r.t. the input, per phase image: the (tap, co) pairs of that
+    # phase each add a shifted run of the padded output gradient
+    rowlen = maxoff + length
+    order = np.argsort(tap_row, kind="stable")
+    pair_t = np.repeat(order, co)
+    pair_c = np.tile(np.arange(co), ntap)
+    pair_off = np.ascontiguousarray(pair_c * rowlen + maxoff - tap_off[pair_t], dtype=np.int64)
+    cip = -(-ci // 4) * 4
+    wt = np.zeros((ntap * co, cip), np.float32)
+    wt[:, :ci] = wmat[pair_c, :, pair_t]
+    counts = np.bincount(tap_row, minlength=nph) * co
+    pair_start = np.zeros(nph + 1, np.int64)
+    np.cumsum(counts, out=pair_start[1:])
+    gsrc = np.empty((nph * ci, length), np.float32)
+    nchunk = _chunk(length, nph * (cip // 4))
+    _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, length, gsrc)
+    gx = np.empty_like(x)
+    _phase_unsplit(gsrc, sh, sw, ph, pw, wq, gx)
+    gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+    return gx, gw.reshape(w.shape), gb
+
+
+# ---------------------------------------------------------------------------
+# Pooling
+
+@njit(cache=True, parallel=True)
+def _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx):
+    c_n, h, w = x.shape
+    _, ho, wo = gy.shape
+    for c in prange(c_n):
+        for oy in range(ho):
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(wo):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                # PyTorch: start at the first real pixel with -inf, take a
+                # strictly greater value or a NaN.
+                by, bx = ya, xa
+                best = -np.inf
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        v = x[c, iy, ix]
+                        if v > best or np.isnan(v):
+                            best = v
+                            by, bx = iy, ix
+                gx[c, by, bx] += gy[c, oy, ox]
+
+
+def _pool_args(kernel, stride, padding, name):
+    (kh, kw), (sh, sw), (ph, pw) = (_pair(kernel, "kernel"), _pair(stride, "stride"),
+                                    _pair(padding, "padding"))
+    if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{name}: kernel and stride must be >= 1, padding >= 0")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{name}: padding must be at most half the kernel")
+    return kh, kw, sh, sw, ph, pw
+
+
+def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """x (C, H, W), gy (C, Ho, Wo) -> gx (C, H, W): gy routed to each argmax."""
+    x = _f32(x, "maxpool2d_backward: x", 3)
+    gy = _f32(gy, "maxpool2d_backward: gy", 3)
+    kh, kw, sh, sw, ph, pw = _pool_args(kernel, stride, padding, "maxpool2d_backward")
+    c, h, w = x.shape
+    want = (c, _window_out(h, kh, sh, ph, 1), _window_out(w, kw, sw, pw, 1))
+    if gy.shape != want or min(want) < 1:
+        raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
+    gx = np.zeros_like(x)
+    _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx)
+    return gx
+
+
+@njit(cache=True, parallel=True)
+def _avgpool_bwd(gy, kh, kw, sh, sw, ph, pw, gx):
+    c_n, h, w = gx.shape
+    _, ho, wo = gy.shape
+    inv = np.float32(1.0 / (kh * kw))
+    for c in prange(c_n):
+        for oy in range(ho):
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(wo):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                g = gy[c, oy, ox] * inv
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        gx[c, iy, ix] += g
+
+
+def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """gy (C, Ho, Wo) -> gx of shape x_shape (C, H, W); count_include_pad=True."""
+    gy = _f32(gy, "avgpool2d_backward: gy", 3)
+    kh, kw, sh, sw, ph, pw = _pool_args(kernel, stride, padding, "avgpool2d_backward")
+    if len(x_shape) != 3:
+        raise ValueError(f"avgpool2d_backward: x_shape must be (C, H, W), not {x_shape!r}")
+    c, h, w = (int(v) for v in x_shape)
+    want = (c, _window_out(h, kh, sh, ph, 1), _window_out(w, kw, sw, pw, 1))
+    if gy.shape != want or min(want) < 1:
+        raise ValueError(f"avgpool2d_backward: gy is {gy.shape}, the output is {want}")
+    gx = np.zeros((c, h, w), np.float32)
+    _avgpool_bwd(gy, kh, kw, sh, sw, ph, pw, gx)
+    return gx
+
+
+# ---------------------------------------------------------------------------
+# Normalization
+
+@njit(cache=True, parallel=True)
+def _batchnorm_bwd(x, gy, weight, mean, var, eps, gx, gw, gb):
+    c_n, n = x.shape
+    for c in prange(c_n):
+        rstd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
+        scale = np.float32(weight[c] * rstd)
+        m = mean[c]
+        sw = 0.0
+        sb = 0.0
+        for i in range(n):
+            g = gy[c, i]
+            gx[c, i] = g * scale
+            sb += g
+            sw += g * (np.float64(x[c, i]) - m)
+        gw[c] = sw * rstd
+        gb[c] = sb
+
+
+def batchnorm_backward(x2, gy2, weight, mean, var, eps):
+    """Inference batch norm on a (C, N) view: running mean/var are constants."""
+    x2 = _f32(x2, "batchnorm_backward: x", 2)
+    gy2 = _f32(gy2, "batchnorm_backward: gy", 2)
+    c = x2.shape[0]
+    if gy2.shape != x2.shape:
+        raise ValueError(f"batchnorm_backward: gy {gy2.shape} and x {x2.shape} differ")
+    vecs = [_f32(v, "batchnorm_backward: " + nm, 1) for v, nm in
+            ((weight, "weight"), (mean, "running_mean"), (var, "running_var"))]
+    if any(v.shape != (c,) for v in vecs):
+        raise ValueError(f"batchnorm_backward: per-channel parameters must have shape ({c},)")
+    gx = np.empty_like(x2)
+    gw = np.empty(c, np.float32)
+    gb = np.empty(c, np.float32)
+    _batchnorm_bwd(x2, gy2, vecs[0], vecs[1], vecs[2], float(eps), gx, gw, gb)
+    return gx, gw, gb
+
+
+@njit(cache=True)
+def _layernorm_bwd(x, gy, weight, eps, gx, gw, gb):
+    c_n, n = x.shape
+    mu = np.zeros(n, np.float64)
+    var = np.zeros(n, np.float64)
+    for c in range(c_n):
+        for i in range(n):
+            mu[i] += x[c, i]
+    for i in range(n):
+        mu[i] /= c_n
+    for c in range(c_n):
+        for i in range(n):
+            d = x[c, i] - mu[i]
+            var[i] += d * d
+    rstd = np.empty(n, np.float64)
+    for i in range(n):
+        rstd[i] = 1.0 / np.sqrt(var[i] / c_n + eps)
+    # g = gy * weight; gx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
+    mg = np.zeros(n, np.float64)
+    mgx = np.zeros(n, np.float64)
+    for c in range(c_n):
+        wc = np.float64(weight[c])
+        sw = 0.0
+        sb = 0.0
+        for i in range(n):
+            xhat = (x[c, i] - mu[i]) * rstd[i]
+            g = gy[c, i] * wc
+            mg[i] += g
+            mgx[i] += g * xhat
+            sw += gy[c, i] * xhat
+            sb += gy[c, i]
+        gw[c] = sw
+        gb[c] = sb
+    for c in range(c_n):
+        wc = np.float64(weight[c])
+        for i in range(n):
+            xhat = (x[c, i] - mu[i]) * rstd[i]
+            gx[c, i] = rstd[i] * (gy[c, i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
+
+
+def layernorm_backward(x2, gy2, weight, eps):
+    """Layer norm over C at each position of a (C, N) view (biased variance)."""
+    x2 = _f32(x2, "layernorm_backward: x", 2)
+    gy2 = _f32(gy2, "layernorm_backward: gy", 2)
+    c = x2.shape[0]
+    if gy2.shape != x2.shape:
+        raise ValueError(f"layernorm_backward: gy {gy2.shape} and x {x2.shape} differ")
+    weight = _f32(weight, "layernorm_backward: weight", 1)
+    if weight.shape != (c,):
+        raise ValueError(f"layernorm_backward: weight must have shape ({c},)")
+    gx = np.empty_like(x2)
+    gw = np.empty(c, np.float32)
+    gb = np.empty(c, np.float32)
+    _layernorm_bwd(x2, gy2, weight, float(eps), gx, gw, gb)
+    return gx, gw, gb
+
+
+# ---------------------------------------------------------------------------
+# Activations and linear
+
+@njit(cache=True, fastmath=_FM)
+def _leaky_bwd(x, gy, slope, gx):
+    if slope == 0.0:
+        for i in range(x.shape[0]):
+            gx[i] = gy[i] if x[i] > 0 else np.float32(0.0)
+    else:
+        s = np.float32(slope)
+        for i in range(x.shape[0]):
+            gx[i] = gy[i] if x[i] > 0 else gy[i] * s
+
+
+def leaky_relu_backward(x, gy, slope) -> np.ndarray:
+    """x, gy of any (same) shape -> gx; slope 0 is ReLU."""
+    x = _f32(x, "leaky_relu_backward: x")
+    gy = _f32(gy, "leaky_relu_backward: gy")
+    if gy.shape != x.shape:
+        raise ValueError(f"leaky_relu_backward: gy {gy.shape} and x {x.shape} differ")
+    gx = np.empty_like(x)
+    _leaky_bwd(x.reshape(-1), gy.reshape(-1), float(slope), gx.reshape(-1))
+    return gx
+
+
+@njit(cache=True)
+def _linear_bwd(x, w, gy, gx, gw):
+    o_n, f_n = w.shape
+    for f in range(f_n):
+        gx[f] = 0.0
+    for o in range(o_n):
+        g = gy[o]
+        for f in range(f_n):
+            gx[f] += g * w[o, f]
+            gw[o, f] = g * x[f]
+
+
+def linear_backward(x, w, gy):
+    """x (F,), w (O, F), gy (O,) -> gx (F,), gw (O, F), gb (O,)."""
+    x = _f32(x, "linear_backward: x", 1)
+    w = _f32(w, "linear_backward: weight", 2)
+    gy = _f32(gy, "linear_backward: gy", 1)
+    if w.shape != (gy.shape[0], x.shape[0]):
+        raise ValueError(f"linear_backward: x {x.shape}, weight {w.shape} and gy {gy.shape} do not match")
+    gx = np.empty_like(x)
+    gw = np.empty_like(w)
+    _linear_bwd(x, w, gy, gx, gw)
+    return gx, gw, gy.copy()
