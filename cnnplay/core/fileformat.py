@@ -1,40 +1,94 @@
 """.cnnplay files: a zip of the JSON description and an .npz of the weights.
 
-Loading never runs code: JSON is parsed as data and the arrays are read with
-allow_pickle=False. Every problem becomes a NetworkError naming the file, the
-member and the field. Writing is atomic (temporary file, fsync, rename).
+Layout (version 1): a zip with exactly two members,
+- ``network.json``: ``{"format": "cnnplay", "version": 1, "seed": int,
+  "network": {...}, "extra": {...}?}``
+- ``weights.npz``: one float32 ``.npy`` array per parameter, named
+  ``"<layer index>/<parameter name>"`` with the layer's exact shape.
+
+Loading never runs code: JSON is parsed as data, and the .npy members are read
+by hand (header parsed, dtype and shape checked, raw bytes copied), so a pickled
+object is refused before anything is unpickled. Sizes are checked against the
+zip directory and the network's own parameter shapes before anything is
+inflated, so a zip bomb is refused without allocating. Every problem becomes a
+`FileFormatError` (a NetworkError) naming the file, the member and the field;
+nothing else escapes. Writing is atomic (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import NetworkError
+from . import memory
+from .errors import NetworkError, short_repr
 from .network import Network
 
 FORMAT = "cnnplay"
 VERSION = 1
 DESCRIPTION = "network.json"
 WEIGHTS = "weights.npz"
-MAX_MEMBER_BYTES = 2 << 30  # refuse zip bombs before inflating
+HEADER_KEYS = ("format", "version", "seed", "network", "extra")
+MAX_DESCRIPTION_BYTES = 16 << 20  # a description (plus the session extra) is a few KB
+MAX_NPY_HEADER = 4096  # numpy writes 128 bytes or so
+MAX_MEMBER_BYTES = 2 << 30  # kept for callers; the real bounds are computed per file
+MAX_SEED = 2**63 - 1
 
+
+class FileFormatError(NetworkError):
+    """A .cnnplay file that cannot be loaded.
+
+    `path` is the file, `member` the zip member at fault (or None), `key` the
+    JSON field or weight array at fault (or None). When the description holds
+    an invalid network, `layer`, `layer_type` and `field` are those of the
+    core's NetworkError, so a caller can point at the layer.
+    """
+
+    def __init__(self, reason: str, path: str, member: str | None = None, key: str | None = None,
+                 layer: int | None = None, field: str | None = None, layer_type: str | None = None):
+        self.path = path
+        self.member = member
+        self.key = key
+        super().__init__(reason, layer, field, layer_type)
+
+    def _format(self) -> str:
+        where = self.path + (f" [{self.member}]" if self.member else "")
+        return f"{where}: {self.reason}"
+
+
+# -- writing -------------------------------------------------------------------
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    """Write `data` to `path` so that a crash leaves either the old file or the new one.
+
+    The data goes to a temporary file in the same folder, is flushed and
+    fsynced, then renamed over `path` (and the folder fsynced). An existing
+    file keeps its permissions; a new one gets 0644. OSError on failure, with
+    the old file untouched and no temporary file left behind.
+    """
     path = Path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        try:
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -57,7 +111,8 @@ def network_bytes(net: Network, extra: dict | None = None) -> bytes:
     header = {"format": FORMAT, "version": VERSION, "seed": net.seed, "network": net.to_dict()}
     if extra is not None:
         header["extra"] = extra
-    arrays = {f"{i}/{name}": a for i in range(len(net)) for name, a in net.params(i).items()}
+    arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
+              for i in range(len(net)) for name, a in net.params(i).items()}
     npz = io.BytesIO()
     np.savez(npz, **arrays)
     buf = io.BytesIO()
@@ -74,95 +129,230 @@ def save_network(net: Network, path: str | os.PathLike, extra: dict | None = Non
     try:
         atomic_write(path, data)
     except OSError as e:
-        raise NetworkError(f"cannot save {os.fspath(path)}: {e.strerror or e}") from None
+        raise FileFormatError(f"cannot save: {e.strerror or e}", os.fspath(path)) from None
 
+
+# -- reading -------------------------------------------------------------------
 
 def load_network(path: str | os.PathLike) -> Network:
     return load_bundle(path)[0]
 
 
+def max_file_bytes() -> int:
+    """No valid file is larger than the parameter budget plus a description."""
+    return memory.limit_bytes() + MAX_DESCRIPTION_BYTES + (1 << 20)
+
+
 def load_bundle(path: str | os.PathLike) -> tuple[Network, dict | None]:
-    """(network, extra) from a .cnnplay file; NetworkError naming what is wrong."""
+    """(network, extra) from a .cnnplay file; FileFormatError naming what is wrong."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size > max_file_bytes():
+                raise FileFormatError(f"the file is {memory.format_bytes(size)}, larger than any network "
+                                      f"cnnplay can hold ({memory.format_bytes(max_file_bytes())})", name)
+            data = f.read(max_file_bytes() + 1)
     except IsADirectoryError:
-        raise NetworkError(f"{name} is a folder, not a .cnnplay file") from None
+        raise FileFormatError("is a folder, not a .cnnplay file", name) from None
+    except FileNotFoundError:
+        raise FileFormatError("no such file", name) from None
     except OSError as e:
-        raise NetworkError(f"cannot read {name}: {e.strerror or e}") from None
+        raise FileFormatError(f"cannot read: {e.strerror or e}", name) from None
     return bundle_from_bytes(data, name)
 
 
 def bundle_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict | None]:
-    def fail(reason, member=None):
-        where = f"{name}" + (f" [{member}]" if member else "")
-        return NetworkError(f"{where}: {reason}")
-
+    """(network, extra) from the bytes of a .cnnplay file named `name` (for messages)."""
     try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-        members = {i.filename: i for i in z.infolist()}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
-        raise fail(f"not a .cnnplay file (not a readable zip: {e})") from None
-    with z:
-        missing = [m for m in (DESCRIPTION, WEIGHTS) if m not in members]
+        return _Reader(bytes(data), name).read()
+    except NetworkError:
+        raise
+    except MemoryError:
+        raise FileFormatError("not enough memory to load it", name) from None
+    except RecursionError:
+        raise FileFormatError("its content is nested too deeply", name) from None
+    except Exception as e:  # a last guard: nothing but a NetworkError leaves the loader
+        raise FileFormatError(f"cannot be read ({type(e).__name__}: {short_repr(str(e), 200)})", name) from None
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str):
+        self.data = data
+        self.name = name
+
+    def fail(self, reason: str, member: str | None = None, key: str | None = None, **kw) -> FileFormatError:
+        return FileFormatError(reason, self.name, member, key, **kw)
+
+    def read(self) -> tuple[Network, dict | None]:
+        if not self.data:
+            raise self.fail("the file is empty (0 bytes)")
+        z = self.open_zip(self.data, None, "not a .cnnplay file (not a zip archive)")
+        with z:
+            members = self.members(z, None, (DESCRIPTION, WEIGHTS))
+            header_bytes = self.read_member(z, members[DESCRIPTION], None, MAX_DESCRIPTION_BYTES)
+            header = self.parse_header(header_bytes)
+            seed, extra = self.check_header(header)
+            try:
+                net = Network.from_dict(header["network"], seed=seed)
+            except NetworkError as e:
+                raise self.fail(f"field 'network': {e}", DESCRIPTION, "network",
+                                layer=e.layer, field=e.field, layer_type=e.layer_type) from None
+            expected = {f"{i}/{n}": a.shape for i in range(len(net)) for n, a in net.params(i).items()}
+            # An .npz stores each array with a small header; nothing valid is larger.
+            bound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in expected.values()) + 1024
+            weights_bytes = self.read_member(z, members[WEIGHTS], None, bound)
+        for key, a in self.read_weights(weights_bytes, expected).items():
+            i, pname = key.split("/", 1)
+            try:
+                net.set_params(int(i), **{pname: a})
+            except NetworkError as e:
+                raise self.fail(f"array {key}: {e}", WEIGHTS, key, layer=e.layer, field=e.field,
+                                layer_type=e.layer_type) from None
+        return net, extra
+
+    # -- zip ---------------------------------------------------------------------
+    def open_zip(self, data: bytes, member: str | None, what: str) -> zipfile.ZipFile:
+        try:
+            return zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
+                NotImplementedError, IndexError, KeyError) as e:
+            if data[:4] == b"PK\x03\x04":  # a zip's start, but its directory at the end is missing or damaged
+                what = "the file is truncated or damaged (its zip directory is missing)"
+                detail = "" if str(e) == "File is not a zip file" else f" ({short_repr(str(e), 120)})"
+            else:
+                detail = ""
+            raise self.fail(what + detail, member) from None
+
+    def members(self, z: zipfile.ZipFile, member: str | None, wanted) -> dict[str, zipfile.ZipInfo]:
+        """The archive's entries by name; exactly `wanted`, each readable."""
+        infos = z.infolist()
+        names = [i.filename for i in infos]
+        what = "member" if member is None else "array"
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise self.fail(f"duplicate {what}(s) {', '.join(map(short_repr, dupes))}", member)
+        missing = [m for m in wanted if m not in names]
         if missing:
-            raise fail(f"missing member(s) {', '.join(missing)}")
-        extra_members = sorted(set(members) - {DESCRIPTION, WEIGHTS})
-        if extra_members:
-            raise fail(f"unexpected member(s) {', '.join(extra_members)}")
-        for m in (DESCRIPTION, WEIGHTS):
-            if members[m].file_size > MAX_MEMBER_BYTES:
-                raise fail(f"member is {members[m].file_size} bytes, too large to load", m)
-        try:
-            header_bytes = z.read(DESCRIPTION)
-            weights_bytes = z.read(WEIGHTS)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-            raise fail(f"damaged zip data ({e})") from None
+            raise self.fail(f"missing {what}(s) {', '.join(missing)}", member)
+        unexpected = sorted(set(names) - set(wanted))
+        if unexpected:
+            shown = ", ".join(short_repr(n) for n in unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
+            raise self.fail(f"unexpected {what}(s) {shown}", member)
+        for info in infos:
+            inner = info.filename if member is None else member
+            if info.flag_bits & 0x1:
+                raise self.fail(f"{info.filename} is encrypted", inner)
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise self.fail(f"{info.filename} uses an unsupported compression method "
+                                f"({info.compress_type})", inner)
+        return {i.filename: i for i in infos}
 
-    try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise fail(f"not valid JSON ({e})", DESCRIPTION) from None
-    if not isinstance(header, dict):
-        raise fail("must hold a JSON object", DESCRIPTION)
-    if header.get("format") != FORMAT:
-        raise fail(f"field 'format' must be {FORMAT!r}, not {header.get('format')!r}", DESCRIPTION)
-    version = header.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise fail(f"field 'version' must be an integer, not {version!r}", DESCRIPTION)
-    if version > VERSION:
-        raise fail(f"written by a newer cnnplay (file version {version}, this one reads up to {VERSION})",
-                   DESCRIPTION)
-    seed = header.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise fail(f"field 'seed' must be a non-negative integer, not {seed!r}", DESCRIPTION)
-    extra = header.get("extra")
-    if extra is not None and not isinstance(extra, dict):
-        raise fail(f"field 'extra' must be an object, not {type(extra).__name__}", DESCRIPTION)
-    try:
-        net = Network.from_dict(header.get("network"), seed=seed)
-    except NetworkError as e:
-        raise fail(f"field 'network': {e}", DESCRIPTION) from None
-
-    try:
-        with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as e:  # numpy raises many types for damaged archives
-        raise fail(f"unreadable weights ({type(e).__name__}: {e})", WEIGHTS) from None
-    expected = {f"{i}/{n}" for i in range(len(net)) for n in net.params(i)}
-    if set(arrays) != expected:
-        missing = sorted(expected - set(arrays))
-        unexpected = sorted(set(arrays) - expected)
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                ([f"unexpected {', '.join(unexpected)}"] if unexpected else [])
-        raise fail("; ".join(parts), WEIGHTS)
-    for key, a in arrays.items():
-        i, pname = key.split("/", 1)
-        if a.dtype != np.float32:
-            raise fail(f"array {key} must be float32, not {a.dtype}", WEIGHTS)
+    def read_member(self, z: zipfile.ZipFile, info: zipfile.ZipInfo, member: str | None, limit: int) -> bytes:
+        """A member's bytes, refusing before inflation when the directory says it is too big."""
+        where = info.filename if member is None else member
+        if info.file_size > limit:
+            raise self.fail(f"{info.filename} claims {memory.format_bytes(info.file_size)} unpacked, more than "
+                            f"a valid file can hold ({memory.format_bytes(limit)}): refused", where)
         try:
-            net.set_params(int(i), **{pname: a})
-        except NetworkError as e:
-            raise fail(f"array {key}: {e}", WEIGHTS) from None
-    return net, extra
+            with z.open(info) as f:
+                data = f.read(limit + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            raise self.fail(f"damaged zip data ({short_repr(str(e), 120)})", where) from None
+        except Exception as e:  # zlib.error and friends
+            raise self.fail(f"damaged zip data ({type(e).__name__}: {short_repr(str(e), 120)})", where) from None
+        if len(data) > limit:
+            raise self.fail(f"{info.filename} unpacks to more than {memory.format_bytes(limit)}: refused", where)
+        return data
+
+    # -- description -------------------------------------------------------------
+    def parse_header(self, raw: bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self.fail(f"not UTF-8 text (byte {e.start})", DESCRIPTION) from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise self.fail(f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", DESCRIPTION) from None
+        except (ValueError, RecursionError) as e:  # e.g. a 5000-digit number, 100000 nested lists
+            raise self.fail(f"not valid JSON ({short_repr(str(e), 120)})", DESCRIPTION) from None
+
+    def check_header(self, header) -> tuple[int, dict | None]:
+        fail = self.fail
+        if not isinstance(header, dict):
+            raise fail(f"must hold a JSON object, not {_json_type(header)}", DESCRIPTION)
+        if header.get("format") != FORMAT:
+            raise fail(f"field 'format' must be {FORMAT!r}, not {short_repr(header.get('format'))}",
+                       DESCRIPTION, "format")
+        version = header.get("version")
+        if not _is_int(version) or version < 1:
+            raise fail(f"field 'version' must be a positive integer, not {short_repr(version)}",
+                       DESCRIPTION, "version")
+        if version > VERSION:
+            raise fail(f"written by a newer cnnplay (file version {short_repr(version)}, this one reads up to "
+                       f"{VERSION}); please update cnnplay", DESCRIPTION, "version")
+        unknown = sorted(k for k in header if k not in HEADER_KEYS)
+        if unknown:
+            raise fail(f"unknown field(s) {', '.join(short_repr(k) for k in unknown[:5])} "
+                       f"(version {VERSION} has: {', '.join(HEADER_KEYS)})", DESCRIPTION, unknown[0])
+        seed = header.get("seed", 0)
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            raise fail(f"field 'seed' must be an integer from 0 to 2**63-1, not {short_repr(seed)}",
+                       DESCRIPTION, "seed")
+        if "network" not in header:
+            raise fail("field 'network' is missing", DESCRIPTION, "network")
+        extra = header.get("extra")
+        if extra is not None and not isinstance(extra, dict):
+            raise fail(f"field 'extra' must be an object, not {_json_type(extra)}", DESCRIPTION, "extra")
+        return seed, extra
+
+    # -- weights -----------------------------------------------------------------
+    def read_weights(self, raw: bytes, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
+        if not expected and not raw:
+            return {}
+        z = self.open_zip(raw, WEIGHTS, "not an .npz archive")
+        with z:
+            members = self.members(z, WEIGHTS, [k + ".npy" for k in expected])
+            return {key: self.read_array(z, members[key + ".npy"], key, shape) for key, shape in expected.items()}
+
+    def read_array(self, z: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple) -> np.ndarray:
+        fail = self.fail
+        nbytes = math.prod(shape) * 4
+        data = self.read_member(z, info, WEIGHTS, nbytes + MAX_NPY_HEADER + 16)
+        f = io.BytesIO(data)
+        try:
+            major, minor = np.lib.format.read_magic(f)
+            if (major, minor) == (1, 0):
+                ashape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=MAX_NPY_HEADER)
+            elif (major, minor) == (2, 0):
+                ashape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=MAX_NPY_HEADER)
+            else:
+                raise fail(f"array {key}: unsupported .npy version {major}.{minor}", WEIGHTS, key)
+        except NetworkError:
+            raise
+        except Exception as e:  # numpy raises ValueError, SyntaxError, ... for damaged headers
+            raise fail(f"array {key}: not a valid .npy array ({short_repr(str(e), 120)})", WEIGHTS, key) from None
+        if dtype.hasobject:
+            raise fail(f"array {key} holds Python objects; cnnplay never unpickles", WEIGHTS, key)
+        if dtype.kind != "f" or dtype.itemsize != 4 or dtype.shape:
+            raise fail(f"array {key} must be float32, not {dtype}", WEIGHTS, key)
+        if tuple(ashape) != tuple(shape):
+            raise fail(f"array {key} has shape {tuple(ashape)} but layer {key.split('/')[0]} needs "
+                       f"{tuple(shape)}", WEIGHTS, key)
+        body = data[f.tell():]
+        if len(body) != nbytes:
+            raise fail(f"array {key} holds {len(body)} bytes of data, not {nbytes} (truncated or padded)",
+                       WEIGHTS, key)
+        a = np.frombuffer(body, dtype=dtype)
+        a = a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json_type(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
