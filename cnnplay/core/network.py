@@ -235,6 +235,23 @@ class Network:
             outputs.append(h)
         return outputs
 
+    # -- receptive fields (see receptive.py) ----------------------------------
+    def receptive_field_table(self):
+        """One receptive.FieldRow per layer: size r, jump j and start per axis."""
+        from . import receptive
+        return receptive.receptive_field_table(self)
+
+    def receptive_field(self, layer: int, unit, onto: int | None = None):
+        """The exact receptive.ReceptiveField of `unit` of `layer` on the input
+        (or on layer `onto`'s output map)."""
+        from . import receptive
+        return receptive.receptive_field(self, layer, unit, onto)
+
+    def effective_receptive_field(self, x, layer: int, unit, outputs: list[np.ndarray] | None = None) -> np.ndarray:
+        """|d unit / d input| summed over input channels, of the input's spatial shape."""
+        from . import receptive
+        return receptive.effective_receptive_field(self, x, layer, unit, outputs)
+
 
 class _ReusableParams:
     """Parameters of an earlier network, matched to new layers by id or position."""

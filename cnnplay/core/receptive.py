@@ -1,0 +1,328 @@
+"""Receptive fields: the analytic table, the exact field of one unit, and the
+effective (gradient) field.
+
+Coordinates. Input pixel i along an axis has coordinate i; the field of a unit
+is a set of input pixels. Everything here is per spatial axis: (H, W) for
+images, (L,) for 1D signals.
+
+The analytic table (Araujo, Norris and Sim, "Computing Receptive Fields of
+Convolutional Neural Networks", Distill 2019). For layer l with kernel k,
+stride s, padding p and dilation d, the effective kernel is k' = d(k-1)+1 and
+
+    r_l = r_{l-1} + (k' - 1) j_{l-1}         (field size)
+    j_l = j_{l-1} s                          (jump between neighbouring units)
+    left_l = left_{l-1} - p j_{l-1}          (first input pixel of unit 0)
+    start_l = left_l + (r_l - 1) / 2         (centre of unit 0's field)
+
+from r_0 = j_0 = 1, left_0 = 0. Norms and activations are 1x1 windows (no
+change); pooling follows the same rules as convolution with d = 1. Unit o's
+field is the half-open box [left + o j, left + o j + r), which may reach
+outside the input (into padding): the box is never clipped.
+
+After flatten the output has no spatial axes. The table then describes:
+- "flat" rows (flatten, and batchnorm/relu/leaky_relu after it): each unit is
+  one position of the map that was flattened, so size/jump/start are those of
+  that map (jump between neighbouring *positions* of it, not of flat units);
+- "global" rows (linear, layernorm on a flat vector, and every layer after
+  either): every unit sees the whole map before flatten; size is the extent
+  of the union of all its positions' fields, jump is None and start the
+  centre of that union.
+
+Exact field. `receptive_field(net, layer, unit)` walks the network backwards
+from the unit and keeps, per spatial axis, the set of positions (a 1D bool
+mask) that can influence it, and the unclipped box. Every windowed layer
+connects output o to inputs o*s - p + t*d (t < k) along each axis
+independently, and its window is the product of its per-axis windows, so the
+preimage of a product set is the product of the per-axis preimages; padding
+positions are dropped (they hold constants), which is where borders show.
+Pointwise layers keep the sets, convolutions and layer norm mix channels but
+not positions, and the mask ignores channels. After flatten a unit is one
+position (a singleton) or, after linear/layernorm, the whole map. So the field
+of any unit is exactly a product of 1D masks: the 2D mask is their outer
+product, computed in microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import NetworkError
+from .layers import Flatten, LayerNorm, Linear
+
+
+# ---------------------------------------------------------------------------
+# The analytic table
+
+@dataclass(frozen=True)
+class FieldRow:
+    """One layer of the receptive-field table; tuples have one entry per
+    spatial axis of the network's input ((H, W) or (L,))."""
+
+    layer: int
+    name: str  # layer type
+    kind: str  # "spatial", "flat" or "global" (see the module docstring)
+    size: tuple[int, ...]  # r: field size in input pixels
+    jump: tuple[int, ...] | None  # j: input pixels between neighbouring units; None for "global"
+    start: tuple[float, ...]  # centre of the first unit's field (input coordinates)
+    left: tuple[int, ...]  # first input pixel of the first unit's field (start - (r-1)/2)
+
+    def box(self, position: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """The unclipped half-open box of the unit at `position` (spatial rows),
+        or the union box (global rows)."""
+        if self.jump is None:
+            return tuple((a, a + r) for a, r in zip(self.left, self.size))
+        return tuple((a + o * j, a + o * j + r) for a, o, j, r in zip(self.left, position, self.jump, self.size))
+
+
+def _axis_windows(net, i):
+    """Per-axis (k, s, p, d) of layer i, or None for a layer without spatial
+    connectivity (flatten, linear) or one working on a flat vector."""
+    w = net.windows[i]
+    if w is None or len(w.kernel) == 0:
+        return None
+    return tuple(zip(w.kernel, w.stride, w.padding, w.dilation))
+
+
+def _mixes_all(net, i) -> bool:
+    """A layer on a flat vector whose every output depends on every input."""
+    t = net.layer_types[i]
+    return isinstance(t, Linear) or (isinstance(t, LayerNorm) and len(net.input_shape_of(i)) == 1)
+
+
+def receptive_field_table(net) -> list[FieldRow]:
+    """One FieldRow per layer, in input coordinates (Distill's closed forms)."""
+    dims = len(net.input_shape) - 1
+    r, j, left = [1] * dims, [1] * dims, [0] * dims
+    kind = "spatial"
+    flat_map: tuple[int, ...] | None = None  # spatial shape of the map that was flattened
+    rows = []
+    for i, t in enumerate(net.layer_types):
+        in_shape = net.input_shape_of(i)
+        if kind == "spatial":
+            if isinstance(t, Flatten):
+                kind, flat_map = "flat", in_shape[1:]
+            else:
+                for a, (k, s, p, d) in enumerate(_axis_windows(net, i)):
+                    left[a] -= p * j[a]
+                    r[a] += d * (k - 1) * j[a]
+                    j[a] *= s
+        if kind == "flat" and _mixes_all(net, i):
+            # the union of the fields of every position of the flattened map
+            r = [rr + (n - 1) * jj for rr, n, jj in zip(r, flat_map, j)]
+            kind = "global"
+        size = tuple(r)
+        rows.append(FieldRow(i, t.name, kind, size, None if kind == "global" else tuple(j),
+                             tuple(a + (rr - 1) / 2 for a, rr in zip(left, size)), tuple(left)))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# The exact field of one unit
+
+@dataclass(frozen=True, eq=False)
+class ReceptiveField:
+    """The exact receptive field of one unit on the input or on an earlier map.
+
+    shape: the spatial shape of the target map ((H, W), (L,), or (F,) when
+    `onto` is a flat layer: then the one axis is the feature index).
+    box: per axis the half-open (start, stop) of the analytic field, unclipped
+    (it may reach into the padding or beyond the map).
+    axis_masks: per axis a 1D bool array: positions that can influence the unit.
+    mask: their outer product, a bool array of `shape` (may be all False).
+    whole_map: the unit sees the whole map before flatten (linear and later).
+    """
+
+    layer: int
+    unit: tuple[int, ...]
+    onto: int | None
+    shape: tuple[int, ...]
+    box: tuple[tuple[int, int], ...]
+    axis_masks: tuple[np.ndarray, ...]
+    mask: np.ndarray
+    whole_map: bool
+
+    @property
+    def box_size(self) -> tuple[int, ...]:
+        """Extent of the box per axis (the field size r)."""
+        return tuple(b - a for a, b in self.box)
+
+    @property
+    def box_area(self) -> int:
+        """Positions in the box, inside the map or not."""
+        return math.prod(self.box_size)
+
+    @property
+    def box_clipped(self) -> tuple[tuple[int, int], ...]:
+        """The box clipped to the map (an axis may become empty: start == stop)."""
+        out = []
+        for (a, b), n in zip(self.box, self.shape):
+            lo, hi = min(max(a, 0), n), max(min(b, n), 0)
+            out.append((lo, max(lo, hi)))
+        return tuple(out)
+
+    @property
+    def inside_count(self) -> int:
+        """Box positions that lie on the map."""
+        return math.prod(b - a for a, b in self.box_clipped)
+
+    @property
+    def padding_count(self) -> int:
+        """Box positions outside the map: how much of the field is padding."""
+        return self.box_area - self.inside_count
+
+    @property
+    def padding_fraction(self) -> float:
+        return self.padding_count / self.box_area
+
+    @property
+    def seen_count(self) -> int:
+        """Map positions that really influence the unit (True in the mask)."""
+        return math.prod(int(m.sum()) for m in self.axis_masks)
+
+    @property
+    def empty(self) -> bool:
+        return self.seen_count == 0
+
+
+def _check_layer(net, layer, what="layer") -> int:
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(net):
+        raise NetworkError(f"no {what} {layer!r}: the network has {len(net)} layers (0 to {len(net) - 1})")
+    return int(layer)
+
+
+def _check_unit(net, layer: int, unit) -> tuple[int, ...]:
+    shape = net.output_shapes[layer]
+    names = {1: "(f,)", 2: "(c, l)", 3: "(c, y, x)"}[len(shape)]
+    if isinstance(unit, (int, np.integer)) and not isinstance(unit, bool):
+        unit = (unit,)
+    try:
+        unit = tuple(unit)
+    except TypeError:
+        raise NetworkError(f"a unit of layer {layer} is {names}, not {unit!r}", layer) from None
+    if (len(unit) != len(shape) or any(isinstance(u, bool) or not isinstance(u, (int, np.integer)) for u in unit)
+            or any(not 0 <= u < n for u, n in zip(unit, shape))):
+        raise NetworkError(f"unit {unit!r} is not in layer {layer}'s output: a unit is {names} "
+                           f"with each index below {tuple(shape)}", layer)
+    return tuple(int(u) for u in unit)
+
+
+def _preimage(mask: np.ndarray, n_in: int, k: int, s: int, p: int, d: int) -> np.ndarray:
+    """Input positions (of n_in) connected to any True output of one axis."""
+    if k == 1 and s == 1 and p == 0 and mask.shape[0] == n_in:
+        return mask
+    out = np.zeros(n_in, bool)
+    base = np.flatnonzero(mask) * s - p
+    if base.size == 0:
+        return out
+    idx = (base[:, None] + np.arange(k) * d).ravel()
+    out[idx[(idx >= 0) & (idx < n_in)]] = True
+    return out
+
+
+def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
+    """The exact receptive field of `unit` of `layer` on the input (onto=None)
+    or on the output map of an earlier layer `onto` (< layer)."""
+    layer = _check_layer(net, layer)
+    unit = _check_unit(net, layer, unit)
+    if onto is not None:
+        onto = _check_layer(net, onto, "layer (onto)")
+        if onto >= layer:
+            raise NetworkError(f"onto must be an earlier layer than {layer}, not {onto}", layer)
+    stop = -1 if onto is None else onto
+    target = net.input_shape if onto is None else net.output_shapes[onto]
+
+    out_shape = net.output_shapes[layer]
+    # state: spatial (per-axis masks and boxes) or flat (one feature or all)
+    if len(out_shape) > 1:
+        masks = [np.zeros(n, bool) for n in out_shape[1:]]
+        for m, u in zip(masks, unit[1:]):
+            m[u] = True
+        boxes = [(u, u + 1) for u in unit[1:]]
+        feature = None
+    else:
+        masks = boxes = None
+        feature = unit[0]  # None once it is "all features"
+    whole = False
+    for i in range(layer, stop, -1):
+        in_shape = net.input_shape_of(i)
+        if masks is None:  # flat output
+            if _mixes_all(net, i):
+                feature, whole = None, True
+            if len(in_shape) > 1:  # the flatten that made the vector
+                n_sp = in_shape[1:]
+                if feature is None:
+                    masks = [np.ones(n, bool) for n in n_sp]
+                    boxes = [(0, n) for n in n_sp]
+                else:
+                    pos = np.unravel_index(feature, in_shape)[1:]
+                    masks = [np.zeros(n, bool) for n in n_sp]
+                    for m, u in zip(masks, pos):
+                        m[u] = True
+                    boxes = [(int(u), int(u) + 1) for u in pos]
+            continue
+        win = _axis_windows(net, i)
+        nxt_masks, nxt_boxes = [], []
+        for a, (k, s, p, d) in enumerate(win):
+            nxt_masks.append(_preimage(masks[a], in_shape[1 + a], k, s, p, d))
+            lo, hi = boxes[a]
+            nxt_boxes.append((lo * s - p, (hi - 1) * s - p + d * (k - 1) + 1))
+        masks, boxes = nxt_masks, nxt_boxes
+
+    if masks is None:  # onto a flat map
+        n = target[0]
+        m = np.zeros(n, bool)
+        if feature is None:
+            m[:] = True
+            box = ((0, n),)
+        else:
+            m[feature] = True
+            box = ((feature, feature + 1),)
+        axis_masks = (m,)
+    else:
+        axis_masks = tuple(masks)
+        box = tuple((int(a), int(b)) for a, b in boxes)
+    for m in axis_masks:
+        m.flags.writeable = False
+    if len(axis_masks) == 1:
+        full = axis_masks[0].copy()
+    else:
+        full = np.logical_and.outer(axis_masks[0], axis_masks[1])
+    full.flags.writeable = False
+    return ReceptiveField(layer, unit, onto, tuple(m.shape[0] for m in axis_masks), box,
+                          axis_masks, full, whole)
+
+
+# ---------------------------------------------------------------------------
+# The effective (gradient) field
+
+def effective_receptive_field(net, x, layer, unit, outputs=None) -> np.ndarray:
+    """|d unit / d input| summed over input channels (Luo et al., NeurIPS 2016),
+    float32 of the input's spatial shape, by a reverse pass of layer_backward.
+
+    `outputs`: the per-layer outputs of a forward pass on x (at least up to
+    `layer`), reused instead of recomputing them.
+    """
+    layer = _check_layer(net, layer)
+    unit = _check_unit(net, layer, unit)
+    x = net.check_input(x)
+    if outputs is None:
+        outputs, h = [], x
+        for i in range(layer + 1):
+            h = net.layer_forward(i, h)
+            outputs.append(h)
+    else:
+        if len(outputs) <= layer:
+            raise NetworkError(f"outputs holds {len(outputs)} layers, need at least {layer + 1}")
+        for i in range(layer + 1):
+            if tuple(outputs[i].shape) != tuple(net.output_shapes[i]):
+                raise NetworkError(f"outputs[{i}] is {tuple(outputs[i].shape)}, layer {i} "
+                                   f"outputs {tuple(net.output_shapes[i])}", i)
+    gy = np.zeros(net.output_shapes[layer], np.float32)
+    gy[unit] = 1.0
+    for i in range(layer, -1, -1):
+        xin = x if i == 0 else outputs[i - 1]
+        gy, _ = net.layer_backward(i, xin, outputs[i], gy)
+    return np.abs(gy).sum(axis=0, dtype=np.float32)
