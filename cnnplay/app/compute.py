@@ -51,6 +51,31 @@ class FieldRequest:
 
 
 @dataclass(frozen=True)
+class TaskRequest:
+    """Any other computation on a network snapshot (e.g. the concept views):
+    `fn(network, x, outputs)` runs on the worker with the forward outputs for
+    x (from the cache when current) and its return value comes back in a
+    TaskResult. Newest wins per `name`."""
+
+    network: Network
+    x: np.ndarray
+    input_token: object
+    name: str
+    fn: object  # Callable[[Network, np.ndarray, list], object]
+
+    @property
+    def kind(self) -> str:
+        return "task:" + self.name
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    request: TaskRequest
+    value: object
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ForwardResult:
     request: ForwardRequest
     outputs: list
@@ -70,6 +95,7 @@ class FieldResult:
 class ComputeWorker(QObject):
     forward_done = Signal(object)  # ForwardResult
     field_done = Signal(object)  # FieldResult
+    task_done = Signal(object)  # TaskResult
     failed = Signal(object, str)  # request, message for the user
     busy = Signal(str)  # what is being computed now; "" when idle
 
@@ -136,6 +162,8 @@ class ComputeWorker(QObject):
         try:
             if request.kind == "forward":
                 self._forward(request)
+            elif request.kind.startswith("task:"):
+                self._task(request)
             else:
                 self._field(request)
         except Cancelled:
@@ -169,3 +197,10 @@ class ComputeWorker(QObject):
             outputs, _ = self._cache.run(net, request.x, request.input_token)
             effective = net.effective_receptive_field(request.x, request.layer, request.unit, outputs=outputs)
         self.field_done.emit(FieldResult(request, on_input, on_maps, effective, time.perf_counter() - t0))
+
+    def _task(self, request: TaskRequest) -> None:
+        self.busy.emit(request.name)
+        t0 = time.perf_counter()
+        outputs, _ = self._cache.run(request.network, request.x, request.input_token)
+        value = request.fn(request.network, request.x, outputs)
+        self.task_done.emit(TaskResult(request, value, time.perf_counter() - t0))
