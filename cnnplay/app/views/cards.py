@@ -1,0 +1,233 @@
+"""One card per layer: a header (index, summary, shape, hover readout, pages)
+and the layer's output drawn as a mosaic, lanes or bars."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from . import grid as g
+from .maps import BarsView, LanesView, MosaicView
+
+
+def shape_text(shape) -> str:
+    return " × ".join(str(n) for n in shape)
+
+
+def format_value(v: float) -> str:
+    return f"{v:.4g}"
+
+
+class StaleOverlay(QLabel):
+    """A dimmed veil with a word on it, over data that is being recomputed."""
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignCenter)
+        self.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.setStyleSheet("background: rgba(23, 25, 29, 170); color: #e8eaed; font-style: italic;")
+        self.hide()
+
+    def cover(self, text: str | None) -> None:
+        if text:
+            self.setText(text)
+            self.setGeometry(self.parentWidget().rect())
+            self.raise_()
+            self.show()
+        else:
+            self.hide()
+
+
+class LayerCard(QFrame):
+    unit_clicked = Signal(int, tuple)  # layer, unit
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("layerCard")
+        self.setFrameShape(QFrame.StyledPanel)
+        self.index = -1
+        self.array: np.ndarray | None = None  # what is on screen
+        self._rendered = None  # (array, per_channel, page, enlarged) last drawn
+        self._range = None  # (array, (min, max))
+        self.per_channel = False
+        self.page = 0
+        self.enlarged: int | None = None
+        self.field = None
+        self.selected = None
+
+        self.title = QLabel()
+        self.title.setTextFormat(Qt.RichText)
+        self.info = QLabel()
+        self.info.setObjectName("hoverInfo")
+        self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
+        self.back = QToolButton(text="All channels")
+        self.back.setToolTip("Back to the grid of all channels (or double-click the channel)")
+        self.back.clicked.connect(lambda: self.set_enlarged(None))
+        self.prev = QToolButton(text="◀")
+        self.next = QToolButton(text="▶")
+        self.page_label = QLabel()
+        self.prev.clicked.connect(lambda: self.set_page(self.page - 1))
+        self.next.clicked.connect(lambda: self.set_page(self.page + 1))
+        for b in (self.prev, self.next, self.back):
+            b.setAutoRaise(True)
+        head = QHBoxLayout()
+        head.setContentsMargins(6, 3, 6, 0)
+        head.addWidget(self.title)
+        head.addStretch(1)
+        head.addWidget(self.info)
+        head.addSpacing(8)
+        for w in (self.back, self.prev, self.page_label, self.next):
+            head.addWidget(w)
+
+        self.stack = QStackedWidget()
+        self.message = QLabel()
+        self.message.setAlignment(Qt.AlignCenter)
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #9aa0aa; padding: 12px;")
+        self.stack.addWidget(self.message)
+        self.mosaic: MosaicView | None = None
+        self.lanes: LanesView | None = None
+        self.bars: BarsView | None = None
+        self.stale = StaleOverlay(self.stack)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addLayout(head)
+        lay.addWidget(self.stack)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self._show_pager(False)
+
+    # -- header ------------------------------------------------------------------------
+    def set_header(self, index: int, summary: str, shape, note: str = "") -> None:
+        self.index = index
+        shape_html = f"<span style='color:#9aa0aa'>&nbsp;→ {shape_text(shape)}</span>" if shape else ""
+        note_html = f"<span style='color:#ff8a80'>&nbsp;{note}</span>" if note else ""
+        self.title.setText(f"<b>{index}</b>&nbsp;&nbsp;{summary}{shape_html}{note_html}")
+
+    def _show_pager(self, on: bool) -> None:
+        for w in (self.prev, self.next, self.page_label):
+            w.setVisible(on)
+
+    # -- content -----------------------------------------------------------------------
+    def show_message(self, text: str) -> None:
+        self.array = None
+        self._rendered = None
+        self.stack.setCurrentWidget(self.message)
+        self.message.setText(text)
+        self.setFixedHeight(80)
+        self.back.hide()
+        self._show_pager(False)
+        self.stale.cover(None)
+
+    def set_stale(self, text: str | None) -> None:
+        if self.array is None and text:
+            self.stack.setCurrentWidget(self.message)
+            self.message.setText("")
+            self.setFixedHeight(80)
+        self.stale.cover(text)
+
+    def show_output(self, array: np.ndarray, per_channel: bool) -> bool:
+        """Draw a layer's output; returns False when it was already on screen as asked."""
+        if self.array is not array:
+            self.page, self.enlarged = (0, None) if self.array is None or self.array.shape != array.shape \
+                else (self.page, self.enlarged)
+        self.array, self.per_channel = array, per_channel
+        return self._render()
+
+    def set_page(self, page: int) -> None:
+        if self.array is not None:
+            self.page = min(max(page, 0), g.page_count(self.array.shape[0]) - 1)
+            self._render()
+
+    def set_enlarged(self, channel: int | None) -> None:
+        self.enlarged = channel
+        self._render()
+
+    def layer_range(self) -> tuple[float, float]:
+        if self._range is None or self._range[0] is not self.array:
+            self._range = (self.array, g.finite_range(self.array))
+        return self._range[1]
+
+    def _render(self) -> bool:
+        a = self.array
+        if a is None:
+            return False
+        key = (a, self.per_channel, self.page, self.enlarged)
+        if self._rendered is not None and all(x is y or x == y for x, y in zip(key, self._rendered)):
+            return False
+        self._rendered = key
+        paged = a.ndim >= 2 and a.shape[0] > g.PAGE_SIZE and self.enlarged is None
+        self._show_pager(paged)
+        if paged:
+            self.page_label.setText(f"ch {self.page * g.PAGE_SIZE}–"
+                                    f"{min(a.shape[0], (self.page + 1) * g.PAGE_SIZE) - 1} of {a.shape[0]}")
+        self.back.setVisible(a.ndim == 3 and self.enlarged is not None)
+        channels = (self.enlarged,) if self.enlarged is not None else g.page_channels(a.shape[0], self.page) \
+            if a.ndim >= 2 else ()
+        if a.ndim == 3:
+            view = self._view("mosaic")
+            view.set_maps(a, channels, self.per_channel, self.layer_range(),
+                          aspect=4.0 if self.enlarged is None else 1.0)
+            self.setFixedHeight(260 if self.enlarged is None else 380)
+        elif a.ndim == 2:
+            view = self._view("lanes")
+            view.set_signal(a, channels, self.per_channel)
+            self.setFixedHeight(int(min(70 + 22 * len(channels), 320)))
+        else:
+            view = self._view("bars")
+            view.set_values(a)
+            self.setFixedHeight(190)
+        self.stack.setCurrentWidget(view)
+        view.set_overlays(field=self.field, selected=self.selected)
+        return True
+
+    def current_view(self):
+        w = self.stack.currentWidget()
+        return None if w is self.message else w
+
+    def _view(self, kind: str):
+        view = getattr(self, kind)
+        if view is None:
+            cls = {"mosaic": MosaicView, "lanes": LanesView, "bars": BarsView}[kind]
+            view = cls(name=f"layer{self.index}")
+            setattr(self, kind, view)
+            self.stack.addWidget(view)
+            view.clicked.connect(self._on_click)
+            view.double_clicked.connect(self._on_double)
+            view.hovered.connect(self._on_hover)
+        return view
+
+    # -- overlays and interaction ---------------------------------------------------------
+    def set_overlays(self, field=None, selected=None) -> None:
+        self.field, self.selected = field, selected
+        view = self.current_view()
+        if view is not None:
+            view.set_overlays(field=field, selected=selected)
+
+    def _on_click(self, unit: tuple) -> None:
+        self.unit_clicked.emit(self.index, unit)
+
+    def _on_double(self, unit: tuple) -> None:
+        if self.array is not None and self.array.ndim == 3:
+            self.set_enlarged(None if self.enlarged is not None else unit[0])
+
+    def _on_hover(self, unit) -> None:
+        a = self.array
+        if unit is None or a is None:
+            self.info.setText("")
+            return
+        v = format_value(float(a[unit]))
+        if len(unit) == 3:
+            self.info.setText(f"ch {unit[0]}  y {unit[1]}  x {unit[2]}  = {v}")
+        elif len(unit) == 2:
+            self.info.setText(f"ch {unit[0]}  l {unit[1]}  = {v}")
+        else:
+            self.info.setText(f"feature {unit[0]}  = {v}")
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        if self.stale.isVisible():
+            self.stale.setGeometry(self.stack.rect())

@@ -1,0 +1,272 @@
+"""The three ways a layer's output is drawn: a mosaic of 2D channels, lanes of
+1D channels, bars of a flat vector. Items are created once per view and
+updated in place; clicks and hovers come out as unit indices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from . import grid as g
+from . import style
+
+
+class _MapView(QWidget):
+    """Base: a pyqtgraph canvas whose clicks and hovers map to units."""
+
+    clicked = Signal(tuple)  # a unit of the shown array
+    double_clicked = Signal(tuple)
+    hovered = Signal(object)  # a unit, or None when the pointer leaves the data
+
+    def _connect_scene(self, scene, view_box):
+        self.view_box = view_box
+        scene.sigMouseMoved.connect(self._on_move)
+        scene.sigMouseClicked.connect(self._on_click)
+
+    def locate(self, vx: float, vy: float):
+        raise NotImplementedError
+
+    def unit_at_scene(self, pos):
+        if not self.view_box.sceneBoundingRect().contains(pos):
+            return None
+        p = self.view_box.mapSceneToView(pos)
+        return self.locate(p.x(), p.y())
+
+    def _on_move(self, pos):
+        self.hovered.emit(self.unit_at_scene(pos))
+
+    def _on_click(self, ev):
+        if ev.button() != Qt.LeftButton:
+            return
+        unit = self.unit_at_scene(ev.scenePos())
+        if unit is not None:
+            ev.accept()
+            (self.double_clicked if ev.double() else self.clicked).emit(unit)
+
+    def leaveEvent(self, ev):
+        self.hovered.emit(None)
+        super().leaveEvent(ev)
+
+
+class MosaicView(_MapView):
+    """Channels of a (C, H, W) map as a grid of small images, one shared colour bar."""
+
+    def __init__(self, name: str = "maps", parent=None):
+        super().__init__(parent)
+        self.canvas = style.graphics_widget()
+        vb = style.ZoomViewBox(lockAspect=True, invertY=True)
+        vb.setMenuEnabled(True)
+        self.canvas.addItem(vb, 0, 0)
+        self.bar = pg.ColorBarItem(values=(0, 1), colorMap=style.colormap(False), interactive=False, width=10)
+        self.canvas.addItem(self.bar, 0, 1)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.tint = pg.ImageItem(axisOrder="row-major")
+        self.box = pg.PlotCurveItem(connect="finite", pen=style.pen(style.FIELD, 1.2))
+        self.marker = pg.PlotCurveItem(connect="finite", pen=style.pen(style.SELECT, 2))
+        for z, item in enumerate((self.image, self.tint, self.box, self.marker)):
+            item.setZValue(z)
+            vb.addItem(item)
+        style.add_save_action(vb, self.canvas, name)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.canvas)
+        self._connect_scene(self.canvas.scene(), vb)
+        self.grid: g.TileGrid | None = None
+        self.levels = (0.0, 1.0)
+        self.diverging = False
+        self._field = None
+        self._selected = None
+
+    def locate(self, vx, vy):
+        return None if self.grid is None else self.grid.locate(vx, vy)
+
+    def set_maps(self, maps: np.ndarray, channels: tuple[int, ...], per_channel: bool,
+                 layer_range: tuple[float, float], aspect: float = 3.5, cols: int | None = None) -> None:
+        """Show maps[channels]; `layer_range` is (min, max) over the whole layer."""
+        _, h, w = maps.shape
+        old = self.grid
+        self.grid = g.TileGrid(tuple(channels), h, w, cols or g.choose_cols(len(channels), h, w, aspect))
+        levels, div = g.layer_levels(*layer_range)
+        shown = maps[list(channels)] if len(channels) != maps.shape[0] else maps
+        if per_channel:
+            shown = g.per_channel_normalized(shown, div)
+            levels = (-1.0, 1.0) if div else (0.0, 1.0)
+        self.levels, self.diverging = levels, div
+        self.image.setImage(self.grid.mosaic(shown), autoLevels=False, levels=levels, lut=style.lut(div))
+        self.bar.setColorMap(style.colormap(div))
+        self.bar.setLevels(values=levels)
+        if old is None or old.shape != self.grid.shape:
+            gh, gw = self.grid.shape
+            self.view_box.setRange(QRectF(0, 0, gw, gh), padding=0.02)
+        self._draw_overlays()
+
+    def set_overlays(self, field=None, selected=None) -> None:
+        """field: the receptive field on this map (box and mask over (H, W)); selected: (c, y, x)."""
+        self._field, self._selected = field, selected
+        self._draw_overlays()
+
+    def _draw_overlays(self):
+        grid, field = self.grid, self._field
+        mask = None if field is None else np.asarray(field.mask)
+        if grid is None or field is None or mask.shape != (grid.h, grid.w):
+            self.tint.setVisible(False)
+            self.box.setData([], [])
+        else:
+            stack = np.broadcast_to(mask, (grid.n,) + mask.shape)
+            covered = grid.mosaic(stack, fill=False, dtype=bool)
+            self.tint.setImage(style.tint(covered, style.FIELD, 95), autoLevels=False)
+            self.tint.setVisible(True)
+            xs, ys = g.tile_box_paths(grid, field.box)
+            self.box.setData(xs, ys)
+        sel = self._selected
+        tile = None if grid is None or sel is None or len(sel) != 3 else grid.tile_of(sel[0])
+        if tile is None or not (0 <= sel[1] < grid.h and 0 <= sel[2] < grid.w):
+            self.marker.setData([], [])
+        else:
+            oy, ox = grid.origin(tile)
+            px, py = g.rect_path(ox + sel[2], oy + sel[1], ox + sel[2] + 1, oy + sel[1] + 1)
+            tx, ty = g.rect_path(ox - 0.5, oy - 0.5, ox + grid.w + 0.5, oy + grid.h + 0.5)
+            self.marker.setData(np.array(px + tx), np.array(py + ty))
+
+
+class LanesView(_MapView):
+    """Channels of a (C, L) signal as stacked curves, one lane per channel."""
+
+    def __init__(self, name: str = "signal", parent=None):
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(viewBox=style.ZoomViewBox(invertY=True))
+        self.plot.setBackground(style.BACKGROUND)
+        pi = self.plot.getPlotItem()
+        pi.hideAxis("left")
+        pi.setMouseEnabled(x=True, y=False)
+        pi.hideButtons()
+        vb = pi.getViewBox()
+        self.tint = pg.ImageItem(axisOrder="row-major")
+        self.box = pg.PlotCurveItem(connect="finite", pen=style.pen(style.FIELD, 1.2))
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.curve = pg.PlotCurveItem(connect="finite", pen=style.pen(style.CURVE, 1))
+        self.marker = pg.PlotCurveItem(connect="finite", pen=style.pen(style.SELECT, 2))
+        for z, item in enumerate((self.tint, self.heat, self.curve, self.box, self.marker)):
+            item.setZValue(z)
+            vb.addItem(item)
+        style.add_save_action(vb, self.plot, name)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+        self._connect_scene(self.plot.scene(), vb)
+        self.channels: tuple[int, ...] = ()
+        self.length = 0
+        self._field = None
+        self._selected = None
+
+    def locate(self, vx, vy):
+        return g.locate_lane(vx, vy, self.channels, self.length)
+
+    def set_signal(self, maps: np.ndarray, channels: tuple[int, ...], per_channel: bool) -> None:
+        shown = maps[list(channels)]
+        peak = np.abs(shown).max(axis=1) if shown.size else np.ones(len(channels))
+        scales = peak if per_channel else np.full(len(channels), peak.max() if peak.size else 1.0)
+        x, y = g.lanes_curve(shown, scales)
+        changed = (tuple(channels), maps.shape[1]) != (self.channels, self.length)
+        self.channels, self.length = tuple(channels), maps.shape[1]
+        self.curve.setData(x, y)
+        if changed:
+            self.view_box.setRange(QRectF(0, 0, self.length, len(channels)), padding=0.01)
+        self._draw_overlays()
+
+    def set_overlays(self, field=None, selected=None, effective=None) -> None:
+        self._field, self._selected = field, selected
+        self._effective = effective
+        self._draw_overlays()
+
+    def _draw_overlays(self):
+        n, length, field = len(self.channels), self.length, self._field
+        mask = None if field is None else np.asarray(field.mask)
+        if field is None or mask.shape != (length,) or n == 0:
+            self.tint.setVisible(False)
+            self.box.setData([], [])
+        else:
+            self.tint.setImage(style.tint(mask[None, :], style.FIELD, 70), autoLevels=False)
+            self.tint.setRect(QRectF(0, 0, length, n))
+            self.tint.setVisible(True)
+            (a, b), = g.clip_box(field.box, (length,))
+            xs, ys = g.rect_path(a, 0, b, n) if b > a else ([], [])
+            self.box.setData(np.array(xs, float), np.array(ys, float))
+        eff = getattr(self, "_effective", None)
+        if eff is None or n == 0 or np.shape(eff) != (length,):
+            self.heat.setVisible(False)
+        else:
+            top = float(np.max(eff)) or 1.0
+            self.heat.setImage(np.asarray(eff, np.float32)[None, :], autoLevels=False, levels=(0, top),
+                               lut=style.heat_lut())
+            self.heat.setRect(QRectF(0, 0, length, n))
+            self.heat.setVisible(True)
+        sel = self._selected
+        lane = None
+        if sel is not None and len(sel) == 2 and sel[0] in self.channels and 0 <= sel[1] < length:
+            lane = self.channels.index(sel[0])
+        if lane is None:
+            self.marker.setData([], [])
+        else:
+            xs, ys = g.rect_path(sel[1], lane, sel[1] + 1, lane + 1)
+            self.marker.setData(np.array(xs, float), np.array(ys, float))
+
+
+class BarsView(_MapView):
+    """A flat vector (flatten or linear output) as a bar chart, one bar per feature."""
+
+    def __init__(self, name: str = "outputs", parent=None):
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(viewBox=style.ZoomViewBox())
+        self.plot.setBackground(style.BACKGROUND)
+        pi = self.plot.getPlotItem()
+        pi.setMouseEnabled(x=True, y=False)
+        pi.hideButtons()
+        pi.showGrid(y=True, alpha=0.15)
+        vb = pi.getViewBox()
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=style.CURVE, pen=None)
+        self.highlight = pg.BarGraphItem(x=[], height=[], width=0.9, brush=style.SELECT, pen=None)
+        self.zero = pg.InfiniteLine(pos=0, angle=0, pen=style.pen(style.MUTED, 1))
+        for z, item in enumerate((self.zero, self.bars, self.highlight)):
+            item.setZValue(z)
+            vb.addItem(item)
+        style.add_save_action(vb, self.plot, name)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+        self._connect_scene(self.plot.scene(), vb)
+        self.values = np.zeros(0, np.float32)
+        self._selected = None
+
+    @property
+    def bar_count(self) -> int:
+        return len(self.bars.opts["height"])
+
+    def locate(self, vx, vy):
+        return g.locate_bar(vx, len(self.values))
+
+    def set_values(self, values: np.ndarray) -> None:
+        changed = len(values) != len(self.values)
+        self.values = np.asarray(values, np.float32)
+        x = np.arange(len(values), dtype=np.float32) + 0.5
+        self.bars.setOpts(x=x, height=self.values, width=0.8 if len(values) < 200 else 1.0)
+        if changed:
+            lo, hi = g.finite_range(self.values)
+            self.view_box.setRange(QRectF(0, min(lo, 0), max(len(values), 1), max(hi, 0) - min(lo, 0) or 1),
+                                   padding=0.03)
+        else:
+            self.view_box.enableAutoRange(axis="y")
+        self._draw_overlays()
+
+    def set_overlays(self, field=None, selected=None) -> None:
+        self._selected = selected
+        self._draw_overlays()
+
+    def _draw_overlays(self):
+        sel = self._selected
+        if sel is not None and len(sel) == 1 and 0 <= sel[0] < len(self.values):
+            self.highlight.setOpts(x=[sel[0] + 0.5], height=[self.values[sel[0]]])
+        else:
+            self.highlight.setOpts(x=[], height=[])

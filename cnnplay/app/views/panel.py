@@ -1,0 +1,302 @@
+"""MapsPanel: the central widget. The input with the selected unit's receptive
+field, a readout, the selected conv layer's kernels, and one card per layer
+with its live feature maps.
+
+It reads the session (the model) and the controller's newest results; it never
+computes a forward pass or a receptive field itself. Cards whose data is being
+recomputed are veiled ("recomputing..."); only layers whose output array
+changed are re-uploaded; view settings only redraw.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
+                               QVBoxLayout, QWidget)
+
+from ...core.errors import NetworkError
+from ...core.session import Session
+from ..controller import ComputeController
+from . import grid as g
+from .cards import LayerCard
+from .input_view import InputView
+from .kernels import KernelsView
+from .readout import UnitReadout
+
+RECOMPUTING = "recomputing…"
+
+STYLE = """
+#mapsPanel { background: #17191d; }
+#mapsPanel QSplitter, #mapsPanel QSplitter > QWidget { background: #17191d; }
+#mapsPanel QCheckBox { color: #d5d8de; }
+#mapsPanel QFrame#layerCard { background: #1f2227; border: 1px solid #2c3038; border-radius: 4px; }
+#mapsPanel QLabel { color: #d5d8de; }
+#mapsPanel QLabel#unitReadout { background: #1f2227; border: 1px solid #2c3038; border-radius: 4px; }
+#mapsPanel QScrollArea { background: #17191d; border: none; }
+#mapsPanel #cardsContainer { background: #17191d; }
+"""
+
+
+def field_table(net):
+    """The analytic receptive-field table (closed forms; no compute worth a thread)."""
+    if hasattr(net, "receptive_field_table"):
+        return net.receptive_field_table()
+    from ...core import receptive
+    return receptive.receptive_field_table(net)
+
+
+class MapsPanel(QWidget):
+    def __init__(self, session: Session, controller: ComputeController, parent=None):
+        super().__init__(parent)
+        self.setObjectName("mapsPanel")
+        self.setAttribute(Qt.WA_StyledBackground, True)
+        self.setStyleSheet(STYLE)
+        self.session, self.controller = session, controller
+        self.cards: list[LayerCard] = []
+        self._keys_cache = (None, None)  # (network, its layer keys)
+        self._table_cache = (None, None)
+        self._input_shown = None
+
+        # toolbar: view settings (they only redraw)
+        self.levels_box = QComboBox()
+        self.levels_box.addItem("one scale per layer", "layer")
+        self.levels_box.addItem("one scale per channel", "channel")
+        self.levels_box.setToolTip("Colour levels of the feature maps")
+        self.levels_box.currentIndexChanged.connect(
+            lambda: session.set_view(levels=self.levels_box.currentData()))
+        self.effective_box = QCheckBox("Effective field")
+        self.effective_box.setToolTip("Show |d unit / d input| for this input as a heat map on the input")
+        self.effective_box.toggled.connect(lambda on: session.set_view(show_effective=bool(on)))
+        self.status = QLabel()
+        self.status.setStyleSheet("color: #9aa0aa;")
+        bar = QHBoxLayout()
+        bar.setContentsMargins(6, 4, 6, 0)
+        bar.addWidget(QLabel("Colour levels:"))
+        bar.addWidget(self.levels_box)
+        bar.addSpacing(16)
+        bar.addWidget(self.effective_box)
+        bar.addStretch(1)
+        bar.addWidget(self.status)
+
+        # left: input, readout, kernels
+        self.input_view = InputView()
+        self.readout = UnitReadout()
+        self.kernels = KernelsView()
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(self.input_view)
+        left.addWidget(self.readout)
+        left.addWidget(self.kernels)
+        left.setStretchFactor(0, 5)
+        left.setStretchFactor(1, 0)
+        left.setStretchFactor(2, 3)
+        left.setSizes([460, 150, 260])
+
+        # right: the layer cards
+        self.container = QWidget()
+        self.container.setObjectName("cardsContainer")
+        self.cards_layout = QVBoxLayout(self.container)
+        self.cards_layout.setContentsMargins(4, 4, 4, 4)
+        self.cards_layout.setSpacing(6)
+        self.cards_layout.addStretch(1)
+        self.empty_label = QLabel("The network has no layers yet: add some to see their feature maps.")
+        self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setStyleSheet("color: #9aa0aa; padding: 24px;")
+        self.cards_layout.insertWidget(0, self.empty_label)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.container)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.scroll)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([480, 820])
+        self.splitter = split
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+
+        # arrow keys move the selected unit while the focus is in the panel
+        self.setFocusPolicy(Qt.StrongFocus)
+        for key, step in ((Qt.Key_Left, "left"), (Qt.Key_Right, "right"), (Qt.Key_Up, "up"),
+                          (Qt.Key_Down, "down"), (Qt.Key_PageUp, "prev"), (Qt.Key_PageDown, "next")):
+            sc = QShortcut(QKeySequence(key), self)
+            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(lambda step=step: self.move_selection(step))
+        esc = QShortcut(QKeySequence(Qt.Key_Escape), self)
+        esc.setContext(Qt.WidgetWithChildrenShortcut)
+        esc.activated.connect(lambda: session.select_unit(None))
+
+        controller.forward_changed.connect(self.refresh_maps)
+        controller.field_changed.connect(self.refresh_field)
+        controller.message.connect(self.status.setText)
+        controller.failed.connect(self._on_failed)
+        session.input_changed.connect(self.refresh_input)
+        session.selection_changed.connect(self.refresh_selection)
+        session.view_changed.connect(self.refresh_view)
+        self.refresh_input()
+        self.refresh_view()
+        self.refresh_maps()
+        self.refresh_selection()
+
+    # -- helpers ------------------------------------------------------------------
+    def _layer_keys(self, net):
+        if self._keys_cache[0] is not net:
+            self._keys_cache = (net, net.layer_keys())
+        return self._keys_cache[1]
+
+    def _table(self, net):
+        if self._table_cache[0] is not net:
+            self._table_cache = (net, field_table(net))
+        return self._table_cache[1]
+
+    def _sync_cards(self, n: int) -> None:
+        while len(self.cards) < n:
+            card = LayerCard()
+            card.unit_clicked.connect(self.select_unit)
+            self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
+            self.cards.append(card)
+        for i, card in enumerate(self.cards):
+            card.setVisible(i < n)
+        self.empty_label.setVisible(n == 0)
+
+    def card(self, layer: int) -> LayerCard:
+        return self.cards[layer]
+
+    # -- live maps ------------------------------------------------------------------
+    def refresh_maps(self) -> None:
+        """Show the newest forward result; veil the layers it does not cover yet."""
+        s, res = self.session, self.controller.forward
+        net, spec_layers = s.network, s.state.spec["layers"]
+        self._sync_cards(len(spec_layers))
+        keys = self._layer_keys(net)
+        shown_keys = self._layer_keys_of(res)
+        same_input = res is not None and res.request.input_token == s.input_token
+        per_channel = s.view.get("levels") == "channel"
+        summaries = net.summaries
+        for i, card in enumerate(self.cards[:len(spec_layers)]):
+            if i < len(net):
+                card.set_header(i, summaries[i], net.output_shapes[i])
+                if same_input and i < len(res.outputs) and i < len(shown_keys) and shown_keys[i] == keys[i]:
+                    card.show_output(res.outputs[i], per_channel)
+                    card.set_stale(None)
+                else:
+                    card.set_stale(RECOMPUTING)
+            elif i == len(net):
+                err = s.error
+                card.set_header(i, str(spec_layers[i].get("type", "?")), None, note="invalid")
+                card.show_message(f"This layer is invalid: {err}" if err else "This layer is invalid.")
+            else:
+                card.set_header(i, str(spec_layers[i].get("type", "?")), None)
+                card.show_message(f"Not computed: layer {len(net)} before it is invalid.")
+        self._apply_overlays()
+
+    def _layer_keys_of(self, res):
+        if res is None:
+            return []
+        return self._layer_keys(res.request.network) if res.request.network is self.session.network \
+            else res.request.network.layer_keys()
+
+    def refresh_input(self) -> None:
+        s = self.session
+        src = s.input_source
+        name = str(src.get("name") or src.get("path") or src.get("kind") or "")
+        self.input_view.set_input(s.input_array, name.rsplit("/", 1)[-1])
+        self._input_shown = s.input_token
+
+    def refresh_view(self) -> None:
+        """A view setting changed: redraw from what is on screen, compute nothing."""
+        v = self.session.view
+        self.levels_box.blockSignals(True)
+        self.levels_box.setCurrentIndex(max(0, self.levels_box.findData(v.get("levels", "layer"))))
+        self.levels_box.blockSignals(False)
+        self.effective_box.blockSignals(True)
+        self.effective_box.setChecked(bool(v.get("show_effective")))
+        self.effective_box.blockSignals(False)
+        per_channel = v.get("levels") == "channel"
+        for card in self.cards:
+            if card.array is not None:
+                card.show_output(card.array, per_channel)
+        self.refresh_field()
+
+    # -- selection and fields ----------------------------------------------------------
+    def select_unit(self, layer: int, unit: tuple) -> None:
+        try:
+            self.session.select_unit(layer, unit)
+        except NetworkError:
+            return
+        self.setFocus(Qt.MouseFocusReason)
+
+    def move_selection(self, step: str) -> None:
+        sel = self.session.selected_unit
+        if sel is None:
+            return
+        layer, unit = sel
+        shape = self.session.network.output_shapes[layer]
+        new = g.step_unit(unit, shape, step)
+        if new != unit:
+            card = self.cards[layer]
+            if card.array is not None and card.array.ndim >= 2 and new[0] != unit[0]:
+                if card.enlarged is not None:
+                    card.set_enlarged(new[0])
+                elif new[0] // g.PAGE_SIZE != card.page:
+                    card.set_page(new[0] // g.PAGE_SIZE)
+            self.session.select_unit(layer, new)
+
+    def refresh_selection(self) -> None:
+        s = self.session
+        net = s.network
+        layer = s.selected_layer
+        if layer is None and s.selected_unit is not None:
+            layer = s.selected_unit[0]
+        if layer is not None and layer < len(net) and net.layer_types[layer].name.startswith("conv"):
+            self.kernels.show_weights(net.params(layer)["weight"], layer, net.summaries[layer])
+        else:
+            self.kernels.show_weights(None)
+        self.refresh_field()
+
+    def refresh_field(self) -> None:
+        self._apply_overlays()
+
+    def _apply_overlays(self) -> None:
+        s, c = self.session, self.controller
+        sel = s.selected_unit
+        f = c.field
+        current = f is not None and c.field_is_current()
+        net = s.network
+        for i, card in enumerate(self.cards):
+            if i >= len(net) or not card.isVisible():
+                continue
+            selected = sel[1] if sel is not None and sel[0] == i else None
+            field = f.on_maps.get(i) if current and i < sel[0] else None
+            card.set_overlays(field=field, selected=selected)
+        if sel is None:
+            self.input_view.set_field(None)
+            self.readout.clear_unit()
+            return
+        layer, unit = sel
+        table = self._table(net)
+        row = table[layer] if layer < len(table) else None
+        show_eff = bool(s.view.get("show_effective"))
+        if current:
+            eff = f.effective if show_eff else None
+            self.input_view.set_field(f.on_input, eff)
+            pending = "computing the effective field…" if show_eff and f.effective is None else ""
+            self.readout.show_unit(layer, net.summaries[layer], unit, row, f.on_input, pending=pending)
+        else:
+            old = f.on_input if f is not None else None
+            self.readout.show_unit(layer, net.summaries[layer], unit, row, None,
+                                   pending="computing the receptive field…")
+            if old is None:
+                self.input_view.set_field(None)
+
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(message)
+        for card in self.cards:
+            if card.stale.isVisible():
+                card.set_stale(f"not computed: {message}")

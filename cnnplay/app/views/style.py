@@ -1,0 +1,100 @@
+"""Shared look of the views: pyqtgraph options, colour maps (lookup tables built
+once), colours of the overlays, a zoomable view box and "Save as PNG"."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+BACKGROUND = "#17191d"
+FOREGROUND = "#c8ccd4"
+MUTED = "#7d838f"
+SELECT = QColor("#ffd166")  # the selected unit
+FIELD = QColor("#38e0c8")  # the receptive field (box and mask tint)
+PADDING = QColor("#ff6b6b")  # the part of the field lying in padding
+CURVE = QColor("#8ab4f8")
+
+
+@lru_cache(maxsize=None)
+def colormap(diverging: bool) -> pg.ColorMap:
+    return pg.colormap.get("CET-D1A" if diverging else "viridis")
+
+
+@lru_cache(maxsize=None)
+def lut(diverging: bool) -> np.ndarray:
+    """256-entry RGB lookup table (computed once per map)."""
+    return colormap(diverging).getLookupTable(nPts=256, alpha=False)
+
+
+@lru_cache(maxsize=None)
+def heat_lut() -> np.ndarray:
+    """RGBA table for the effective field: transparent at 0, opaque hot at 1."""
+    rgb = pg.colormap.get("CET-L3").getLookupTable(nPts=256, alpha=False).astype(np.float32)
+    alpha = np.clip(np.linspace(0, 1.6, 256), 0, 1) ** 0.8 * 230
+    return np.concatenate([rgb, alpha[:, None]], axis=1).astype(np.uint8)
+
+
+def tint(mask: np.ndarray, color: QColor, alpha: int) -> np.ndarray:
+    """An RGBA image: `color` with `alpha` where mask is True, transparent elsewhere."""
+    out = np.zeros(mask.shape + (4,), np.uint8)
+    out[mask] = (color.red(), color.green(), color.blue(), alpha)
+    return out
+
+
+def pen(color, width: float = 1.5, style=Qt.SolidLine):
+    p = pg.mkPen(color, width=width)
+    p.setStyle(style)
+    p.setCosmetic(True)
+    return p
+
+
+class ZoomViewBox(pg.ViewBox):
+    """A view box that zooms with Ctrl+wheel only, so the wheel scrolls the page."""
+
+    def __init__(self, *args, wheel_zoom: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wheel_zoom = wheel_zoom
+
+    def wheelEvent(self, ev, axis=None):
+        if self.wheel_zoom or ev.modifiers() & Qt.ControlModifier:
+            super().wheelEvent(ev, axis)
+        else:
+            ev.ignore()
+
+
+def graphics_widget() -> pg.GraphicsLayoutWidget:
+    w = pg.GraphicsLayoutWidget()
+    w.setBackground(BACKGROUND)
+    w.ci.setContentsMargins(2, 2, 2, 2)
+    return w
+
+
+def add_save_action(view_box: pg.ViewBox, widget: QWidget, name: str) -> None:
+    """'Save as PNG...' at the top of a view box's context menu."""
+    menu = view_box.getMenu(None) if hasattr(view_box, "getMenu") else view_box.menu
+    action = menu.addAction("Save as PNG...")
+    menu.removeAction(action)
+    first = menu.actions()[0] if menu.actions() else None
+    menu.insertAction(first, action)
+    if first is not None:
+        menu.insertSeparator(first)
+    action.triggered.connect(lambda: save_png_dialog(widget, name))
+
+
+def save_png_dialog(widget: QWidget, name: str) -> None:
+    path, _ = QFileDialog.getSaveFileName(widget, "Save view as PNG", f"{name}.png", "PNG image (*.png)")
+    if path:
+        save_png(widget, path)
+
+
+def save_png(widget: QWidget, path: str) -> bool:
+    if not path.lower().endswith(".png"):
+        path += ".png"
+    return widget.grab().save(path, "PNG")
