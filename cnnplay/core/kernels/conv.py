@@ -25,6 +25,8 @@ all run the same kernel at full speed, and there is one kernel to compile.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit, prange
 
@@ -36,6 +38,12 @@ def _pair(v) -> tuple[int, int]:
         return int(v), int(v)
     a, b = v
     return int(a), int(b)
+
+
+@lru_cache(maxsize=256)
+def _plan(*geometry) -> "_Plan":
+    """The (immutable) plan of one layer geometry, computed once."""
+    return _Plan(*geometry)
 
 
 class _Plan:
@@ -69,40 +77,49 @@ class _Plan:
 
 @njit(cache=True, parallel=True)
 def _make_source(x, sh, sw, ph, pw, hq, wq, length, out):
-    """out (phases*Ci, length): zero-padded x split by stride phase, flattened."""
+    """out (phases*Ci, length): zero-padded x split by stride phase, flattened.
+
+    Phase (py, px) of channel c is row (py*sw + px)*Ci + c; its pixel (i, j) is
+    padded-input pixel (i*sh + py, j*sw + px)."""
     ci, h, w = x.shape
-    nph = sh * sw
-    for job in prange(nph * ci):
-        p = job // ci
-        c = job - p * ci
-        py = p // sw
-        px = p - py * sw
-        row = out[p * ci + c]
-        row[:] = 0.0
-        # phase rows i with i*sh + py - ph in [0, h)
+    for job in prange(sh * ci):
+        py = job // ci
+        c = job - py * ci
+        r0 = py * sw * ci + c  # row of phase (py, 0); phase (py, px) is r0 + px*ci
+        tmp = np.zeros(sw * wq, np.float32)  # one padded input row (borders stay 0)
+        for px in range(sw):
+            out[r0 + px * ci, hq * wq:] = 0.0
         for i in range(hq):
             yy = i * sh + py - ph
+            base = i * wq
             if yy < 0 or yy >= h:
+                for px in range(sw):
+                    out[r0 + px * ci, base:base + wq] = 0.0
                 continue
             xr = x[c, yy]
-            base = i * wq
             if sw == 1:
-                j0 = max(0, pw - px)
-                j1 = min(wq, w + pw - px)
-                if j1 > j0:
-                    dst = row[base + j0:base + j1]
-                    s = xr[j0 + px - pw:j1 + px - pw]
-                    for j in range(j1 - j0):
-                        dst[j] = s[j]
+                d = out[r0, base:base + wq]
+                d[:pw] = 0.0
+                d[pw + w:] = 0.0
+                dm = d[pw:pw + w]
+                for j in range(w):
+                    dm[j] = xr[j]
+                continue
+            t = tmp[pw:pw + w]
+            for j in range(w):
+                t[j] = xr[j]
+            if sw == 2:  # both phases in one pass: a vectorized deinterleave
+                d0 = out[r0, base:base + wq]
+                d1 = out[r0 + ci, base:base + wq]
+                for j in range(wq):
+                    d0[j] = tmp[2 * j]
+                    d1[j] = tmp[2 * j + 1]
             else:
-                # phase columns j with j*sw + px - pw in [0, w)
-                j0 = max(0, (pw - px + sw - 1) // sw)
-                j1 = min(wq, (w + pw - px + sw - 1) // sw)
-                if j1 > j0:
-                    dst = row[base + j0:base + j1]
-                    s = xr[j0 * sw + px - pw::sw]
-                    for j in range(j1 - j0):
-                        dst[j] = s[j]
+                for px in range(sw):
+                    d = out[r0 + px * ci, base:base + wq]
+                    s = tmp[px::sw]
+                    for j in range(wq):
+                        d[j] = s[j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -199,7 +216,7 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarra
         raise ValueError(f"conv2d: input {x.shape} and weight {w.shape} do not match")
     co, ci, kh, kw = w.shape
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    plan = _Plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
+    plan = _plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
     bias = np.zeros(co, np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(co)
     src = np.empty((plan.phases * ci, plan.length), np.float32)
     _make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
