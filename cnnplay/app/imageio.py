@@ -1,0 +1,287 @@
+"""Image input: any file Qt reads, as a float32 (C, H, W) array in [0, 1].
+
+Uses QImageReader/QImage only (no widgets): call it with a QGuiApplication
+or QApplication running (offscreen is fine), from any thread.
+
+What it does, in order:
+- refuses folders, empty files and non-files with a message naming the file;
+- reads the header and refuses more than `max_pixels` (default 100 megapixels)
+  before decoding anything;
+- decodes with EXIF orientation applied (QImageReader.setAutoTransform);
+- refuses files the decoder reports as truncated (a JPEG cut short still
+  "decodes" into grey), and BMPs shorter than their header says;
+- converts, a band of rows at a time: 8-bit and 16-bit (kept at 16-bit
+  precision), gray, gray+alpha, RGB, RGBA, palette, CMYK; alpha is composited
+  on white; "gray" mode uses luma 0.299 R + 0.587 G + 0.114 B;
+- downscales by exact area averaging (numpy) so the longest side is `max_side`.
+
+Every step that changes the pixels adds a plain sentence to `notes`.
+Anything wrong raises InputError (a ValueError) naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, qInstallMessageHandler
+from PySide6.QtGui import QImage, QImageIOHandler, QImageReader
+
+from ..core.errors import InputError
+from ..core.resample import area_reduce, fit_size
+
+MAX_PIXELS = 100_000_000
+DEFAULT_MAX_SIDE = 256
+LUMA = np.array([0.299, 0.587, 0.114])
+_BAND_PIXELS = 1 << 20  # rows converted at a time: about 1 megapixel (32 MB of float64)
+
+F = QImage.Format
+_DEEP = {F.Format_Grayscale16, F.Format_RGBX64, F.Format_RGBA64, F.Format_RGBA64_Premultiplied,
+         F.Format_RGBX16FPx4, F.Format_RGBA16FPx4, F.Format_RGBA16FPx4_Premultiplied,
+         F.Format_RGBX32FPx4, F.Format_RGBA32FPx4, F.Format_RGBA32FPx4_Premultiplied,
+         F.Format_BGR30, F.Format_A2BGR30_Premultiplied, F.Format_RGB30, F.Format_A2RGB30_Premultiplied}
+_FLOAT = {F.Format_RGBX16FPx4, F.Format_RGBA16FPx4, F.Format_RGBA16FPx4_Premultiplied,
+          F.Format_RGBX32FPx4, F.Format_RGBA32FPx4, F.Format_RGBA32FPx4_Premultiplied}
+_TRANSFORMS = {
+    QImageIOHandler.Transformation.TransformationMirror: "mirrored",
+    QImageIOHandler.Transformation.TransformationFlip: "flipped upside down",
+    QImageIOHandler.Transformation.TransformationRotate180: "rotated 180 degrees",
+    QImageIOHandler.Transformation.TransformationRotate90: "rotated 90 degrees clockwise",
+    QImageIOHandler.Transformation.TransformationMirrorAndRotate90: "mirrored and rotated 90 degrees",
+    QImageIOHandler.Transformation.TransformationFlipAndRotate90: "flipped and rotated 90 degrees",
+    QImageIOHandler.Transformation.TransformationRotate270: "rotated 90 degrees counter-clockwise",
+}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded input image.
+
+    array: float32 (C, H, W) in [0, 1], C = 3 ("rgb") or 1 ("gray").
+    source: the file path (or the name given to load_image_bytes).
+    notes: plain sentences about what was done to the pixels, for the user.
+    original_size: (width, height) as decoded (after EXIF orientation).
+    format: the file format Qt detected ("png", "jpeg", ...).
+    """
+
+    array: np.ndarray
+    source: str
+    notes: tuple[str, ...] = ()
+    original_size: tuple[int, int] = (0, 0)
+    format: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "gray" if self.array.shape[0] == 1 else "rgb"
+
+
+def load_image(path: str | os.PathLike, mode: str = "rgb", max_side: int | None = DEFAULT_MAX_SIDE,
+               max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Decode the image file at `path`; see the module docstring. InputError if unusable."""
+    _check_args(mode, max_side)
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise InputError("no such file", name) from None
+    except OSError as e:
+        raise InputError(f"cannot read it: {e.strerror or e}", name) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a folder, not an image file", name)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("is not a regular file", name)
+    if st.st_size == 0:
+        raise InputError("the file is empty (0 bytes)", name)
+    try:
+        with open(name, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise InputError(f"cannot read it: {e.strerror or e}", name) from None
+    reader = QImageReader(name)
+    try:
+        return _decode(reader, name, head, st.st_size, mode, max_side, max_pixels)
+    finally:
+        reader.setDevice(None)
+        del reader
+
+
+def load_image_bytes(data: bytes, name: str = "<memory>", mode: str = "rgb",
+                     max_side: int | None = DEFAULT_MAX_SIDE, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Like load_image, from the bytes of an image file (`name` is used in messages)."""
+    _check_args(mode, max_side)
+    data = bytes(data)
+    if not data:
+        raise InputError("the file is empty (0 bytes)", name)
+    ba = QByteArray(data)
+    buf = QBuffer(ba)
+    buf.open(QIODevice.OpenModeFlag.ReadOnly)
+    reader = QImageReader(buf)
+    try:
+        return _decode(reader, name, data[:64], len(data), mode, max_side, max_pixels)
+    finally:
+        reader.setDevice(None)
+        del reader
+        buf.close()
+
+
+def _check_args(mode, max_side):
+    if mode not in ("rgb", "gray"):
+        raise ValueError(f"mode must be 'rgb' or 'gray', not {mode!r}")
+    if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
+        raise ValueError(f"max_side must be a positive integer or None, not {max_side!r}")
+
+
+# -- decoding ---------------------------------------------------------------------
+
+class _Messages:
+    """Collect the image decoders' warnings while one image decodes (Qt reports
+    a truncated JPEG only as a warning) and pass every message on."""
+
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._previous = qInstallMessageHandler(self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        qInstallMessageHandler(self._previous)
+        self._lock.release()
+
+    def _handle(self, mode, context, message):
+        category = context.category or ""
+        if category.startswith(("qt.gui.imageio", "qt.imageformats")):
+            self.seen.append(str(message))
+            return
+        if self._previous is not None:
+            self._previous(mode, context, message)
+
+
+def _decode(reader: QImageReader, name: str, head: bytes, nbytes: int, mode: str,
+            max_side: int | None, max_pixels: int) -> LoadedImage:
+    reader.setAutoTransform(True)
+    if not reader.canRead():
+        raise InputError(f"not an image file cnnplay can read ({_describe(head)})", name)
+    fmt = bytes(reader.format().data()).decode("ascii", "replace")
+    size = reader.size()
+    if size.isValid() and size.width() * size.height() > max_pixels:
+        raise InputError(f"the {fmt.upper()} header says {size.width()}x{size.height()} pixels "
+                         f"({size.width() * size.height() / 1e6:.0f} megapixels), above the limit of "
+                         f"{max_pixels / 1e6:g} megapixels; not decoded", name)
+    if head[:2] == b"BM" and len(head) >= 6:
+        declared = int.from_bytes(head[2:6], "little")
+        if declared > nbytes:
+            raise InputError(f"the BMP file is truncated ({nbytes} of {declared} bytes)", name)
+
+    # Qt refuses to allocate more than its limit (256 MB by default); allow what max_pixels allows.
+    old_limit = QImageReader.allocationLimit()
+    need_mb = max_pixels * 8 // (1 << 20) + 1
+    with _Messages() as messages:
+        if 0 < old_limit < need_mb:
+            QImageReader.setAllocationLimit(need_mb)
+        try:
+            img = reader.read()
+        finally:
+            if 0 < old_limit < need_mb:
+                QImageReader.setAllocationLimit(old_limit)
+    if img.isNull():
+        reason = reader.errorString()
+        detail = f": {messages.seen[-1]}" if messages.seen else ""
+        raise InputError(f"cannot decode this {fmt.upper()} file, it may be truncated or damaged "
+                         f"({reason}{detail})", name)
+    truncated = [m for m in messages.seen if "premature end" in m.lower() or "truncat" in m.lower()]
+    if truncated:
+        raise InputError(f"the {fmt.upper()} file is truncated or damaged ({truncated[0]})", name)
+    if img.width() * img.height() > max_pixels:
+        raise InputError(f"the image is {img.width()}x{img.height()} pixels, above the limit of "
+                         f"{max_pixels / 1e6:g} megapixels", name)
+
+    notes: list[str] = []
+    t = reader.transformation()
+    if t in _TRANSFORMS:
+        notes.append(f"{_TRANSFORMS[t].capitalize()} as its EXIF orientation says.")
+    array, pixel_notes = _to_array(img, mode, max_side)
+    notes.extend(pixel_notes)
+    notes.extend(f"The decoder warned: {m}" for m in dict.fromkeys(messages.seen))
+    array.flags.writeable = False
+    return LoadedImage(array, name, tuple(notes), (img.width(), img.height()), fmt)
+
+
+def _to_array(img: QImage, mode: str, max_side: int | None) -> tuple[np.ndarray, list[str]]:
+    """(C, h, w) float32 in [0, 1] and notes; converts a band of rows at a time."""
+    src = img.format()
+    deep = src in _DEEP
+    target = F.Format_RGBA64 if deep else F.Format_RGBA8888
+    dtype, scale = (np.uint16, 65535.0) if deep else (np.uint8, 255.0)
+    W, H = img.width(), img.height()
+    h, w = fit_size(H, W, max_side)
+    band = max(1, _BAND_PIXELS // max(W, 1))
+    rows = []
+    all_gray, min_alpha = True, 1.0
+    for y0 in range(0, H, band):
+        part = img.copy(0, y0, W, min(band, H - y0)).convertToFormat(target)
+        ph = part.height()
+        raw = np.frombuffer(part.constBits(), dtype=dtype, count=part.sizeInBytes() // np.dtype(dtype).itemsize)
+        per_line = part.bytesPerLine() // np.dtype(dtype).itemsize
+        px = raw.reshape(ph, per_line)[:, :W * 4].reshape(ph, W, 4)
+        rgb = px[..., :3].astype(np.float64) / scale
+        alpha = px[..., 3:4].astype(np.float64) / scale
+        if all_gray:
+            all_gray = bool((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all())
+        a_min = float(alpha.min()) if alpha.size else 1.0
+        if a_min < 1.0:
+            min_alpha = min(min_alpha, a_min)
+            rgb = rgb * alpha + (1.0 - alpha)  # composite on white
+        del px, raw, part
+        if mode == "gray":
+            rgb = rgb @ LUMA if not all_gray else rgb[..., 0]
+            rgb = rgb[..., None]
+        rows.append(area_reduce(rgb, w, 1) if w != W else rgb)
+    out = np.concatenate(rows, axis=0)
+    if h != H:
+        out = area_reduce(out, h, 0)
+    array = np.ascontiguousarray(np.clip(out, 0.0, 1.0).transpose(2, 0, 1), dtype=np.float32)
+
+    notes = []
+    if src == F.Format_Indexed8:
+        notes.append(f"Palette image ({img.colorCount()} colours) expanded to full colour.")
+    elif src in (F.Format_Mono, F.Format_MonoLSB):
+        notes.append("1-bit black-and-white image.")
+    elif src == F.Format_CMYK8888:
+        notes.append("CMYK image converted to RGB (a plain conversion, no colour profile).")
+    if src in _FLOAT:
+        notes.append("Floating-point image: read at 16-bit precision, values clipped to 0..1.")
+    elif deep:
+        notes.append("High bit depth image (more than 8 bits per channel): read at 16-bit precision.")
+    if min_alpha < 1.0:
+        notes.append("Alpha composited on white (the image has transparent pixels).")
+    if mode == "gray" and not all_gray:
+        notes.append("Colour converted to gray (luma: 0.299 R + 0.587 G + 0.114 B).")
+    elif mode == "rgb" and all_gray:
+        notes.append("Grayscale image: its R, G and B channels are equal.")
+    if (h, w) != (H, W):
+        notes.append(f"Downscaled from {W}x{H} to {w}x{h} (area averaging).")
+    return array, notes
+
+
+def _describe(head: bytes) -> str:
+    """A short guess at what a file that is not a readable image is."""
+    if head.startswith(b"%PDF"):
+        return "it is a PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy array; load it as a signal"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")):
+        return "its header is damaged"
+    try:
+        head.decode("utf-8")
+        return "it looks like a text file"
+    except UnicodeDecodeError:
+        return "unknown or unsupported format"
