@@ -1,0 +1,158 @@
+"""Pooling and shift invariance: shift the input and see each layer's change.
+
+The shifted forward pass runs on the compute worker (a TaskRequest, newest
+wins); this widget only draws the result and checks it is still current.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from ...core.concepts import invariance as INV
+from ..compute import TaskRequest
+from ..views import style
+from .common import note
+
+MEASURES = (
+    ("relative_change", "relative change ||A-B|| / ||B||"),
+    ("correlation", "correlation of A and B"),
+    ("aligned_change", "aligned change (shift undone on the layer's grid)"),
+)
+
+
+def _invariance_task(shift, mode):
+    def fn(net, x, outputs):
+        return INV.shift_invariance(net, x, shift, mode, outputs=outputs)
+    return fn
+
+
+class InvarianceView(QWidget):
+    def __init__(self, session, controller, parent=None):
+        super().__init__(parent)
+        self.session, self.controller = session, controller
+        self.worker = controller.worker
+        self.pending: TaskRequest | None = None
+        self.result = None  # (request, list[LayerChange])
+        self.sliders = {}
+        form = QFormLayout()
+        for axis in ("dy", "dx"):
+            s = QSlider(Qt.Horizontal)
+            s.setRange(-8, 8)
+            s.setValue(0)
+            s.setTickPosition(QSlider.TicksBelow)
+            s.setTickInterval(1)
+            s.setPageStep(1)
+            s.valueChanged.connect(self.request)
+            value = QLabel("0")
+            s.valueChanged.connect(lambda v, lab=value: lab.setText(str(v)))
+            row = QHBoxLayout()
+            row.addWidget(s, 1)
+            row.addWidget(value)
+            self.sliders[axis] = s
+            form.addRow("shift down (px)" if axis == "dy" else "shift right (px)", row)
+        self.mode_box = QComboBox()
+        self.mode_box.addItem("wrap around", "wrap")
+        self.mode_box.addItem("pad with zeros", "zero")
+        self.mode_box.setToolTip("What enters at the border: the pixels that left on the other side, or zeros")
+        self.mode_box.currentIndexChanged.connect(self.request)
+        self.measure_box = QComboBox()
+        for key, text in MEASURES:
+            self.measure_box.addItem(text, key)
+        self.measure_box.currentIndexChanged.connect(self.redraw)
+        form.addRow("border", self.mode_box)
+        form.addRow("measure", self.measure_box)
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground(style.BACKGROUND)
+        pi = self.plot.getPlotItem()
+        pi.hideButtons()
+        pi.showGrid(y=True, alpha=0.2)
+        pi.setLabel("bottom", "layer")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=style.CURVE)
+        self.selected_bar = pg.BarGraphItem(x=[], height=[], width=0.7, brush=style.SELECT)
+        pi.addItem(self.bars)
+        pi.addItem(self.selected_bar)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: #9aa0aa;")
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.status)
+        lay.addWidget(note(INV.EXPLANATION + " A is the layer's output for the shifted input, B for the original; "
+                           "the selected layer's bar is highlighted."))
+        self.worker.task_done.connect(self._on_done)
+        self.worker.failed.connect(self._on_failed)
+        session.network_changed.connect(self.request)
+        session.input_changed.connect(self.request)
+        session.selection_changed.connect(self.redraw)
+        self.request()
+
+    def shift(self) -> tuple[int, ...]:
+        dy, dx = self.sliders["dy"].value(), self.sliders["dx"].value()
+        one_d = len(self.session.network.input_shape) == 2
+        self.sliders["dy"].setEnabled(not one_d)
+        return (dx,) if one_d else (dy, dx)
+
+    def request(self) -> None:
+        s = self.session
+        if len(s.network) == 0:
+            self.pending = None
+            self.result = None
+            self.redraw()
+            return
+        shift, mode = self.shift(), self.mode_box.currentData()
+        self.pending = TaskRequest(s.network, s.input_array, s.input_token, "shift invariance",
+                                   _invariance_task(shift, mode))
+        self.status.setText("computing the shifted forward pass...")
+        self.worker.submit(self.pending)
+
+    def _on_done(self, result) -> None:
+        if result.request is not self.pending:
+            return
+        self.result = (result.request, result.value)
+        self.status.setText(f"computed in {result.seconds * 1000:.0f} ms")
+        self.redraw()
+
+    def _on_failed(self, request, message: str) -> None:
+        if request is self.pending:
+            self.status.setText(message)
+
+    def values(self) -> tuple[list[int], list[float]]:
+        if self.result is None:
+            return [], []
+        key = self.measure_box.currentData()
+        xs, ys = [], []
+        for c in self.result[1]:
+            v = getattr(c, key)
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                continue
+            xs.append(c.layer)
+            ys.append(float(v))
+        return xs, ys
+
+    def redraw(self) -> None:
+        xs, ys = self.values()
+        sel = self.session.selected_layer
+        self.bars.setOpts(x=xs, height=ys)
+        if sel in xs:
+            k = xs.index(sel)
+            self.selected_bar.setOpts(x=[xs[k]], height=[ys[k]])
+        else:
+            self.selected_bar.setOpts(x=[], height=[])
+        net = self.result[0].network if self.result else None
+        if net is not None:
+            ticks = [(i, f"{i}\n{net.layer_types[i].name}") for i in range(len(net))]
+            self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
+        key = self.measure_box.currentData()
+        self.plot.getPlotItem().setLabel("left", dict(MEASURES)[key].split(" (")[0])
+        if xs:
+            lo = min(0.0, min(ys))
+            hi = max(1.0, max(ys)) if key != "correlation" else 1.0
+            self.plot.getPlotItem().setYRange(lo, hi * 1.05, padding=0)
+            self.plot.getPlotItem().setXRange(-0.6, (len(net) if net else max(xs) + 1) - 0.4, padding=0)
