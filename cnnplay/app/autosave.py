@@ -1,0 +1,229 @@
+"""Autosave: the session is written shortly after every change, and restored on start.
+
+Writes are debounced (~300 ms after the last change), atomic (temporary file,
+fsync, rename) and run on a small background thread of their own, never on the
+GUI thread and never on the compute worker. The network goes into a regular
+.cnnplay file whose `extra` holds the full description (including a layer the
+user is still editing), the input source, view settings and selection; the input
+array itself is kept beside it as an .npy file, rewritten only when it changes.
+
+A corrupt autosave is moved aside (kept, renamed) and reported, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..core.errors import InputError, NetworkError
+from ..core.fileformat import atomic_write, load_bundle, network_bytes
+from ..core.session import Session
+from . import paths
+
+log = logging.getLogger(__name__)
+DELAY_MS = 300
+
+
+class Autosaver(QObject):
+    saved = Signal(str)  # path written
+    failed = Signal(str)  # message for the user
+
+    def __init__(self, session: Session, path: str | os.PathLike | None = None,
+                 input_path: str | os.PathLike | None = None, delay_ms: int = DELAY_MS,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.path = Path(path) if path is not None else paths.autosave_path()
+        self.input_path = Path(input_path) if input_path is not None else paths.autosave_input_path()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(delay_ms)
+        self._timer.timeout.connect(self.save_now)
+        self._written_input = None  # the input array last written (by identity)
+        self._job = None
+        self._busy = False
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="cnnplay-autosave", daemon=True)
+        self._thread.start()
+        self._last_error = None
+        for sig in (session.network_changed, session.input_changed, session.view_changed,
+                    session.selection_changed):
+            sig.connect(self.schedule)
+
+    # -- GUI thread ------------------------------------------------------------------
+    def schedule(self, *args) -> None:
+        """Something changed: save ~300 ms from now (restarting the countdown)."""
+        if not self._stopping:
+            self._timer.start()
+
+    def pending(self) -> bool:
+        return self._timer.isActive()
+
+    def save_now(self) -> None:
+        """Snapshot the session (cheap: immutable objects) and hand it to the writer."""
+        self._timer.stop()
+        s = self.session
+        x = s.input_array
+        extra = s.extra()
+        extra["input_shape"] = list(x.shape)
+        extra["saved_at"] = time.time()
+        job = (s.network, extra, None if x is self._written_input else x)
+        self._written_input = x
+        with self._cond:
+            if self._job is not None and job[2] is None:
+                job = job[:2] + (self._job[2],)  # keep an input not yet written
+            self._job = job
+            self._cond.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write anything pending now and wait until it is on disk (e.g. on quit)."""
+        if self._timer.isActive():
+            self.save_now()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._job is not None or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            return self._job is None and not self._busy
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._stopping = True
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(timeout)
+        for sig in (self.session.network_changed, self.session.input_changed,
+                    self.session.view_changed, self.session.selection_changed):
+            sig.disconnect(self.schedule)
+
+    # -- writer thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._stopping:
+                    self._cond.wait()
+                if self._job is None and self._stopping:
+                    return
+                job, self._job = self._job, None
+                self._busy = True
+            try:
+                self._write(*job)
+            except Exception as e:  # never let the writer die
+                msg = f"autosave failed: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
+                if msg != self._last_error:
+                    log.error("autosave failed:\n%s", traceback.format_exc())
+                    self.failed.emit(msg)
+                self._last_error = msg
+            else:
+                self._last_error = None
+                self.saved.emit(str(self.path))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _write(self, network, extra, x) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if x is not None:
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+            atomic_write(self.input_path, buf.getvalue())
+        atomic_write(self.path, network_bytes(network, extra))
+
+
+class Restored:
+    """What restoring the autosave gave: a session (or None) and messages for the user."""
+
+    def __init__(self, session: Session | None = None, messages: list[str] | None = None,
+                 moved_to: Path | None = None):
+        self.session = session
+        self.messages = messages or []
+        self.moved_to = moved_to
+
+
+def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike | None = None,
+            load_input=None) -> Restored:
+    """Rebuild the last session from the autosave, if there is one.
+
+    `load_input(source) -> (array, source, notes)` reloads an input from its
+    source when the saved input array is missing. A corrupt autosave is renamed
+    to autosave.corrupt-<time>.cnnplay and reported.
+    """
+    path = Path(path) if path is not None else paths.autosave_path()
+    input_path = Path(input_path) if input_path is not None else paths.autosave_input_path()
+    if not path.exists():
+        return Restored()
+    try:
+        session, notes = _session_from(path, input_path, load_input)
+        return Restored(session, notes)
+    except Exception as e:  # anything at all: the file is unusable, keep it aside
+        if not isinstance(e, (NetworkError, InputError)):
+            log.error("autosave unreadable:\n%s", traceback.format_exc())
+        moved = _move_aside(path)
+        where = f"; it was kept as {moved}" if moved else ""
+        return Restored(None, [f"The autosaved session could not be restored ({e}){where}. "
+                               "Starting with the default network."], moved)
+
+
+def _session_from(path: Path, input_path: Path, load_input):
+    net, extra = load_bundle(path)
+    extra = extra or {}
+    spec = extra.get("spec")
+    if not isinstance(spec, dict):
+        spec = net.to_dict()
+    source = extra.get("input_source") if isinstance(extra.get("input_source"), dict) else {}
+    notes = []
+    x = None
+    if input_path.exists():
+        try:
+            a = np.load(input_path, allow_pickle=False)
+            if list(a.shape) == list(net.input_shape) and a.dtype == np.float32 and np.isfinite(a).all():
+                x = a
+        except Exception:
+            x = None
+    input_notes = ()
+    if x is None and load_input is not None and source:
+        try:
+            x, source, input_notes = load_input(source)
+        except (InputError, NetworkError, OSError) as e:
+            notes.append(f"The last input could not be reloaded ({e}).")
+            x = None
+    if x is None:
+        raise NetworkError(f"{path}: the saved input is missing")
+    session = Session(spec, x, source, seed=net.seed, network=net)
+    session._replace(input_notes=tuple(input_notes))
+    view = extra.get("view")
+    if isinstance(view, dict):
+        session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})
+    sel = extra.get("selected_layer")
+    if isinstance(sel, int) and not isinstance(sel, bool) and 0 <= sel < len(session.layers):
+        session.select_layer(sel)
+    unit = extra.get("selected_unit")
+    if isinstance(unit, list) and len(unit) == 2 and isinstance(unit[1], list):
+        try:
+            session.select_unit(int(unit[0]), tuple(int(u) for u in unit[1]))
+        except (NetworkError, TypeError, ValueError):
+            pass
+    return session, notes
+
+
+def _move_aside(path: Path) -> Path | None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}.corrupt-{stamp}{path.suffix}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.stem}.corrupt-{stamp}-{n}{path.suffix}")
+        n += 1
+    try:
+        os.replace(path, target)
+        return target
+    except OSError:
+        return None

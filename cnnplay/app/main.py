@@ -1,0 +1,113 @@
+"""`cnnplay`: start the desktop app.
+
+QApplication, the session (restored from the autosave, or the default network
+on a bundled photo), the compute worker and controller, the autosaver and the
+window. Unexpected exceptions are logged to a file in the app-data folder and
+shown as a non-modal message; the app keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+
+from . import paths
+
+log = logging.getLogger("cnnplay")
+
+
+def setup_logging() -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_cnnplay", False) for h in root.handlers):
+        return
+    try:
+        handler = logging.FileHandler(paths.log_path(), encoding="utf-8")
+    except OSError:
+        handler = logging.StreamHandler()
+    handler._cnnplay = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def install_excepthook(window=None) -> None:
+    """Log unexpected exceptions (GUI slots, threads) and show a short non-modal message."""
+
+    def report(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("unexpected error:\n%s", text)
+        if window is not None:
+            try:
+                window.show_message(f"Unexpected error ({exc_type.__name__}: {exc}). The app keeps running; "
+                                    f"details are in {paths.log_path()}.", "error")
+            except Exception:
+                pass
+
+    sys.excepthook = report
+
+    def thread_hook(args):
+        if args.exc_type is SystemExit:
+            return
+        log.error("unexpected error in thread %s:\n%s", args.thread.name if args.thread else "?",
+                  "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+    threading.excepthook = thread_hook
+
+
+def create_window(synchronous: bool = False, restore_layout: bool = False):
+    """Build session, worker, controller, autosaver and window (needs a QApplication).
+    Tests construct windows this way, on a CNNPLAY_HOME of their own."""
+    from .autosave import Autosaver, restore
+    from .compute import ComputeWorker
+    from .controller import ComputeController
+    from .examples import default_session
+    from .input_panel import load_input
+    from .window import MainWindow, kernels_ready
+
+    restored = restore(load_input=load_input)
+    session = restored.session if restored.session is not None else default_session()
+    first_start = not synchronous and not kernels_ready()
+    worker = ComputeWorker(synchronous=synchronous)
+    controller = ComputeController(session, worker)
+    autosaver = Autosaver(session)
+    window = MainWindow(session, controller, autosaver=autosaver, messages=restored.messages,
+                        first_start=first_start)
+    controller.setParent(window)
+    worker.setParent(window)
+    autosaver.setParent(window)
+    if restore_layout:
+        window.restore_layout()
+    if restored.session is None:
+        autosaver.save_now()  # the first start's session is saved at once
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    argv = list(sys.argv if argv is None else argv)
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName(paths.APP_NAME)
+    app.setOrganizationName(paths.ORG_NAME)
+    app.setApplicationDisplayName("cnnplay")
+    setup_logging()
+    install_excepthook()
+    window = create_window(restore_layout=True)
+    install_excepthook(window)
+    from .palette import layer_icon
+    app.setWindowIcon(QIcon(layer_icon("conv2d")))
+    for arg in argv[1:]:
+        if not arg.startswith("-"):
+            window.open_any(arg)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

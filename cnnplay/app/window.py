@@ -1,0 +1,491 @@
+"""The main window: menus, docks (palette, layer stack, input, inspector), the
+central feature-map area, the status bar and file drops.
+
+The window holds no network state: the Session is the model, every edit goes
+through the Editor (QUndoStack), and every forward pass through the
+ComputeController / ComputeWorker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
+
+from ..core.errors import InputError, NetworkError
+from ..core.fileformat import load_bundle, save_network
+from ..core.session import Session
+from . import paths
+from .commands import Editor
+from .controller import ComputeController
+from .examples import apply_example, example_paths, input_for_shape, read_example
+from .input_panel import IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source
+from .inspector import Inspector
+from .layer_stack import LayerStack
+from .palette import Palette
+
+log = logging.getLogger(__name__)
+FILE_FILTER = "cnnplay networks (*.cnnplay);;All files (*)"
+MAX_RECENT = 8
+
+
+class MessageBanner(QFrame):
+    """A non-modal message strip at the top of the central area (dismissable)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("messageBanner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("\u2715")
+        close.setFlat(True)
+        close.setFixedSize(QSize(22, 22))
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        colors = {"error": ("#fdecea", "#c0392b"), "warning": ("#fff4e0", "#b9770e"), "info": ("#e8f1fb", "#2e6da4")}
+        bg, fg = colors.get(kind, colors["info"])
+        self.setStyleSheet(f"#messageBanner {{ background: {bg}; border-bottom: 1px solid {fg}; }}"
+                           f" QLabel {{ color: {fg}; }}")
+        self.label.setText(text)
+        self.show()
+
+
+class CentralPlaceholder(QLabel):
+    """Stands in for the feature-map views until cnnplay.app.views.MapsPanel exists."""
+
+    def __init__(self, session: Session, controller: ComputeController, parent=None):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet("color: gray; font-size: 14pt;")
+        self.setText("Feature maps appear here")
+
+
+class MainWindow(QMainWindow):
+    message = Signal(str)  # for tests: every user-facing message
+
+    def __init__(self, session: Session, controller: ComputeController, autosaver=None,
+                 messages: list[str] | None = None, first_start: bool = False, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.controller = controller
+        self.worker = controller.worker
+        self.autosaver = autosaver
+        self.editor = Editor(session, parent=self)
+        self.undo_stack = self.editor.stack
+        self.path: Path | None = None
+        self.settings = paths.settings()
+        self._preparing = first_start
+        self.setWindowTitle("cnnplay")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        # Docks -------------------------------------------------------------------------
+        self.palette = Palette()
+        self.stack = LayerStack(self.editor)
+        self.inspector = Inspector(self.editor)
+        self.input_panel = InputPanel(self.editor)
+        self.palette.activated_type.connect(self.stack.view.add_type)
+        self.palette_dock = self.add_dock(self.palette, "Layers", Qt.DockWidgetArea.LeftDockWidgetArea, "palette")
+        self.stack_dock = self.add_dock(self.stack, "Network", Qt.DockWidgetArea.LeftDockWidgetArea, "stack")
+        self.splitDockWidget(self.palette_dock, self.stack_dock, Qt.Orientation.Horizontal)
+        self.input_dock = self.add_dock(self.input_panel, "Input", Qt.DockWidgetArea.LeftDockWidgetArea, "input")
+        self.splitDockWidget(self.palette_dock, self.input_dock, Qt.Orientation.Vertical)
+        self.inspector_dock = self.add_dock(self.inspector, "Layer settings", Qt.DockWidgetArea.RightDockWidgetArea,
+                                            "inspector")
+        # A unit readout (issue 6) goes below the inspector: add_dock(widget, "Unit", Right...).
+
+        # Central area --------------------------------------------------------------------
+        self.banner = MessageBanner()
+        self.central = self._create_central_widget()
+        host = QWidget()
+        lay = QVBoxLayout(host)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.central, 1)
+        self.setCentralWidget(host)
+
+        self._build_status_bar()
+        self._build_menus()
+
+        # Wiring --------------------------------------------------------------------------
+        self.editor.failed.connect(lambda m: self.show_message(m, "error"))
+        self.controller.message.connect(self._on_compute_message)
+        self.controller.failed.connect(self._on_compute_failed)
+        self.controller.forward_changed.connect(self._on_forward_changed)
+        self.undo_stack.cleanChanged.connect(self._update_title)
+        self.undo_stack.indexChanged.connect(self._update_title)
+        if autosaver is not None:
+            autosaver.failed.connect(lambda m: self.show_message(m, "warning"))
+        self.resize(1500, 920)
+        self._update_title()
+        if first_start:
+            self.busy_label.setText("Preparing compute kernels, first start only...")
+            self.show_message("Preparing compute kernels, first start only. The feature maps appear when "
+                              "they are ready (later starts are fast).", "info")
+        for m in messages or []:
+            self.show_message(m, "warning")
+        self._on_forward_changed()
+
+    # === Central area: the feature-map views (issue 6) ===================================
+    # The ONE place where the central widget is created. The views engineer replaces
+    # the placeholder by exposing cnnplay.app.views.MapsPanel(session, controller).
+    def _create_central_widget(self) -> QWidget:
+        try:
+            from .views import MapsPanel
+        except ImportError:
+            MapsPanel = CentralPlaceholder
+        return MapsPanel(self.session, self.controller)
+
+    def add_dock(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea,
+                 name: str | None = None) -> QDockWidget:
+        """Add a dock (other engineers: one line, e.g. window.add_dock(UnitReadout(...), "Unit"))."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{name or title}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        if hasattr(self, "view_menu"):
+            self.view_menu.addAction(dock.toggleViewAction())
+        return dock
+
+    # -- status bar and messages ------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.busy_label = QLabel("Ready")
+        self.busy_label.setMinimumWidth(260)
+        self.time_label = QLabel("")
+        self.time_label.setToolTip("Compute time of the last update (only changed layers are recomputed)")
+        self.error_label = QLabel("")
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        sb.addWidget(self.error_label, 1)
+        sb.addPermanentWidget(self.busy_label)
+        sb.addPermanentWidget(self.time_label)
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        """Non-modal: a banner over the maps, plus the status bar. Never a dialog, never a traceback."""
+        log.info("message (%s): %s", kind, text)
+        self.banner.show_message(text, kind)
+        self.error_label.setText(text if kind != "info" else "")
+        self.message.emit(text)
+
+    def _on_compute_message(self, text: str) -> None:
+        if text.startswith("computed"):
+            return  # shown as the last compute time
+        self.busy_label.setText(text)
+
+    def _on_compute_failed(self, text: str) -> None:
+        self.busy_label.setText("Ready")
+        self.error_label.setText(text)
+
+    def _on_forward_changed(self) -> None:
+        f = self.controller.forward
+        if f is not None:
+            n = len(f.outputs) - f.first_recomputed
+            self.time_label.setText(f"last update {f.seconds * 1000:.1f} ms ({n}/{len(f.outputs)} layers)")
+            if self._preparing:
+                self._preparing = False
+                self.banner.hide()
+                _mark_kernels_ready()
+        if self.controller.forward_is_current() and not self._preparing:
+            self.busy_label.setText("Ready")
+        err = self.session.error
+        if err is not None:
+            self.error_label.setText(str(err))
+        elif not self.banner.isVisible():
+            self.error_label.setText("")
+
+    def _update_title(self, *args) -> None:
+        name = self.path.name if self.path else "untitled"
+        star = "" if self.undo_stack.isClean() else " *"
+        self.setWindowTitle(f"{name}{star} \u2014 cnnplay")
+
+    # -- menus ---------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+        self.new_action = file_menu.addAction("&New network", self.new_network, QKeySequence.StandardKey.New)
+        self.open_action = file_menu.addAction("&Open...", self.open_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.examples_menu = file_menu.addMenu("&Examples")
+        for p in example_paths():
+            try:
+                ex = read_example(p)
+            except NetworkError:
+                continue
+            act = self.examples_menu.addAction(ex.title, lambda path=p: self.open_example(path))
+            act.setToolTip(ex.description)
+            act.setStatusTip(ex.description)
+        self.examples_menu.setToolTipsVisible(True)
+        file_menu.addSeparator()
+        self.save_action = file_menu.addAction("&Save", self.save, QKeySequence.StandardKey.Save)
+        self.save_as_action = file_menu.addAction("Save &as...", self.save_as, QKeySequence.StandardKey.SaveAs)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        edit = mb.addMenu("&Edit")
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit.addAction(self.undo_action)
+        edit.addAction(self.redo_action)
+        edit.addSeparator()
+        v = self.stack.view
+        for a in (v.duplicate_action, v.up_action, v.down_action, v.delete_action):
+            edit.addAction(a)
+
+        inp = mb.addMenu("&Input")
+        inp.addAction("Open &image...", self.input_panel.open_image_dialog, QKeySequence("Ctrl+I"))
+        samples_menu = inp.addMenu("&Sample images")
+        from .input_panel import samples
+        for name in samples():
+            samples_menu.addAction(Path(name).stem, lambda n=name: self.input_panel.set_sample(n))
+        inp.addSeparator()
+        group = QActionGroup(self)
+        self.gray_action = inp.addAction("&Grayscale", lambda: self.input_panel.set_mode("gray"))
+        self.rgb_action = inp.addAction("&RGB", lambda: self.input_panel.set_mode("rgb"))
+        for a in (self.gray_action, self.rgb_action):
+            a.setCheckable(True)
+            group.addAction(a)
+        inp.aboutToShow.connect(self._sync_input_menu)
+        inp.addSeparator()
+        inp.addAction("Open 1D &signal (CSV/NPY)...", self.input_panel.open_signal_dialog)
+        gen = inp.addMenu("&Generate 1D signal")
+        for kind in ("sine", "chirp", "steps", "noise"):
+            gen.addAction(kind.capitalize(), lambda k=kind: self.input_panel.generate(
+                k, self.input_panel.length_spin.value(), self.input_panel.channels_spin.value()))
+
+        self.view_menu = mb.addMenu("&View")
+        for d in (self.palette_dock, self.stack_dock, self.input_dock, self.inspector_dock):
+            self.view_menu.addAction(d.toggleViewAction())
+
+        help_menu = mb.addMenu("&Help")
+        help_menu.addAction("&About cnnplay", self.about)
+        help_menu.addAction("Show &log folder", lambda: self.show_message(
+            f"Log file: {paths.log_path()}", "info"))
+
+    def _sync_input_menu(self) -> None:
+        src = self.session.input_source
+        is_image = src.get("kind") == "image"
+        for a in (self.gray_action, self.rgb_action):
+            a.setEnabled(is_image)
+        (self.gray_action if src.get("mode") == "gray" else self.rgb_action).setChecked(True)
+
+    def about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About cnnplay",
+                          "<b>cnnplay</b><br>A desktop playground for convolutional neural networks: "
+                          "build a network by dragging layers, run it live on your own image or signal, "
+                          "see every feature map and every receptive field.", QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.show()
+
+    # -- files -----------------------------------------------------------------------------------
+    def new_network(self) -> None:
+        spec = {"input": list(self.session.input_array.shape), "layers": []}
+        self.editor.edit("New network", lambda s: s.set_spec(spec))
+        self.path = None
+        self._update_title()
+
+    def open_dialog(self) -> None:
+        start = str(self.path.parent) if self.path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open network", start, FILE_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str | os.PathLike) -> bool:
+        """Load a .cnnplay file as one undo step; the input follows the file's input shape."""
+        path = Path(path)
+        try:
+            net, extra = load_bundle(path)
+        except NetworkError as e:
+            self.show_message(str(e))
+            return False
+        spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
+        shape = tuple(net.input_shape)
+        x, source, notes = None, None, ()
+        if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim:
+            wanted = extra.get("input_source") if isinstance(extra, dict) else None
+            try:
+                x, source, notes = input_for_shape(shape, self.session.input_source,
+                                                   preferred=wanted if isinstance(wanted, dict) else None)
+            except InputError as e:
+                self.show_message(f"{path.name}: no input fits this network ({e})")
+                return False
+
+        def do(s: Session):
+            s.replace(net, input_array=x, input_source=source, spec=spec)
+            if notes:
+                s._replace(input_notes=tuple(notes))
+            return True
+
+        if not self.editor.edit(f"Open {path.name}", do):
+            return False
+        self.path = path
+        self.undo_stack.setClean()
+        self._add_recent(path)
+        self._update_title()
+        return True
+
+    def open_example(self, path: str | os.PathLike) -> bool:
+        try:
+            ex = read_example(path)
+            x, source, notes = input_for_shape(ex.spec["input"], self.session.input_source, preferred=ex.source)
+        except (NetworkError, InputError) as e:
+            self.show_message(str(e))
+            return False
+        ok = self.editor.edit(f"Example: {ex.title}", lambda s: apply_example(s, ex, x, source, notes) or True)
+        if ok:
+            self.path = None
+            self._update_title()
+            self.show_message(f"{ex.title}: {ex.description}", "info")
+        return bool(ok)
+
+    def save(self) -> bool:
+        if self.path is None:
+            return self.save_as()
+        return self.save_to(self.path)
+
+    def save_as(self) -> bool:
+        start = str(self.path) if self.path else "network.cnnplay"
+        path, _ = QFileDialog.getSaveFileName(self, "Save network", start, FILE_FILTER)
+        if not path:
+            return False
+        if not path.endswith(".cnnplay"):
+            path += ".cnnplay"
+        return self.save_to(path)
+
+    def save_to(self, path: str | os.PathLike) -> bool:
+        path = Path(path)
+        extra = self.session.extra()
+        try:
+            save_network(self.session.network, path, extra=extra)
+        except NetworkError as e:
+            self.show_message(str(e))
+            return False
+        self.path = path
+        self.undo_stack.setClean()
+        self._add_recent(path)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def recent_files(self) -> list[str]:
+        v = self.settings.value("recent_files", [])
+        if isinstance(v, str):
+            v = [v]
+        return [str(p) for p in (v or [])]
+
+    def _add_recent(self, path: Path) -> None:
+        p = str(Path(path).resolve())
+        files = [p] + [f for f in self.recent_files() if f != p]
+        self.settings.setValue("recent_files", files[:MAX_RECENT])
+        self.settings.sync()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for f in files:
+            act = self.recent_menu.addAction(Path(f).name, lambda p=f: self.open_file(p))
+            act.setToolTip(f)
+            act.setEnabled(os.path.exists(f))
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", lambda: self.settings.setValue("recent_files", []))
+
+    # -- dropping files on the window ---------------------------------------------------------------
+    def _dropped_path(self, mime) -> str | None:
+        if not mime.hasUrls():
+            return None
+        for url in mime.urls():
+            if url.isLocalFile():
+                return url.toLocalFile()
+        return None
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped_path(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        if self._dropped_path(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped_path(event.mimeData())
+        if not path:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_any(path)
+
+    def open_any(self, path: str) -> bool:
+        """A file from a drop or the command line: a network, a signal or an image."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".cnnplay":
+            return self.open_file(path)
+        if suffix in SIGNAL_SUFFIXES:
+            return set_input_from(self.editor, signal_source(path), f"Input: {Path(path).name}")
+        if suffix not in IMAGE_SUFFIXES and os.path.isfile(path):
+            pass  # let the image loader say what it is
+        return self.input_panel.load_file(path)
+
+    # -- closing ---------------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        if self.autosaver is not None:
+            self.autosaver.shutdown()
+        self.worker.shutdown(2.0)
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)
+
+    def restore_layout(self) -> None:
+        geo = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state)
+
+
+def _mark_kernels_ready() -> None:
+    try:
+        (paths.cache_dir() / "kernels-ready").write_text("1")
+    except OSError:
+        pass
+
+
+def kernels_ready() -> bool:
+    """False on the first-ever start (no compiled kernels cached yet)."""
+    from ..core import kernels  # sets NUMBA_CACHE_DIR
+    folder = os.environ.get("NUMBA_CACHE_DIR") or kernels.platform_cache_dir()
+    try:
+        return any(Path(folder).rglob("*.nbi"))
+    except OSError:
+        return False
