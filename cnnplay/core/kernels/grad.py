@@ -89,19 +89,33 @@ def _phase_source(x, sh, sw, ph, pw, hq, wq, out):
 
 
 @njit(cache=True, parallel=True)
-def _phase_unsplit(gsrc, sh, sw, ph, pw, wq, gx):
-    """gx[c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw)."""
+def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx):
+    """gx[c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw);
+    the inverse of _phase_source (padding positions are dropped)."""
     ci, h, w = gx.shape
-    for c in prange(ci):
-        for yy in range(h):
-            yp = yy + ph
-            i = yp // sh
-            py = yp - i * sh
-            for xx in range(w):
-                xp = xx + pw
-                j = xp // sw
-                px = xp - j * sw
-                gx[c, yy, xx] = gsrc[(py * sw + px) * ci + c, i * wq + j]
+    nph = sh * sw
+    for job in prange(nph * ci):
+        p = job // ci
+        c = job - p * ci
+        py = p // sw
+        px = p - py * sw
+        row = gsrc[job]
+        # phase columns j with 0 <= j*sw + px - pw < w
+        j0 = max(0, (pw - px + sw - 1) // sw)
+        j1 = min(wq, (w - 1 + pw - px) // sw + 1)
+        for i in range(hq):
+            yy = i * sh + py - ph
+            if yy < 0 or yy >= h:
+                continue
+            dst = gx[c, yy]
+            base = i * wq
+            if sw == 1:
+                x0 = j0 + px - pw
+                for j in range(j1 - j0):
+                    dst[x0 + j] = row[base + j0 + j]
+            else:
+                for j in range(j0, j1):
+                    dst[j * sw + px - pw] = row[base + j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -179,30 +193,32 @@ def _grad_input_direct(gflat, pair_start, pair_off, wt, ci, nchunk, length, gsrc
 
 
 @njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
-def _grad_weight(gyf, src, row_of, off, nchunk, gw):
-    """gw[co, k] = sum_n gyf[co, n] * src[row_of[k], off[k] + n] (zeros of gyf
-    mask the discarded full-grid columns). Parallel over pairs of taps; the
-    positions run in chunks so the gradient rows stay in cache."""
-    co_n, n = gyf.shape
+def _grad_weight(gflat, rowlen, g0ff, n, srcflat, length, row_of, off, nchunk, gw):
+    """gw[co, k] = sum_{m < n} gflat[co*rowlen + g0ff + m] * srcflat[row_of[k]*length + off[k] + m]
+    (zeros of the padded gradient mask the discarded full-grid columns).
+    Parallel over pairs of taps; positions run in chunks so the gradient rows
+    stay in cache; 4 output channels x 2 taps per pass."""
+    co_n = gw.shape[0]
     kk = off.shape[0]
     npair = (kk + 1) // 2
     nch = (n + nchunk - 1) // nchunk
     for job in prange(npair):
         k0 = 2 * job
         k1 = min(k0 + 1, kk - 1)
-        r0 = src[row_of[k0], off[k0]:off[k0] + n]
-        r1 = src[row_of[k1], off[k1]:off[k1] + n]
-        acc = np.zeros((co_n + 3, 2), np.float64)
+        b0 = row_of[k0] * length + off[k0]
+        b1 = row_of[k1] * length + off[k1]
+        acc = np.zeros((co_n, 2), np.float64)
         for ch in range(nch):
             n0 = ch * nchunk
-            n1 = min(n, n0 + nchunk)
-            s0 = r0[n0:n1]
-            s1 = r1[n0:n1]
+            nc = min(n, n0 + nchunk) - n0
+            s0 = srcflat[b0 + n0:b0 + n0 + nc]
+            s1 = srcflat[b1 + n0:b1 + n0 + nc]
             for c in range(0, co_n - 3, 4):
-                g0 = gyf[c, n0:n1]
-                g1 = gyf[c + 1, n0:n1]
-                g2 = gyf[c + 2, n0:n1]
-                g3 = gyf[c + 3, n0:n1]
+                gb = c * rowlen + g0ff + n0
+                g0 = gflat[gb:gb + nc]
+                g1 = gflat[gb + rowlen:gb + rowlen + nc]
+                g2 = gflat[gb + 2 * rowlen:gb + 2 * rowlen + nc]
+                g3 = gflat[gb + 3 * rowlen:gb + 3 * rowlen + nc]
                 t00 = np.float32(0.0)
                 t01 = np.float32(0.0)
                 t10 = np.float32(0.0)
@@ -211,7 +227,7 @@ def _grad_weight(gyf, src, row_of, off, nchunk, gw):
                 t21 = np.float32(0.0)
                 t30 = np.float32(0.0)
                 t31 = np.float32(0.0)
-                for j in range(n1 - n0):
+                for j in range(nc):
                     u0 = s0[j]
                     u1 = s1[j]
                     t00 += g0[j] * u0
@@ -231,10 +247,11 @@ def _grad_weight(gyf, src, row_of, off, nchunk, gw):
                 acc[c + 3, 0] += t30
                 acc[c + 3, 1] += t31
             for c in range(co_n - co_n % 4, co_n):
-                g0 = gyf[c, n0:n1]
+                gb = c * rowlen + g0ff + n0
+                g0 = gflat[gb:gb + nc]
                 t00 = np.float32(0.0)
                 t01 = np.float32(0.0)
-                for j in range(n1 - n0):
+                for j in range(nc):
                     t00 += g0[j] * s0[j]
                     t01 += g0[j] * s1[j]
                 acc[c, 0] += t00
@@ -250,12 +267,20 @@ def _full_grid(gy, wq, pad, out):
     """out (Co, pad + ...): gy (Co, ho, wo) with each row padded by zeros to
     wq, placed after `pad` leading zeros; the rest of each row is zero."""
     co, ho, wo = gy.shape
+    rowlen = out.shape[1]
     for c in prange(co):
-        out[c, :] = 0.0
+        o = out[c]
+        for j in range(pad):
+            o[j] = 0.0
         for oy in range(ho):
             base = pad + oy * wq
+            g = gy[c, oy]
             for ox in range(wo):
-                out[c, base + ox] = gy[c, oy, ox]
+                o[base + ox] = g[ox]
+            for ox in range(wo, wq):
+                o[base + ox] = 0.0
+        for j in range(pad + ho * wq, rowlen):
+            o[j] = 0.0
 
 
 def _chunk(n: int, jobs: int) -> int:
@@ -312,7 +337,7 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     gpad = np.empty((co, maxoff + length), np.float32)
     _full_grid(gy, wq, maxoff, gpad)
     gw = np.empty((co, kk), np.float32)
-    _grad_weight(gpad[:, maxoff:maxoff + n], src, row_of, off, 2048, gw)
+    _grad_weight(gpad.reshape(-1), maxoff + length, maxoff, n, src.reshape(-1), length, row_of, off, 1024, gw)
 
     # gradient w.r.t. the input, per phase image: the (tap, co) pairs of that
     # phase each add a shifted run of the padded output gradient
@@ -331,7 +356,7 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     nchunk = _chunk(length, nph * (cip // 4))
     _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, length, gsrc)
     gx = np.empty_like(x)
-    _phase_unsplit(gsrc, sh, sw, ph, pw, wq, gx)
+    _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx)
     gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
     return gx, gw.reshape(w.shape), gb
 
