@@ -70,7 +70,8 @@ class _Plan:
         ci_idx = np.arange(ci)
         # k = ci*kh*kw + tap, PyTorch's weight order
         off = (tap_phase[None, :] * ci + ci_idx[:, None]) * self.length + tap_off[None, :]
-        self.off = np.ascontiguousarray(off.ravel(), dtype=np.int64)
+        self.off = np.zeros(-(-off.size // 4) * 4, np.int64)  # taps padded to a multiple of 4
+        self.off[:off.size] = off.ravel()
         self.phases = sh * sw
         self.k = ci * kh * kw
 
@@ -124,23 +125,25 @@ def _make_source(x, sh, sw, ph, pw, hq, wq, length, out):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
-    """y (Co, ho, wo) from the flat source; wt (K, Co_pad), Co_pad a multiple of 8.
+    """y (Co, ho, wo) from the flat source; wt (K, Co_pad), K a multiple of 4 and
+    Co_pad of 8, bias (Co_pad,) (the wrapper pads with zeros).
 
-    One job: 8 output channels x nchunk positions. Accumulators (8 x nchunk,
-    16 KB) stay in L1; each pass over them applies 4 taps with 32 hoisted
-    weights, so every vector of 4 source loads feeds 32 multiply-adds."""
+    One job: 8 output channels x nchunk positions. The accumulators (8 rows,
+    24 KB at 768 positions) stay in L1; each pass over them applies 4 taps
+    with 32 hoisted weights, so every 4 source loads feed 32 multiply-adds;
+    the first pass starts from the bias instead of zeros."""
     k_total = off.shape[0]
     co = y.shape[0]
     nblk = wt.shape[1] // 8
     n_total = ho * wq
     nch = (n_total + nchunk - 1) // nchunk
-    k4 = k_total - k_total % 4
     for job in prange(nblk * nch):
         b = job // nch
         c0 = b * 8
         n0 = (job - b * nch) * nchunk
         nc = min(nchunk, n_total - n0)
-        acc = np.zeros((8, nchunk), np.float32)
+        # rows padded by 16 floats: rows 4 KB apart would share L1 sets
+        acc = np.empty((8, nchunk + 16), np.float32)
         a0 = acc[0, :nc]
         a1 = acc[1, :nc]
         a2 = acc[2, :nc]
@@ -149,7 +152,29 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
         a5 = acc[5, :nc]
         a6 = acc[6, :nc]
         a7 = acc[7, :nc]
-        for k in range(0, k4, 4):
+        b0, b1, b2, b3, b4, b5, b6, b7 = bias[c0:c0 + 8]
+        s0 = src[off[0] + n0:off[0] + n0 + nc]
+        s1 = src[off[1] + n0:off[1] + n0 + nc]
+        s2 = src[off[2] + n0:off[2] + n0 + nc]
+        s3 = src[off[3] + n0:off[3] + n0 + nc]
+        w00, w01, w02, w03, w04, w05, w06, w07 = wt[0, c0:c0 + 8]
+        w10, w11, w12, w13, w14, w15, w16, w17 = wt[1, c0:c0 + 8]
+        w20, w21, w22, w23, w24, w25, w26, w27 = wt[2, c0:c0 + 8]
+        w30, w31, w32, w33, w34, w35, w36, w37 = wt[3, c0:c0 + 8]
+        for j in range(nc):
+            v0 = s0[j]
+            v1 = s1[j]
+            v2 = s2[j]
+            v3 = s3[j]
+            a0[j] = b0 + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
+            a1[j] = b1 + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
+            a2[j] = b2 + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
+            a3[j] = b3 + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
+            a4[j] = b4 + w04 * v0 + w14 * v1 + w24 * v2 + w34 * v3
+            a5[j] = b5 + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
+            a6[j] = b6 + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
+            a7[j] = b7 + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
+        for k in range(4, k_total, 4):
             s0 = src[off[k + 0] + n0:off[k + 0] + n0 + nc]
             s1 = src[off[k + 1] + n0:off[k + 1] + n0 + nc]
             s2 = src[off[k + 2] + n0:off[k + 2] + n0 + nc]
@@ -171,25 +196,13 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
                 a5[j] = a5[j] + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
                 a6[j] = a6[j] + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
                 a7[j] = a7[j] + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
-        for k in range(k4, k_total):
-            s0 = src[off[k] + n0:off[k] + n0 + nc]
-            w00, w01, w02, w03, w04, w05, w06, w07 = wt[k, c0:c0 + 8]
-            for j in range(nc):
-                v0 = s0[j]
-                a0[j] = a0[j] + w00 * v0
-                a1[j] = a1[j] + w01 * v0
-                a2[j] = a2[j] + w02 * v0
-                a3[j] = a3[j] + w03 * v0
-                a4[j] = a4[j] + w04 * v0
-                a5[j] = a5[j] + w05 * v0
-                a6[j] = a6[j] + w06 * v0
-                a7[j] = a7[j] + w07 * v0
-        _store(acc, bias, c0, min(8, co - c0), n0, nc, wq, wo, y)
+        _store(acc, c0, min(8, co - c0), n0, nc, wq, wo, y)
 
 
-@njit(cache=True, fastmath=_FM)
-def _store(acc, bias, c0, nco, n0, nc, wq, wo, y):
-    """Write acc[:nco, :nc] (full-grid positions n0..) plus bias into y (Co, ho, wo)."""
+@njit(cache=True)
+def _store(acc, c0, nco, n0, nc, wq, wo, y):
+    """Copy acc[:nco, :nc] (full-grid positions n0...) into y (Co, ho, wo), dropping
+    the columns past wo."""
     n = n0
     end = n0 + nc
     while n < end:
@@ -200,11 +213,10 @@ def _store(acc, bias, c0, nco, n0, nc, wq, wo, y):
             m = min(run, wo - ox)
             j0 = n - n0
             for c in range(nco):
-                bc = bias[c0 + c]
                 dst = y[c0 + c, oy, ox:ox + m]
                 a = acc[c, j0:j0 + m]
                 for j in range(m):
-                    dst[j] = a[j] + bc
+                    dst[j] = a[j]
         n += run
 
 
@@ -217,22 +229,28 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarra
     co, ci, kh, kw = w.shape
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     plan = _plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
-    bias = np.zeros(co, np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(co)
     src = np.empty((plan.phases * ci, plan.length), np.float32)
     _make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
     src = src.reshape(-1)
     y = np.empty((co, plan.ho, plan.wo), np.float32)
+    # pad to whole blocks of 8 channels x 4 taps with zero weights (a padded
+    # tap reads offset 0, always valid): no slow remainder passes
     cop = -(-co // 8) * 8
-    wt = np.zeros((plan.k, cop), np.float32)
-    wt[:, :co] = w.reshape(co, plan.k).T
+    wt = np.zeros((plan.off.shape[0], cop), np.float32)
+    wt[:plan.k, :co] = w.reshape(co, plan.k).T
+    bias = np.zeros(cop, np.float32)
+    if b is not None:
+        bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
     _direct(src, plan.off, wt, bias, _chunk(plan.n, cop // 8), plan.ho, plan.wq, plan.wo, y)
     return y
 
 
 def _chunk(n: int, nblk: int) -> int:
-    """Positions per job: 512 keeps the 8 accumulator rows (16 KB) in L1; smaller
-    when that would leave too few jobs to share between threads."""
-    chunk = 512
-    while chunk > 64 and nblk * (-(-n // chunk)) < 8:
-        chunk //= 2
-    return chunk
+    """Positions per job: about 768 (the accumulators fill most of L1), split
+    evenly so the last chunk is not a sliver, smaller when there would be too
+    few jobs to share between threads."""
+    target = 768
+    while target > 64 and nblk * (-(-n // target)) < 8:
+        target //= 2
+    nch = -(-n // target)
+    return -(-(-(-n // nch)) // 16) * 16
