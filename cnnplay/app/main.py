@@ -59,8 +59,9 @@ def install_excepthook(window=None) -> None:
     threading.excepthook = thread_hook
 
 
-def create_window(synchronous: bool = False, restore_layout: bool = False):
+def create_window(synchronous: bool = False, restore_layout: bool = False, session=None):
     """Build session, worker, controller, autosaver and window (needs a QApplication).
+    Without `session`, the autosave is restored (or the default network made).
     Tests construct windows this way, on a CNNPLAY_HOME of their own."""
     from .autosave import Autosaver, restore
     from .compute import ComputeWorker
@@ -69,7 +70,8 @@ def create_window(synchronous: bool = False, restore_layout: bool = False):
     from .input_panel import load_input
     from .window import MainWindow, kernels_ready
 
-    restored = restore(load_input=load_input)
+    from .autosave import Restored
+    restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()
     first_start = not synchronous and not kernels_ready()
     worker = ComputeWorker(synchronous=synchronous)
