@@ -148,6 +148,11 @@ POOL_CASES = [
     (1, 10, 9, (4, 5), (3, 1), (2, 2)),      # padding = kernel/2
     (5, 1, 33, (1, 4), (1, 4), (0, 0)),      # 1D
     (2, 1, 20, (1, 3), (1, 2), (0, 1)),      # 1D with padding
+    # rows of >= 32 outputs take the grouped-tap path for strides 2 and 4
+    (3, 3, 71, (2, 3), (2, 2), (1, 1)),      # stride-2 tap pairs with padded edge columns
+    (2, 4, 141, (3, 5), (2, 4), (1, 2)),     # stride-4 tap group + a single tap, padding
+    (3, 1, 130, (1, 4), (1, 4), (0, 0)),     # 1D, kernel = stride = 4
+    (2, 1, 66, (1, 2), (1, 2), (0, 1)),      # 1D, kernel = stride = 2, padding
 ]
 
 

@@ -3,6 +3,8 @@
 One kernel serves both: a job is one output row of one channel; for every tap
 (ky, kx) the valid output columns are computed once, so the inner loop is a
 plain (for stride 1 contiguous) loop over output x with no padding branches.
+For stride 2 and 4, groups of 2 or 4 neighbouring taps are read as one
+interleaved group (vectorized shuffles) instead of strided gathers.
 Max pooling pads with -inf; average pooling counts padded zeros (PyTorch's
 count_include_pad=True): the sum is always divided by kh*kw.
 """
@@ -20,11 +22,78 @@ def _pair(v) -> tuple[int, int]:
     return int(a), int(b)
 
 
+@njit(cache=True)
+def _cols(kx, sw, pw, w, wo):
+    """Output columns [j0, j1) whose tap kx reads inside the row: j*sw + kx - pw in [0, w)."""
+    return max(0, (pw - kx + sw - 1) // sw), min(wo, (w + pw - kx + sw - 1) // sw)
+
+
+@njit(cache=True)
+def _tap(out, xr, kx, j0, j1, sw, pw, avg):
+    """One tap over output columns [j0, j1) (strided reads)."""
+    if j1 <= j0:
+        return
+    o = out[j0:j1]
+    s = xr[j0 * sw + kx - pw::sw]
+    if avg:
+        for j in range(j1 - j0):
+            o[j] += s[j]
+    else:
+        for j in range(j1 - j0):
+            v = s[j]
+            if v > o[j]:
+                o[j] = v
+
+
+@njit(cache=True)
+def _taps(out, xr, kx, g, sw, pw, w, avg):
+    """Taps kx .. kx+g-1 (g == sw, 2 or 4): on their common columns the reads
+    xs[g*j + t] form one interleaved group, which the compiler vectorizes with
+    shuffles instead of a gather; the few remaining columns go tap by tap."""
+    wo = out.shape[0]
+    lo, hi = 0, wo
+    for t in range(g):
+        a, b = _cols(kx + t, sw, pw, w, wo)
+        lo, hi = max(lo, a), min(hi, b)
+    if hi <= lo:
+        for t in range(g):
+            a, b = _cols(kx + t, sw, pw, w, wo)
+            _tap(out, xr, kx + t, a, b, sw, pw, avg)
+        return
+    for t in range(g):  # columns outside the common range
+        a, b = _cols(kx + t, sw, pw, w, wo)
+        _tap(out, xr, kx + t, a, min(b, lo), sw, pw, avg)
+        _tap(out, xr, kx + t, max(a, hi), b, sw, pw, avg)
+    o = out[lo:hi]
+    xs = xr[lo * sw + kx - pw:]
+    n = hi - lo
+    if g == 2:
+        if avg:
+            for j in range(n):
+                o[j] += xs[2 * j] + xs[2 * j + 1]
+        else:
+            for j in range(n):
+                v = max(xs[2 * j], xs[2 * j + 1])
+                if v > o[j]:
+                    o[j] = v
+    else:
+        if avg:
+            for j in range(n):
+                o[j] += (xs[4 * j] + xs[4 * j + 1]) + (xs[4 * j + 2] + xs[4 * j + 3])
+        else:
+            for j in range(n):
+                v = max(max(xs[4 * j], xs[4 * j + 1]), max(xs[4 * j + 2], xs[4 * j + 3]))
+                if v > o[j]:
+                    o[j] = v
+
+
 @njit(cache=True, parallel=True)
 def _pool(x, kh, kw, sh, sw, ph, pw, avg, y):
     c_n, h, w = x.shape
     _, ho, wo = y.shape
     scale = np.float32(1.0 / (kh * kw))
+    # grouped taps pay off on rows long enough to amortize their set-up
+    group = sw if (sw == 2 or sw == 4) and wo >= 32 else 1
     for job in prange(c_n * ho):
         c = job // ho
         oy = job - c * ho
@@ -37,22 +106,15 @@ def _pool(x, kh, kw, sh, sw, ph, pw, avg, y):
             if yy < 0 or yy >= h:
                 continue
             xr = x[c, yy]
-            for kx in range(kw):
-                # output columns j with j*sw + kx - pw in [0, w)
-                j0 = max(0, (pw - kx + sw - 1) // sw)
-                j1 = min(wo, (w + pw - kx + sw - 1) // sw)
-                if j1 <= j0:
-                    continue
-                o = out[j0:j1]
-                s = xr[j0 * sw + kx - pw::sw]
-                if avg:
-                    for j in range(j1 - j0):
-                        o[j] += s[j]
+            kx = 0
+            while kx < kw:
+                if group > 1 and kx + group <= kw:
+                    _taps(out, xr, kx, group, sw, pw, w, avg)
+                    kx += group
                 else:
-                    for j in range(j1 - j0):
-                        v = s[j]
-                        if v > o[j]:
-                            o[j] = v
+                    a, b = _cols(kx, sw, pw, w, wo)
+                    _tap(out, xr, kx, a, b, sw, pw, avg)
+                    kx += 1
         if avg:
             for j in range(wo):
                 out[j] *= scale
