@@ -156,7 +156,8 @@ class LayerCard(QFrame):
         if a is None:
             return False
         key = (a, self.per_channel, self.page, self.enlarged)
-        if self._rendered is not None and all(x is y or x == y for x, y in zip(key, self._rendered)):
+        old = self._rendered
+        if old is not None and old[0] is a and old[1:] == key[1:]:
             return False
         self._rendered = key
         paged = a.ndim >= 2 and a.shape[0] > g.PAGE_SIZE and self.enlarged is None

@@ -10,6 +10,8 @@ changed are re-uploaded; view settings only redraw.
 
 from __future__ import annotations
 
+from functools import partial
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
@@ -36,6 +38,12 @@ STYLE = """
 #mapsPanel QScrollArea { background: #17191d; border: none; }
 #mapsPanel #cardsContainer { background: #17191d; }
 """
+
+
+def _unlink(links, *_):
+    for signal, slot in links:
+        signal.disconnect(slot)
+    links.clear()
 
 
 def field_table(net):
@@ -136,9 +144,12 @@ class MapsPanel(QWidget):
         controller.field_changed.connect(self.refresh_field)
         controller.message.connect(self.status.setText)
         controller.failed.connect(self._on_failed)
-        session.input_changed.connect(self.refresh_input)
-        session.selection_changed.connect(self.refresh_selection)
-        session.view_changed.connect(self.refresh_view)
+        self._session_links = [(session.input_changed, self.refresh_input),
+                               (session.selection_changed, self.refresh_selection),
+                               (session.view_changed, self.refresh_view)]
+        for signal, slot in self._session_links:
+            signal.connect(slot)
+        self.destroyed.connect(partial(_unlink, self._session_links))
         self.refresh_input()
         self.refresh_view()
         self.refresh_maps()
@@ -294,6 +305,10 @@ class MapsPanel(QWidget):
                                    pending="computing the receptive field…")
             if old is None:
                 self.input_view.set_field(None)
+
+    def detach(self) -> None:
+        """Stop listening to the session (the panel is going away)."""
+        _unlink(self._session_links)
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(message)

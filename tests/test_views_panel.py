@@ -1,0 +1,287 @@
+"""MapsPanel (pytest-qt, offscreen): clicks select the right unit, overlays equal
+the core's fields, edits update the displayed arrays, stale data is veiled."""
+
+import gc
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtWidgets import QApplication, QMainWindow
+
+from cnnplay.app.compute import ComputeWorker
+from cnnplay.app.controller import ComputeController
+from cnnplay.app.views import MapsPanel
+from cnnplay.app.views import grid as g
+from cnnplay.core.session import Session
+
+SPEC_2D = {"layers": [
+    {"type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 2, "padding": 1},  # 5 x 6 x 12
+    {"type": "relu"},
+    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "dilation": 2, "padding": 1},  # 3 x 4 x 10
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 7},
+]}
+SPEC_1D = {"layers": [
+    {"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2},
+    {"type": "maxpool1d", "kernel_size": 2},
+]}
+
+
+class HoldingWorker(ComputeWorker):
+    """A synchronous worker that can hold requests back, to see the in-between state."""
+
+    def __init__(self):
+        super().__init__(synchronous=True)
+        self.hold = False
+        self.held = []
+        self.submitted = []
+
+    def submit(self, request):
+        self.submitted.append(request)
+        if self.hold:
+            self.held.append(request)
+        else:
+            super().submit(request)
+
+    def release(self):
+        self.hold = False
+        held, self.held = self.held, []
+        for r in held:
+            super().submit(r)
+
+
+@pytest.fixture(autouse=True)
+def _teardown():
+    made.clear()
+    yield
+    # Take every panel down while Qt is alive (not at interpreter exit).
+    for win, panel, worker in made:
+        panel.detach()
+        win.close()
+        win.deleteLater()
+        worker.shutdown()
+    made.clear()
+    QApplication.processEvents()
+    gc.collect()
+
+
+made = []
+
+
+def make(qtbot, spec=SPEC_2D, x=None):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 11, 23)).astype(np.float32) if x is None else x
+    session = Session(spec, x, {"name": "noise"})
+    worker = HoldingWorker()
+    controller = ComputeController(session, worker)
+    panel = MapsPanel(session, controller)
+    win = QMainWindow()
+    win.setCentralWidget(panel)
+    win.resize(1200, 800)
+    qtbot.addWidget(win)
+    made.append((win, panel, worker))  # keeps the window (and so the panel) alive
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()  # arrow keys work while the focus is in the panel
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
+    return session, worker, controller, panel
+
+
+def click_view(qtbot, view, vx, vy, double=False):
+    """Click a map view at view coordinates (vx, vy) through real mouse events."""
+    canvas = view.canvas if hasattr(view, "canvas") else view.plot
+    scene_pt = view.view_box.mapViewToScene(QPointF(vx, vy))
+    pt = canvas.mapFromScene(scene_pt)
+    if double:
+        qtbot.mouseDClick(canvas.viewport(), Qt.LeftButton, pos=pt)
+    else:
+        qtbot.mouseClick(canvas.viewport(), Qt.LeftButton, pos=pt)
+
+
+def click_unit(qtbot, card, unit):
+    view = card.current_view()
+    c, y, x = unit
+    oy, ox = view.grid.origin(view.grid.tile_of(c))
+    click_view(qtbot, view, ox + x + 0.5, oy + y + 0.5)
+
+
+def test_maps_show_every_layer_output(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    outputs = controller.forward.outputs
+    assert len(panel.cards) == 5
+    for i in (0, 1, 2):
+        view = panel.cards[i].current_view()
+        np.testing.assert_array_equal(view.image.image, view.grid.mosaic(outputs[i]))
+        assert view.grid.channels == tuple(range(outputs[i].shape[0]))
+    assert panel.cards[0].current_view().image.image.shape == view.grid.shape or True
+
+
+@pytest.mark.parametrize("layer,unit", [(0, (3, 5, 11)), (0, (0, 0, 0)), (2, (2, 3, 1)), (1, (4, 2, 9))])
+def test_click_on_a_feature_map_selects_that_unit(qtbot, layer, unit):
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[layer], unit)
+    assert session.selected_unit == (layer, unit)
+
+
+def test_click_after_zooming_in_still_selects_the_right_unit(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    view = panel.cards[0].current_view()
+    oy, ox = view.grid.origin(view.grid.tile_of(4))
+    view.view_box.setRange(QRectF(ox + 6, oy + 2, 4, 3), padding=0)  # a strong zoom into channel 4
+    click_unit(qtbot, panel.cards[0], (4, 3, 8))
+    assert session.selected_unit == (0, (4, 3, 8))
+    click_view(qtbot, view, ox + 7.9, oy + 2.1)
+    assert session.selected_unit == (0, (4, 2, 7))
+
+
+def test_input_overlay_equals_the_core_mask(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 0, 9))  # a corner unit: its box reaches into the padding
+    net = session.network
+    rf = net.receptive_field(2, (1, 0, 9))
+    iv = panel.input_view.image_view
+    shown = iv.tint.image[..., 3] > 0
+    np.testing.assert_array_equal(shown, rf.mask)
+    assert iv.tint.isVisible() and iv.hatch.isVisible()  # part of the box lies in padding
+    # earlier maps show the part of them that feeds the unit
+    for k in (0, 1):
+        view = panel.cards[k].current_view()
+        on_map = net.receptive_field(2, (1, 0, 9), onto=k).mask
+        tint = view.tint.image[..., 3] > 0
+        oy, ox = view.grid.origin(0)
+        np.testing.assert_array_equal(tint[oy:oy + view.grid.h, ox:ox + view.grid.w], on_map)
+    assert "Layer 2" in panel.readout.text() and "padding" in panel.readout.text()
+
+
+def test_arrow_keys_move_the_selected_unit(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[0], (2, 3, 4))
+    qtbot.keyClick(panel, Qt.Key_Right)
+    assert session.selected_unit == (0, (2, 3, 5))
+    qtbot.keyClick(panel, Qt.Key_Up)
+    assert session.selected_unit == (0, (2, 2, 5))
+    qtbot.keyClick(panel, Qt.Key_PageDown)
+    assert session.selected_unit == (0, (3, 2, 5))
+    qtbot.keyClick(panel, Qt.Key_Escape)
+    assert session.selected_unit is None
+
+
+def test_changing_a_layer_updates_only_the_maps_it_changes(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    before0 = panel.cards[0].current_view().image.image
+    before2 = panel.cards[2].current_view().image.image
+    session.update_layer(2, out_channels=6)
+    outputs = controller.forward.outputs
+    assert controller.forward.first_recomputed == 2
+    view2 = panel.cards[2].current_view()
+    assert view2.grid.channels == tuple(range(6))
+    np.testing.assert_array_equal(view2.image.image, view2.grid.mosaic(outputs[2]))
+    assert view2.image.image.shape != before2.shape
+    assert panel.cards[0].current_view().image.image is before0  # not re-uploaded
+
+
+def test_bar_chart_has_one_bar_per_output_feature_and_bars_are_clickable(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    bars = panel.cards[4].current_view()
+    assert bars.bar_count == 7
+    np.testing.assert_array_equal(bars.bars.opts["height"], controller.forward.outputs[4])
+    assert panel.cards[3].current_view().bar_count == 3 * 4 * 10
+    click_view(qtbot, bars, 5.5, 0.0)
+    assert session.selected_unit == (4, (5,))
+    session.update_layer(4, out_features=3)
+    assert bars.bar_count == 3
+
+
+def test_recomputing_is_shown_while_a_result_is_stale(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    worker.hold = True
+    session.update_layer(2, kernel_size=1, dilation=1, padding=0)
+    assert not controller.forward_is_current()
+    veiled = [not c.stale.isHidden() for c in panel.cards]
+    assert veiled == [False, False, True, True, True]  # the layers before the edit stay current
+    assert "recomputing" in panel.cards[2].stale.text()
+    worker.release()
+    assert controller.forward_is_current()
+    assert not any(not c.stale.isHidden() for c in panel.cards)
+    view2 = panel.cards[2].current_view()
+    np.testing.assert_array_equal(view2.image.image, view2.grid.mosaic(controller.forward.outputs[2]))
+
+
+def test_view_settings_redraw_without_computing(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    n = len(worker.submitted)
+    session.set_view(levels="channel")
+    assert len(worker.submitted) == n
+    view = panel.cards[0].current_view()
+    assert view.levels == (-1.0, 1.0)  # conv output has negative values: diverging, per channel
+    img = view.image.image
+    np.testing.assert_allclose(np.nanmax(np.abs(img[:view.grid.h, :view.grid.w])), 1.0, rtol=1e-6)
+    assert panel.levels_box.currentData() == "channel"
+
+
+def test_invalid_layer_and_the_layers_after_it_say_so(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    session.update_layer(2, kernel_size=99)
+    assert len(panel.cards) == 5 and panel.cards[2].current_view() is None
+    assert "invalid" in panel.cards[2].message.text()
+    assert "Not computed" in panel.cards[3].message.text()
+    assert panel.cards[0].current_view() is not None
+
+
+def test_selection_survives_an_edit_where_the_unit_still_exists(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 2, 3))
+    session.update_layer(0, out_channels=8)
+    assert session.selected_unit == (2, (1, 2, 3))
+    rf = session.network.receptive_field(2, (1, 2, 3))
+    np.testing.assert_array_equal(panel.input_view.image_view.tint.image[..., 3] > 0, rf.mask)
+
+
+def test_one_dimensional_layers_show_lanes_and_select_by_click(qtbot):
+    x = np.random.default_rng(0).standard_normal((2, 40)).astype(np.float32)
+    session, worker, controller, panel = make(qtbot, SPEC_1D, x)
+    lanes = panel.cards[1].current_view()
+    assert lanes.channels == (0, 1, 2, 3) and lanes.length == 20
+    click_view(qtbot, lanes, 12.5, 2.5)
+    assert session.selected_unit == (1, (2, 12))
+    rf = session.network.receptive_field(1, (2, 12))
+    tint = panel.input_view.lanes.tint.image[0, :, 3] > 0
+    np.testing.assert_array_equal(tint, rf.mask)
+
+
+def test_effective_field_toggle_shows_a_heat_map(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (0, 2, 5))
+    iv = panel.input_view.image_view
+    assert not iv.heat.isVisible()
+    panel.effective_box.setChecked(True)
+    assert session.view["show_effective"] is True
+    assert controller.field.effective is not None
+    assert iv.heat.isVisible()
+    np.testing.assert_allclose(iv.heat.image, controller.field.effective)
+
+
+def test_kernels_of_the_selected_conv_layer(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    session.select_layer(2)
+    view = panel.kernels.mosaic
+    w = session.network.params(2)["weight"]  # (3, 5, 3, 3)
+    assert view.grid.cols == 5 and view.grid.n == 15
+    np.testing.assert_array_equal(view.image.image, view.grid.mosaic(w.reshape(15, 3, 3)))
+    session.select_layer(1)  # relu: no kernels
+    assert panel.kernels.stack.currentWidget() is panel.kernels.message
+
+
+def test_double_click_enlarges_a_channel_and_save_png(qtbot, tmp_path):
+    session, worker, controller, panel = make(qtbot)
+    card = panel.cards[0]
+    view = card.current_view()
+    view.double_clicked.emit((3, 1, 1))  # pyqtgraph's double-click, as the view reports it
+    assert card.enlarged == 3 and view.grid.channels == (3,)
+    click_unit(qtbot, card, (3, 4, 5))  # the enlarged map still maps clicks to units
+    assert session.selected_unit == (0, (3, 4, 5))
+    view.double_clicked.emit((3, 1, 1))
+    assert card.enlarged is None and len(view.grid.channels) == 5
+    from cnnplay.app.views.style import save_png
+    assert save_png(view.canvas, str(tmp_path / "maps.png"))
+    assert (tmp_path / "maps.png").stat().st_size > 0
