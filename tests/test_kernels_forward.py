@@ -329,3 +329,18 @@ def test_bench_networks_run_small():
         p = {k: np.asarray(v, np.float64) for k, v in net.params(i).items()}
         h = ref_layer(t.name, cfg, h, p)
     assert rel_err(outs[-1], h) < RTOL
+
+
+def test_numba_cache_in_platform_cache_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    code = "import cnnplay.core.kernels.pointwise, numba; print(numba.config.CACHE_DIR)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if sys.platform.startswith("linux"):
+        assert out.stdout.strip() == str(tmp_path / "cnnplay" / "numba")
+    else:
+        assert out.stdout.strip().endswith(os.path.join("cnnplay", "numba"))

@@ -8,6 +8,7 @@ import sys
 import time
 import traceback
 
+from ..core import kernels  # noqa: F401  (sets NUMBA_CACHE_DIR before numba is imported)
 from . import sections
 
 

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from ..core import kernels  # noqa: F401  (sets NUMBA_CACHE_DIR before numba is imported)
+
 TITLE = "Forward pass vs PyTorch CPU (issue 7, target 1)"
 ORDER = 10
 
