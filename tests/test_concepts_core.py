@@ -332,3 +332,13 @@ def test_conv_norm_act_block():
     with pytest.raises(NetworkError, match="flat"):
         insert_block(flat, Network.from_dict(flat), 1)
     assert len(spec["layers"]) == 1  # the original is untouched
+
+
+@needs_rf
+def test_highlight_field_is_the_centre_units_field():
+    from cnnplay.core.concepts.growth import centre_unit, highlight_field
+    net = Network.from_dict(GROWTH_NET)
+    assert centre_unit(net, 2) == (0, 16, 12)
+    f = highlight_field(net, 2)
+    assert f.box == net.receptive_field(2, (0, 16, 12)).box
+    assert centre_unit(net, 5) is None and highlight_field(net, 6) is None

@@ -151,3 +151,16 @@ def test_blocks_and_calibration(qtbot, env):
     assert session.layers[4]["out_channels"] == 5 and session.error is None
     editor.stack.undo()
     assert len(session.layers) == 4
+
+
+def test_field_highlight_overlay(qtbot, env):
+    import pyqtgraph as pg
+    from cnnplay.app.concepts.highlight import FieldHighlight
+    session, _, _ = env
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    h = FieldHighlight(session, w.getPlotItem().getViewBox(), None)
+    session.set_view(highlight_layer=3)
+    assert h.rect.isVisible() and h.field.box == session.network.receptive_field(3, (0, 2, 2)).box
+    session.set_view(highlight_layer=None)
+    assert not h.rect.isVisible()

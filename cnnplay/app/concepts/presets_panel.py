@@ -123,6 +123,12 @@ class KernelPresetPanel(QWidget):
             w.setEnabled(enabled)
         if not enabled:
             self.title.setText("Select a conv layer in the stack to set its kernels.")
+            for box in self.option_boxes.values():
+                box.setVisible(False)
+                label = self.options_form.labelForField(box)
+                if label is not None:
+                    label.setVisible(False)
+            self.preset_help.setText("")
             self._set_grid(None)
             return
         t = net.layer_types[layer]

@@ -30,23 +30,32 @@ class GrowthView(QWidget):
         self.scatters = []  # (scatter item, series) for hover lookups
         self.layer_box = QComboBox()
         self.layer_box.setToolTip("The layer the what-if toggles change")
+        self.layer_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.layer_box.setMinimumContentsLength(8)
         self.layer_box.currentIndexChanged.connect(self.refresh_chart)
         self.toggles = {}
+        self.axis_box = QComboBox()
+        self.axis_box.setToolTip("Which spatial axis to chart")
+        self.axis_box.currentIndexChanged.connect(self.refresh_chart)
         bar = QHBoxLayout()
-        bar.addWidget(QLabel("What if layer"))
-        bar.addWidget(self.layer_box)
+        bar.addWidget(QLabel("Axis"))
+        bar.addWidget(self.axis_box)
+        bar.addWidget(QLabel("What if"))
+        bar.addWidget(self.layer_box, 1)
+        toggles = QHBoxLayout()
         for key, text in G.WHAT_IFS.items():
             box = QCheckBox(text)
-            box.setToolTip(f"Extra dashed curves: the same network with {text} on the chosen layer")
+            box.setToolTip(f"An extra dashed curve: the same network with {text} on the chosen layer")
             box.toggled.connect(self.refresh_chart)
             self.toggles[key] = box
-            bar.addWidget(box)
-        bar.addStretch(1)
+            toggles.addWidget(box)
+        toggles.addStretch(1)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #ff6b6b;")
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
+        lay.addLayout(toggles)
         for key, title in (("r", "receptive field size r (input pixels)"), ("j", "jump j (input pixels)")):
             w = pg.PlotWidget()
             w.setBackground(style.BACKGROUND)
@@ -54,9 +63,11 @@ class GrowthView(QWidget):
             pi.setLabel("left", title)
             pi.setLabel("bottom", "depth (0 = input, i + 1 = after layer i)")
             pi.showGrid(x=True, y=True, alpha=0.2)
-            pi.addLegend(offset=(8, 8))
+            if key == "r":
+                pi.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
             pi.hideButtons()
             w.setMouseEnabled(x=False, y=False)
+            w.setMinimumHeight(150)
             self.plots[key] = w
             lay.addWidget(w, 1)
             w.viewport().installEventFilter(self)
@@ -77,6 +88,14 @@ class GrowthView(QWidget):
         idx = self.layer_box.findData(current)
         self.layer_box.setCurrentIndex(idx if idx >= 0 else 0)
         self.layer_box.blockSignals(False)
+        names = AXIS_NAMES.get(len(net.input_shape) - 1, ())
+        if [self.axis_box.itemText(k) for k in range(self.axis_box.count())] != list(names):
+            self.axis_box.blockSignals(True)
+            self.axis_box.clear()
+            self.axis_box.addItems(list(names))
+            self.axis_box.setCurrentIndex(len(names) - 1)
+            self.axis_box.blockSignals(False)
+        self.axis_box.setEnabled(len(names) > 1)
         self.refresh_chart()
 
     def compute_series(self) -> list[G.GrowthSeries]:
@@ -100,29 +119,23 @@ class GrowthView(QWidget):
             pi.clear()
             if pi.legend is not None:
                 pi.legend.clear()
+            a = max(self.axis_box.currentIndex(), 0)
             for s in self.series:
-                if s.error or not s.r:
+                if s.error or not s.r or a >= s.axes:
                     continue
                 values = s.r if key == "r" else s.j
-                names = AXIS_NAMES.get(s.axes, tuple(str(a) for a in range(s.axes)))
-                what_if = s is not self.series[0]
-                for a, axis_name in enumerate(names):
-                    if what_if:
-                        color = WHATIF_COLORS.get(next((k for k, t in G.WHAT_IFS.items() if s.label.startswith(t)), ""),
-                                                  "#ffffff")
-                        pen = style.pen(color, 1.5, Qt.DashLine if a == 0 else Qt.DotLine)
-                    else:
-                        pen = style.pen(AXIS_COLORS[a % 2], 2)
-                    name = f"{key} ({axis_name})" if not what_if else f"{s.label} ({axis_name})"
-                    y = [v[a] for v in values]
-                    pi.plot(s.depth, y, pen=pen, name=name)
-                    if not what_if:
-                        sc = pg.ScatterPlotItem(s.depth, y, size=9, brush=pg.mkBrush(AXIS_COLORS[a % 2]),
-                                                pen=None, hoverable=True, hoverSize=14,
-                                                data=list(s.layers), tip=None)
-                        sc.sigHovered.connect(self._on_hover)
-                        pi.addItem(sc)
-                        self.scatters.append(sc)
+                y = [v[a] for v in values]
+                if s is self.series[0]:
+                    pi.plot(s.depth, y, pen=style.pen(AXIS_COLORS[0], 2), name=f"{key}: this network")
+                    sc = pg.ScatterPlotItem(s.depth, y, size=9, brush=pg.mkBrush(AXIS_COLORS[0]), pen=None,
+                                            hoverable=True, hoverSize=14, data=list(s.layers), tip=None)
+                    sc.sigHovered.connect(self._on_hover)
+                    pi.addItem(sc)
+                    self.scatters.append(sc)
+                else:
+                    change = next((k for k, t in G.WHAT_IFS.items() if s.label.startswith(t)), "")
+                    pi.plot(s.depth, y, pen=style.pen(WHATIF_COLORS.get(change, "#ffffff"), 1.5, Qt.DashLine),
+                            name=s.label)
 
     # -- hover -> highlight on the input ----------------------------------------------
     def _on_hover(self, item, points, ev=None) -> None:

@@ -108,3 +108,22 @@ def what_if_series(net: Network, layer: int, change: str) -> GrowthSeries:
     except NetworkError as e:
         return GrowthSeries(label, error=f"the network would be invalid: {e}")
     return growth_series(variant, label)
+
+
+def centre_unit(net: Network, layer: int) -> tuple | None:
+    """The unit at the centre of layer `layer`'s output (channel 0), or None
+    for layers without a spatial grid. The growth chart's hover highlights
+    this unit's field: `net.receptive_field(layer, centre_unit(net, layer))`."""
+    if not 0 <= layer < len(net):
+        return None
+    shape = net.output_shapes[layer]
+    rows = net.receptive_field_table()
+    if len(shape) < 2 or rows[layer].kind != "spatial":
+        return None
+    return (0,) + tuple(n // 2 for n in shape[1:])
+
+
+def highlight_field(net: Network, layer: int):
+    """The core's ReceptiveField of the centre unit of `layer` (None without a grid)."""
+    unit = centre_unit(net, layer)
+    return None if unit is None else net.receptive_field(layer, unit)

@@ -88,12 +88,18 @@ def _shift_zero(a: np.ndarray, s: tuple) -> np.ndarray:
     return out
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # A plain ufunc reduction, not BLAS: OpenBLAS's threads fight numba's pool
+    # (see kernels/conv.py), and these vectors are small enough anyway.
+    return float(np.multiply(a, b).sum())
+
+
 def relative_change(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
-    nb = math.sqrt(float(b @ b))
+    nb = math.sqrt(_dot(b, b))
     diff = a - b
-    nd = math.sqrt(float(diff @ diff))
+    nd = math.sqrt(_dot(diff, diff))
     if nb == 0.0:
         return 0.0 if nd == 0.0 else math.inf
     return nd / nb
@@ -108,8 +114,8 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     a = a - a.mean()
     b = b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 0 else math.nan
+    den = math.sqrt(_dot(a, a) * _dot(b, b))
+    return _dot(a, b) / den if den > 0 else math.nan
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, g: tuple) -> tuple[np.ndarray, np.ndarray]:
