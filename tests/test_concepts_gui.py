@@ -164,3 +164,27 @@ def test_field_highlight_overlay(qtbot, env):
     assert h.rect.isVisible() and h.field.box == session.network.receptive_field(3, (0, 2, 2)).box
     session.set_view(highlight_layer=None)
     assert not h.rect.isVisible()
+
+
+def test_views_on_a_1d_network(qtbot):
+    spec = {"input": [1, 64], "layers": [
+        {"type": "conv1d", "out_channels": 2, "kernel_size": 3, "padding": 1},
+        {"type": "maxpool1d", "kernel_size": 4}]}
+    x = np.zeros((1, 64), np.float32)
+    x[0, ::8] = 1.0
+    session = Session(spec, x)
+    controller = ComputeController(session, ComputeWorker(synchronous=True))
+    inv = InvarianceView(session, controller)
+    growth = GrowthView(session)
+    sharing = WeightSharingBox(session)
+    for w in (inv, growth, sharing):
+        qtbot.addWidget(w)
+    inv.sliders["dx"].setValue(1)
+    assert not inv.sliders["dy"].isEnabled()
+    assert inv.result[0].network is session.network and len(inv.result[1]) == 2
+    assert growth.series[0].r == [(1,), (3,), (6,)] and growth.axis_box.count() == 1
+    assert "3 x 1 x 2 + 2 = 8" in sharing.text.text()
+    from cnnplay.app.concepts.highlight import FieldHighlight
+    h = FieldHighlight(session, None, growth.plots["r"].getPlotItem())
+    growth.highlight(1)
+    assert h.span.isVisible() and tuple(h.span.getRegion()) == session.network.receptive_field(1, (0, 8)).box[0]
