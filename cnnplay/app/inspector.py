@@ -9,10 +9,10 @@ for an invalid layer shows under the form, and the field at fault turns red.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QLocale, QSize, Qt, Signal
-from PySide6.QtGui import QDoubleValidator, QValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import QLocale, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QDoubleValidator, QIcon, QPainter, QPen, QPixmap, QValidator
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from ..core.errors import NetworkError
 from ..core.fields import MAX_INT, REQUIRED, Field, FieldContext, check_value
@@ -48,6 +48,29 @@ def display_values(t: LayerType, raw: dict, index: int) -> dict:
     return out
 
 
+def lock_icon(locked: bool) -> QIcon:
+    """A small padlock, drawn (closed: [h, w] locked together)."""
+    pix = QPixmap(32, 32)
+    pix.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pix)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    col = QColor("#2e6da4") if locked else QColor("#888888")
+    p.setPen(QPen(col, 3.2))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    if locked:
+        p.drawArc(QRectF(9, 3, 14, 18), 0, 180 * 16)
+        p.drawLine(QPointF(9, 12), QPointF(9, 16))
+        p.drawLine(QPointF(23, 12), QPointF(23, 16))
+    else:
+        p.drawArc(QRectF(15, 1, 14, 18), 0, 180 * 16)
+        p.drawLine(QPointF(29, 10), QPointF(29, 13))
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(col)
+    p.drawRoundedRect(QRectF(5, 15, 22, 15), 3, 3)
+    p.end()
+    return QIcon(pix)
+
+
 class SizeEditor(QWidget):
     """[h, w] spin boxes with a lock toggle (one spin box for 1D layers)."""
 
@@ -64,6 +87,7 @@ class SizeEditor(QWidget):
         for axis in range(dims):
             sp = QSpinBox()
             sp.setRange(int(field.minimum or 0), MAX_INT)
+            sp.setMinimumWidth(48)
             sp.setToolTip(field.help + (f" ({'height' if axis == 0 else 'width'})" if dims == 2 else ""))
             sp.valueChanged.connect(lambda v, a=axis: self._on_spin(a, v))
             sp.editingFinished.connect(self.editingFinished)
@@ -75,6 +99,7 @@ class SizeEditor(QWidget):
                 self.lock.setChecked(True)
                 self.lock.setAutoRaise(True)
                 self.lock.setFixedSize(QSize(22, 22))
+                self.lock.setIconSize(QSize(14, 14))
                 self.lock.setToolTip("Locked: height and width stay equal. Unlock to set them separately.")
                 self.lock.toggled.connect(self._on_lock)
                 layout.addWidget(self.lock)
@@ -85,7 +110,7 @@ class SizeEditor(QWidget):
 
     def _on_lock(self, locked: bool) -> None:
         if self.lock is not None:
-            self.lock.setText("\U0001F512" if locked else "\U0001F513")
+            self.lock.setIcon(lock_icon(locked))
             if locked and self.spins[0].value() != self.spins[1].value():
                 self.spins[1].setValue(self.spins[0].value())
 
@@ -172,11 +197,21 @@ class Inspector(QWidget):
         body.addWidget(self.form_host)
         body.addWidget(self.error)
         body.addWidget(self.facts)
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(8, 8, 8, 8)
+        inner.addWidget(self.placeholder)
+        inner.addWidget(self.body)
+        inner.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumHeight(250)
+        scroll.setWidget(content)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.addWidget(self.placeholder)
-        layout.addWidget(self.body)
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
         self.session.network_changed.connect(self.refresh)
         self.session.selection_changed.connect(self.refresh)

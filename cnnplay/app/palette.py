@@ -151,7 +151,8 @@ class Palette(QTreeWidget):
         self.setDragEnabled(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setUniformRowHeights(True)
+        self.setUniformRowHeights(False)
+        self.setStyleSheet("QTreeWidget { border: none; } QTreeWidget::item { padding: 1px 2px; }")
         self.items: dict[str, QTreeWidgetItem] = {}
         groups: dict[str, list] = {}
         for t in LAYER_TYPES.values():

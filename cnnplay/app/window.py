@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QPushButton, QSizePolicy, QVBoxLayout, QWidget)
@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.banner)
         lay.addWidget(self.central, 1)
         self.setCentralWidget(host)
+        if hasattr(self.central, "install_docks"):  # issue 6: the unit readout docks under the inspector
+            self.central.install_docks(self)
 
         self._build_status_bar()
         self._build_menus()
@@ -135,7 +137,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.indexChanged.connect(self._update_title)
         if autosaver is not None:
             autosaver.failed.connect(lambda m: self.show_message(m, "warning"))
-        self.resize(1500, 920)
+        self._initial_size()
         self._update_title()
         if first_start:
             self.busy_label.setText("Preparing compute kernels, first start only...")
@@ -144,6 +146,22 @@ class MainWindow(QMainWindow):
         for m in messages or []:
             self.show_message(m, "warning")
         self._on_forward_changed()
+
+    def _initial_size(self) -> None:
+        screen = self.screen()
+        avail = screen.availableGeometry() if screen is not None else None
+        if avail is None or avail.width() < 400:
+            self.resize(1500, 920)
+        else:
+            self.resize(min(1680, int(avail.width() * 0.96)), min(1050, int(avail.height() * 0.94)))
+            self.move(avail.center() - self.rect().center())
+        # Narrow side columns so the feature maps get the room (after all docks exist).
+        QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], [180, 300, 300],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.palette_dock, self.input_dock], [430, 400], Qt.Orientation.Vertical)
 
     # === Central area: the feature-map views (issue 6) ===================================
     # The ONE place where the central widget is created. The views engineer replaces
@@ -474,7 +492,7 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         if state is not None:
-            self.restoreState(state)
+            QTimer.singleShot(1, lambda: self.restoreState(state))
 
 
 def _mark_kernels_ready() -> None:
