@@ -306,3 +306,42 @@ def test_examples_load_with_a_fitting_input(window, qtbot):
     assert s.input_array.ndim == 2 and s.error is None and types(s)[0] == "conv1d"
     window.undo_action.trigger()
     assert s.input_array.shape[0] == 1 and s.input_array.ndim == 3
+
+
+def test_first_start_says_it_prepares_kernels(qtbot, home, monkeypatch):
+    import cnnplay.app.window as window_module
+    monkeypatch.setattr(window_module, "kernels_ready", lambda: False)
+    w = create_window(session=small_session())
+    qtbot.addWidget(w)
+    assert "first start only" in w.banner.label.text() and w.banner.isVisibleTo(w)
+    assert "first start only" in w.busy_label.text()
+    qtbot.waitUntil(lambda: w.controller.forward is not None, timeout=60000)
+    qtbot.waitUntil(lambda: not w.banner.isVisibleTo(w))
+    assert "last update" in w.time_label.text()
+
+
+def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, home, monkeypatch):
+    import sys
+
+    from cnnplay.app import main as main_module
+    import logging
+    import threading
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    main_module.setup_logging()
+    root = logging.getLogger()
+    handler = next(h for h in root.handlers if getattr(h, "_cnnplay", False))
+    level = root.level
+    main_module.install_excepthook(window)
+    try:
+        raise RuntimeError("boom in a view")
+    except RuntimeError:
+        with qtbot.waitSignal(window.message):
+            sys.excepthook(*sys.exc_info())
+    assert "boom in a view" in window.banner.label.text()
+    handler.flush()
+    root.removeHandler(handler)
+    handler.close()
+    root.setLevel(level)
+    log = (home / "cnnplay.log").read_text()
+    assert "RuntimeError: boom in a view" in log and "Traceback" in log
