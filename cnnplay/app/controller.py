@@ -33,6 +33,7 @@ class ComputeController(QObject):
         session.selection_changed.connect(self.request_field)
         session.view_changed.connect(self._on_view_changed)
         self.request_forward()
+        self.request_field()  # a selection restored with the session needs its field too
 
     # -- requests ------------------------------------------------------------------
     def request_forward(self) -> None:

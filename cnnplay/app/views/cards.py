@@ -59,7 +59,10 @@ class LayerCard(QFrame):
 
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.info = QLabel()
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.info.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
         self.info.setObjectName("hoverInfo")
         self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
         self.back = QToolButton(text="All channels")
@@ -74,9 +77,8 @@ class LayerCard(QFrame):
             b.setAutoRaise(True)
         head = QHBoxLayout()
         head.setContentsMargins(6, 3, 6, 0)
-        head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.info)
+        head.addWidget(self.title, 3)
+        head.addWidget(self.info, 2)
         head.addSpacing(8)
         for w in (self.back, self.prev, self.page_label, self.next):
             head.addWidget(w)
@@ -99,6 +101,7 @@ class LayerCard(QFrame):
         lay.addWidget(self.stack)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self._show_pager(False)
+        self._aspect = 3.5
 
     # -- header ------------------------------------------------------------------------
     def set_header(self, index: int, summary: str, shape, note: str = "") -> None:
@@ -170,8 +173,9 @@ class LayerCard(QFrame):
             if a.ndim >= 2 else ()
         if a.ndim == 3:
             view = self._view("mosaic")
+            self._aspect = self.map_aspect()
             view.set_maps(a, channels, self.per_channel, self.layer_range(),
-                          aspect=4.0 if self.enlarged is None else 1.0)
+                          aspect=self._aspect if self.enlarged is None else 1.0)
             self.setFixedHeight(260 if self.enlarged is None else 380)
         elif a.ndim == 2:
             view = self._view("lanes")
@@ -184,6 +188,13 @@ class LayerCard(QFrame):
         self.stack.setCurrentWidget(view)
         view.set_overlays(field=self.field, selected=self.selected)
         return True
+
+    MAP_HEIGHT = 220
+
+    def map_aspect(self) -> float:
+        """Width / height of the mosaic's drawing area, so tiles fill the card."""
+        width = self.width() if self.width() > 100 else 700
+        return max(0.8, (width - 70) / self.MAP_HEIGHT)
 
     def current_view(self):
         w = self.stack.currentWidget()
@@ -230,5 +241,12 @@ class LayerCard(QFrame):
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        a = self.array
+        if a is not None and a.ndim == 3 and self.enlarged is None and self._rendered is not None:
+            n = len(self.mosaic.grid.channels) if self.mosaic.grid else 0
+            if g.choose_cols(n, a.shape[1], a.shape[2], self.map_aspect()) != \
+                    g.choose_cols(n, a.shape[1], a.shape[2], self._aspect):
+                self._rendered = None
+                self._render()
         if self.stale.isVisible():
             self.stale.setGeometry(self.stack.rect())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QSizePolicy, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from . import grid as g
 from .cards import format_value
@@ -18,13 +18,17 @@ class KernelsView(QWidget):
         super().__init__(parent)
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.title.setToolTip("")
         self.info = QLabel()
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
         self.mosaic = MosaicView(name="kernels")
-        self.message = QLabel("Select a conv layer to see its kernels.")
+        self.message = QLabel("Select a conv layer (in the network or by clicking one of its units) to see its weights.")
         self.message.setAlignment(Qt.AlignCenter)
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #9aa0aa;")
+        self.message.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.message)
         self.stack.addWidget(self.mosaic)
@@ -42,7 +46,7 @@ class KernelsView(QWidget):
     def show_weights(self, weight: np.ndarray | None, layer: int | None = None, summary: str = "") -> None:
         if weight is None:
             self.weight = None
-            self.title.setText("<b>Kernels</b>")
+            self.title.setText("<b>Weights</b>")
             self.stack.setCurrentWidget(self.message)
             return
         w = weight if weight.ndim == 4 else weight[:, :, None, :]
@@ -55,7 +59,7 @@ class KernelsView(QWidget):
         self.mosaic.set_maps(tiles, tuple(range(len(tiles))), False, (-m, m), cols=self.n_in)
         more = "" if (n_out, n_in) == shown.shape[:2] else \
             f" <span style='color:#9aa0aa'>(first {shown.shape[0]}×{shown.shape[1]} of {n_out}×{n_in})</span>"
-        self.title.setText(f"<b>Kernels</b>&nbsp; layer {layer} &nbsp;{summary}"
+        self.title.setText(f"<b>Weights</b>&nbsp; layer {layer} &nbsp;{summary}"
                            f"<span style='color:#9aa0aa'>&nbsp; rows: out, columns: in</span>{more}")
         self.stack.setCurrentWidget(self.mosaic)
 

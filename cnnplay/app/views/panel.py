@@ -14,7 +14,7 @@ from functools import partial
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
+from PySide6.QtWidgets import (QCheckBox, QSizePolicy, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
 
 from ...core.errors import NetworkError
@@ -78,14 +78,15 @@ class MapsPanel(QWidget):
         self.effective_box.toggled.connect(lambda on: session.set_view(show_effective=bool(on)))
         self.status = QLabel()
         self.status.setStyleSheet("color: #9aa0aa;")
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.status.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
         bar = QHBoxLayout()
         bar.setContentsMargins(6, 4, 6, 0)
         bar.addWidget(QLabel("Colour levels:"))
         bar.addWidget(self.levels_box)
         bar.addSpacing(16)
         bar.addWidget(self.effective_box)
-        bar.addStretch(1)
-        bar.addWidget(self.status)
+        bar.addWidget(self.status, 1)
 
         # left: input, readout, kernels
         self.input_view = InputView()
@@ -99,6 +100,8 @@ class MapsPanel(QWidget):
         left.setStretchFactor(1, 0)
         left.setStretchFactor(2, 3)
         left.setSizes([460, 150, 260])
+        self.left = left
+        self.unit_dock = None
 
         # right: the layer cards
         self.container = QWidget()
@@ -119,9 +122,10 @@ class MapsPanel(QWidget):
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left)
         split.addWidget(self.scroll)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
-        split.setSizes([480, 820])
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([380, 620])
+        split.setChildrenCollapsible(False)
         self.splitter = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -305,6 +309,26 @@ class MapsPanel(QWidget):
                                    pending="computing the receptive field…")
             if old is None:
                 self.input_view.set_field(None)
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        w = self.splitter.width()
+        if not getattr(self, "_split_done", False) and w > 300:
+            self._split_done = True  # first real size: input column ~40%, maps the rest
+            left = int(min(max(w * 0.4, 220), 520))
+            self.splitter.setSizes([left, w - left])
+
+    def install_docks(self, window) -> list:
+        """In the main window: the unit readout becomes a dock under the layer settings."""
+        if not hasattr(window, "add_dock"):
+            return []
+        self.readout.setMinimumHeight(90)
+        dock = window.add_dock(self.readout, "Selected unit", Qt.RightDockWidgetArea, "unit")
+        inspector = getattr(window, "inspector_dock", None)
+        if inspector is not None:
+            window.splitDockWidget(inspector, dock, Qt.Vertical)
+        self.unit_dock = dock
+        return [dock]
 
     def detach(self) -> None:
         """Stop listening to the session (the panel is going away)."""

@@ -52,6 +52,7 @@ class UnitReadout(QLabel):
         self.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.setMargin(6)
+        self.setMinimumWidth(120)
         self.setText(self.EMPTY)
 
     def clear_unit(self) -> None:
