@@ -66,9 +66,12 @@ class InputImageView(QWidget):
         if self.shape != (h, w):
             self.shape = (h, w)
             self.view_box.setRange(QRectF(0, 0, w, h), padding=0.04)
+            self.set_field(None, None)
 
     def set_field(self, field, effective: np.ndarray | None) -> None:
-        self.field = field
+        if field is self.field and effective is getattr(self, "effective", None):
+            return
+        self.field, self.effective = field, effective
         h, w = self.shape
         if field is None or np.shape(field.mask) != (h, w):
             for item in (self.tint, self.heat, self.hatch):
@@ -76,7 +79,7 @@ class InputImageView(QWidget):
             self.box.setData([], [])
             self.full_box.setData([], [])
             return
-        self.tint.setImage(style.tint(np.asarray(field.mask), style.FIELD, 110), autoLevels=False)
+        style.set_mask_image(self.tint, field.mask, style.FIELD, 110)
         self.tint.setVisible(True)
         (y0, y1), (x0, x1) = field.box
         (cy0, cy1), (cx0, cx1) = g.clip_box(field.box, (h, w))

@@ -75,6 +75,7 @@ class MosaicView(_MapView):
         self._connect_scene(self.canvas.scene(), vb)
         self.grid: g.TileGrid | None = None
         self.levels = (0.0, 1.0)
+        self.gap_value = -1.0
         self.diverging = False
         self._field = None
         self._selected = None
@@ -94,7 +95,9 @@ class MosaicView(_MapView):
             shown = g.per_channel_normalized(shown, div)
             levels = (-1.0, 1.0) if div else (0.0, 1.0)
         self.levels, self.diverging = levels, div
-        self.image.setImage(self.grid.mosaic(shown), autoLevels=False, levels=levels, lut=style.lut(div))
+        image_levels, self.gap_value = style.gap_levels(levels)
+        self.image.setImage(self.grid.mosaic(shown, fill=self.gap_value), autoLevels=False, levels=image_levels,
+                            lut=style.lut_with_gap(div))
         self.bar.setColorMap(style.colormap(div))
         self.bar.setLevels(values=levels)
         if old is None or old.shape != self.grid.shape:
@@ -104,6 +107,8 @@ class MosaicView(_MapView):
 
     def set_overlays(self, field=None, selected=None) -> None:
         """field: the receptive field on this map (box and mask over (H, W)); selected: (c, y, x)."""
+        if field is self._field and selected == self._selected:
+            return
         self._field, self._selected = field, selected
         self._draw_overlays()
 
@@ -116,7 +121,7 @@ class MosaicView(_MapView):
         else:
             stack = np.broadcast_to(mask, (grid.n,) + mask.shape)
             covered = grid.mosaic(stack, fill=False, dtype=bool)
-            self.tint.setImage(style.tint(covered, style.FIELD, 95), autoLevels=False)
+            style.set_mask_image(self.tint, covered, style.FIELD, 95)
             self.tint.setVisible(True)
             xs, ys = g.tile_box_paths(grid, field.box)
             self.box.setData(xs, ys)
@@ -177,6 +182,8 @@ class LanesView(_MapView):
         self._draw_overlays()
 
     def set_overlays(self, field=None, selected=None, effective=None) -> None:
+        if field is self._field and selected == self._selected and effective is getattr(self, "_effective", None):
+            return
         self._field, self._selected = field, selected
         self._effective = effective
         self._draw_overlays()
@@ -188,7 +195,7 @@ class LanesView(_MapView):
             self.tint.setVisible(False)
             self.box.setData([], [])
         else:
-            self.tint.setImage(style.tint(mask[None, :], style.FIELD, 70), autoLevels=False)
+            style.set_mask_image(self.tint, mask[None, :], style.FIELD, 70)
             self.tint.setRect(QRectF(0, 0, length, n))
             self.tint.setVisible(True)
             (a, b), = g.clip_box(field.box, (length,))

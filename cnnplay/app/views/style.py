@@ -34,6 +34,21 @@ def lut(diverging: bool) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
+def lut_with_gap(diverging: bool) -> np.ndarray:
+    """The colour map's table with entry 0 in the background colour: mosaics fill
+    their gaps with a value below the levels, so gaps need no NaN (slow to render)."""
+    bg = QColor(BACKGROUND)
+    return np.concatenate([[[bg.red(), bg.green(), bg.blue()]], lut(diverging)]).astype(np.uint8)
+
+
+def gap_levels(levels: tuple[float, float]) -> tuple[tuple[float, float], float]:
+    """(image levels, gap value) for lut_with_gap: data in `levels` maps to entries 1..256."""
+    lo, hi = levels
+    step = (hi - lo) / 256.0
+    return (lo - step, hi), lo - 64 * step
+
+
+@lru_cache(maxsize=None)
 def heat_lut() -> np.ndarray:
     """RGBA table for the effective field: transparent at 0, opaque hot at 1."""
     rgb = pg.colormap.get("CET-L3").getLookupTable(nPts=256, alpha=False).astype(np.float32)
@@ -43,9 +58,20 @@ def heat_lut() -> np.ndarray:
 
 def tint(mask: np.ndarray, color: QColor, alpha: int) -> np.ndarray:
     """An RGBA image: `color` with `alpha` where mask is True, transparent elsewhere."""
-    out = np.zeros(mask.shape + (4,), np.uint8)
-    out[mask] = (color.red(), color.green(), color.blue(), alpha)
-    return out
+    return tint_lut(color.name(), alpha)[np.asarray(mask, bool).view(np.uint8)]
+
+
+@lru_cache(maxsize=None)
+def tint_lut(color: str, alpha: int) -> np.ndarray:
+    """Two-entry RGBA table: 0 transparent, 1 `color` at `alpha`."""
+    c = QColor(color)
+    return np.array([[0, 0, 0, 0], [c.red(), c.green(), c.blue(), alpha]], np.uint8)
+
+
+def set_mask_image(item, mask: np.ndarray, color: QColor, alpha: int) -> None:
+    """Show a bool mask as a tint: uploaded as 0/1 bytes, coloured by a 2-entry table at paint time."""
+    item.setImage(np.asarray(mask, bool).view(np.uint8), autoLevels=False, levels=(0, 1),
+                  lut=tint_lut(color.name(), alpha))
 
 
 def pen(color, width: float = 1.5, style=Qt.SolidLine):
