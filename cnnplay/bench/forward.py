@@ -1,10 +1,11 @@
 """Forward pass vs PyTorch CPU (or a numpy im2col + matmul reference without torch).
 
 Batch 1, float32, the same thread count for both (numba's). Each network is
-timed in alternating blocks (ours, theirs, ours, ...) with a pause between
-blocks so one library's spinning worker threads do not slow the other; each
-block gives a median and the table shows the median of the block medians and
-the spread of the ratio over the blocks (the noise of a shared machine).
+timed in PAIRS interleaved runs (ours, theirs, ours, ...; a short pause after
+each so one library's spinning worker threads do not slow the other), so both
+see the same machine state. Reported: the best time of each (noise only ever
+adds time, so the best is the steadiest estimate on a shared machine), their
+ratio, and the median and quartiles of the per-pair ratios (the noise).
 """
 
 from __future__ import annotations
@@ -43,9 +44,37 @@ NETWORKS = {
         {"type": "conv1d", "out_channels": 32, "kernel_size": 9, "dilation": 3}]},
 }
 
-BLOCKS = 5       # alternating measurement blocks per network
-RUNS = 9         # runs per block (median taken)
-PAUSE = 0.15     # seconds between blocks: lets the other library's threads go idle
+PAIRS = 40       # interleaved (ours, theirs) runs per network
+RUNS = 15        # runs for a median of one function alone
+PAUSE = 0.002    # seconds after each timed run: lets the other library's threads go idle
+
+
+def paired_ms(f, g, pairs=PAIRS, warmup=2):
+    """Times (ms) of f and g run alternately, as two arrays."""
+    for _ in range(warmup):
+        f()
+        g()
+    a, b = [], []
+    for _ in range(pairs):
+        for fn, out in ((f, a), (g, b)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+            time.sleep(PAUSE)
+    return np.array(a) * 1e3, np.array(b) * 1e3
+
+
+def best_ms(fn, runs=RUNS, warmup=2) -> float:
+    """Best time (ms) of `runs` runs, with a short pause after each."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        time.sleep(PAUSE)
+    return best * 1e3
 
 
 def median_ms(fn, runs=RUNS, warmup=2) -> float:
@@ -171,7 +200,7 @@ def numpy_forward(net, x):
 
 def matmul_gflops(n: int = 2048) -> float:
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    return 2 * n ** 3 / median_ms(lambda: a @ a, runs=7) / 1e6
+    return 2 * n ** 3 / best_ms(lambda: a @ a, runs=7) / 1e6
 
 
 def compile_all() -> None:
@@ -217,8 +246,7 @@ def run() -> list[str]:
     except ImportError:
         other = "numpy im2col+matmul"
     compile_all()
-    lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; "
-             f"median of {RUNS} runs per block, {BLOCKS} alternating blocks"]
+    lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {PAIRS} interleaved runs each"]
     rows, conv_rows = [], []
     for name, spec in NETWORKS.items():
         net = Network.from_dict(spec, seed=0)
@@ -237,34 +265,29 @@ def run() -> list[str]:
             ref = theirs()
         got = ours()[-1]
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
-        t_ours, t_theirs = [], []
-        for _ in range(BLOCKS):
-            t_ours.append(median_ms(ours))
-            time.sleep(PAUSE)
-            t_theirs.append(median_ms(theirs))
-            time.sleep(PAUSE)
-        ratios = sorted(a / b for a, b in zip(t_ours, t_theirs))
-        rows.append((name, float(np.median(t_ours)), float(np.median(t_theirs)), float(np.median(ratios)),
-                     ratios[0], ratios[-1], err))
+        t_ours, t_theirs = paired_ms(ours, theirs)
+        ratios = t_ours / t_theirs
+        q1, qm, q3 = np.percentile(ratios, [25, 50, 75])
+        rows.append((name, t_ours.min(), t_theirs.min(), t_ours.min() / t_theirs.min(), qm, q1, q3, err))
         # per conv layer: GFLOP/s on the layer's real input
         outs = net.forward(x)
         for i, t in enumerate(net.layer_types):
             if t.name.startswith("conv"):
                 inp = x if i == 0 else outs[i - 1]
-                ms = median_ms(lambda: net.layer_forward(i, inp))
+                ms = best_ms(lambda: net.layer_forward(i, inp))
                 flops = 2 * net.macs[i]
                 line = f"{name} #{i} {net.summaries[i]}"
                 conv_rows.append((line, ms, flops / ms / 1e6, _torch_layer_gflops(torch, model, i, inp, flops)
                                   if torch is not None else None))
     lines.append("")
-    lines.append(f"{'network':<16}{'ours ms':>9}{'ref ms':>9}{'ratio':>7}  {'ratio range':<13}{'max rel err':>11}")
-    for name, a, b, r, lo, hi, err in rows:
-        lines.append(f"{name:<16}{a:9.2f}{b:9.2f}{r:7.2f}  {lo:.2f}-{hi:.2f}{'':5}{err:11.1e}")
-    lines.append("(ratio = ours / reference: below 1 is faster; range over the blocks shows the noise)")
+    lines.append(f"{'network':<16}{'ours ms':>9}{'ref ms':>9}{'ratio':>7}   {'pair ratios: median [q1-q3]':<28}{'max rel err':>11}")
+    for name, a, b, r, qm, q1, q3, err in rows:
+        lines.append(f"{name:<16}{a:9.2f}{b:9.2f}{r:7.2f}   {qm:.2f} [{q1:.2f}-{q3:.2f}]{'':14}{err:11.1e}")
+    lines.append("(best times; ratio = ours / reference, below 1 is faster; the per-pair ratios show the noise)")
     peak = matmul_gflops()
     lines.append("")
     lines.append(f"conv layers (float32 numpy.matmul 2048^3 on this machine: {peak:.0f} GFLOP/s)")
-    lines.append(f"{'layer':<44}{'ms':>7}{'GFLOP/s':>9}{'% mm':>6}{'torch GF/s':>11}")
+    lines.append(f"{'layer (best of ' + str(RUNS) + ')':<44}{'ms':>7}{'GFLOP/s':>9}{'% mm':>6}{'torch GF/s':>11}")
     for line, ms, gf, tgf in conv_rows:
         tg = f"{tgf:11.0f}" if tgf is not None else f"{'-':>11}"
         lines.append(f"{line:<44}{ms:7.3f}{gf:9.0f}{100 * gf / peak:6.0f}{tg}")
@@ -278,11 +301,9 @@ def run() -> list[str]:
 def _torch_layer_gflops(torch, model, i, inp, flops):
     layer = model[i]
     xt = torch.from_numpy(np.ascontiguousarray(inp)[None])
-    time.sleep(PAUSE)
 
     def f():
         with torch.no_grad():
             return layer(xt)
-    ms = median_ms(f)
-    time.sleep(PAUSE)
+    ms = best_ms(f)
     return flops / ms / 1e6
