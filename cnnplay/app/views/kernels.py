@@ -48,7 +48,9 @@ class KernelsView(QWidget):
             self.weight = None
             self.title.setText("<b>Weights</b>")
             self.stack.setCurrentWidget(self.message)
+            self.setMaximumHeight(90)  # the input gets the room
             return
+        self.setMaximumHeight(16777215)
         w = weight if weight.ndim == 4 else weight[:, :, None, :]
         n_out, n_in = w.shape[:2]
         shown = w[:MAX_OUT, :MAX_IN]
