@@ -41,6 +41,7 @@ def test_kernel_presets_and_hand_editing(qtbot, env):
     session, controller, editor = env
     panel = KernelPresetPanel(session, editor)
     qtbot.addWidget(panel)
+    panel.show()  # panels work while visible (hidden ones defer)
     assert not panel.apply_button.isEnabled()
     session.select_layer(0)
     assert panel.apply_button.isEnabled() and panel.grid.rowCount() == 3
@@ -77,6 +78,7 @@ def test_kernel_panel_1d(qtbot):
     editor = Editor(session)
     panel = KernelPresetPanel(session, editor)
     qtbot.addWidget(panel)
+    panel.show()  # panels work while visible (hidden ones defer)
     session.select_layer(0)
     assert panel.grid.rowCount() == 1 and panel.grid.columnCount() == 5
     panel.preset_box.setCurrentIndex(panel.preset_box.findData("derivative"))
@@ -88,6 +90,7 @@ def test_weight_sharing_box(qtbot, env):
     session, _, _ = env
     box = WeightSharingBox(session)
     qtbot.addWidget(box)
+    box.show()  # panels work while visible (hidden ones defer)
     text = box.text.text()
     assert "3 x 3 x 1 x 2 + 2 = 20" in text
     assert f"{256 * 512 + 512:,}" in text
@@ -97,6 +100,7 @@ def test_growth_view_what_if_and_hover(qtbot, env):
     session, _, _ = env
     view = GrowthView(session)
     qtbot.addWidget(view)
+    view.show()  # panels work while visible (hidden ones defer)
     assert view.series[0].r == growth_series(session.network).r
     view.layer_box.setCurrentIndex(view.layer_box.findData(3))
     view.toggles["stride*2"].setChecked(True)
@@ -118,6 +122,7 @@ def test_invariance_view(qtbot, env):
     session, controller, _ = env
     view = InvarianceView(session, controller)
     qtbot.addWidget(view)
+    view.show()  # panels work while visible (hidden ones defer)
     xs, ys = view.values()
     assert xs == [0, 1, 2, 3] and all(v == 0 for v in ys)  # zero shift
     view.sliders["dx"].setValue(1)
@@ -136,6 +141,7 @@ def test_blocks_and_calibration(qtbot, env):
     session, controller, editor = env
     panel = BlocksPanel(session, editor, controller)
     qtbot.addWidget(panel)
+    panel.show()  # panels work while visible (hidden ones defer)
     assert not panel.calib_button.isEnabled()
     session.select_layer(1)
     assert panel.calib_button.isEnabled()
@@ -179,6 +185,7 @@ def test_views_on_a_1d_network(qtbot):
     sharing = WeightSharingBox(session)
     for w in (inv, growth, sharing):
         qtbot.addWidget(w)
+        w.show()
     inv.sliders["dx"].setValue(1)
     assert not inv.sliders["dy"].isEnabled()
     assert inv.result[0].network is session.network and len(inv.result[1]) == 2
@@ -188,3 +195,22 @@ def test_views_on_a_1d_network(qtbot):
     h = FieldHighlight(session, None, growth.plots["r"].getPlotItem())
     growth.highlight(1)
     assert h.span.isVisible() and tuple(h.span.getRegion()) == session.network.receptive_field(1, (0, 8)).box[0]
+
+
+def test_hidden_panels_defer_their_work_until_shown(qtbot, env, monkeypatch):
+    """A concept panel in a hidden tab costs nothing per edit: no chart rebuild,
+    no shifted forward passes on the worker; it catches up when shown."""
+    session, controller, _ = env
+    growth, inv = GrowthView(session), InvarianceView(session, controller)
+    for w in (growth, inv):
+        qtbot.addWidget(w)
+    submitted = []
+    monkeypatch.setattr(controller.worker, "submit", submitted.append)
+    tasks = lambda: [r for r in submitted if r.kind not in ("forward", "field")]  # noqa: E731
+    session.update_layer(0, out_channels=3)
+    session.update_layer(0, out_channels=4)
+    assert tasks() == [] and growth.series == []
+    growth.show()
+    inv.show()
+    assert growth.series and growth.series[0].layers
+    assert len(tasks()) == 1 and tasks()[0].name == "shift invariance"

@@ -9,7 +9,7 @@ from ...core.concepts import blocks as B
 from ...core.concepts import calibration as CAL
 from ...core.errors import NetworkError
 from ..compute import TaskRequest
-from .common import note, selected_layer
+from .common import WhenVisible, note, selected_layer
 
 
 def _calibration_task(layer):
@@ -64,9 +64,10 @@ class BlocksPanel(QWidget):
         lay.addStretch(1)
         self.worker.task_done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
-        session.network_changed.connect(self.refresh)
-        session.selection_changed.connect(self.refresh)
-        self.refresh()
+        self.refresh_when_visible = WhenVisible(self, self.refresh)
+        session.network_changed.connect(self.refresh_when_visible)
+        session.selection_changed.connect(self.refresh_when_visible)
+        self.refresh_when_visible()
 
     def refresh(self) -> None:
         i = selected_layer(self.session, ("batchnorm",))

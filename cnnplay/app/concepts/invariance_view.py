@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSlid
 from ...core.concepts import invariance as INV
 from ..compute import TaskRequest
 from ..views import style
-from .common import note
+from .common import WhenVisible, note
 
 MEASURES = (
     ("relative_change", "relative change ||A-B|| / ||B||"),
@@ -88,10 +88,11 @@ class InvarianceView(QWidget):
                            "the selected layer's bar is highlighted."))
         self.worker.task_done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
-        session.network_changed.connect(self.request)
-        session.input_changed.connect(self.request)
+        self.request_when_visible = WhenVisible(self, self.request)  # the shifted passes cost real time
+        session.network_changed.connect(self.request_when_visible)
+        session.input_changed.connect(self.request_when_visible)
         session.selection_changed.connect(self.redraw)
-        self.request()
+        self.request_when_visible()
 
     def shift(self) -> tuple[int, ...]:
         dy, dx = self.sliders["dy"].value(), self.sliders["dx"].value()

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
 
 from ...core.concepts import presets as P
 from ...core.concepts.weight_sharing import EXPLANATION as SHARING_EXPLANATION
-from .common import note, selected_layer
+from .common import WhenVisible, note, selected_layer
 
 EXPLANATION = (
     "A conv layer slides each small kernel over the image and, at every position, sums the pixels "
@@ -101,9 +101,10 @@ class KernelPresetPanel(QWidget):
         lay.addWidget(self.grid, 1)
         lay.addWidget(note(EXPLANATION))
 
-        session.network_changed.connect(self.refresh)
-        session.selection_changed.connect(self.refresh)
-        self.refresh()
+        self.refresh_when_visible = WhenVisible(self, self.refresh)
+        session.network_changed.connect(self.refresh_when_visible)
+        session.selection_changed.connect(self.refresh_when_visible)
+        self.refresh_when_visible()
 
     # -- reading the session ------------------------------------------------------------
     def _weight(self) -> np.ndarray | None:
@@ -251,9 +252,10 @@ class WeightSharingBox(QWidget):
         lay.addWidget(self.text)
         lay.addWidget(note(SHARING_EXPLANATION))
         lay.addStretch(1)
-        session.network_changed.connect(self.refresh)
-        session.selection_changed.connect(self.refresh)
-        self.refresh()
+        self.refresh_when_visible = WhenVisible(self, self.refresh)
+        session.network_changed.connect(self.refresh_when_visible)
+        session.selection_changed.connect(self.refresh_when_visible)
+        self.refresh_when_visible()
 
     def comparison(self):
         from ...core.concepts.weight_sharing import mlp_comparison

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLa
 
 from ...core.concepts import growth as G
 from ..views import style
-from .common import note
+from .common import WhenVisible, note
 
 AXIS_NAMES = {1: ("length",), 2: ("height", "width")}
 AXIS_COLORS = ("#8ab4f8", "#f6ae2d")
@@ -27,7 +27,9 @@ class GrowthView(QWidget):
         self.session = session
         self.series: list[G.GrowthSeries] = []
         self.plots = {}
-        self.scatters = []  # (scatter item, series) for hover lookups
+        self.curve_items: dict[str, list] = {}  # plot key -> reusable curves
+        self.scatter_items = {}  # plot key -> the hoverable points of this network
+        self.scatters = []
         self.layer_box = QComboBox()
         self.layer_box.setToolTip("The layer the what-if toggles change")
         self.layer_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -68,13 +70,20 @@ class GrowthView(QWidget):
             pi.hideButtons()
             w.setMouseEnabled(x=False, y=False)
             w.setMinimumHeight(150)
+            sc = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(AXIS_COLORS[0]), pen=None, hoverable=True,
+                                    hoverSize=14, tip=None)
+            sc.sigHovered.connect(self._on_hover)
+            pi.addItem(sc)
+            sc.setZValue(10)
+            self.scatter_items[key] = sc
             self.plots[key] = w
             lay.addWidget(w, 1)
             w.viewport().installEventFilter(self)
         lay.addWidget(self.message)
         lay.addWidget(note(G.EXPLANATION + " Hover a point to outline that layer's field on the input."))
-        session.network_changed.connect(self.refresh)
-        self.refresh()
+        self.refresh_when_visible = WhenVisible(self, self.refresh)
+        session.network_changed.connect(self.refresh_when_visible)
+        self.refresh_when_visible()
 
     # -- data -----------------------------------------------------------------------
     def refresh(self) -> None:
@@ -113,29 +122,48 @@ class GrowthView(QWidget):
         errors = [f"{s.label}: {s.error}" for s in self.series if s.error]
         self.message.setText("\n".join(errors))
         self.message.setVisible(bool(errors))
-        self.scatters = []
+        a = max(self.axis_box.currentIndex(), 0)
         for key, w in self.plots.items():
             pi = w.getPlotItem()
-            pi.clear()
-            if pi.legend is not None:
-                pi.legend.clear()
-            a = max(self.axis_box.currentIndex(), 0)
-            for s in self.series:
-                if s.error or not s.r or a >= s.axes:
-                    continue
-                values = s.r if key == "r" else s.j
-                y = [v[a] for v in values]
+            shown = [s for s in self.series if not s.error and s.r and a < s.axes]
+            curves = self._curves(key, pi, len(shown))
+            for curve, s in zip(curves, shown):
+                y = [v[a] for v in (s.r if key == "r" else s.j)]
                 if s is self.series[0]:
-                    pi.plot(s.depth, y, pen=style.pen(AXIS_COLORS[0], 2), name=f"{key}: this network")
-                    sc = pg.ScatterPlotItem(s.depth, y, size=9, brush=pg.mkBrush(AXIS_COLORS[0]), pen=None,
-                                            hoverable=True, hoverSize=14, data=list(s.layers), tip=None)
-                    sc.sigHovered.connect(self._on_hover)
-                    pi.addItem(sc)
-                    self.scatters.append(sc)
+                    curve.setData(s.depth, y, pen=style.pen(AXIS_COLORS[0], 2))
+                    label = f"{key}: this network"
                 else:
                     change = next((k for k, t in G.WHAT_IFS.items() if s.label.startswith(t)), "")
-                    pi.plot(s.depth, y, pen=style.pen(WHATIF_COLORS.get(change, "#ffffff"), 1.5, Qt.DashLine),
-                            name=s.label)
+                    curve.setData(s.depth, y, pen=style.pen(WHATIF_COLORS.get(change, "#ffffff"), 1.5, Qt.DashLine))
+                    label = s.label
+                curve.setVisible(True)
+                if pi.legend is not None and curve.name() != label:
+                    pi.legend.removeItem(curve)
+                    curve.opts["name"] = label
+                    pi.legend.addItem(curve, label)
+            for curve in curves[len(shown):]:
+                curve.setVisible(False)
+                curve.setData([], [])
+                if pi.legend is not None:
+                    pi.legend.removeItem(curve)
+                    curve.opts["name"] = None
+            main = self.series[0] if shown and shown[0] is self.series[0] else None
+            sc = self.scatter_items[key]
+            if main is not None:
+                sc.setData(main.depth, [v[a] for v in (main.r if key == "r" else main.j)],
+                           data=list(main.layers))
+            else:
+                sc.setData([], [])
+        self.scatters = list(self.scatter_items.values())
+
+    def _curves(self, key, pi, n):
+        """The plot's curve items, created once and reused (never cleared per edit)."""
+        curves = self.curve_items.setdefault(key, [])
+        while len(curves) < n:
+            curve = pg.PlotDataItem()
+            pi.addItem(curve)
+            curves.append(curve)
+        return curves
 
     # -- hover -> highlight on the input ----------------------------------------------
     def _on_hover(self, item, points, ev=None) -> None:
