@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _linear(x, w, b, y):
-    """y[o] = b[o] + sum_f w[o, f] * x[f], accumulated in float64."""
-    for o in prange(w.shape[0]):
+    """y[o] = b[o] + sum_f w[o, f] * x[f], accumulated in float64. Serial: the
+    layer is small next to the convolutions, and a serial kernel compiles fast."""
+    for o in range(w.shape[0]):
         wr = w[o]
         acc = 0.0
         for f in range(x.shape[0]):

@@ -5,24 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_CHUNK = 4096
-
-
-@njit(cache=True, parallel=True)
-def _affine(x, scale, shift, y):
-    """y[c, n] = x[c, n] * scale[c] + shift[c]."""
-    c_n, n = x.shape
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for job in prange(c_n * nch):
-        c = job // nch
-        n0 = (job - c * nch) * _CHUNK
-        n1 = min(n, n0 + _CHUNK)
-        s = scale[c]
-        t = shift[c]
-        xr = x[c, n0:n1]
-        yr = y[c, n0:n1]
-        for j in range(n1 - n0):
-            yr[j] = xr[j] * s + t
+from .pointwise import affine_leaky
 
 
 @njit(cache=True, parallel=True)
@@ -77,9 +60,7 @@ def batchnorm(x2, weight, bias, mean, var, eps=1e-5) -> np.ndarray:
     x2, (weight, bias, mean, var) = _check(x2, weight, bias, mean, var)
     scale = weight.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(eps))
     shift = bias - mean * scale
-    y = np.empty_like(x2)
-    _affine(x2, scale.astype(np.float32), shift.astype(np.float32), y)
-    return y
+    return affine_leaky(x2, scale.astype(np.float32), shift.astype(np.float32), 1.0)
 
 
 def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:

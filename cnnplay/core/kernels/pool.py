@@ -96,28 +96,34 @@ def _pool(x, kh, kw, sh, sw, ph, pw, avg, y):
     group = sw if (sw == 2 or sw == 4) and wo >= 32 else 1
     for job in prange(c_n * ho):
         c = job // ho
-        oy = job - c * ho
-        out = y[c, oy]
-        fill = np.float32(0.0) if avg else np.float32(-np.inf)
+        _pool_row(x, c, job - c * ho, kh, kw, sh, sw, ph, pw, avg, group, scale, y[c, job - c * ho])
+
+
+@njit(cache=True)
+def _pool_row(x, c, oy, kh, kw, sh, sw, ph, pw, avg, group, scale, out):
+    """One output row (a plain function: a small parallel loop compiles fast)."""
+    h, w = x.shape[1], x.shape[2]
+    wo = out.shape[0]
+    fill = np.float32(0.0) if avg else np.float32(-np.inf)
+    for j in range(wo):
+        out[j] = fill
+    for ky in range(kh):
+        yy = oy * sh + ky - ph
+        if yy < 0 or yy >= h:
+            continue
+        xr = x[c, yy]
+        kx = 0
+        while kx < kw:
+            if group > 1 and kx + group <= kw:
+                _taps(out, xr, kx, group, sw, pw, w, avg)
+                kx += group
+            else:
+                a, b = _cols(kx, sw, pw, w, wo)
+                _tap(out, xr, kx, a, b, sw, pw, avg)
+                kx += 1
+    if avg:
         for j in range(wo):
-            out[j] = fill
-        for ky in range(kh):
-            yy = oy * sh + ky - ph
-            if yy < 0 or yy >= h:
-                continue
-            xr = x[c, yy]
-            kx = 0
-            while kx < kw:
-                if group > 1 and kx + group <= kw:
-                    _taps(out, xr, kx, group, sw, pw, w, avg)
-                    kx += group
-                else:
-                    a, b = _cols(kx, sw, pw, w, wo)
-                    _tap(out, xr, kx, a, b, sw, pw, avg)
-                    kx += 1
-        if avg:
-            for j in range(wo):
-                out[j] *= scale
+            out[j] *= scale
 
 
 def _run(x, kernel, stride, padding, avg):
