@@ -1,11 +1,14 @@
 """Forward pass vs PyTorch CPU (or a numpy im2col + matmul reference without torch).
 
-Batch 1, float32, the same thread count for both (numba's). Each network is
-timed in PAIRS interleaved runs (ours, theirs, ours, ...; a short pause after
-each so one library's spinning worker threads do not slow the other), so both
-see the same machine state. Reported: the best time of each (noise only ever
-adds time, so the best is the steadiest estimate on a shared machine), their
-ratio, and the median and quartiles of the per-pair ratios (the noise).
+Batch 1, float32, the same thread count for both (numba's). Against PyTorch
+each network is timed in PAIRS rounds of interleaved single runs (ours,
+theirs, ours, ...; a short pause after each so one library's spinning worker
+threads do not slow the other), so both see the same machine state. Against
+numpy the rounds are blocks of runs with long pauses (OpenBLAS's threads spin
+for a long time after a matmul and slow numba's). Reported: the best time of
+each (noise only ever adds time, so the best is the steadiest estimate on a
+shared machine), their ratio, and the median and quartiles of the ratio per
+round (the noise).
 """
 
 from __future__ import annotations
@@ -49,19 +52,32 @@ RUNS = 15        # runs for a median of one function alone
 PAUSE = 0.002    # seconds after each timed run: lets the other library's threads go idle
 
 
-def paired_ms(f, g, pairs=PAIRS, warmup=2):
-    """Times (ms) of f and g run alternately, as two arrays."""
-    for _ in range(warmup):
+def paired_ms(f, g, rounds=PAIRS, block=1, pause=PAUSE):
+    """Run f and g alternately, `block` timed runs each per round (after one
+    untimed run when block > 1), pausing after each run or block. Returns the
+    times (ms) of f and of g, and one ratio per round (of the block medians)."""
+    for _ in range(2):
         f()
         g()
-    a, b = [], []
-    for _ in range(pairs):
+    a, b, ratios = [], [], []
+    for _ in range(rounds):
+        meds = []
         for fn, out in ((f, a), (g, b)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-            time.sleep(PAUSE)
-    return np.array(a) * 1e3, np.array(b) * 1e3
+            if block > 1:
+                fn()
+            ts = []
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+                if block == 1:
+                    time.sleep(pause)
+            if block > 1:
+                time.sleep(pause)
+            out.extend(ts)
+            meds.append(float(np.median(ts)))
+        ratios.append(meds[0] / meds[1])
+    return np.array(a) * 1e3, np.array(b) * 1e3, np.array(ratios)
 
 
 def best_ms(fn, runs=RUNS, warmup=2) -> float:
@@ -246,7 +262,8 @@ def run() -> list[str]:
     except ImportError:
         other = "numpy im2col+matmul"
     compile_all()
-    lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {PAIRS} interleaved runs each"]
+    how = f"{PAIRS} interleaved runs each" if torch is not None else "6 alternating blocks of 6 runs each"
+    lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {how}"]
     rows, conv_rows = [], []
     for name, spec in NETWORKS.items():
         net = Network.from_dict(spec, seed=0)
@@ -265,8 +282,10 @@ def run() -> list[str]:
             ref = theirs()
         got = ours()[-1]
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
-        t_ours, t_theirs = paired_ms(ours, theirs)
-        ratios = t_ours / t_theirs
+        if torch is not None:  # single runs interleaved: both see the same machine state
+            t_ours, t_theirs, ratios = paired_ms(ours, theirs)
+        else:  # OpenBLAS's threads spin long after a numpy matmul and slow numba's: blocks
+            t_ours, t_theirs, ratios = paired_ms(ours, theirs, rounds=6, block=6, pause=0.3)
         q1, qm, q3 = np.percentile(ratios, [25, 50, 75])
         rows.append((name, t_ours.min(), t_theirs.min(), t_ours.min() / t_theirs.min(), qm, q1, q3, err))
         # per conv layer: GFLOP/s on the layer's real input
@@ -280,10 +299,10 @@ def run() -> list[str]:
                 conv_rows.append((line, ms, flops / ms / 1e6, _torch_layer_gflops(torch, model, i, inp, flops)
                                   if torch is not None else None))
     lines.append("")
-    lines.append(f"{'network':<16}{'ours ms':>9}{'ref ms':>9}{'ratio':>7}   {'pair ratios: median [q1-q3]':<28}{'max rel err':>11}")
+    lines.append(f"{'network':<16}{'ours ms':>9}{'ref ms':>9}{'ratio':>7}   {'per round: median [q1-q3]':<28}{'max rel err':>11}")
     for name, a, b, r, qm, q1, q3, err in rows:
         lines.append(f"{name:<16}{a:9.2f}{b:9.2f}{r:7.2f}   {qm:.2f} [{q1:.2f}-{q3:.2f}]{'':14}{err:11.1e}")
-    lines.append("(best times; ratio = ours / reference, below 1 is faster; the per-pair ratios show the noise)")
+    lines.append("(best times; ratio = ours / reference, below 1 is faster; the ratios per round show the noise)")
     peak = matmul_gflops()
     lines.append("")
     lines.append(f"conv layers (float32 numpy.matmul 2048^3 on this machine: {peak:.0f} GFLOP/s)")
