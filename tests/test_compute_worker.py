@@ -91,3 +91,46 @@ def test_controller_receives_results_on_the_gui_thread(qtbot, monkeypatch):
         assert len(controller.forward.outputs) == 6
     finally:
         worker.shutdown()
+
+
+def _long_task(net, x, outputs, should_stop):
+    for _ in range(20):  # twenty more forward passes, like the shift-invariance chart
+        net.forward(x, should_stop=should_stop)
+    return "task finished for input %d" % int(x[0, 0, 0])
+
+
+def test_background_tasks_yield_to_edits_and_clicks(qtbot, monkeypatch):
+    from cnnplay.app.compute import FieldRequest, TaskRequest
+
+    record = patch_slow_forward(monkeypatch, 0.02)
+    worker = ComputeWorker()
+    order = []
+    worker.forward_done.connect(lambda r: order.append(("forward", r.request.input_token)))
+    worker.field_done.connect(lambda r: order.append(("field", r.request.unit)))
+    worker.task_done.connect(lambda r: order.append(("task", r.value)))
+    try:
+        net = Network.from_dict(SPEC)
+        x = np.zeros((1, 8, 8), np.float32)
+        with qtbot.waitSignal(worker.forward_done, timeout=5000):
+            worker.submit(ForwardRequest(net, x, 1))
+        order.clear()
+
+        # A click while the task runs: the field comes first, then the task resumes and finishes.
+        worker.submit(TaskRequest(net, x, 1, "slow", _long_task))
+        qtbot.waitUntil(lambda: len(record) > 6 + 3, timeout=5000)
+        worker.submit(FieldRequest(net, x, 1, 5, (0, 1, 1)))
+        qtbot.waitUntil(lambda: ("task", "task finished for input 0") in order, timeout=20000)
+        assert order == [("field", (0, 1, 1)), ("task", "task finished for input 0")]
+        order.clear()
+
+        # An edit while the task runs: the stale task is dropped, the maps come at once,
+        # and the task the view asks for on the new network runs after them.
+        worker.submit(TaskRequest(net, x, 1, "slow", _long_task))
+        n = len(record)
+        qtbot.waitUntil(lambda: len(record) > n + 3, timeout=5000)
+        worker.submit(ForwardRequest(net, x + 1, 2))
+        worker.submit(TaskRequest(net, x + 1, 2, "slow", _long_task))
+        qtbot.waitUntil(lambda: ("task", "task finished for input 1") in order, timeout=20000)
+        assert order == [("forward", 2), ("task", "task finished for input 1")]
+    finally:
+        worker.shutdown()

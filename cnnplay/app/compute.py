@@ -29,6 +29,10 @@ from ..core.network import Network
 log = logging.getLogger(__name__)
 
 
+def _PRIORITY(kind: str) -> int:
+    return {"forward": 0, "field": 1}.get(kind, 2)
+
+
 @dataclass(frozen=True)
 class ForwardRequest:
     network: Network
@@ -53,9 +57,12 @@ class FieldRequest:
 @dataclass(frozen=True)
 class TaskRequest:
     """Any other computation on a network snapshot (e.g. the concept views):
-    `fn(network, x, outputs)` runs on the worker with the forward outputs for
-    x (from the cache when current) and its return value comes back in a
-    TaskResult. Newest wins per `name`."""
+    `fn(network, x, outputs, should_stop)` runs on the worker with the forward
+    outputs for x (from the cache when current) and its return value comes
+    back in a TaskResult. Newest wins per `name`. Tasks come after forward
+    passes and fields: a running task should pass `should_stop` to the
+    forward passes it runs (Network.forward); it then yields to an edit or a
+    click and runs again afterwards."""
 
     network: Network
     x: np.ndarray
@@ -142,8 +149,8 @@ class ComputeWorker(QObject):
                     self._cond.wait()
                 if self._stopping:
                     return
-                # Forward passes first: a field request may need their outputs.
-                kind = "forward" if "forward" in self._pending else next(iter(self._pending))
+                # Forward passes first (a field may need their outputs), then fields, then tasks.
+                kind = min(self._pending, key=_PRIORITY)
                 request = self._pending.pop(kind)
                 self._running = True
             try:
@@ -158,6 +165,11 @@ class ComputeWorker(QObject):
     def _newer_forward_waiting(self) -> bool:
         return not self.synchronous and ("forward" in self._pending or self._stopping)
 
+    def _interactive_waiting(self) -> bool:
+        """A forward pass or a field is waiting: background tasks step aside."""
+        return not self.synchronous and ("forward" in self._pending or "field" in self._pending
+                                         or self._stopping)
+
     def _run(self, request) -> None:
         try:
             if request.kind == "forward":
@@ -167,7 +179,12 @@ class ComputeWorker(QObject):
             else:
                 self._field(request)
         except Cancelled:
-            pass
+            if request.kind.startswith("task:"):
+                with self._cond:
+                    # A click interrupted it: run it again afterwards (unless a newer one
+                    # replaced it). After an edit its network is stale; the view asks anew.
+                    if not self._stopping and "forward" not in self._pending:
+                        self._pending.setdefault(request.kind, request)
         except NetworkError as e:
             self.failed.emit(request, str(e))
         except MemoryError:
@@ -201,6 +218,6 @@ class ComputeWorker(QObject):
     def _task(self, request: TaskRequest) -> None:
         self.busy.emit(request.name)
         t0 = time.perf_counter()
-        outputs, _ = self._cache.run(request.network, request.x, request.input_token)
-        value = request.fn(request.network, request.x, outputs)
+        outputs, _ = self._cache.run(request.network, request.x, request.input_token, self._interactive_waiting)
+        value = request.fn(request.network, request.x, outputs, self._interactive_waiting)
         self.task_done.emit(TaskResult(request, value, time.perf_counter() - t0))

@@ -6,11 +6,10 @@ from typing import Callable, Hashable
 
 import numpy as np
 
+from .errors import Cancelled
 from .network import Network
 
-
-class Cancelled(Exception):
-    """A newer request superseded this computation."""
+__all__ = ["Cancelled", "ForwardCache"]
 
 
 class ForwardCache:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class Cancelled(Exception):
+    """A computation stopped early because newer work superseded it (not an error)."""
+
+
 class NetworkError(ValueError):
     """An invalid network description, parameter array or file.
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import memory
-from .errors import NetworkError, short_repr
+from .errors import Cancelled, NetworkError, short_repr
 from .fields import MAX_INT, FieldContext
 from .layers import LayerType, Shape, Window, describe_shape, layer_type
 
@@ -219,11 +219,13 @@ class Network:
         """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters)."""
         return self.layer_types[i].backward(self.configs[i], x, y, gy, self._params[i])
 
-    def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
+                should_stop=None) -> list[np.ndarray]:
         """Each layer's output for input x.
 
         With `previous` (outputs of layers before `start`, e.g. from a cache)
-        only layers `start` onwards are computed.
+        only layers `start` onwards are computed. `should_stop()` is asked
+        between layers; when it says so, Cancelled is raised.
         """
         x = self.check_input(x)
         outputs = list(previous[:start]) if previous is not None else []
@@ -231,6 +233,8 @@ class Network:
             raise ValueError("forward: need the outputs of every layer before start")
         h = outputs[-1] if outputs else x
         for i in range(start, len(self)):
+            if should_stop is not None and should_stop():
+                raise Cancelled()
             h = self.layer_forward(i, h)
             outputs.append(h)
         return outputs

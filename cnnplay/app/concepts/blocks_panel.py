@@ -13,7 +13,7 @@ from .common import WhenVisible, note, selected_layer
 
 
 def _calibration_task(layer):
-    def fn(net, x, outputs):
+    def fn(net, x, outputs, should_stop):  # one cheap pass over cached outputs
         return CAL.batchnorm_statistics(net, layer, x, outputs)
     return fn
 

@@ -26,8 +26,8 @@ MEASURES = (
 
 
 def _invariance_task(shift, mode):
-    def fn(net, x, outputs):
-        return INV.shift_invariance(net, x, shift, mode, outputs=outputs)
+    def fn(net, x, outputs, should_stop):
+        return INV.shift_invariance(net, x, shift, mode, outputs=outputs, should_stop=should_stop)
     return fn
 
 

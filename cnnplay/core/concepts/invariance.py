@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import NetworkError
+from ..errors import Cancelled, NetworkError
 from ..network import Network
 from .growth import table_rows
 
@@ -130,17 +130,20 @@ def _overlap(a: np.ndarray, b: np.ndarray, g: tuple) -> tuple[np.ndarray, np.nda
 
 
 def shift_invariance(net: Network, x: np.ndarray, shift, mode: str = "wrap",
-                     outputs: list | None = None) -> list[LayerChange]:
+                     outputs: list | None = None, should_stop=None) -> list[LayerChange]:
     """One LayerChange per layer of `net` (see the module docstring).
 
-    `outputs`: the layers' outputs for the unshifted x, if already computed."""
+    `outputs`: the layers' outputs for the unshifted x, if already computed;
+    `should_stop`: asked between layers of the forward passes (Network.forward)."""
     x = net.check_input(x)
     s = _shift_tuple(x, shift)
-    base = outputs if outputs is not None and len(outputs) == len(net) else net.forward(x)
-    shifted = net.forward(shift_input(x, s, mode))
+    base = outputs if outputs is not None and len(outputs) == len(net) else net.forward(x, should_stop=should_stop)
+    shifted = net.forward(shift_input(x, s, mode), should_stop=should_stop)
     rows = table_rows(net)
     result = []
     for i, (a, b) in enumerate(zip(shifted, base)):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
         change = LayerChange(i, relative_change(a, b), correlation(a, b))
         row = rows[i] if i < len(rows) else None
         if row is not None and net.windows[i] is not None and a.ndim == len(s) + 1:
