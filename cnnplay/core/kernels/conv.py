@@ -82,45 +82,57 @@ def _make_source(x, sh, sw, ph, pw, hq, wq, length, out):
 
     Phase (py, px) of channel c is row (py*sw + px)*Ci + c; its pixel (i, j) is
     padded-input pixel (i*sh + py, j*sw + px)."""
-    ci, h, w = x.shape
+    ci = x.shape[0]
     for job in prange(sh * ci):
         py = job // ci
-        c = job - py * ci
-        r0 = py * sw * ci + c  # row of phase (py, 0); phase (py, px) is r0 + px*ci
-        tmp = np.zeros(sw * wq, np.float32)  # one padded input row (borders stay 0)
-        for px in range(sw):
-            out[r0 + px * ci, hq * wq:] = 0.0
-        for i in range(hq):
-            yy = i * sh + py - ph
-            base = i * wq
-            if yy < 0 or yy >= h:
-                for px in range(sw):
-                    out[r0 + px * ci, base:base + wq] = 0.0
-                continue
-            xr = x[c, yy]
-            if sw == 1:
-                d = out[r0, base:base + wq]
-                d[:pw] = 0.0
-                d[pw + w:] = 0.0
-                dm = d[pw:pw + w]
-                for j in range(w):
-                    dm[j] = xr[j]
-                continue
-            t = tmp[pw:pw + w]
+        _source_rows(x, job - py * ci, py, sh, sw, ph, pw, hq, wq, out)
+
+
+@njit(cache=True)
+def _zero(d):
+    for j in range(d.shape[0]):
+        d[j] = 0.0
+
+
+@njit(cache=True)
+def _source_rows(x, c, py, sh, sw, ph, pw, hq, wq, out):
+    """All phases (py, 0..sw-1) of channel c."""
+    ci, h, w = x.shape
+    r0 = py * sw * ci + c  # row of phase (py, 0); phase (py, px) is r0 + px*ci
+    tmp = np.zeros(sw * wq, np.float32)  # one padded input row (borders stay 0)
+    for px in range(sw):
+        _zero(out[r0 + px * ci, hq * wq:])
+    for i in range(hq):
+        yy = i * sh + py - ph
+        base = i * wq
+        if yy < 0 or yy >= h:
+            for px in range(sw):
+                _zero(out[r0 + px * ci, base:base + wq])
+            continue
+        xr = x[c, yy]
+        if sw == 1:
+            d = out[r0, base:base + wq]
+            _zero(d[:pw])
+            _zero(d[pw + w:])
+            dm = d[pw:pw + w]
             for j in range(w):
-                t[j] = xr[j]
-            if sw == 2:  # both phases in one pass: a vectorized deinterleave
-                d0 = out[r0, base:base + wq]
-                d1 = out[r0 + ci, base:base + wq]
+                dm[j] = xr[j]
+            continue
+        t = tmp[pw:pw + w]
+        for j in range(w):
+            t[j] = xr[j]
+        if sw == 2:  # both phases in one pass: a vectorized deinterleave
+            d0 = out[r0, base:base + wq]
+            d1 = out[r0 + ci, base:base + wq]
+            for j in range(wq):
+                d0[j] = tmp[2 * j]
+                d1[j] = tmp[2 * j + 1]
+        else:
+            for px in range(sw):
+                d = out[r0 + px * ci, base:base + wq]
+                s = tmp[px::sw]
                 for j in range(wq):
-                    d0[j] = tmp[2 * j]
-                    d1[j] = tmp[2 * j + 1]
-            else:
-                for px in range(sw):
-                    d = out[r0 + px * ci, base:base + wq]
-                    s = tmp[px::sw]
-                    for j in range(wq):
-                        d[j] = s[j]
+                    d[j] = s[j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
