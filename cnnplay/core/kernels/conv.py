@@ -144,76 +144,71 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
     24 KB at 768 positions) stay in L1; each pass over them applies 4 taps
     with 32 hoisted weights, so every 4 source loads feed 32 multiply-adds;
     the first pass starts from the bias instead of zeros."""
+    k_total = off.shape[0]
+    co = y.shape[0]
     nblk = wt.shape[1] // 8
     n_total = ho * wq
     nch = (n_total + nchunk - 1) // nchunk
     for job in prange(nblk * nch):
         b = job // nch
+        c0 = b * 8
         n0 = (job - b * nch) * nchunk
-        _direct_job(src, off, wt, bias, b * 8, n0, min(nchunk, n_total - n0), nchunk, wq, wo, y)
-
-
-@njit(cache=True, fastmath=_FM)
-def _direct_job(src, off, wt, bias, c0, n0, nc, nchunk, wq, wo, y):
-    """Channels c0..c0+7 at full-grid positions n0..n0+nc (a plain function:
-    keeping the parallel loop small keeps the cold compile short)."""
-    k_total = off.shape[0]
-    co = y.shape[0]
-    # rows padded by 16 floats: rows 4 KB apart would share L1 sets
-    acc = np.empty((8, nchunk + 16), np.float32)
-    a0 = acc[0, :nc]
-    a1 = acc[1, :nc]
-    a2 = acc[2, :nc]
-    a3 = acc[3, :nc]
-    a4 = acc[4, :nc]
-    a5 = acc[5, :nc]
-    a6 = acc[6, :nc]
-    a7 = acc[7, :nc]
-    b0, b1, b2, b3, b4, b5, b6, b7 = bias[c0:c0 + 8]
-    s0 = src[off[0] + n0:off[0] + n0 + nc]
-    s1 = src[off[1] + n0:off[1] + n0 + nc]
-    s2 = src[off[2] + n0:off[2] + n0 + nc]
-    s3 = src[off[3] + n0:off[3] + n0 + nc]
-    w00, w01, w02, w03, w04, w05, w06, w07 = wt[0, c0:c0 + 8]
-    w10, w11, w12, w13, w14, w15, w16, w17 = wt[1, c0:c0 + 8]
-    w20, w21, w22, w23, w24, w25, w26, w27 = wt[2, c0:c0 + 8]
-    w30, w31, w32, w33, w34, w35, w36, w37 = wt[3, c0:c0 + 8]
-    for j in range(nc):
-        v0 = s0[j]
-        v1 = s1[j]
-        v2 = s2[j]
-        v3 = s3[j]
-        a0[j] = b0 + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
-        a1[j] = b1 + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
-        a2[j] = b2 + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
-        a3[j] = b3 + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
-        a4[j] = b4 + w04 * v0 + w14 * v1 + w24 * v2 + w34 * v3
-        a5[j] = b5 + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
-        a6[j] = b6 + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
-        a7[j] = b7 + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
-    for k in range(4, k_total, 4):
-        s0 = src[off[k + 0] + n0:off[k + 0] + n0 + nc]
-        s1 = src[off[k + 1] + n0:off[k + 1] + n0 + nc]
-        s2 = src[off[k + 2] + n0:off[k + 2] + n0 + nc]
-        s3 = src[off[k + 3] + n0:off[k + 3] + n0 + nc]
-        w00, w01, w02, w03, w04, w05, w06, w07 = wt[k + 0, c0:c0 + 8]
-        w10, w11, w12, w13, w14, w15, w16, w17 = wt[k + 1, c0:c0 + 8]
-        w20, w21, w22, w23, w24, w25, w26, w27 = wt[k + 2, c0:c0 + 8]
-        w30, w31, w32, w33, w34, w35, w36, w37 = wt[k + 3, c0:c0 + 8]
+        nc = min(nchunk, n_total - n0)
+        # rows padded by 16 floats: rows 4 KB apart would share L1 sets
+        acc = np.empty((8, nchunk + 16), np.float32)
+        a0 = acc[0, :nc]
+        a1 = acc[1, :nc]
+        a2 = acc[2, :nc]
+        a3 = acc[3, :nc]
+        a4 = acc[4, :nc]
+        a5 = acc[5, :nc]
+        a6 = acc[6, :nc]
+        a7 = acc[7, :nc]
+        b0, b1, b2, b3, b4, b5, b6, b7 = bias[c0:c0 + 8]
+        s0 = src[off[0] + n0:off[0] + n0 + nc]
+        s1 = src[off[1] + n0:off[1] + n0 + nc]
+        s2 = src[off[2] + n0:off[2] + n0 + nc]
+        s3 = src[off[3] + n0:off[3] + n0 + nc]
+        w00, w01, w02, w03, w04, w05, w06, w07 = wt[0, c0:c0 + 8]
+        w10, w11, w12, w13, w14, w15, w16, w17 = wt[1, c0:c0 + 8]
+        w20, w21, w22, w23, w24, w25, w26, w27 = wt[2, c0:c0 + 8]
+        w30, w31, w32, w33, w34, w35, w36, w37 = wt[3, c0:c0 + 8]
         for j in range(nc):
             v0 = s0[j]
             v1 = s1[j]
             v2 = s2[j]
             v3 = s3[j]
-            a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
-            a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
-            a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
-            a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
-            a4[j] = a4[j] + w04 * v0 + w14 * v1 + w24 * v2 + w34 * v3
-            a5[j] = a5[j] + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
-            a6[j] = a6[j] + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
-            a7[j] = a7[j] + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
-    _store(acc, c0, min(8, co - c0), n0, nc, wq, wo, y)
+            a0[j] = b0 + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
+            a1[j] = b1 + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
+            a2[j] = b2 + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
+            a3[j] = b3 + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
+            a4[j] = b4 + w04 * v0 + w14 * v1 + w24 * v2 + w34 * v3
+            a5[j] = b5 + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
+            a6[j] = b6 + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
+            a7[j] = b7 + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
+        for k in range(4, k_total, 4):
+            s0 = src[off[k + 0] + n0:off[k + 0] + n0 + nc]
+            s1 = src[off[k + 1] + n0:off[k + 1] + n0 + nc]
+            s2 = src[off[k + 2] + n0:off[k + 2] + n0 + nc]
+            s3 = src[off[k + 3] + n0:off[k + 3] + n0 + nc]
+            w00, w01, w02, w03, w04, w05, w06, w07 = wt[k + 0, c0:c0 + 8]
+            w10, w11, w12, w13, w14, w15, w16, w17 = wt[k + 1, c0:c0 + 8]
+            w20, w21, w22, w23, w24, w25, w26, w27 = wt[k + 2, c0:c0 + 8]
+            w30, w31, w32, w33, w34, w35, w36, w37 = wt[k + 3, c0:c0 + 8]
+            for j in range(nc):
+                v0 = s0[j]
+                v1 = s1[j]
+                v2 = s2[j]
+                v3 = s3[j]
+                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
+                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
+                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
+                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
+                a4[j] = a4[j] + w04 * v0 + w14 * v1 + w24 * v2 + w34 * v3
+                a5[j] = a5[j] + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
+                a6[j] = a6[j] + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
+                a7[j] = a7[j] + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
+        _store(acc, c0, min(8, co - c0), n0, nc, wq, wo, y)
 
 
 @njit(cache=True)
