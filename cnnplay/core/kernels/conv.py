@@ -150,9 +150,11 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
     n_total = ho * wq
     nch = (n_total + nchunk - 1) // nchunk
     for job in prange(nblk * nch):
-        b = job // nch
-        c0 = b * 8
-        n0 = (job - b * nch) * nchunk
+        # consecutive jobs share a chunk of positions (its source stays in
+        # L2 while all channel blocks use it)
+        ch = job // nblk
+        c0 = (job - ch * nblk) * 8
+        n0 = ch * nchunk
         nc = min(nchunk, n_total - n0)
         # rows padded by 16 floats: rows 4 KB apart would share L1 sets
         acc = np.empty((8, nchunk + 16), np.float32)
