@@ -1,4 +1,4 @@
-"""2D convolution (1D runs as height 1): one entry point, strategy chosen per layer.
+"""2D convolution (1D runs as height 1): one entry point, `conv2d`.
 
 Every case is reduced to the same form. The zero-padded input is split by
 stride phase into `sh*sw` phase images, all of one common size Hq x Wq and
@@ -10,15 +10,19 @@ n = oy*Wq + ox of channel co is then
 
 over the Ci*kh*kw taps k: each tap reads a *contiguous* run of the source, for
 any stride, padding and dilation. One parallel kernel evaluates it: a job is a
-block of 8 output channels x 512 positions; the accumulators stay in L1 and
+block of 8 output channels x ~768 positions; the accumulators stay in L1 and
 each pass over them applies 4 taps with 32 hoisted weights, a unit-stride loop
-the compiler turns into AVX-512/AVX2 FMAs.
+the compiler turns into AVX-512/AVX2 FMAs. What is chosen per layer shape:
+the phase split (stride > 1; stride 2, the common case, by a vectorized
+deinterleave), the chunk of positions per job (even chunks, enough jobs for
+every thread), and zero padding of channels to blocks of 8 and taps to 4.
 
 Why not im2col + BLAS for channel-heavy layers (the plan in issue 7): measured
 on the 2-core AVX-512 bench machine, this kernel runs 3x3 convolutions with
-16-64 channels at 170-190 GFLOP/s, the rate of a large numpy matmul (~195),
-so BLAS has nothing left to win, and OpenBLAS's spinning threads fight numba's
-thread pool when the two alternate (100x slowdowns seen). Few input channels,
+16-64 channels at 170-190 GFLOP/s, ~90% of a large numpy matmul (~200), so
+BLAS (with small M = Co and the im2col copy on top) has nothing left to win,
+and OpenBLAS's spinning threads fight numba's thread pool when the two
+alternate (100x slowdowns seen in a blocked im2col + matmul prototype). Few input channels,
 big kernels (7x7), dilation, stride (through the phase split) and 1D signals
 all run the same kernel at full speed, and there is one kernel to compile.
 """
