@@ -46,6 +46,17 @@ def _tap(out, xr, kx, j0, j1, sw, pw, avg):
 
 
 @njit(cache=True)
+def _tap_cols(out, xr, kx, j0, j1, sw, pw, avg):
+    """One tap over a few output columns [j0, j1), scalar (edge leftovers)."""
+    for j in range(j0, j1):
+        v = xr[j * sw + kx - pw]
+        if avg:
+            out[j] += v
+        elif v > out[j]:
+            out[j] = v
+
+
+@njit(cache=True)
 def _taps(out, xr, kx, g, sw, pw, w, avg):
     """Taps kx .. kx+g-1 (g == sw, 2 or 4): on their common columns the reads
     xs[g*j + t] form one interleaved group, which the compiler vectorizes with
@@ -58,12 +69,12 @@ def _taps(out, xr, kx, g, sw, pw, w, avg):
     if hi <= lo:
         for t in range(g):
             a, b = _cols(kx + t, sw, pw, w, wo)
-            _tap(out, xr, kx + t, a, b, sw, pw, avg)
+            _tap_cols(out, xr, kx + t, a, b, sw, pw, avg)
         return
     for t in range(g):  # columns outside the common range
         a, b = _cols(kx + t, sw, pw, w, wo)
-        _tap(out, xr, kx + t, a, min(b, lo), sw, pw, avg)
-        _tap(out, xr, kx + t, max(a, hi), b, sw, pw, avg)
+        _tap_cols(out, xr, kx + t, a, min(b, lo), sw, pw, avg)
+        _tap_cols(out, xr, kx + t, max(a, hi), b, sw, pw, avg)
     o = out[lo:hi]
     xs = xr[lo * sw + kx - pw:]
     n = hi - lo
