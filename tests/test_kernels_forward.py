@@ -344,3 +344,13 @@ def test_numba_cache_in_platform_cache_folder(tmp_path):
         assert out.stdout.strip() == str(tmp_path / "cnnplay" / "numba")
     else:
         assert out.stdout.strip().endswith(os.path.join("cnnplay", "numba"))
+
+
+def test_conv2d_rejects_bad_geometry():
+    x, w = np.ones((2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError):
+        conv.conv2d(x, w, None, (0, 1), (0, 0), (1, 1))
+    with pytest.raises(ValueError):
+        conv.conv2d(x, w, None, (1, 1), (0, 0), (3, 3))  # spans 7 > 5
+    with pytest.raises(ValueError):
+        conv.conv2d(x, np.ones((3, 4, 3, 3), np.float32), None, (1, 1), (0, 0), (1, 1))

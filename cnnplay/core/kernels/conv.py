@@ -57,6 +57,9 @@ class _Plan:
         sh, sw = stride
         ph, pw = padding
         dh, dw = dilation
+        if min(sh, sw, dh, dw, kh, kw) < 1 or min(ph, pw) < 0:
+            raise ValueError(f"conv2d: invalid geometry kernel {kh}x{kw}, stride {stride}, "
+                             f"padding {padding}, dilation {dilation}")
         hp, wp = h + 2 * ph, w + 2 * pw
         self.ho = (hp - dh * (kh - 1) - 1) // sh + 1
         self.wo = (wp - dw * (kw - 1) - 1) // sw + 1
