@@ -147,7 +147,7 @@ class Palette(QTreeWidget):
         self.setHeaderHidden(True)
         self.setRootIsDecorated(False)
         self.setIndentation(8)
-        self.setIconSize(QSize(24, 24))
+        self.setIconSize(QSize(20, 20))
         self.setDragEnabled(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -180,6 +180,14 @@ class Palette(QTreeWidget):
                 self.items[t.name] = item
             head.setExpanded(True)
         self.itemActivated.connect(self._on_activated)
+        self.setMinimumHeight(self.content_height())  # every layer type stays in view
+
+    def content_height(self) -> int:
+        rows, item = 0, self.topLevelItem(0)
+        while item is not None:
+            rows += self.visualItemRect(item).height() or self.sizeHintForRow(0)
+            item = self.itemBelow(item)
+        return rows + 2 * self.frameWidth() + 4
 
     def _on_activated(self, item: QTreeWidgetItem, column: int) -> None:
         name = item.data(0, TYPE_ROLE)

@@ -159,9 +159,15 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._size_docks)
 
     def _size_docks(self) -> None:
-        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], [180, 300, 300],
+        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], [180, 300, 370],
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([self.palette_dock, self.input_dock], [430, 400], Qt.Orientation.Vertical)
+        left = [self.palette_dock, self.input_dock]
+        unit = getattr(getattr(self.central, "unit_dock", None), "isVisible", lambda: False)()
+        self.resizeDocks(left + ([self.central.unit_dock] if unit else []), [385, 300, 140][:len(left) + unit],
+                         Qt.Orientation.Vertical)
+        concept = next(iter(getattr(self, "concept_docks", {}).values()), None)
+        if concept is not None:
+            self.resizeDocks([self.inspector_dock, concept], [330, 560], Qt.Orientation.Vertical)
 
     # === Central area: the feature-map views (issue 6) ===================================
     # The ONE place where the central widget is created. The views engineer replaces

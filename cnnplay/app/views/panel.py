@@ -319,14 +319,15 @@ class MapsPanel(QWidget):
             self.splitter.setSizes([left, w - left])
 
     def install_docks(self, window) -> list:
-        """In the main window: the unit readout becomes a dock under the layer settings."""
+        """In the main window: the unit readout becomes a dock under the input panel
+        (the left column has room; the right one holds settings and concept tabs)."""
         if not hasattr(window, "add_dock"):
             return []
         self.readout.setMinimumHeight(90)
-        dock = window.add_dock(self.readout, "Selected unit", Qt.RightDockWidgetArea, "unit")
-        inspector = getattr(window, "inspector_dock", None)
-        if inspector is not None:
-            window.splitDockWidget(inspector, dock, Qt.Vertical)
+        dock = window.add_dock(self.readout, "Selected unit", Qt.LeftDockWidgetArea, "unit")
+        below = getattr(window, "input_dock", None)
+        if below is not None:
+            window.splitDockWidget(below, dock, Qt.Vertical)
         self.unit_dock = dock
         return [dock]
 
