@@ -345,3 +345,20 @@ def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, home, monkeyp
     root.setLevel(level)
     log = (home / "cnnplay.log").read_text()
     assert "RuntimeError: boom in a view" in log and "Traceback" in log
+
+
+def test_restore_keeps_the_network_when_its_input_is_gone(window, qtbot, home):
+    """The autosaved input array and the original file are both gone: the user's
+    network is still restored, on a fitting input, with a message."""
+    window.editor.update_layer(0, out_channels=6)
+    window.session.set_input(window.session.input_array, {"kind": "image", "path": str(home / "vanished.png"),
+                                                          "mode": "rgb", "max_side": 64})
+    with qtbot.waitSignal(window.autosaver.saved, timeout=5000):
+        pass
+    (home / "autosave-input.npy").unlink()
+    w2 = create_window()
+    qtbot.addWidget(w2)
+    assert types(w2.session) == types(window.session) and w2.session.layers[0]["out_channels"] == 6
+    assert w2.session.input_array.shape[0] == window.session.input_array.shape[0]  # same colour mode
+    assert "Your network is restored" in w2.banner.label.text()
+    assert not list(home.glob("autosave.corrupt-*"))

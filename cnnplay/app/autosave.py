@@ -196,10 +196,13 @@ def _session_from(path: Path, input_path: Path, load_input):
         except (InputError, NetworkError, OSError) as e:
             notes.append(f"The last input could not be reloaded ({e}).")
             x = None
-    if x is None:
-        raise NetworkError(f"{path}: the saved input is missing")
+    if x is None:  # keep the network; give it an input of the same kind
+        from .examples import input_for_shape
+        x, source, input_notes = input_for_shape(net.input_shape)
+        shown = source.get("sample") or source.get("generate") or "a bundled input"
+        notes.append(f"The last input was not found; showing {shown} instead. Your network is restored.")
     session = Session(spec, x, source, seed=net.seed, network=net)
-    session._replace(input_notes=tuple(input_notes))
+    session.set_input_notes(input_notes)
     view = extra.get("view")
     if isinstance(view, dict):
         session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})

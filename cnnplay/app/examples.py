@@ -57,7 +57,7 @@ def apply_example(session: Session, example: Example, x: np.ndarray, source: dic
     net = Network.from_dict(spec, seed=session.seed, partial=True)
     session.replace(net, input_array=x, input_source=source, spec=spec)
     if notes:
-        session._replace(input_notes=tuple(notes))
+        session.set_input_notes(notes)
     set_example_params(session, example)
 
 
@@ -96,6 +96,6 @@ def default_session() -> Session:
     x, source, notes = input_for_shape(ex.spec["input"], preferred=ex.source)
     session = Session(ex.spec, x, source, seed=0)
     if notes:
-        session._replace(input_notes=tuple(notes))
+        session.set_input_notes(notes)
     set_example_params(session, ex)
     return session

@@ -363,7 +363,7 @@ class MainWindow(QMainWindow):
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
             if notes:
-                s._replace(input_notes=tuple(notes))
+                s.set_input_notes(notes)
             return True
 
         if not self.editor.edit(f"Open {path.name}", do):

@@ -192,6 +192,10 @@ class Session:
         self._replace(spec=spec, network=net, input_array=x, input_source=dict(source),
                       input_notes=tuple(notes))
 
+    def set_input_notes(self, notes) -> None:
+        """Plain sentences about how the input was prepared (downscaled, alpha removed, ...)."""
+        self._replace(input_notes=tuple(notes))
+
     # -- selection and view ------------------------------------------------------
     def select_layer(self, index: int | None) -> None:
         lid = None if index is None else self.layer_id(index)
