@@ -15,6 +15,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import stat
 import threading
 import time
 import traceback
@@ -30,6 +32,38 @@ from . import paths
 
 log = logging.getLogger(__name__)
 DELAY_MS = 300
+STALE_TEMP_SECONDS = 60  # a temporary file this old is not being written any more
+
+
+def clean_stale_temp(target: str | os.PathLike, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temporary files a killed save of `target` left beside it.
+
+    Only our own pattern (`.<name>.<8 random chars>.tmp`, what atomic_write creates),
+    only regular files, only those untouched for `max_age` seconds (a save in
+    progress, e.g. by another instance, is younger). Never raises; returns what
+    was removed."""
+    target = Path(target)
+    pattern = re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < max_age:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d stale temporary file(s) of %s", len(removed), target)
+    return removed
 
 
 class Autosaver(QObject):
@@ -55,6 +89,7 @@ class Autosaver(QObject):
         self._thread = threading.Thread(target=self._loop, name="cnnplay-autosave", daemon=True)
         self._thread.start()
         self._last_error = None
+        self._cleaned_at = 0.0  # when stale temporary files were last removed (writer thread)
         for sig in (session.network_changed, session.input_changed, session.view_changed,
                     session.selection_changed):
             sig.connect(self.schedule)
@@ -132,6 +167,11 @@ class Autosaver(QObject):
 
     def _write(self, network, extra, x) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if time.monotonic() - self._cleaned_at > STALE_TEMP_SECONDS or not self._cleaned_at:
+            # The first autosave after the start, then once a minute: what a kill left behind.
+            self._cleaned_at = time.monotonic()
+            for target in (self.path, self.input_path):
+                clean_stale_temp(target)
         if x is not None:
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
@@ -159,6 +199,8 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
     """
     path = Path(path) if path is not None else paths.autosave_path()
     input_path = Path(input_path) if input_path is not None else paths.autosave_input_path()
+    for target in (path, input_path):
+        clean_stale_temp(target)  # a kill during an autosave leaves these
     if not path.exists():
         return Restored()
     try:

@@ -3,7 +3,8 @@
 Requests are immutable snapshots (the Network object and input array are
 never mutated once made). Per kind, only the newest pending request is kept;
 a forward pass in progress stops at the next layer boundary when a newer one
-arrives (what it computed stays in the cache). Results come back as Qt
+arrives (what it computed stays in the cache), or when the user cancels it
+(`cancel()`: it then reports the layers it did compute in `cancelled`). Results come back as Qt
 signals, queued to the GUI thread. `synchronous=True` runs requests in the
 caller's thread, for tests that need exact ordering.
 
@@ -104,7 +105,11 @@ class ComputeWorker(QObject):
     field_done = Signal(object)  # FieldResult
     task_done = Signal(object)  # TaskResult
     failed = Signal(object, str)  # request, message for the user
+    failed_at = Signal(object, object, str)  # request, layer index that failed (or None), message
     busy = Signal(str)  # what is being computed now; "" when idle
+    forward_started = Signal(object)  # ForwardRequest now running (some layers to compute)
+    forward_ended = Signal(object)  # that ForwardRequest stopped running (done, failed or cancelled)
+    cancelled = Signal(object)  # ForwardResult with only the layers computed before cancel()
 
     def __init__(self, synchronous: bool = False, parent: QObject | None = None):
         super().__init__(parent)
@@ -114,6 +119,8 @@ class ComputeWorker(QObject):
         self._cond = threading.Condition()
         self._stopping = False
         self._running = False
+        self._current = None  # the request running now
+        self._cancel = None  # the request cancel() stopped (checked between layers)
         self._thread = None
         if not synchronous:
             self._thread = threading.Thread(target=self._loop, name="cnnplay-compute", daemon=True)
@@ -137,6 +144,19 @@ class ComputeWorker(QObject):
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def cancel(self) -> bool:
+        """Stop the running forward pass (or task) at the next layer boundary and drop
+        pending forward passes and tasks. What was computed stays in the cache and
+        comes back in `cancelled`. True if something was running or pending."""
+        with self._cond:
+            dropped = [k for k in self._pending if k == "forward" or k.startswith("task:")]
+            for k in dropped:
+                del self._pending[k]
+            running = self._current is not None and self._current.kind != "field"
+            if running:
+                self._cancel = self._current
+            return running or bool(dropped)
+
     def idle(self) -> bool:
         with self._cond:
             return not self._pending and not self._running
@@ -153,22 +173,28 @@ class ComputeWorker(QObject):
                 kind = min(self._pending, key=_PRIORITY)
                 request = self._pending.pop(kind)
                 self._running = True
+                self._current = request
             try:
                 self._run(request)
             finally:
                 with self._cond:
                     self._running = False
+                    self._current = None
+                    self._cancel = None
                     idle = not self._pending
                 if idle:
                     self.busy.emit("")
 
+    def _cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel is self._current
+
     def _newer_forward_waiting(self) -> bool:
-        return not self.synchronous and ("forward" in self._pending or self._stopping)
+        return self._cancelled() or (not self.synchronous and ("forward" in self._pending or self._stopping))
 
     def _interactive_waiting(self) -> bool:
         """A forward pass or a field is waiting: background tasks step aside."""
-        return not self.synchronous and ("forward" in self._pending or "field" in self._pending
-                                         or self._stopping)
+        return self._cancelled() or (not self.synchronous and (
+            "forward" in self._pending or "field" in self._pending or self._stopping))
 
     def _run(self, request) -> None:
         try:
@@ -179,29 +205,53 @@ class ComputeWorker(QObject):
             else:
                 self._field(request)
         except Cancelled:
-            if request.kind.startswith("task:"):
+            if self._cancelled():
+                if request.kind == "forward":
+                    self.cancelled.emit(self._partial(request))
+            elif request.kind.startswith("task:"):
                 with self._cond:
                     # A click interrupted it: run it again afterwards (unless a newer one
                     # replaced it). After an edit its network is stale; the view asks anew.
                     if not self._stopping and "forward" not in self._pending:
                         self._pending.setdefault(request.kind, request)
         except NetworkError as e:
-            self.failed.emit(request, str(e))
+            self._fail(request, str(e), e.layer)
         except MemoryError:
-            self.failed.emit(request, "out of memory while computing; try a smaller input or network")
+            self._fail(request, "out of memory while computing; try a smaller input or network")
         except Exception as e:  # a bug: log it, tell the user, keep running
             log.error("compute failed:\n%s", traceback.format_exc())
-            self.failed.emit(request, f"internal error while computing ({type(e).__name__}: {e}); "
-                                      "details are in the log file")
+            self._fail(request, f"internal error while computing ({type(e).__name__}: {e}); "
+                                "details are in the log file")
+
+    def _fail(self, request, message: str, layer: int | None = None) -> None:
+        if request.kind == "forward" and (layer is None or not isinstance(layer, int)):
+            # The forward pass stopped at the first layer the cache does not hold.
+            n = self._cache.reusable(request.network, request.input_token)
+            layer = n if n < len(request.network) else None
+        self.failed_at.emit(request, layer, message)
+        self.failed.emit(request, message)
+
+    def _partial(self, request: "ForwardRequest") -> "ForwardResult":
+        """The layers of `request` computed before it was cancelled (from the cache)."""
+        n = self._cache.reusable(request.network, request.input_token)
+        outputs = list(self._cache._outputs[:n])
+        return ForwardResult(request, outputs, n, 0.0)
 
     def _forward(self, request: ForwardRequest) -> None:
         net = request.network
         start_at = self._cache.reusable(net, request.input_token)
-        if start_at < len(net):
-            self.busy.emit(f"computing layers {start_at}-{len(net) - 1}")
+        if start_at >= len(net):  # all cached: nothing to wait for
+            outputs, first = self._cache.run(net, request.x, request.input_token)
+            self.forward_done.emit(ForwardResult(request, outputs, first, 0.0))
+            return
+        self.busy.emit(f"computing layers {start_at}-{len(net) - 1}")
+        self.forward_started.emit(request)
         t0 = time.perf_counter()
-        outputs, first = self._cache.run(net, request.x, request.input_token, self._newer_forward_waiting)
-        self.forward_done.emit(ForwardResult(request, outputs, first, time.perf_counter() - t0))
+        try:
+            outputs, first = self._cache.run(net, request.x, request.input_token, self._newer_forward_waiting)
+            self.forward_done.emit(ForwardResult(request, outputs, first, time.perf_counter() - t0))
+        finally:
+            self.forward_ended.emit(request)
 
     def _field(self, request: FieldRequest) -> None:
         net = request.network

@@ -2,21 +2,36 @@
 
 Views read `forward` / `field` and listen to the signals; whether a result is
 current is derived by comparing it with the session, never stored twice.
+
+Cancel: a forward pass that has run for CANCEL_DELAY_MS becomes `cancellable`
+(the window enables its Cancel button). `cancel()` stops it at the next layer
+boundary; `forward` then holds the layers computed so far, `forward_cancelled()`
+is True until the next edit, and `failed` says "cancelled" (the views mark the
+layers not computed with it). `resume()` computes the rest.
+
+A compute error is kept with the layer it happened in (`compute_error()`), so
+the layer stack can show it on that layer's row.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.session import Session
 from .compute import ComputeWorker, FieldRequest, FieldResult, ForwardRequest, ForwardResult
+
+CANCEL_DELAY_MS = 300  # a forward pass running this long can be cancelled
+CANCELLED = "cancelled"  # the message the views show on layers a cancel left uncomputed
 
 
 class ComputeController(QObject):
     forward_changed = Signal()  # a new forward result, or the current one went stale
     field_changed = Signal()  # a new receptive-field result, or the selection went away
     message = Signal(str)  # status-bar text
-    failed = Signal(str)  # a compute error for the user
+    failed = Signal(str)  # a compute error for the user (or CANCELLED)
+    cancellable_changed = Signal(bool)  # a forward pass has run > CANCEL_DELAY_MS (True) / ended (False)
+    cancelled = Signal()  # cancel() stopped the forward pass; `forward` holds what was computed
+    error_changed = Signal()  # compute_error() may have changed
 
     def __init__(self, session: Session, worker: ComputeWorker, parent: QObject | None = None):
         super().__init__(parent)
@@ -24,10 +39,22 @@ class ComputeController(QObject):
         self.worker = worker
         self.forward: ForwardResult | None = None
         self.field: FieldResult | None = None
+        self.running: ForwardRequest | None = None  # the forward pass the worker runs now
+        self.cancellable = False
+        self._cancelled_state = None  # (network, input_token) the user cancelled
+        self._error = None  # (request, layer or None, message) of the last compute failure
+        self._slow_timer = QTimer(self)
+        self._slow_timer.setSingleShot(True)
+        self._slow_timer.setInterval(CANCEL_DELAY_MS)
+        self._slow_timer.timeout.connect(lambda: self._set_cancellable(self.running is not None))
         worker.forward_done.connect(self._on_forward)
         worker.field_done.connect(self._on_field)
         worker.failed.connect(self._on_failed)
+        worker.failed_at.connect(self._on_failed_at)
         worker.busy.connect(self._on_busy)
+        worker.forward_started.connect(self._on_started)
+        worker.forward_ended.connect(self._on_ended)
+        worker.cancelled.connect(self._on_cancelled)
         session.network_changed.connect(self.request_forward)
         session.input_changed.connect(self.request_forward)
         session.selection_changed.connect(self.request_field)
@@ -38,8 +65,23 @@ class ComputeController(QObject):
     # -- requests ------------------------------------------------------------------
     def request_forward(self) -> None:
         s = self.session
+        self._cancelled_state = None
         self.worker.submit(ForwardRequest(s.network, s.input_array, s.input_token))
         self.forward_changed.emit()  # views may now show "recomputing"
+
+    def cancel(self) -> bool:
+        """Stop the running forward pass at the next layer boundary (the GUI never waits)."""
+        if self.running is None:
+            return False
+        self._cancelled_state = (self.session.network, self.session.input_token)
+        self.worker.cancel()
+        self._set_cancellable(False)
+        self.message.emit("Cancelling...")
+        return True
+
+    def resume(self) -> None:
+        """Compute what a cancel left out (the layers already computed come from the cache)."""
+        self.request_forward()
 
     def request_field(self) -> None:
         s = self.session
@@ -60,8 +102,29 @@ class ComputeController(QObject):
 
     # -- derived state -------------------------------------------------------------
     def forward_is_current(self) -> bool:
+        """The newest result covers every layer of the session's network and input."""
         f, s = self.forward, self.session
-        return f is not None and f.request.network is s.network and f.request.input_token == s.input_token
+        return (f is not None and f.request.network is s.network and f.request.input_token == s.input_token
+                and len(f.outputs) == len(s.network))
+
+    def forward_cancelled(self) -> bool:
+        """The user cancelled computing the session as it is now (until the next edit)."""
+        c, s = self._cancelled_state, self.session
+        return c is not None and c[0] is s.network and c[1] == s.input_token and not self.forward_is_current()
+
+    def layers_computed(self) -> int:
+        """How many leading layers of the session's network the newest result holds."""
+        f, s = self.forward, self.session
+        if f is None or f.request.network is not s.network or f.request.input_token != s.input_token:
+            return 0
+        return len(f.outputs)
+
+    def compute_error(self) -> tuple[int | None, str] | None:
+        """(layer or None, message) of a compute failure of the session's current network and input."""
+        e, s = self._error, self.session
+        if e is None or e[0].network is not s.network or e[0].input_token != s.input_token:
+            return None
+        return e[1], e[2]
 
     def field_is_current(self) -> bool:
         f, s = self.field, self.session
@@ -72,6 +135,10 @@ class ComputeController(QObject):
     # -- results ---------------------------------------------------------------------
     def _on_forward(self, result: ForwardResult) -> None:
         self.forward = result
+        if self._error is not None and self._error[0].network is result.request.network \
+                and self._error[0].input_token == result.request.input_token:
+            self._error = None
+            self.error_changed.emit()
         n = len(result.outputs) - result.first_recomputed
         self.message.emit(f"computed {n} of {len(result.outputs)} layers in {result.seconds * 1000:.1f} ms")
         self.forward_changed.emit()
@@ -83,5 +150,43 @@ class ComputeController(QObject):
     def _on_failed(self, request, message: str) -> None:
         self.failed.emit(message)
 
+    def _on_failed_at(self, request, layer, message: str) -> None:
+        if getattr(request, "kind", None) == "forward":
+            self._error = (request, layer, message)
+            self.error_changed.emit()
+
+    def _on_started(self, request: ForwardRequest) -> None:
+        self.running = request
+        self._slow_timer.start()
+
+    def _on_ended(self, request: ForwardRequest) -> None:
+        if self.running is request:
+            self.running = None
+            self._slow_timer.stop()
+            self._set_cancellable(False)
+
+    def _on_cancelled(self, partial: ForwardResult) -> None:
+        s = self.session
+        req = partial.request
+        if not (req.network is s.network and req.input_token == s.input_token and self.forward_cancelled()):
+            return  # edited since: a new pass is on its way
+        self.forward = partial  # the views show what was computed ...
+        self.forward_changed.emit()
+        self.message.emit(self.cancelled_text())
+        self.cancelled.emit()
+        self.failed.emit(CANCELLED)  # ... and mark the rest "not computed: cancelled"
+
+    def cancelled_text(self) -> str:
+        n, total = self.layers_computed(), len(self.session.network)
+        return f"Cancelled: {n} of {total} layers computed"
+
+    def _set_cancellable(self, on: bool) -> None:
+        if on != self.cancellable:
+            self.cancellable = on
+            self.cancellable_changed.emit(on)
+
     def _on_busy(self, what: str) -> None:
+        if not what and self.forward_cancelled():
+            self.message.emit(self.cancelled_text())
+            return
         self.message.emit(what[:1].upper() + what[1:] + "..." if what else "Ready")

@@ -81,8 +81,10 @@ class Row:
         return f"{head}  |  not computed (an earlier layer is invalid)"
 
 
-def session_rows(session: Session) -> list[Row]:
-    """What each row shows, straight from the core."""
+def session_rows(session: Session, compute_error=None) -> list[Row]:
+    """What each row shows, straight from the core. `compute_error` is (layer, message)
+    of a failure while computing the current network (the controller's compute_error());
+    that layer's row shows it."""
     net = session.network
     layers = session.state.spec["layers"]
     summaries, counts, macs = net.summaries, net.parameter_counts, net.macs
@@ -92,7 +94,9 @@ def session_rows(session: Session) -> list[Row]:
         type_name = raw.get("type") if isinstance(raw, dict) else None
         t = LAYER_TYPES.get(type_name) if isinstance(type_name, str) else None
         if i < len(net):
-            rows.append(Row(i, type_name, summaries[i], "ok", net.output_shapes[i], counts[i], macs[i]))
+            failed = compute_error is not None and compute_error[0] == i
+            rows.append(Row(i, type_name, summaries[i], "error" if failed else "ok", net.output_shapes[i],
+                            counts[i], macs[i], f"compute failed: {compute_error[1]}" if failed else ""))
             continue
         summary = str(type_name)
         if t is not None:
@@ -113,11 +117,12 @@ class LayerStackModel(QAbstractListModel):
     def __init__(self, session: Session, parent=None):
         super().__init__(parent)
         self.session = session
+        self.compute_error = lambda: None  # the window points this at the controller's compute_error
         self._rows = session_rows(session)
         session.network_changed.connect(self._on_network_changed)
 
     def _on_network_changed(self) -> None:
-        new = session_rows(self.session)
+        new = session_rows(self.session, self.compute_error())
         if len(new) != len(self._rows):
             self.beginResetModel()
             self._rows = new
@@ -513,6 +518,15 @@ class LayerStack(QWidget):
         layout.addWidget(self.totals)
         self.session.network_changed.connect(self.refresh)
         self.refresh()
+
+    def show_compute_errors(self, source) -> None:
+        """`source() -> (layer, message) | None`: a compute failure to show on its layer's row
+        (the window passes controller.compute_error and calls refresh_rows when it changes)."""
+        self.view.model().compute_error = source
+        self.refresh_rows()
+
+    def refresh_rows(self) -> None:
+        self.view.model()._on_network_changed()
 
     def refresh(self) -> None:
         s = self.session

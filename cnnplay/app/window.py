@@ -12,17 +12,19 @@ import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
-                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockWidget, QFileDialog, QFrame,
+                               QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
+                               QPushButton, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
 from ..core.session import Session
 from . import paths
+from .autosave import clean_stale_temp
 from .commands import Editor
-from .controller import ComputeController
+from .controller import CANCELLED, ComputeController
 from .examples import apply_example, example_paths, input_for_shape, read_example
 from .input_panel import IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source
 from .inspector import Inspector
@@ -133,6 +135,12 @@ class MainWindow(QMainWindow):
         self.controller.message.connect(self._on_compute_message)
         self.controller.failed.connect(self._on_compute_failed)
         self.controller.forward_changed.connect(self._on_forward_changed)
+        self.controller.cancellable_changed.connect(self._on_cancellable)
+        self.controller.error_changed.connect(self.stack.refresh_rows)
+        self.stack.show_compute_errors(self.controller.compute_error)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)  # Esc cancels a long compute (see eventFilter)
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.undo_stack.indexChanged.connect(self._update_title)
         if autosaver is not None:
@@ -203,9 +211,43 @@ class MainWindow(QMainWindow):
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #c0392b;")
         self.error_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelCompute")
+        self.cancel_button.setToolTip("Stop computing at the next layer (Esc). The layers already "
+                                      "computed stay; any edit or Compute computes the rest.")
+        self.cancel_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_compute)
+        self.resume_button = QPushButton("Compute")
+        self.resume_button.setObjectName("resumeCompute")
+        self.resume_button.setToolTip("Compute the layers that the cancel left out")
+        self.resume_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.resume_button.clicked.connect(self.controller.resume)
+        self.resume_button.hide()
         sb.addWidget(self.error_label, 1)
         sb.addPermanentWidget(self.busy_label)
+        sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.resume_button)
         sb.addPermanentWidget(self.time_label)
+
+    # -- cancelling a long compute ------------------------------------------------------------
+    def cancel_compute(self) -> bool:
+        """The Cancel button and Esc: stop the forward pass at the next layer boundary."""
+        return self.controller.cancel()
+
+    def _on_cancellable(self, on: bool) -> None:
+        self.cancel_button.setEnabled(on)
+
+    def eventFilter(self, obj, event) -> bool:
+        # Esc cancels a long compute, unless the focus is in a text field (Esc is theirs
+        # there) or in another window. Handled at ShortcutOverride, before any shortcut.
+        if (event.type() == QEvent.Type.ShortcutOverride and self.controller.cancellable
+                and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                and isinstance(obj, QWidget) and obj.window() is self and not _is_text_field(obj)):
+            self.cancel_compute()
+            event.accept()
+            return True
+        return super().eventFilter(obj, event)
 
     def show_message(self, text: str, kind: str = "error") -> None:
         """Non-modal: a banner over the maps, plus the status bar. Never a dialog, never a traceback."""
@@ -220,8 +262,12 @@ class MainWindow(QMainWindow):
         self.busy_label.setText(text)
 
     def _on_compute_failed(self, text: str) -> None:
+        if text == CANCELLED:
+            self.busy_label.setText(self.controller.cancelled_text())
+            self.resume_button.setVisible(self.controller.forward_cancelled())
+            return
         self.busy_label.setText("Ready")
-        self.error_label.setText(text)
+        self.show_message(f"Computing failed: {text}", "error")
 
     def _on_forward_changed(self) -> None:
         f = self.controller.forward
@@ -234,6 +280,7 @@ class MainWindow(QMainWindow):
                 _mark_kernels_ready()
         if self.controller.forward_is_current() and not self._preparing:
             self.busy_label.setText("Ready")
+        self.resume_button.setVisible(self.controller.forward_cancelled())
         err = self.session.error
         if err is not None:
             self.error_label.setText(str(err))
@@ -403,12 +450,15 @@ class MainWindow(QMainWindow):
         return self.save_to(path)
 
     def save_to(self, path: str | os.PathLike) -> bool:
+        """Save atomically; on failure say so (the previous file stays intact) and keep
+        the unsaved mark."""
         path = Path(path)
         extra = self.session.extra()
+        clean_stale_temp(path)  # left by a save that was killed midway
         try:
             save_network(self.session.network, path, extra=extra)
         except NetworkError as e:
-            self.show_message(str(e))
+            self.show_message(f"Not saved: {e}. The previous file is unchanged.")
             return False
         self.path = path
         self.undo_stack.setClean()
@@ -484,6 +534,9 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)
@@ -499,6 +552,19 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         if state is not None:
             QTimer.singleShot(1, lambda: self.restoreState(state))
+
+
+def _is_text_field(w: QWidget) -> bool:
+    """Esc belongs to these (clear, revert, close a popup)."""
+    while w is not None:
+        if isinstance(w, (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)):
+            return True
+        if isinstance(w, QComboBox) and (w.isEditable() or w.view().isVisible()):
+            return True
+        if w.isWindow():
+            return False
+        w = w.parentWidget()
+    return False
 
 
 def _mark_kernels_ready() -> None:
