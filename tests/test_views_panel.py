@@ -182,10 +182,11 @@ def test_changing_a_layer_updates_only_the_maps_it_changes(qtbot):
 
 def test_bar_chart_has_one_bar_per_output_feature_and_bars_are_clickable(qtbot):
     session, worker, controller, panel = make(qtbot)
-    bars = panel.cards[4].current_view()
+    bars = panel.reveal(4).current_view()
     assert bars.bar_count == 7
-    np.testing.assert_array_equal(bars.bars.opts["height"], controller.forward.outputs[4])
-    assert panel.cards[3].current_view().bar_count == 3 * 4 * 10
+    np.testing.assert_array_equal(bars.heights(), controller.forward.outputs[4])
+    assert panel.reveal(3).current_view().bar_count == 3 * 4 * 10
+    panel.reveal(4)
     click_view(qtbot, bars, 5.5, 0.0)
     assert session.selected_unit == (4, (5,))
     session.update_layer(4, out_features=3)

@@ -91,8 +91,9 @@ class GrowthView(QWidget):
         current = self.layer_box.currentData()
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
+        windows = net.windows  # a property that computes every layer's window
         for i, t in enumerate(net.layer_types):
-            if net.windows[i] is not None and {"kernel_size"} <= {f.name for f in t.fields}:
+            if windows[i] is not None and {"kernel_size"} <= {f.name for f in t.fields}:
                 self.layer_box.addItem(f"{i}: {net.summaries[i]}", i)
         idx = self.layer_box.findData(current)
         self.layer_box.setCurrentIndex(idx if idx >= 0 else 0)

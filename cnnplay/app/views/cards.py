@@ -29,8 +29,13 @@ class StaleOverlay(QLabel):
         self.setAttribute(Qt.WA_TransparentForMouseEvents)
         self.setStyleSheet("background: rgba(23, 25, 29, 170); color: #e8eaed; font-style: italic;")
         self.hide()
+        self._covering = None
 
     def cover(self, text: str | None) -> None:
+        text = text or None
+        if text == self._covering:
+            return
+        self._covering = text
         if text:
             self.setText(text)
             self.setGeometry(self.parentWidget().rect())
@@ -56,6 +61,13 @@ class LayerCard(QFrame):
         self.enlarged: int | None = None
         self.field = None
         self.selected = None
+        # Cards scrolled out of sight keep their newest data and overlays but draw them
+        # only when they come into view (the panel says so through set_in_view).
+        self.in_view = True
+        self._dirty = False
+        self._header = None
+        self._height = None
+        self.max_height = 700  # for an enlarged channel (the panel sets it from its viewport)
 
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
@@ -106,6 +118,10 @@ class LayerCard(QFrame):
     # -- header ------------------------------------------------------------------------
     def set_header(self, index: int, summary: str, shape, note: str = "") -> None:
         self.index = index
+        key = (index, summary, tuple(shape) if shape else None, note)
+        if key == self._header:
+            return
+        self._header = key
         shape_html = f"<span style='color:#9aa0aa'>&nbsp;→ {shape_text(shape)}</span>" if shape else ""
         note_html = f"<span style='color:#ff8a80'>&nbsp;{note}</span>" if note else ""
         self.title.setText(f"<b>{index}</b>&nbsp;&nbsp;{summary}{shape_html}{note_html}")
@@ -118,9 +134,10 @@ class LayerCard(QFrame):
     def show_message(self, text: str) -> None:
         self.array = None
         self._rendered = None
+        self._dirty = False
         self.stack.setCurrentWidget(self.message)
         self.message.setText(text)
-        self.setFixedHeight(80)
+        self._set_height(80)
         self.back.hide()
         self._show_pager(False)
         self.stale.cover(None)
@@ -129,7 +146,7 @@ class LayerCard(QFrame):
         if self.array is None and text:
             self.stack.setCurrentWidget(self.message)
             self.message.setText("")
-            self.setFixedHeight(80)
+            self._set_height(80)
         self.stale.cover(text)
 
     def show_output(self, array: np.ndarray, per_channel: bool) -> bool:
@@ -139,6 +156,38 @@ class LayerCard(QFrame):
                 else (self.page, self.enlarged)
         self.array, self.per_channel = array, per_channel
         return self._render()
+
+    def set_in_view(self, on: bool) -> None:
+        """Whether the card is (about to be) on screen; coming into view draws what is pending."""
+        self.in_view = on
+        if on and self._dirty:
+            self.flush()
+
+    def flush(self) -> None:
+        """Draw the newest data and overlays now, in view or not."""
+        self._dirty = False
+        if not self._render():
+            view = self.current_view()
+            if view is not None:
+                view.set_overlays(field=self.field, selected=self.selected)
+
+    def _set_height(self, h: int) -> None:
+        if h != self._height:
+            self._height = h
+            self.setFixedHeight(h)
+
+    def _content_height(self, a: np.ndarray, n_channels: int) -> int:
+        if a.ndim == 3:
+            return 260 if self.enlarged is None else self._enlarged_height(a)
+        if a.ndim == 2:
+            return int(min(70 + 22 * n_channels, 320))
+        return 190
+
+    def _enlarged_height(self, a: np.ndarray) -> int:
+        """An enlarged channel fills the card's width (aspect kept), up to max_height."""
+        h, w = a.shape[1:]
+        width = self.width() if self.width() > 100 else 700
+        return int(min(max((width - 70) * h / max(w, 1) + 40, 200), max(self.max_height, 260)))
 
     def set_page(self, page: int) -> None:
         if self.array is not None:
@@ -162,6 +211,12 @@ class LayerCard(QFrame):
         old = self._rendered
         if old is not None and old[0] is a and old[1:] == key[1:]:
             return False
+        n = len(self.enlarged_or_page_channels(a))
+        self._set_height(self._content_height(a, n))
+        if not self.in_view:
+            self._dirty = True  # drawn when it comes into view
+            return False
+        self._dirty = False
         self._rendered = key
         paged = a.ndim >= 2 and a.shape[0] > g.PAGE_SIZE and self.enlarged is None
         self._show_pager(paged)
@@ -169,25 +224,28 @@ class LayerCard(QFrame):
             self.page_label.setText(f"ch {self.page * g.PAGE_SIZE}–"
                                     f"{min(a.shape[0], (self.page + 1) * g.PAGE_SIZE) - 1} of {a.shape[0]}")
         self.back.setVisible(a.ndim == 3 and self.enlarged is not None)
-        channels = (self.enlarged,) if self.enlarged is not None else g.page_channels(a.shape[0], self.page) \
-            if a.ndim >= 2 else ()
+        channels = self.enlarged_or_page_channels(a)
         if a.ndim == 3:
             view = self._view("mosaic")
             self._aspect = self.map_aspect()
             view.set_maps(a, channels, self.per_channel, self.layer_range(),
                           aspect=self._aspect if self.enlarged is None else 1.0)
-            self.setFixedHeight(260 if self.enlarged is None else 380)
         elif a.ndim == 2:
             view = self._view("lanes")
             view.set_signal(a, channels, self.per_channel)
-            self.setFixedHeight(int(min(70 + 22 * len(channels), 320)))
         else:
             view = self._view("bars")
             view.set_values(a)
-            self.setFixedHeight(190)
         self.stack.setCurrentWidget(view)
         view.set_overlays(field=self.field, selected=self.selected)
         return True
+
+    def enlarged_or_page_channels(self, a: np.ndarray) -> tuple[int, ...]:
+        if a.ndim < 2:
+            return ()
+        if self.enlarged is not None and a.ndim == 3:
+            return (self.enlarged,)
+        return g.page_channels(a.shape[0], self.page)
 
     MAP_HEIGHT = 220
 
@@ -215,6 +273,9 @@ class LayerCard(QFrame):
     # -- overlays and interaction ---------------------------------------------------------
     def set_overlays(self, field=None, selected=None) -> None:
         self.field, self.selected = field, selected
+        if not self.in_view:
+            self._dirty = self._dirty or self.current_view() is not None
+            return
         view = self.current_view()
         if view is not None:
             view.set_overlays(field=field, selected=selected)
@@ -239,10 +300,22 @@ class LayerCard(QFrame):
         else:
             self.info.setText(f"feature {unit[0]}  = {v}")
 
+    view_probe = None  # callable(card) -> bool: is the card in the scroll area's view? (set by the panel)
+
+    def moveEvent(self, ev):
+        super().moveEvent(ev)
+        if self.view_probe is not None:
+            self.set_in_view(self.view_probe(self))
+
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        if self.view_probe is not None:
+            self.set_in_view(self.view_probe(self))
         a = self.array
-        if a is not None and a.ndim == 3 and self.enlarged is None and self._rendered is not None:
+        if a is not None and a.ndim == 3 and self.enlarged is not None:
+            self._set_height(self._enlarged_height(a))  # the enlarged channel follows the width
+        if a is not None and a.ndim == 3 and self.enlarged is None and self._rendered is not None \
+                and self.mosaic is not None:
             n = len(self.mosaic.grid.channels) if self.mosaic.grid else 0
             if g.choose_cols(n, a.shape[1], a.shape[2], self.map_aspect()) != \
                     g.choose_cols(n, a.shape[1], a.shape[2], self._aspect):

@@ -115,6 +115,29 @@ def locate_bar(vx: float, count: int) -> tuple[int] | None:
     return (int(math.floor(vx)),)
 
 
+def bar_steps(values: np.ndarray, gapped: bool) -> tuple[np.ndarray, np.ndarray]:
+    """x edges and heights of a bar chart drawn as one filled step curve (x has one
+    more entry than y). Bar f covers x in [f, f+1); gapped bars cover [f+0.1, f+0.9)
+    with zero-height steps between them."""
+    v = np.asarray(values, np.float32)
+    n = len(v)
+    if not gapped:
+        return np.arange(n + 1, dtype=np.float32), v
+    if n == 0:
+        return np.zeros(1, np.float32), v
+    x = np.empty(2 * n, np.float32)
+    x[0::2] = np.arange(n, dtype=np.float32) + 0.1
+    x[1::2] = np.arange(n, dtype=np.float32) + 0.9
+    y = np.zeros(2 * n - 1, np.float32)
+    y[0::2] = v
+    return x, y
+
+
+def bar_heights(y: np.ndarray, gapped: bool) -> np.ndarray:
+    """The per-bar heights back from bar_steps' y."""
+    return np.asarray(y)[0::2] if gapped else np.asarray(y)
+
+
 def lanes_curve(maps: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x, y of all lanes as one NaN-separated polyline: channel t is centred on
     y = t + 0.5, values divided by scales[t] fill +-0.45 of the lane (positive up)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from . import grid as g
@@ -222,7 +223,13 @@ class LanesView(_MapView):
 
 
 class BarsView(_MapView):
-    """A flat vector (flatten or linear output) as a bar chart, one bar per feature."""
+    """A flat vector (flatten or linear output) as a bar chart, one bar per feature.
+
+    The bars are one filled step curve (cheap to update, unlike a BarGraphItem);
+    the features in the selected unit's field are drawn again in the field colour,
+    the selected feature in the selection colour."""
+
+    GAPPED_BELOW = 200  # fewer bars than this get gaps between them
 
     def __init__(self, name: str = "outputs", parent=None):
         super().__init__(parent)
@@ -233,10 +240,11 @@ class BarsView(_MapView):
         pi.hideButtons()
         pi.showGrid(y=True, alpha=0.15)
         vb = pi.getViewBox()
-        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=style.CURVE, pen=None)
-        self.highlight = pg.BarGraphItem(x=[], height=[], width=0.9, brush=style.SELECT, pen=None)
+        self.bars = _step_bars(style.CURVE)
+        self.field_bars = _step_bars(style.FIELD)
+        self.highlight = _step_bars(style.SELECT)
         self.zero = pg.InfiniteLine(pos=0, angle=0, pen=style.pen(style.MUTED, 1))
-        for z, item in enumerate((self.zero, self.bars, self.highlight)):
+        for z, item in enumerate((self.zero, self.bars, self.field_bars, self.highlight)):
             item.setZValue(z)
             vb.addItem(item)
         style.add_save_action(vb, self.plot, name)
@@ -245,11 +253,22 @@ class BarsView(_MapView):
         lay.addWidget(self.plot)
         self._connect_scene(self.plot.scene(), vb)
         self.values = np.zeros(0, np.float32)
+        self._field = None
         self._selected = None
 
     @property
     def bar_count(self) -> int:
-        return len(self.bars.opts["height"])
+        return len(self.heights())
+
+    def heights(self) -> np.ndarray:
+        """The bar heights on screen, one per feature."""
+        return g.bar_heights(self.bars.yData, len(self.values) < self.GAPPED_BELOW) \
+            if self.bars.yData is not None else np.zeros(0, np.float32)
+
+    def field_heights(self) -> np.ndarray:
+        """Heights drawn in the field colour (0 for features outside the field)."""
+        return g.bar_heights(self.field_bars.yData, len(self.values) < self.GAPPED_BELOW) \
+            if self.field_bars.isVisible() and self.field_bars.yData is not None else np.zeros(len(self.values))
 
     def locate(self, vx, vy):
         return g.locate_bar(vx, len(self.values))
@@ -257,8 +276,8 @@ class BarsView(_MapView):
     def set_values(self, values: np.ndarray) -> None:
         changed = len(values) != len(self.values)
         self.values = np.asarray(values, np.float32)
-        x = np.arange(len(values), dtype=np.float32) + 0.5
-        self.bars.setOpts(x=x, height=self.values, width=0.8 if len(values) < 200 else 1.0)
+        x, y = g.bar_steps(self.values, len(self.values) < self.GAPPED_BELOW)
+        self.bars.setData(x, y)
         if changed:
             lo, hi = g.finite_range(self.values)
             self.view_box.setRange(QRectF(0, min(lo, 0), max(len(values), 1), max(hi, 0) - min(lo, 0) or 1),
@@ -268,12 +287,33 @@ class BarsView(_MapView):
         self._draw_overlays()
 
     def set_overlays(self, field=None, selected=None) -> None:
-        self._selected = selected
+        if field is self._field and selected == self._selected:
+            return
+        self._field, self._selected = field, selected
         self._draw_overlays()
 
     def _draw_overlays(self):
-        sel = self._selected
-        if sel is not None and len(sel) == 1 and 0 <= sel[0] < len(self.values):
-            self.highlight.setOpts(x=[sel[0] + 0.5], height=[self.values[sel[0]]])
+        n, field = len(self.values), self._field
+        gapped = n < self.GAPPED_BELOW
+        mask = None if field is None else np.asarray(field.mask)
+        if mask is None or mask.shape != (n,) or n == 0:
+            self.field_bars.setVisible(False)
         else:
-            self.highlight.setOpts(x=[], height=[])
+            x, y = g.bar_steps(np.where(mask, self.values, 0).astype(np.float32), gapped)
+            self.field_bars.setData(x, y)
+            self.field_bars.setVisible(True)
+        sel = self._selected
+        if sel is not None and len(sel) == 1 and 0 <= sel[0] < n:
+            f = sel[0]
+            pad = 0.05 if gapped else 0.0
+            self.highlight.setData(np.array([f + pad, f + 1 - pad], np.float32),
+                                   np.array([self.values[f]], np.float32))
+            self.highlight.setVisible(True)
+        else:
+            self.highlight.setVisible(False)
+
+
+def _step_bars(color) -> pg.PlotCurveItem:
+    c = QColor(color)
+    return pg.PlotCurveItem(x=np.zeros(1, np.float32), y=np.zeros(0, np.float32), stepMode="center", fillLevel=0,
+                            brush=pg.mkBrush(c), pen=pg.mkPen(None))

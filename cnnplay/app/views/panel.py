@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QSizePolicy, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
@@ -62,7 +62,7 @@ class MapsPanel(QWidget):
         self.setStyleSheet(STYLE)
         self.session, self.controller = session, controller
         self.cards: list[LayerCard] = []
-        self._keys_cache = (None, None)  # (network, its layer keys)
+        self._keys_cache = []  # [(network, its layer keys)], newest first
         self._table_cache = (None, None)
         self._input_shown = None
 
@@ -118,6 +118,9 @@ class MapsPanel(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setWidget(self.container)
         self.scroll.setFrameShape(QFrame.NoFrame)
+        # cards out of sight draw when they come into view (scrolling, resizing, layout moves)
+        self.scroll.verticalScrollBar().valueChanged.connect(self._update_in_view)
+        self.scroll.viewport().installEventFilter(self)
 
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left)
@@ -161,9 +164,13 @@ class MapsPanel(QWidget):
 
     # -- helpers ------------------------------------------------------------------
     def _layer_keys(self, net):
-        if self._keys_cache[0] is not net:
-            self._keys_cache = (net, net.layer_keys())
-        return self._keys_cache[1]
+        """net.layer_keys(), remembered for the last two networks (the session's and the shown result's)."""
+        for cached, keys in self._keys_cache:
+            if cached is net:
+                return keys
+        keys = net.layer_keys()
+        self._keys_cache = [(net, keys)] + self._keys_cache[:1]
+        return keys
 
     def _table(self, net):
         if self._table_cache[0] is not net:
@@ -173,6 +180,7 @@ class MapsPanel(QWidget):
     def _sync_cards(self, n: int) -> None:
         while len(self.cards) < n:
             card = LayerCard()
+            card.view_probe = self._in_view
             card.unit_clicked.connect(self.select_unit)
             self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
             self.cards.append(card)
@@ -182,6 +190,36 @@ class MapsPanel(QWidget):
 
     def card(self, layer: int) -> LayerCard:
         return self.cards[layer]
+
+    VIEW_MARGIN = 40  # px beyond the viewport that still count as in view
+
+    def _in_view(self, card: LayerCard) -> bool:
+        vp = self.scroll.viewport()
+        if not vp.isVisible():
+            return False
+        top = self.scroll.verticalScrollBar().value() - self.VIEW_MARGIN
+        bottom = top + vp.height() + 2 * self.VIEW_MARGIN
+        geo = card.geometry()
+        return geo.bottom() >= top and geo.top() <= bottom
+
+    def _update_in_view(self, *_) -> None:
+        for card in self.cards:
+            if not card.isHidden():
+                card.set_in_view(self._in_view(card))
+
+    def eventFilter(self, obj, ev):
+        if ev.type() in (QEvent.Resize, QEvent.Show):
+            for card in self.cards:
+                card.max_height = max(260, self.scroll.viewport().height() - 10)
+            self._update_in_view()
+        return False
+
+    def reveal(self, layer: int) -> LayerCard:
+        """Scroll a layer's card into view (it then shows its newest data)."""
+        card = self.cards[layer]
+        self.scroll.ensureWidgetVisible(card, 0, 0)
+        self._update_in_view()
+        return card
 
     # -- live maps ------------------------------------------------------------------
     def refresh_maps(self) -> None:
@@ -214,8 +252,7 @@ class MapsPanel(QWidget):
     def _layer_keys_of(self, res):
         if res is None:
             return []
-        return self._layer_keys(res.request.network) if res.request.network is self.session.network \
-            else res.request.network.layer_keys()
+        return self._layer_keys(res.request.network)
 
     def refresh_input(self) -> None:
         s = self.session
@@ -285,7 +322,7 @@ class MapsPanel(QWidget):
         current = f is not None and c.field_is_current()
         net = s.network
         for i, card in enumerate(self.cards):
-            if i >= len(net) or not card.isVisible():
+            if i >= len(net) or card.isHidden():
                 continue
             selected = sel[1] if sel is not None and sel[0] == i else None
             field = f.on_maps.get(i) if current and i < sel[0] else None
