@@ -243,7 +243,8 @@ class MainWindow(QMainWindow):
         # there) or in another window. Handled at ShortcutOverride, before any shortcut.
         if (event.type() == QEvent.Type.ShortcutOverride and self.controller.cancellable
                 and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier
-                and isinstance(obj, QWidget) and obj.window() is self and not _is_text_field(obj)):
+                and isinstance(obj, QWidget) and obj.window() is self
+                and not _is_text_field(QApplication.focusWidget() or obj)):  # (the event climbs to parents)
             self.cancel_compute()
             event.accept()
             return True
