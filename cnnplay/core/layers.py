@@ -146,8 +146,11 @@ class LayerType:
         raise NotImplementedError
 
     def backward(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                 params: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Vector-Jacobian product: gradient w.r.t. the input and the parameters."""
+                 params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Vector-Jacobian product: gradient w.r.t. the input and the parameters.
+
+        param_grads=False: only the input gradient (the dict is empty), e.g. for
+        the effective receptive field; the input gradient is the same."""
         raise NotImplementedError
 
 
@@ -156,6 +159,7 @@ class LayerType:
 
 class WindowedLayer(LayerType):
     has_dilation = True
+    pad_value = 0.0  # what the padding holds (a cropped backward pads explicitly with it)
 
     def window(self, cfg, in_shape):
         dil = cfg["dilation"] if self.has_dilation else (1,) * self.dims
@@ -247,16 +251,19 @@ class Conv(WindowedLayer):
         y = conv.conv2d(as_maps(x), weight, params.get("bias"), w.stride, w.padding, w.dilation)
         return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         w = self.window(cfg, x.shape).as_2d()
         weight = params["weight"]
         if self.dims == 1:
             weight = weight[:, :, None, :]
-        gx, gw, gb = grad.conv2d_backward(as_maps(x), weight, as_maps(gy), w.stride, w.padding, w.dilation)
-        grads = {"weight": gw.reshape(params["weight"].shape)}
-        if "bias" in params:
-            grads["bias"] = gb
+        gx, gw, gb = grad.conv2d_backward(as_maps(x), weight, as_maps(gy), w.stride, w.padding, w.dilation,
+                                          param_grads=param_grads)
+        grads = {}
+        if param_grads:
+            grads["weight"] = gw.reshape(params["weight"].shape)
+            if "bias" in params:
+                grads["bias"] = gb
         return gx.reshape(x.shape), grads
 
 
@@ -267,6 +274,7 @@ class Pool(WindowedLayer):
     def __init__(self, dims: int, mode: str):
         self.dims = dims
         self.mode = mode
+        self.pad_value = -np.inf if mode == "max" else 0.0
         self.name = f"{mode}pool{dims}d"
         self.title = f"{'Max' if mode == 'max' else 'Avg'} pool {dims}D"
         what = "the largest value" if mode == "max" else "the average"
@@ -291,7 +299,7 @@ class Pool(WindowedLayer):
         y = fn(as_maps(x), w.kernel, w.stride, w.padding)
         return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         w = self.window(cfg, x.shape).as_2d()
         if self.mode == "max":
@@ -329,12 +337,12 @@ class BatchNorm(LayerType):
                            params["running_mean"], params["running_var"], cfg["eps"])
         return y.reshape(x.shape)
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         c = x.shape[0]
         gx, gw, gb = grad.batchnorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"],
                                              params["running_mean"], params["running_var"], cfg["eps"])
-        return gx.reshape(x.shape), {"weight": gw, "bias": gb}
+        return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
 
 
 class LayerNorm(LayerType):
@@ -359,11 +367,11 @@ class LayerNorm(LayerType):
         y = norm.layernorm(x.reshape(c, -1), params["weight"], params["bias"], cfg["eps"])
         return y.reshape(x.shape)
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         c = x.shape[0]
         gx, gw, gb = grad.layernorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"], cfg["eps"])
-        return gx.reshape(x.shape), {"weight": gw, "bias": gb}
+        return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
 
 
 class LeakyReLU(LayerType):
@@ -387,7 +395,7 @@ class LeakyReLU(LayerType):
         from .kernels import pointwise
         return pointwise.leaky_relu(x, self.slope(cfg))
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         return grad.leaky_relu_backward(x, gy, self.slope(cfg)), {}
 
@@ -408,7 +416,7 @@ class Flatten(LayerType):
     def forward(self, cfg, x, params):
         return x.reshape(-1)
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         return gy.reshape(x.shape), {}
 
 
@@ -449,12 +457,14 @@ class Linear(LayerType):
         from .kernels import dense
         return dense.linear(x, params["weight"], params.get("bias"))
 
-    def backward(self, cfg, x, y, gy, params):
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
-        gx, gw, gb = grad.linear_backward(x, params["weight"], gy)
-        grads = {"weight": gw}
-        if "bias" in params:
-            grads["bias"] = gb
+        gx, gw, gb = grad.linear_backward(x, params["weight"], gy, param_grads=param_grads)
+        grads = {}
+        if param_grads:
+            grads["weight"] = gw
+            if "bias" in params:
+                grads["bias"] = gb
         return gx, grads
 
 

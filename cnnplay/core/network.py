@@ -215,9 +215,10 @@ class Network:
     def layer_forward(self, i: int, x: np.ndarray) -> np.ndarray:
         return self.layer_types[i].forward(self.configs[i], x, self._params[i])
 
-    def layer_backward(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray):
-        """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters)."""
-        return self.layer_types[i].backward(self.configs[i], x, y, gy, self._params[i])
+    def layer_backward(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray, param_grads: bool = True):
+        """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters);
+        param_grads=False computes only the input gradient (the dict is empty)."""
+        return self.layer_types[i].backward(self.configs[i], x, y, gy, self._params[i], param_grads=param_grads)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:

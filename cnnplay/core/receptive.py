@@ -298,12 +298,21 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
 # ---------------------------------------------------------------------------
 # The effective (gradient) field
 
-def effective_receptive_field(net, x, layer, unit, outputs=None) -> np.ndarray:
+def effective_receptive_field(net, x, layer, unit, outputs=None, crop=True) -> np.ndarray:
     """|d unit / d input| summed over input channels (Luo et al., NeurIPS 2016),
-    float32 of the input's spatial shape, by a reverse pass of layer_backward.
+    float32 of the input's spatial shape, by a reverse pass of layer_backward
+    (input gradients only) from `layer` down to the input.
 
     `outputs`: the per-layer outputs of a forward pass on x (at least up to
     `layer`), reused instead of recomputing them.
+
+    crop=True (the default, exact): the gradient of one unit is zero outside
+    its receptive field's box, so on spatial maps the reverse pass keeps only
+    that box (clipped to the map) per layer. A windowed layer then runs its
+    backward on the crop as a padding-free sub-problem whose input is the crop
+    padded explicitly with the layer's padding value; every output gradient in
+    the box and every input it reaches are the same as in the full pass, so
+    the result equals the full reverse pass (crop=False).
     """
     layer = _check_layer(net, layer)
     unit = _check_unit(net, layer, unit)
@@ -320,9 +329,71 @@ def effective_receptive_field(net, x, layer, unit, outputs=None) -> np.ndarray:
             if tuple(outputs[i].shape) != tuple(net.output_shapes[i]):
                 raise NetworkError(f"outputs[{i}] is {tuple(outputs[i].shape)}, layer {i} "
                                    f"outputs {tuple(net.output_shapes[i])}", i)
-    gy = np.zeros(net.output_shapes[layer], np.float32)
-    gy[unit] = 1.0
+    out_shape = net.output_shapes[layer]
+    region = None  # per spatial axis (lo, hi) of the crop gy holds, None: gy is the whole map or flat
+    if crop and len(out_shape) > 1:
+        region = [(u, u + 1) for u in unit[1:]]
+        gy = np.zeros((out_shape[0],) + (1,) * len(region), np.float32)
+        gy[(unit[0],) + (0,) * len(region)] = 1.0
+    else:
+        gy = np.zeros(out_shape, np.float32)
+        gy[unit] = 1.0
     for i in range(layer, -1, -1):
         xin = x if i == 0 else outputs[i - 1]
-        gy, _ = net.layer_backward(i, xin, outputs[i], gy)
-    return np.abs(gy).sum(axis=0, dtype=np.float32)
+        if region is None:
+            gy, _ = net.layer_backward(i, xin, outputs[i], gy, param_grads=False)
+            if crop and gy.ndim > 1:  # back on a spatial map (after flatten): crop to the field's box
+                region = list(receptive_field(net, layer, unit, onto=i - 1 if i > 0 else None).box_clipped)
+                gy = gy[_slices(region)]
+        else:
+            gy, region = _cropped_backward(net, i, xin, outputs[i], gy, region)
+            if gy is None:  # the field lies entirely in padding: no input pixel influences the unit
+                return np.zeros(net.input_shape[1:], np.float32)
+    erf = np.abs(gy).sum(axis=0, dtype=np.float32)
+    if region is None:
+        return erf
+    full = np.zeros(net.input_shape[1:], np.float32)
+    full[_slices(region)[1:]] = erf
+    return full
+
+
+def _slices(region) -> tuple:
+    """Index of a crop (all channels) of a map."""
+    return (slice(None),) + tuple(slice(a, b) for a, b in region)
+
+
+def _cropped_backward(net, i, xin, y, gy, region):
+    """Layer i's input gradient on a crop: gy holds the output gradient on
+    `region` (zero elsewhere); returns (gx on the input region, that region),
+    or (None, None) when the region reads only padding."""
+    t, cfg = net.layer_types[i], net.configs[i]
+    in_spatial, out_spatial = xin.shape[1:], y.shape[1:]
+    win = _axis_windows(net, i)
+    if all((k, s, p, d) == (1, 1, 0, 1) for k, s, p, d in win):  # pointwise in space
+        sl = _slices(region)
+        gx, _ = net.layer_backward(i, xin[sl], y[sl], gy, param_grads=False)
+        return gx, region
+    # input positions [a, b) the output region reads, padding included (unclipped)
+    virt = [(lo * s - p, (hi - 1) * s - p + d * (k - 1) + 1) for (lo, hi), (k, s, p, d) in zip(region, win)]
+    clipped = [(max(a, 0), min(b, n)) for (a, b), n in zip(virt, in_spatial)]
+    if any(a >= b for a, b in clipped):  # the region reads only padding
+        return None, None
+    whole_out = all(lo == 0 and hi == n for (lo, hi), n in zip(region, out_spatial))
+    needs_pad = any(a < 0 or b > n for (a, b), n in zip(virt, in_spatial))
+    real = xin[_slices(clipped)]
+    if whole_out or (t.pad_value == -np.inf and needs_pad and np.isneginf(real).any()):
+        # the full layer (the whole map anyway, or a max pool window whose real
+        # pixels are all -inf: its gradient goes to the first real pixel, which
+        # explicit -inf padding would not reproduce)
+        full = gy if whole_out else np.zeros(y.shape, np.float32)
+        if not whole_out:
+            full[_slices(region)] = gy
+        gx, _ = net.layer_backward(i, xin, y, full, param_grads=False)
+        return gx[_slices(clipped)], clipped
+    # the padding-free sub-problem on the explicitly padded crop
+    sub = np.full((xin.shape[0],) + tuple(b - a for a, b in virt), t.pad_value, np.float32)
+    inner = tuple(slice(ca - va, cb - va) for (ca, cb), (va, _) in zip(clipped, virt))
+    sub[(slice(None),) + inner] = real
+    sub_cfg = dict(cfg, padding=(0,) * len(win))
+    gx, _ = t.backward(sub_cfg, sub, y[_slices(region)], gy, net.params(i), param_grads=False)
+    return gx[(slice(None),) + inner], clipped

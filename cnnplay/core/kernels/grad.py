@@ -20,6 +20,9 @@ respect to those parameters. Semantics follow PyTorch (batch 1, float32):
   (x == 0 takes the negative side, like PyTorch); slope 0 gives exact zeros.
 - linear_backward(x, w, gy) -> (gx, gw, gb).
 
+conv2d_backward and linear_backward take param_grads=False to compute only
+the input gradient (gw, gb None): what the effective receptive field needs.
+
 Maps are (C, H, W); a 1D signal is a map of height 1. Public wrappers check
 shapes and convert to C-contiguous float32; the private @njit(cache=True)
 functions compute.
@@ -283,6 +286,75 @@ def _full_grid(gy, wq, pad, out):
             o[j] = 0.0
 
 
+def _conv_param_grads(x, gy, wshape, sh, sw, ph, pw, dh, dw, gpad=None):
+    """(gw, gb) of conv2d_backward; gpad: gy already laid out on the full grid."""
+    ci, h, wd = x.shape
+    co, _, kh, kw = wshape
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    ky, kx = ky.ravel(), kx.ravel()
+    tap_off = ((ky // sh) * wq + kx // sw).astype(np.int64)
+    tap_row = ((ky % sh) * sw + kx % sw).astype(np.int64)
+    ntap = kh * kw
+    n = gy.shape[1] * wq
+    maxoff = int(tap_off.max())
+    length = max(hq * wq, maxoff + n)
+    if gpad is None:
+        gpad = np.empty((co, maxoff + length), np.float32)
+        _full_grid(gy, wq, maxoff, gpad)
+    # k = c*ntap + t reads source row tap_row[t]*ci + c
+    src = np.empty((sh * sw * ci, length), np.float32)
+    _phase_source(x, sh, sw, ph, pw, hq, wq, src)
+    c_idx = np.repeat(np.arange(ci), ntap)
+    t_idx = np.tile(np.arange(ntap), ci)
+    row_of = np.ascontiguousarray(tap_row[t_idx] * ci + c_idx)
+    off = np.ascontiguousarray(tap_off[t_idx])
+    gw = np.empty((co, ci * ntap), np.float32)
+    _grad_weight(gpad.reshape(-1), maxoff + length, maxoff, n, src.reshape(-1), length, row_of, off, 1024, gw)
+    gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+    return gw.reshape(wshape), gb
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _grad_input_single(gflat, pair_start, pair_off, wc, nchunk, length, gsrc):
+    """_grad_input_direct for one input channel per job (few channels, no
+    padded work): gsrc[p*ci + c, m] = sum_q wc[c, q] * gflat[pair_off[q] + m];
+    4 pairs per pass over the accumulator."""
+    ci = wc.shape[0]
+    nph = pair_start.shape[0] - 1
+    nch = (length + nchunk - 1) // nchunk
+    for job in prange(nph * ci * nch):
+        pc = job // nch
+        p = pc // ci
+        c = pc - p * ci
+        m0 = (job - pc * nch) * nchunk
+        nc = min(nchunk, length - m0)
+        a = gsrc[p * ci + c, m0:m0 + nc]
+        for j in range(nc):
+            a[j] = 0.0
+        wr = wc[c]
+        q0 = pair_start[p]
+        q1 = pair_start[p + 1]
+        q4 = q1 - (q1 - q0) % 4
+        for q in range(q0, q4, 4):
+            s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
+            s1 = gflat[pair_off[q + 1] + m0:pair_off[q + 1] + m0 + nc]
+            s2 = gflat[pair_off[q + 2] + m0:pair_off[q + 2] + m0 + nc]
+            s3 = gflat[pair_off[q + 3] + m0:pair_off[q + 3] + m0 + nc]
+            w0 = wr[q]
+            w1 = wr[q + 1]
+            w2 = wr[q + 2]
+            w3 = wr[q + 3]
+            for j in range(nc):
+                a[j] = a[j] + w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
+        for q in range(q4, q1):
+            s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
+            w0 = wr[q]
+            for j in range(nc):
+                a[j] += w0 * s0[j]
+
+
 def _chunk(n: int, jobs: int) -> int:
     chunk = 512
     while chunk > 64 and jobs * (-(-n // chunk)) < 8:
@@ -290,11 +362,12 @@ def _chunk(n: int, jobs: int) -> int:
     return chunk
 
 
-def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), param_grads=True):
     """Gradients of PyTorch Conv2d (zero padding, batch 1).
 
     x (Ci, H, W), w (Co, Ci, kh, kw), gy (Co, Ho, Wo) -> gx (Ci, H, W),
-    gw (Co, Ci, kh, kw), gb (Co,).
+    gw (Co, Ci, kh, kw), gb (Co,); with param_grads=False gw and gb are None
+    and x is only read for its shape.
     """
     x = _f32(x, "conv2d_backward: x", 3)
     w = _f32(w, "conv2d_backward: weight", 4)
@@ -324,20 +397,23 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     maxoff = int(tap_off.max())
     length = max(hq * wq, maxoff + n)
     nph = sh * sw
-    kk = ci * ntap
     wmat = w.reshape(co, ci, ntap)
 
-    # gradient w.r.t. the weights: k = c*ntap + t reads source row tap_row[t]*ci + c
-    src = np.empty((nph * ci, length), np.float32)
-    _phase_source(x, sh, sw, ph, pw, hq, wq, src)
-    c_idx = np.repeat(np.arange(ci), ntap)
-    t_idx = np.tile(np.arange(ntap), ci)
-    row_of = np.ascontiguousarray(tap_row[t_idx] * ci + c_idx)
-    off = np.ascontiguousarray(tap_off[t_idx])
+    gw = gb = None
+    if sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw:
+        # stride 1, enough input channels: the input gradient is a forward
+        # convolution of gy with the flipped, transposed kernel (the fast
+        # forward kernel, 8 channels x 4 taps per pass)
+        from .conv import conv2d
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        gx = conv2d(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw))
+        if param_grads:
+            gw, gb = _conv_param_grads(x, gy, w.shape, sh, sw, ph, pw, dh, dw)
+        return gx, gw, gb
     gpad = np.empty((co, maxoff + length), np.float32)
     _full_grid(gy, wq, maxoff, gpad)
-    gw = np.empty((co, kk), np.float32)
-    _grad_weight(gpad.reshape(-1), maxoff + length, maxoff, n, src.reshape(-1), length, row_of, off, 1024, gw)
+    if param_grads:
+        gw, gb = _conv_param_grads(x, gy, w.shape, sh, sw, ph, pw, dh, dw, gpad)
 
     # gradient w.r.t. the input, per phase image: the (tap, co) pairs of that
     # phase each add a shifted run of the padded output gradient
@@ -346,19 +422,23 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     pair_t = np.repeat(order, co)
     pair_c = np.tile(np.arange(co), ntap)
     pair_off = np.ascontiguousarray(pair_c * rowlen + maxoff - tap_off[pair_t], dtype=np.int64)
-    cip = -(-ci // 4) * 4
-    wt = np.zeros((ntap * co, cip), np.float32)
-    wt[:, :ci] = wmat[pair_c, :, pair_t]
     counts = np.bincount(tap_row, minlength=nph) * co
     pair_start = np.zeros(nph + 1, np.int64)
     np.cumsum(counts, out=pair_start[1:])
     gsrc = np.empty((nph * ci, length), np.float32)
-    nchunk = _chunk(length, nph * (cip // 4))
-    _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, length, gsrc)
+    if ci >= 3:  # blocks of 4 channels (the last one padded with zero weights)
+        cip = -(-ci // 4) * 4
+        wt = np.zeros((ntap * co, cip), np.float32)
+        wt[:, :ci] = wmat[pair_c, :, pair_t]
+        nchunk = _chunk(length, nph * (cip // 4))
+        _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, length, gsrc)
+    else:  # 1 or 2 channels: one channel per job, no padded work
+        wt = np.ascontiguousarray(wmat[pair_c, :, pair_t].T)
+        nchunk = _chunk(length, nph * ci)
+        _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, length, gsrc)
     gx = np.empty_like(x)
     _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx)
-    gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
-    return gx, gw.reshape(w.shape), gb
+    return gx, gw, gb
 
 
 # ---------------------------------------------------------------------------
@@ -366,26 +446,45 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
 
 @njit(cache=True, parallel=True)
 def _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx):
+    """Per channel and output row: scan the window taps in row-major order,
+    each over all output columns at once, keeping the best value and its flat
+    index (starting at each window's first real pixel); then route gy to them.
+    PyTorch: start at the first real pixel, take a strictly greater value or
+    a NaN (padding is -inf and never wins)."""
     c_n, h, w = x.shape
     _, ho, wo = gy.shape
     for c in prange(c_n):
+        best = np.empty(wo, np.float32)
+        where = np.empty(wo, np.int64)
+        xc = x[c].reshape(-1)
+        gc = gx[c].reshape(-1)
         for oy in range(ho):
             y0 = oy * sh - ph
             ya, yb = max(y0, 0), min(y0 + kh, h)
-            for ox in range(wo):
-                x0 = ox * sw - pw
-                xa, xb = max(x0, 0), min(x0 + kw, w)
-                # PyTorch: start at the first real pixel with -inf, take a
-                # strictly greater value or a NaN.
-                by, bx = ya, xa
-                best = -np.inf
-                for iy in range(ya, yb):
-                    for ix in range(xa, xb):
-                        v = x[c, iy, ix]
-                        if v > best or np.isnan(v):
-                            best = v
-                            by, bx = iy, ix
-                gx[c, by, bx] += gy[c, oy, ox]
+            for j in range(wo):  # the first real pixel of each window
+                best[j] = -np.inf
+                where[j] = ya * w + max(j * sw - pw, 0)
+            for iy in range(ya, yb):
+                base = iy * w
+                for kx in range(kw):
+                    # output columns whose tap kx is inside the row
+                    j0 = max(0, (pw - kx + sw - 1) // sw)
+                    j1 = min(wo, (w + pw - kx + sw - 1) // sw)
+                    if j1 <= j0:
+                        continue
+                    i0 = base + j0 * sw + kx - pw
+                    b = best[j0:j1]
+                    wh = where[j0:j1]
+                    xs = xc[i0:]
+                    for j in range(j1 - j0):
+                        v = xs[j * sw]
+                        bj = b[j]
+                        take = (v > bj) | (v != v)
+                        b[j] = v if take else bj
+                        wh[j] = i0 + j * sw if take else wh[j]
+            g = gy[c, oy]
+            for j in range(wo):
+                gc[where[j]] += g[j]
 
 
 def _pool_args(kernel, stride, padding, name):
@@ -567,7 +666,7 @@ def leaky_relu_backward(x, gy, slope) -> np.ndarray:
 
 
 @njit(cache=True)
-def _linear_bwd(x, w, gy, gx, gw):
+def _linear_bwd(x, w, gy, gx, gw, param_grads):
     o_n, f_n = w.shape
     for f in range(f_n):
         gx[f] = 0.0
@@ -575,17 +674,22 @@ def _linear_bwd(x, w, gy, gx, gw):
         g = gy[o]
         for f in range(f_n):
             gx[f] += g * w[o, f]
-            gw[o, f] = g * x[f]
+        if param_grads:
+            for f in range(f_n):
+                gw[o, f] = g * x[f]
 
 
-def linear_backward(x, w, gy):
-    """x (F,), w (O, F), gy (O,) -> gx (F,), gw (O, F), gb (O,)."""
+def linear_backward(x, w, gy, param_grads=True):
+    """x (F,), w (O, F), gy (O,) -> gx (F,), gw (O, F), gb (O,); with
+    param_grads=False gw and gb are None."""
     x = _f32(x, "linear_backward: x", 1)
     w = _f32(w, "linear_backward: weight", 2)
     gy = _f32(gy, "linear_backward: gy", 1)
     if w.shape != (gy.shape[0], x.shape[0]):
         raise ValueError(f"linear_backward: x {x.shape}, weight {w.shape} and gy {gy.shape} do not match")
     gx = np.empty_like(x)
-    gw = np.empty_like(w)
-    _linear_bwd(x, w, gy, gx, gw)
+    gw = np.empty_like(w) if param_grads else np.empty((0, 0), np.float32)
+    _linear_bwd(x, w, gy, gx, gw, bool(param_grads))
+    if not param_grads:
+        return gx, None, None
     return gx, gw, gy.copy()
