@@ -286,3 +286,67 @@ def test_double_click_enlarges_a_channel_and_save_png(qtbot, tmp_path):
     from cnnplay.app.views.style import save_png
     assert save_png(view.canvas, str(tmp_path / "maps.png"))
     assert (tmp_path / "maps.png").stat().st_size > 0
+
+
+def test_a_linear_unit_highlights_every_feature_of_the_flatten_bars_and_the_maps_before(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    session.select_unit(4, (2,))  # a linear unit sees the whole flattened vector
+    assert controller.field_is_current()
+    flat = panel.reveal(3).current_view()
+    mask = session.network.receptive_field(4, (2,), onto=3).mask
+    assert mask.all()
+    np.testing.assert_array_equal(flat.field_heights(), np.where(mask, controller.forward.outputs[3], 0))
+    view = panel.reveal(2).current_view()
+    assert view.tint.isVisible() and (view.tint.image > 0).sum() == 3 * 4 * 10  # every unit of every channel
+    session.select_unit(3, (17,))  # a flatten unit: the bars show no field, only the selected bar
+    assert controller.field_is_current()
+    assert not flat.field_bars.isVisible() and flat.highlight.isVisible()
+
+
+def test_cards_out_of_view_draw_when_scrolled_into_view(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    panel.reveal(0)
+    far = [c for c in panel.cards if not panel._in_view(c)]
+    assert far, "the test needs a card below the fold"
+    card = far[-1]
+    before = card.current_view().heights().copy() if card.current_view() is not None else None
+    session.update_layer(4, out_features=4)
+    assert controller.forward_is_current() and card.array is controller.forward.outputs[card.index]
+    if before is not None:  # not redrawn while out of sight
+        np.testing.assert_array_equal(card.current_view().heights(), before)
+    panel.scroll.verticalScrollBar().setValue(panel.scroll.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: panel._in_view(card))
+    np.testing.assert_array_equal(card.current_view().heights(), controller.forward.outputs[card.index])
+
+
+def test_kernels_follow_weight_edits_of_the_selected_layer(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    session.select_layer(2)
+    w = np.arange(3 * 5 * 3 * 3, dtype=np.float32).reshape(3, 5, 3, 3) / 100
+    session.set_layer_params(2, weight=w)
+    view = panel.kernels.mosaic
+    np.testing.assert_array_equal(view.image.image, view.grid.mosaic(w.reshape(15, 3, 3), fill=view.gap_value))
+
+
+def test_the_enlarged_channel_follows_the_window_width(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    card = panel.cards[0]
+    card.current_view().double_clicked.emit((1, 0, 0))
+    h0 = card.height()
+    win = panel.window()
+    win.resize(700, 800)
+    qtbot.waitUntil(lambda: card.height() < h0)
+    win.resize(1500, 900)
+    qtbot.waitUntil(lambda: card.height() > h0)
+
+
+def test_the_input_fills_its_view_without_axes(qtbot):
+    session, worker, controller, panel = make(qtbot)
+    iv = panel.input_view.image_view
+    pi = iv.plot.getPlotItem()
+    assert not pi.getAxis("left").isVisible() and not pi.getAxis("bottom").isVisible()
+    (x0, x1), (y0, y1) = iv.view_box.viewRange()
+    h, w = session.input_array.shape[1:]
+    # the view is no more than a few pixels larger than the image on either axis
+    assert x0 <= 0 and y0 <= 0 and x1 >= w and y1 >= h
+    assert (x1 - x0) <= w * 1.1 and (y1 - y0) <= h * 1.1

@@ -91,10 +91,10 @@ class GrowthView(QWidget):
         current = self.layer_box.currentData()
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
-        windows = net.windows  # a property that computes every layer's window
+        windows, summaries = net.windows, net.summaries  # properties that compute every layer's
         for i, t in enumerate(net.layer_types):
             if windows[i] is not None and {"kernel_size"} <= {f.name for f in t.fields}:
-                self.layer_box.addItem(f"{i}: {net.summaries[i]}", i)
+                self.layer_box.addItem(f"{i}: {summaries[i]}", i)
         idx = self.layer_box.findData(current)
         self.layer_box.setCurrentIndex(idx if idx >= 0 else 0)
         self.layer_box.blockSignals(False)

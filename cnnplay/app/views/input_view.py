@@ -26,9 +26,9 @@ class InputImageView(QWidget):
         self.plot.setBackground(style.BACKGROUND)
         pi = self.plot.getPlotItem()
         pi.hideButtons()
-        for ax in ("left", "bottom"):
-            pi.getAxis(ax).setTextPen(style.MUTED)
-            pi.getAxis(ax).setPen(style.MUTED)
+        pi.hideAxis("left")  # the hover readout gives coordinates; the image gets the room
+        pi.hideAxis("bottom")
+        pi.setContentsMargins(0, 0, 0, 0)
         self.view_box = vb = pi.getViewBox()
         self.image = pg.ImageItem(axisOrder="row-major")
         self.hatch = QGraphicsRectItem()
@@ -65,8 +65,14 @@ class InputImageView(QWidget):
             self.image.setImage(img, autoLevels=False, levels=(lo, hi), lut=None)
         if self.shape != (h, w):
             self.shape = (h, w)
-            self.view_box.setRange(QRectF(0, 0, w, h), padding=0.04)
+            self.fit()
             self.set_field(None, None)
+
+    def fit(self) -> None:
+        """The whole image, edge to edge."""
+        h, w = self.shape
+        if h and w:
+            self.view_box.setRange(QRectF(0, 0, w, h), padding=0.0)
 
     def set_field(self, field, effective: np.ndarray | None) -> None:
         if field is self.field and effective is getattr(self, "effective", None):
@@ -156,6 +162,7 @@ class InputView(QWidget):
         else:
             self.lanes.set_signal(x, tuple(range(x.shape[0])), per_channel=True)
             self.stack.setCurrentWidget(self.lanes)
+        self._fit_height()
 
     def set_field(self, field, effective=None) -> None:
         if self.x is None:
@@ -181,7 +188,24 @@ class InputView(QWidget):
             return
         self.info.setText(f"ch {unit[0]}  l {unit[1]}  = {format_value(float(self.x[unit]))}")
 
+    def heightForImage(self, width: int) -> int | None:
+        """The height that shows a 2D input edge to edge at `width` (a band per channel for 1D)."""
+        if self.x is None:
+            return None
+        extra = self.title.sizeHint().height() + self.info.sizeHint().height() + 10
+        if self.x.ndim == 2:  # signal lanes: a band per channel, not the whole column
+            return int(min(70 + 60 * self.x.shape[0], 360)) + extra
+        h, w = self.x.shape[1:]
+        return int(max(width - 4, 60) * h / max(w, 1)) + extra
+
+    def _fit_height(self) -> None:
+        """No empty bands above and below the image: the rest of the column goes to the kernels."""
+        want = self.heightForImage(self.width())
+        self.setMaximumHeight(16777215 if want is None else max(want, 160))
+
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        if ev.size().width() != ev.oldSize().width():
+            self._fit_height()
         if self.stale.isVisible():
             self.stale.setGeometry(self.stack.rect())

@@ -39,11 +39,16 @@ class KernelsView(QWidget):
         lay.addWidget(self.stack, 1)
         lay.addWidget(self.info)
         self.weight: np.ndarray | None = None
+        self.source = None  # (weight array, layer, summary) on screen
         self.n_in = 1
         self.mosaic.hovered.connect(self._on_hover)
         self.show_weights(None)
 
     def show_weights(self, weight: np.ndarray | None, layer: int | None = None, summary: str = "") -> None:
+        key = (_owner(weight), layer, summary)
+        if self.source is not None and self.source[0] is key[0] and self.source[1:] == key[1:]:
+            return  # already on screen
+        self.source = key if weight is not None else None
         if weight is None:
             self.weight = None
             self.title.setText("<b>Weights</b>")
@@ -73,3 +78,10 @@ class KernelsView(QWidget):
         o, i = divmod(t, self.n_in)
         v = format_value(float(self.weight[o, i, ky, kx]))
         self.info.setText(f"out {o}  in {i}  ky {ky}  kx {kx}  = {v}")
+
+
+def _owner(a):
+    """The array that owns a view's memory (Network.params hands out fresh views)."""
+    while a is not None and getattr(a, "base", None) is not None and isinstance(a.base, np.ndarray):
+        a = a.base
+    return a

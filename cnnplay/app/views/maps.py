@@ -108,12 +108,18 @@ class MosaicView(_MapView):
 
     def set_overlays(self, field=None, selected=None) -> None:
         """field: the receptive field on this map (box and mask over (H, W)); selected: (c, y, x)."""
-        if field is self._field and selected == self._selected:
-            return
-        self._field, self._selected = field, selected
-        self._draw_overlays()
+        if field is not self._field:
+            self._field = field
+            self._draw_field()
+        if selected != self._selected:
+            self._selected = selected
+            self._draw_marker()
 
     def _draw_overlays(self):
+        self._draw_field()
+        self._draw_marker()
+
+    def _draw_field(self):
         grid, field = self.grid, self._field
         mask = None if field is None else np.asarray(field.mask)
         if grid is None or field is None or mask.shape != (grid.h, grid.w):
@@ -126,7 +132,9 @@ class MosaicView(_MapView):
             self.tint.setVisible(True)
             xs, ys = g.tile_box_paths(grid, field.box)
             self.box.setData(xs, ys)
-        sel = self._selected
+
+    def _draw_marker(self):
+        grid, sel = self.grid, self._selected
         tile = None if grid is None or sel is None or len(sel) != 3 else grid.tile_of(sel[0])
         if tile is None or not (0 <= sel[1] < grid.h and 0 <= sel[2] < grid.w):
             self.marker.setData([], [])

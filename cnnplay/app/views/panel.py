@@ -153,7 +153,8 @@ class MapsPanel(QWidget):
         controller.failed.connect(self._on_failed)
         self._session_links = [(session.input_changed, self.refresh_input),
                                (session.selection_changed, self.refresh_selection),
-                               (session.view_changed, self.refresh_view)]
+                               (session.view_changed, self.refresh_view),
+                               (session.network_changed, self.refresh_kernels)]
         for signal, slot in self._session_links:
             signal.connect(slot)
         self.destroyed.connect(partial(_unlink, self._session_links))
@@ -301,6 +302,12 @@ class MapsPanel(QWidget):
             self.session.select_unit(layer, new)
 
     def refresh_selection(self) -> None:
+        self.refresh_kernels()
+        self.refresh_field()
+
+    def refresh_kernels(self) -> None:
+        """The selected conv layer's weights; redrawn when the selection or the weights change
+        (presets and hand edits replace the weight array)."""
         s = self.session
         net = s.network
         layer = s.selected_layer
@@ -310,7 +317,6 @@ class MapsPanel(QWidget):
             self.kernels.show_weights(net.params(layer)["weight"], layer, net.summaries[layer])
         else:
             self.kernels.show_weights(None)
-        self.refresh_field()
 
     def refresh_field(self) -> None:
         self._apply_overlays()
@@ -325,7 +331,12 @@ class MapsPanel(QWidget):
             if i >= len(net) or card.isHidden():
                 continue
             selected = sel[1] if sel is not None and sel[0] == i else None
-            field = f.on_maps.get(i) if current and i < sel[0] else None
+            if sel is None or i >= sel[0]:
+                field = None
+            elif current:
+                field = f.on_maps.get(i)
+            else:
+                field = card.field  # the new field is a few ms away: keep the old one until then
             card.set_overlays(field=field, selected=selected)
         if sel is None:
             self.input_view.set_field(None)
