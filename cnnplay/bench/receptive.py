@@ -5,9 +5,10 @@ as a ratio to the forward pass.
   units spread over every layer of a 10-layer network on a 256x256 input;
   target: a few milliseconds.
 - effective field: `net.effective_receptive_field` for a centre unit of the
-  last layer, reusing the forward outputs (what the app does) and computing
-  them itself, each as a ratio to `net.forward` of the whole network in the
-  same run; target: about 3x.
+  last layer (cropped to its box) and for a linear unit whose field is the
+  whole map (a full reverse pass), reusing the forward outputs (what the app
+  does) and computing them itself, each as a ratio to `net.forward` of the
+  whole network in the same run; target: about 3x.
 """
 
 from __future__ import annotations
@@ -75,16 +76,26 @@ def run() -> list[str]:
     ]
 
     # -- effective field vs forward -----------------------------------------------
+    from cnnplay.core import receptive
+
     x = rng.standard_normal(net.input_shape).astype(np.float32)
     outputs = net.forward(x)
-    fwd, _ = _median_ms(lambda: net.forward(x), runs=9)
-    erf_reuse, _ = _median_ms(lambda: net.effective_receptive_field(x, deepest, centre, outputs=outputs), runs=9)
-    erf_own, _ = _median_ms(lambda: net.effective_receptive_field(x, deepest, centre), runs=9)
-    lines += [
-        "",
-        "effective field of the centre unit of the last layer (a full reverse pass, parameter gradients included):",
-        f"  forward (all {len(net)} layers)       {fwd:8.2f} ms   1.00x",
-        f"  effective field, outputs reused  {erf_reuse:8.2f} ms   {erf_reuse / fwd:.2f}x forward",
-        f"  effective field, own forward     {erf_own:8.2f} ms   {erf_own / fwd:.2f}x forward",
+    houts = headed.forward(x)
+    lin = len(headed) - 1
+    fwd, _ = _median_ms(lambda: net.forward(x), runs=15)
+    rows = [
+        ("centre unit of the last layer, outputs reused",
+         lambda: net.effective_receptive_field(x, deepest, centre, outputs=outputs)),
+        ("centre unit of the last layer, own forward", lambda: net.effective_receptive_field(x, deepest, centre)),
+        ("  same, full reverse pass (crop=False), outputs reused",
+         lambda: receptive.effective_receptive_field(net, x, deepest, centre, outputs, crop=False)),
+        ("linear unit (field = whole map), outputs reused",
+         lambda: headed.effective_receptive_field(x, lin, (3,), outputs=houts)),
+        ("linear unit (field = whole map), own forward", lambda: headed.effective_receptive_field(x, lin, (3,))),
     ]
+    lines += ["", "effective field (input gradients only; cropped to the unit's box per layer, exact):",
+              f"  forward (all {len(net)} layers)  {fwd:8.2f} ms   1.00x"]
+    for label, fn in rows:
+        t, _ = _median_ms(fn, runs=15)
+        lines.append(f"  {label:<55} {t:8.2f} ms   {t / fwd:.2f}x forward")
     return lines
