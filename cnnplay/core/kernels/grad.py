@@ -30,10 +30,12 @@ functions compute.
 The convolution uses the same reduction as the forward kernel (see conv.py):
 the zero-padded input is split by stride phase so that every kernel tap reads
 a contiguous run of a flat source on the "full grid" of Ho x Wq positions.
-Per chunk of positions, the taps' runs are gathered into a K x n block; then
-gw += gy_chunk @ block.T and the input gradient block Wt @ gy_chunk is
-scattered back along the same runs (both with BLAS), and finally the phase
-images are stitched back into the input's layout.
+The weight gradient reduces each tap's run against the gradient rows; the
+input gradient adds, per phase image, shifted runs of the zero-padded output
+gradient (blocks of 4 input channels, or one channel per job for 1-2
+channels), and the phase images are stitched back into the input's layout.
+At stride 1 with 8+ input channels the input gradient is instead the forward
+convolution (conv.py) of gy with the flipped, transposed kernel.
 """
 
 from __future__ import annotations
