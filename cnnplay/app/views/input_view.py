@@ -125,6 +125,8 @@ class InputImageView(QWidget):
 class InputView(QWidget):
     """Header, then the image (2D input) or the signal lanes (1D input)."""
 
+    wants_height = Signal(int)  # the height that fits the input at the current width
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.title = QLabel()
@@ -199,9 +201,11 @@ class InputView(QWidget):
         return int(max(width - 4, 60) * h / max(w, 1)) + extra
 
     def _fit_height(self) -> None:
-        """No empty bands above and below the image: the rest of the column goes to the kernels."""
+        """Ask for the height that leaves no empty bands above and below the image
+        (the panel gives the rest of the column to the kernels)."""
         want = self.heightForImage(self.width())
-        self.setMaximumHeight(16777215 if want is None else max(want, 160))
+        if want is not None:
+            self.wants_height.emit(max(want, 160))
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)

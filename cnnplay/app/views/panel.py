@@ -95,7 +95,13 @@ class MapsPanel(QWidget):
         left = QSplitter(Qt.Vertical)
         left.addWidget(self.input_view)
         left.addWidget(self.readout)
-        left.addWidget(self.kernels)
+        kernels_box = QWidget()  # the kernels' height limit (no weights) does not limit the column
+        box = QVBoxLayout(kernels_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.kernels)
+        box.addStretch(1)
+        left.addWidget(kernels_box)
+        self.input_view.wants_height.connect(self._fit_input)
         left.setStretchFactor(0, 5)
         left.setStretchFactor(1, 0)
         left.setStretchFactor(2, 3)
@@ -357,6 +363,17 @@ class MapsPanel(QWidget):
                                    pending="computing the receptive field…")
             if old is None:
                 self.input_view.set_field(None)
+
+    def _fit_input(self, height: int) -> None:
+        """Give the input the height that fits it; the rest of the column to the readout and kernels."""
+        sizes = self.left.sizes()
+        total = sum(sizes)
+        if total <= 0:
+            return
+        middle = sizes[1:-1]  # the readout, unless it went to a dock
+        keep = sum(middle)
+        h = int(min(height, max(total - keep - 120, 120)))
+        self.left.setSizes([h] + middle + [max(total - h - keep, 0)])
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
