@@ -136,6 +136,7 @@ def test_cancel_a_long_forward_pass_while_the_gui_keeps_running(qtbot, home, mon
         veil = card_veil(w, i)
         assert veil is None if i < n else "cancelled" in veil
     assert f"Cancelled: {n} of 6 layers computed" in w.busy_label.text()
+    assert f"({n}/6 layers)" in w.time_label.text()
     assert not w.cancel_button.isEnabled() and w.resume_button.isVisibleTo(w)
     assert "Traceback" not in w.banner.label.text() and "cancelled" not in w.error_label.text().lower()
 
@@ -212,6 +213,8 @@ def test_memory_budget_refusal_shows_on_the_row(window, qtbot, limit):
 
 @pytest.mark.parametrize("failure", ["network_error", "out_of_memory", "bug"])
 def test_a_compute_failure_shows_on_its_row_and_as_a_message(window, qtbot, monkeypatch, failure, home):
+    """A failure while computing layer 2 (not in its description): its row says so, the
+    layers before it stay shown, the later ones say why they are not computed."""
     original = Network.layer_forward
 
     def failing(net, i, x):
@@ -236,6 +239,8 @@ def test_a_compute_failure_shows_on_its_row_and_as_a_message(window, qtbot, monk
     assert expected in window.banner.label.text() and window.banner.isVisibleTo(window)
     for text in (window.banner.label.text(), *row_texts(window)):
         assert "Traceback" not in text
+    for i in (0, 1):  # computed before the failure: shown
+        assert card_veil(window, i) is None
     for i in (2, 3, 4):
         assert expected in card_veil(window, i)
     assert QApplication.activeModalWidget() is None
@@ -435,3 +440,14 @@ def test_a_huge_image_is_refused_before_decoding_and_the_input_stays(window, qtb
     assert "huge.png" in text and "300 megapixels" in text and "100 megapixels" in text
     assert window.session.state is before and window.undo_stack.count() == 0
     assert session_rows(window.session) == rows(window)
+
+
+def test_an_input_error_in_the_worker_blames_no_layer(qtbot):
+    from cnnplay.app.compute import ComputeWorker, ForwardRequest
+
+    worker = ComputeWorker(synchronous=True)
+    net = Network.from_dict({"input": [1, 4, 4], "layers": [{"type": "relu"}]})
+    with qtbot.waitSignal(worker.failed_at, timeout=1000) as blocker:
+        worker.submit(ForwardRequest(net, np.zeros((2, 4, 4), np.float32), 0))
+    request, layer, message, partial = blocker.args
+    assert layer is None and "the network expects (1, 4, 4)" in message and partial.outputs == []

@@ -105,7 +105,9 @@ class ComputeWorker(QObject):
     field_done = Signal(object)  # FieldResult
     task_done = Signal(object)  # TaskResult
     failed = Signal(object, str)  # request, message for the user
-    failed_at = Signal(object, object, str)  # request, layer index that failed (or None), message
+    # request, layer index that failed (or None), message, and for a forward pass a
+    # ForwardResult with the layers computed before the failure (else None)
+    failed_at = Signal(object, object, str, object)
     busy = Signal(str)  # what is being computed now; "" when idle
     forward_started = Signal(object)  # ForwardRequest now running (some layers to compute)
     forward_ended = Signal(object)  # that ForwardRequest stopped running (done, failed or cancelled)
@@ -121,6 +123,7 @@ class ComputeWorker(QObject):
         self._running = False
         self._current = None  # the request running now
         self._cancel = None  # the request cancel() stopped (checked between layers)
+        self._started = (None, 0, 0.0)  # (forward request, first layer computed, start time)
         self._thread = None
         if not synchronous:
             self._thread = threading.Thread(target=self._loop, name="cnnplay-compute", daemon=True)
@@ -214,8 +217,8 @@ class ComputeWorker(QObject):
                     # replaced it). After an edit its network is stale; the view asks anew.
                     if not self._stopping and "forward" not in self._pending:
                         self._pending.setdefault(request.kind, request)
-        except NetworkError as e:
-            self._fail(request, str(e), e.layer)
+        except NetworkError as e:  # an input problem is no layer's fault
+            self._fail(request, str(e), e.layer, locate=e.layer is None and e.field != "input")
         except MemoryError:
             self._fail(request, "out of memory while computing; try a smaller input or network")
         except Exception as e:  # a bug: log it, tell the user, keep running
@@ -223,19 +226,27 @@ class ComputeWorker(QObject):
             self._fail(request, f"internal error while computing ({type(e).__name__}: {e}); "
                                 "details are in the log file")
 
-    def _fail(self, request, message: str, layer: int | None = None) -> None:
-        if request.kind == "forward" and (layer is None or not isinstance(layer, int)):
-            # The forward pass stopped at the first layer the cache does not hold.
-            n = self._cache.reusable(request.network, request.input_token)
-            layer = n if n < len(request.network) else None
-        self.failed_at.emit(request, layer, message)
+    def _fail(self, request, message: str, layer: int | None = None, locate: bool = True) -> None:
+        partial = None
+        if request.kind == "forward":
+            partial = self._partial(request)
+            if not isinstance(layer, int):
+                layer = None
+            if layer is None and locate:
+                # The forward pass stopped at the first layer the cache does not hold.
+                n = len(partial.outputs)
+                layer = n if n < len(request.network) else None
+        self.failed_at.emit(request, layer, message, partial)
         self.failed.emit(request, message)
 
     def _partial(self, request: "ForwardRequest") -> "ForwardResult":
-        """The layers of `request` computed before it was cancelled (from the cache)."""
+        """The layers of `request` computed before it stopped (they stay in the cache)."""
         n = self._cache.reusable(request.network, request.input_token)
-        outputs = list(self._cache._outputs[:n])
-        return ForwardResult(request, outputs, n, 0.0)
+        outputs = list(self._cache._outputs[:n])  # the cache's own list: only ever appended to
+        req, start, t0 = self._started
+        if req is not request:
+            start, t0 = n, time.perf_counter()
+        return ForwardResult(request, outputs, min(start, n), time.perf_counter() - t0)
 
     def _forward(self, request: ForwardRequest) -> None:
         net = request.network
@@ -247,6 +258,7 @@ class ComputeWorker(QObject):
         self.busy.emit(f"computing layers {start_at}-{len(net) - 1}")
         self.forward_started.emit(request)
         t0 = time.perf_counter()
+        self._started = (request, start_at, t0)
         try:
             outputs, first = self._cache.run(net, request.x, request.input_token, self._newer_forward_waiting)
             self.forward_done.emit(ForwardResult(request, outputs, first, time.perf_counter() - t0))

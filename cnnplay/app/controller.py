@@ -150,10 +150,15 @@ class ComputeController(QObject):
     def _on_failed(self, request, message: str) -> None:
         self.failed.emit(message)
 
-    def _on_failed_at(self, request, layer, message: str) -> None:
-        if getattr(request, "kind", None) == "forward":
-            self._error = (request, layer, message)
-            self.error_changed.emit()
+    def _on_failed_at(self, request, layer, message: str, partial) -> None:
+        if getattr(request, "kind", None) != "forward":
+            return
+        self._error = (request, layer, message)
+        s = self.session
+        if partial is not None and request.network is s.network and request.input_token == s.input_token:
+            self.forward = partial  # the layers before the failure are shown; `failed` marks the rest
+            self.forward_changed.emit()
+        self.error_changed.emit()
 
     def _on_started(self, request: ForwardRequest) -> None:
         self.running = request

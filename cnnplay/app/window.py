@@ -274,7 +274,8 @@ class MainWindow(QMainWindow):
         f = self.controller.forward
         if f is not None:
             n = len(f.outputs) - f.first_recomputed
-            self.time_label.setText(f"last update {f.seconds * 1000:.1f} ms ({n}/{len(f.outputs)} layers)")
+            total = len(f.request.network)
+            self.time_label.setText(f"last update {f.seconds * 1000:.1f} ms ({n}/{total} layers)")
             if self._preparing:
                 self._preparing = False
                 self.banner.hide()
