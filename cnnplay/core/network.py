@@ -1,4 +1,4 @@
-"""The network: a checked description, its parameters, and the forward pass."""
+"""The network: a checked description (Layout) with its parameters, and the forward pass."""
 
 from __future__ import annotations
 
@@ -8,27 +8,14 @@ import math
 
 import numpy as np
 
-from . import memory
-from .errors import Cancelled, NetworkError, short_repr
-from .fields import MAX_INT, FieldContext
-from .layers import LayerType, Shape, Window, describe_shape, layer_type
+from .errors import Cancelled, NetworkError
+from .layers import describe_shape
+from .layout import FLOAT_BYTES, Layout, check_input_shape  # noqa: F401  (check_input_shape: public here too)
 
 _versions = itertools.count(1)
-FLOAT_BYTES = 4
 
 
-def check_input_shape(raw) -> Shape:
-    """[C, H, W] or [C, L] of positive ints."""
-    if not isinstance(raw, (list, tuple)) or len(raw) not in (2, 3):
-        raise NetworkError(f"'input' must be [C, H, W] or [C, L], not {short_repr(raw)}", field="input")
-    for v in raw:
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_INT:
-            raise NetworkError(f"'input' sizes must be integers from 1 to {MAX_INT}, not {short_repr(raw)}",
-                               field="input")
-    return tuple(raw)
-
-
-class Network:
+class Network(Layout):
     """A checked network description with its parameters.
 
     Build with `Network.from_dict`. The description is immutable; parameters
@@ -36,119 +23,36 @@ class Network:
     caches know to recompute from that layer on.
     """
 
-    def __init__(self, input_shape: Shape, types: list[LayerType], configs: list[dict], ids: list,
-                 shapes: list[Shape], params: list[dict], versions: list[int], seed: int,
-                 error: NetworkError | None):
-        self.input_shape = input_shape
-        self.layer_types = types
-        self.configs = configs
-        self.ids = ids
-        self.output_shapes = shapes
+    def __init__(self, layout: Layout, params: list[dict], versions: list[int], seed: int):
+        super().__init__(layout.input_shape, layout.layer_types, layout.configs, layout.ids,
+                         layout.output_shapes, layout.error)
         self._params = params
         self._versions = versions
         self.seed = seed
-        self.error = error  # the first invalid layer when built with partial=True
 
-    # -- construction -------------------------------------------------------
     @classmethod
     def from_dict(cls, spec, seed: int = 0, partial: bool = False,
                   reuse: "Network | None" = None) -> "Network":
-        """Check `spec` and initialise parameters deterministically from `seed`.
+        """Check `spec` (Layout.from_dict) and initialise parameters deterministically from `seed`.
 
         partial=True keeps the valid layers before the first invalid one and
         stores that layer's NetworkError in `.error` instead of raising.
         reuse: take parameters from an earlier network for layers that keep
         their id (or position, when layers have no id) and parameter shapes.
         """
-        if not isinstance(spec, dict):
-            raise NetworkError(f"a network description must be an object, not {type(spec).__name__}")
-        unknown = set(spec) - {"input", "layers"}
-        if unknown:
-            raise NetworkError(f"unknown key(s) {sorted(map(str, unknown))} (expected 'input' and 'layers')")
-        if "input" not in spec:
-            raise NetworkError("missing 'input' ([C, H, W] or [C, L])", field="input")
-        input_shape = check_input_shape(spec["input"])
-        raw_layers = spec.get("layers", [])
-        if not isinstance(raw_layers, list):
-            raise NetworkError(f"'layers' must be a list, not {type(raw_layers).__name__}", field="layers")
-
-        types, configs, ids, shapes, params, versions = [], [], [], [], [], []
+        layout = Layout.from_dict(spec, partial=partial)
         old = _ReusableParams(reuse)
-        budget = memory.limit_bytes()
-        used = math.prod(input_shape) * FLOAT_BYTES
-        if used > budget:
-            raise NetworkError(f"an input of {'x'.join(map(str, input_shape))} needs {memory.format_bytes(used)}, "
-                               f"above the memory limit of {memory.format_bytes(budget)}", field="input")
-        shape, error = input_shape, None
-        for i, raw in enumerate(raw_layers):
-            try:
-                t = layer_type(raw, i)
-                cfg = t.normalize(raw, i)
-                layer_id = raw.get("id")
-                ctx = FieldContext(i, t.name)
-                if layer_id is not None and (not isinstance(layer_id, (str, int)) or isinstance(layer_id, bool)):
-                    raise ctx.error(f"must be a string or an integer, not {short_repr(layer_id)}", "id")
-                out = t.output_shape(cfg, shape, ctx)
-                pshapes = t.param_shapes(cfg, shape)
-                used += (math.prod(out) + sum(math.prod(s) for s in pshapes.values())) * FLOAT_BYTES
-                if used > budget:
-                    raise ctx.error(f"the network would need about {memory.format_bytes(used)} up to here, "
-                                    f"above the memory limit of {memory.format_bytes(budget)}")
-            except NetworkError as e:
-                if not partial:
-                    raise
-                error = e
-                break
-            found = old.take(i, layer_id, t, cfg, pshapes)
+        params, versions = [], []
+        for i, (t, cfg, layer_id) in enumerate(zip(layout.layer_types, layout.configs, layout.ids)):
+            found = old.take(i, layer_id, t, cfg, layout.param_shapes(i))
             if found is None:
                 rng = np.random.default_rng([seed, i])
-                p, version = t.init_params(cfg, shape, rng), next(_versions)
+                p, version = t.init_params(cfg, layout.input_shape_of(i), rng), next(_versions)
             else:
                 p, version = found
-            types.append(t)
-            configs.append(cfg)
-            ids.append(layer_id)
-            shapes.append(out)
             params.append(p)
             versions.append(version)
-            shape = out
-        return cls(input_shape, types, configs, ids, shapes, params, versions, seed, error)
-
-    def to_dict(self) -> dict:
-        return {"input": list(self.input_shape), "layers": self.layer_dicts()}
-
-    def layer_dicts(self) -> list[dict]:
-        out = []
-        for t, cfg, layer_id in zip(self.layer_types, self.configs, self.ids):
-            d = t.to_json(cfg)
-            if layer_id is not None:
-                d["id"] = layer_id
-            out.append(d)
-        return out
-
-    # -- facts the views ask for -------------------------------------------
-    def __len__(self) -> int:
-        return len(self.layer_types)
-
-    def input_shape_of(self, i: int) -> Shape:
-        return self.input_shape if i == 0 else self.output_shapes[i - 1]
-
-    @property
-    def parameter_counts(self) -> list[int]:
-        return [t.parameter_count(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
-
-    @property
-    def macs(self) -> list[int]:
-        return [t.macs(c, self.input_shape_of(i), self.output_shapes[i])
-                for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
-
-    @property
-    def windows(self) -> list[Window | None]:
-        return [t.window(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
-
-    @property
-    def summaries(self) -> list[str]:
-        return [t.summary(c) for t, c in zip(self.layer_types, self.configs)]
+        return cls(layout, params, versions, seed)
 
     def estimate_bytes(self) -> int:
         """Bytes of all maps plus all parameters of one forward pass."""
@@ -240,18 +144,7 @@ class Network:
             outputs.append(h)
         return outputs
 
-    # -- receptive fields (see receptive.py) ----------------------------------
-    def receptive_field_table(self):
-        """One receptive.FieldRow per layer: size r, jump j and start per axis."""
-        from . import receptive
-        return receptive.receptive_field_table(self)
-
-    def receptive_field(self, layer: int, unit, onto: int | None = None):
-        """The exact receptive.ReceptiveField of `unit` of `layer` on the input
-        (or on layer `onto`'s output map)."""
-        from . import receptive
-        return receptive.receptive_field(self, layer, unit, onto)
-
+    # -- receptive fields: box and mask come from Layout; the effective field needs parameters
     def effective_receptive_field(self, x, layer: int, unit, outputs: list[np.ndarray] | None = None) -> np.ndarray:
         """|d unit / d input| summed over input channels, of the input's spatial shape."""
         from . import receptive

@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass, field
 
 from ..errors import NetworkError
+from ..layout import Layout
 from ..network import Network
 
 EXPLANATION = (
@@ -104,7 +105,7 @@ def what_if_series(net: Network, layer: int, change: str) -> GrowthSeries:
     if reason is not None:
         return GrowthSeries(label, error=reason)
     try:
-        variant = Network.from_dict(modified_spec(net, layer, change), seed=net.seed, reuse=net)
+        variant = Layout.from_dict(modified_spec(net, layer, change))  # shapes only: no weights to make
     except NetworkError as e:
         return GrowthSeries(label, error=f"the network would be invalid: {e}")
     return growth_series(variant, label)

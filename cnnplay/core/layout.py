@@ -1,0 +1,145 @@
+"""A checked network description: layer types, settings and shapes, no parameters.
+
+Everything that follows from the description alone lives here: output shapes,
+parameter counts, multiply-adds, connectivity (windows) and receptive fields.
+It is cheap to build (nothing is allocated), so what-if analyses and shape
+checks build a Layout; a Network is a Layout with parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import memory
+from .errors import NetworkError, short_repr
+from .fields import MAX_INT, FieldContext
+from .layers import LayerType, Shape, Window, layer_type
+
+FLOAT_BYTES = 4
+
+
+def check_input_shape(raw) -> Shape:
+    """[C, H, W] or [C, L] of positive ints."""
+    if not isinstance(raw, (list, tuple)) or len(raw) not in (2, 3):
+        raise NetworkError(f"'input' must be [C, H, W] or [C, L], not {short_repr(raw)}", field="input")
+    for v in raw:
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_INT:
+            raise NetworkError(f"'input' sizes must be integers from 1 to {MAX_INT}, not {short_repr(raw)}",
+                               field="input")
+    return tuple(raw)
+
+
+class Layout:
+    """Build with `Layout.from_dict`; immutable."""
+
+    def __init__(self, input_shape: Shape, types: list[LayerType], configs: list[dict], ids: list,
+                 shapes: list[Shape], error: NetworkError | None):
+        self.input_shape = input_shape
+        self.layer_types = types
+        self.configs = configs
+        self.ids = ids
+        self.output_shapes = shapes
+        self.error = error  # the first invalid layer when built with partial=True
+
+    @classmethod
+    def from_dict(cls, spec, partial: bool = False) -> "Layout":
+        """Check `spec` (shapes, fields and the memory budget, without allocating).
+
+        partial=True keeps the valid layers before the first invalid one and
+        stores that layer's NetworkError in `.error` instead of raising.
+        """
+        if not isinstance(spec, dict):
+            raise NetworkError(f"a network description must be an object, not {type(spec).__name__}")
+        unknown = set(spec) - {"input", "layers"}
+        if unknown:
+            raise NetworkError(f"unknown key(s) {sorted(map(str, unknown))} (expected 'input' and 'layers')")
+        if "input" not in spec:
+            raise NetworkError("missing 'input' ([C, H, W] or [C, L])", field="input")
+        input_shape = check_input_shape(spec["input"])
+        raw_layers = spec.get("layers", [])
+        if not isinstance(raw_layers, list):
+            raise NetworkError(f"'layers' must be a list, not {type(raw_layers).__name__}", field="layers")
+
+        types, configs, ids, shapes = [], [], [], []
+        budget = memory.limit_bytes()
+        used = math.prod(input_shape) * FLOAT_BYTES
+        if used > budget:
+            raise NetworkError(f"an input of {'x'.join(map(str, input_shape))} needs {memory.format_bytes(used)}, "
+                               f"above the memory limit of {memory.format_bytes(budget)}", field="input")
+        shape, error = input_shape, None
+        for i, raw in enumerate(raw_layers):
+            try:
+                t = layer_type(raw, i)
+                cfg = t.normalize(raw, i)
+                layer_id = raw.get("id")
+                ctx = FieldContext(i, t.name)
+                if layer_id is not None and (not isinstance(layer_id, (str, int)) or isinstance(layer_id, bool)):
+                    raise ctx.error(f"must be a string or an integer, not {short_repr(layer_id)}", "id")
+                out = t.output_shape(cfg, shape, ctx)
+                pshapes = t.param_shapes(cfg, shape)
+                used += (math.prod(out) + sum(math.prod(s) for s in pshapes.values())) * FLOAT_BYTES
+                if used > budget:
+                    raise ctx.error(f"the network would need about {memory.format_bytes(used)} up to here, "
+                                    f"above the memory limit of {memory.format_bytes(budget)}")
+            except NetworkError as e:
+                if not partial:
+                    raise
+                error = e
+                break
+            types.append(t)
+            configs.append(cfg)
+            ids.append(layer_id)
+            shapes.append(out)
+            shape = out
+        return cls(input_shape, types, configs, ids, shapes, error)
+
+    def to_dict(self) -> dict:
+        return {"input": list(self.input_shape), "layers": self.layer_dicts()}
+
+    def layer_dicts(self) -> list[dict]:
+        out = []
+        for t, cfg, layer_id in zip(self.layer_types, self.configs, self.ids):
+            d = t.to_json(cfg)
+            if layer_id is not None:
+                d["id"] = layer_id
+            out.append(d)
+        return out
+
+    # -- facts the views ask for -------------------------------------------
+    def __len__(self) -> int:
+        return len(self.layer_types)
+
+    def input_shape_of(self, i: int) -> Shape:
+        return self.input_shape if i == 0 else self.output_shapes[i - 1]
+
+    def param_shapes(self, i: int) -> dict[str, Shape]:
+        return self.layer_types[i].param_shapes(self.configs[i], self.input_shape_of(i))
+
+    @property
+    def parameter_counts(self) -> list[int]:
+        return [t.parameter_count(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
+
+    @property
+    def macs(self) -> list[int]:
+        return [t.macs(c, self.input_shape_of(i), self.output_shapes[i])
+                for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
+
+    @property
+    def windows(self) -> list[Window | None]:
+        return [t.window(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
+
+    @property
+    def summaries(self) -> list[str]:
+        return [t.summary(c) for t, c in zip(self.layer_types, self.configs)]
+
+    # -- receptive fields (see receptive.py) ----------------------------------
+    def receptive_field_table(self):
+        """One receptive.FieldRow per layer: size r, jump j and start per axis."""
+        from . import receptive
+        return receptive.receptive_field_table(self)
+
+    def receptive_field(self, layer: int, unit, onto: int | None = None):
+        """The exact receptive.ReceptiveField of `unit` of `layer` on the input
+        (or on layer `onto`'s output map)."""
+        from . import receptive
+        return receptive.receptive_field(self, layer, unit, onto)
