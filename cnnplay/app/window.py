@@ -138,9 +138,6 @@ class MainWindow(QMainWindow):
         self.controller.cancellable_changed.connect(self._on_cancellable)
         self.controller.error_changed.connect(self.stack.refresh_rows)
         self.stack.show_compute_errors(self.controller.compute_error)
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)  # Esc cancels a long compute (see eventFilter)
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.undo_stack.indexChanged.connect(self._update_title)
         if autosaver is not None:
@@ -238,17 +235,17 @@ class MainWindow(QMainWindow):
     def _on_cancellable(self, on: bool) -> None:
         self.cancel_button.setEnabled(on)
 
-    def eventFilter(self, obj, event) -> bool:
+    def event(self, event) -> bool:
         # Esc cancels a long compute, unless the focus is in a text field (Esc is theirs
-        # there) or in another window. Handled at ShortcutOverride, before any shortcut.
+        # there). A ShortcutOverride no child took climbs up to the window; taking it
+        # here comes before any shortcut (e.g. the maps' Esc that clears the selection).
         if (event.type() == QEvent.Type.ShortcutOverride and self.controller.cancellable
                 and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier
-                and isinstance(obj, QWidget) and obj.window() is self
-                and not _is_text_field(QApplication.focusWidget() or obj)):  # (the event climbs to parents)
+                and not _is_text_field(QApplication.focusWidget())):
             self.cancel_compute()
             event.accept()
             return True
-        return super().eventFilter(obj, event)
+        return super().event(event)
 
     def show_message(self, text: str, kind: str = "error") -> None:
         """Non-modal: a banner over the maps, plus the status bar. Never a dialog, never a traceback."""
@@ -536,9 +533,6 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self)
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)
