@@ -312,66 +312,58 @@ class Pool(WindowedLayer):
 # ---------------------------------------------------------------------------
 # Pointwise layers: shape unchanged, a 1x1 window.
 
-class BatchNorm(LayerType):
-    name, title, group = "batchnorm", "Batch norm", "Normalization"
+class ChannelNorm(LayerType):
+    """Normalize, then scale and shift per channel: the mechanism batch norm and
+    layer norm share. Both work on the (C, N) view of any input shape (a flat
+    vector is C channels at one position); subclasses name their kernels."""
+
+    group = "Normalization"
+    fields = (Field("eps", "float", 1e-5, positive=True, help="Added to the variance to avoid division by 0."),)
+    learnable = ("weight", "bias")
+    statistics: tuple[str, ...] = ()  # running statistics, not learned
+    _ONES = ("weight", "running_var")  # the identity transform at start
+
+    def param_shapes(self, cfg, in_shape):
+        return {name: (in_shape[0],) for name in self.learnable + self.statistics}
+
+    def init_params(self, cfg, in_shape, rng):
+        return {name: (np.ones if name in self._ONES else np.zeros)(shape, np.float32)
+                for name, shape in self.param_shapes(cfg, in_shape).items()}
+
+    def forward(self, cfg, x, params):
+        return self._forward(x.reshape(x.shape[0], -1), params, cfg["eps"]).reshape(x.shape)
+
+    def backward(self, cfg, x, y, gy, params, param_grads=True):
+        c = x.shape[0]
+        gx, gw, gb = self._backward(x.reshape(c, -1), gy.reshape(c, -1), params, cfg["eps"])
+        return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
+
+
+class BatchNorm(ChannelNorm):
+    name, title = "batchnorm", "Batch norm"
     help = "Per channel: subtract a running mean, divide by a running std, then scale and shift."
-    fields = (Field("eps", "float", 1e-5, positive=True, help="Added to the variance to avoid division by 0."),)
-    learnable = ("weight", "bias")
+    statistics = ("running_mean", "running_var")
 
-    def summary(self, cfg):
-        return "batchnorm"
-
-    def param_shapes(self, cfg, in_shape):
-        c = (in_shape[0],)
-        return {"weight": c, "bias": c, "running_mean": c, "running_var": c}
-
-    def init_params(self, cfg, in_shape, rng):
-        c = in_shape[0]
-        one, zero = np.ones(c, np.float32), np.zeros(c, np.float32)
-        return {"weight": one, "bias": zero.copy(), "running_mean": zero.copy(), "running_var": one.copy()}
-
-    def forward(self, cfg, x, params):
+    def _forward(self, x2, p, eps):
         from .kernels import norm
-        c = x.shape[0]
-        y = norm.batchnorm(x.reshape(c, -1), params["weight"], params["bias"],
-                           params["running_mean"], params["running_var"], cfg["eps"])
-        return y.reshape(x.shape)
+        return norm.batchnorm(x2, p["weight"], p["bias"], p["running_mean"], p["running_var"], eps)
 
-    def backward(self, cfg, x, y, gy, params, param_grads=True):
+    def _backward(self, x2, g2, p, eps):
         from .kernels import grad
-        c = x.shape[0]
-        gx, gw, gb = grad.batchnorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"],
-                                             params["running_mean"], params["running_var"], cfg["eps"])
-        return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
+        return grad.batchnorm_backward(x2, g2, p["weight"], p["running_mean"], p["running_var"], eps)
 
 
-class LayerNorm(LayerType):
-    name, title, group = "layernorm", "Layer norm", "Normalization"
+class LayerNorm(ChannelNorm):
+    name, title = "layernorm", "Layer norm"
     help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
-    fields = (Field("eps", "float", 1e-5, positive=True, help="Added to the variance to avoid division by 0."),)
-    learnable = ("weight", "bias")
 
-    def summary(self, cfg):
-        return "layernorm"
-
-    def param_shapes(self, cfg, in_shape):
-        return {"weight": (in_shape[0],), "bias": (in_shape[0],)}
-
-    def init_params(self, cfg, in_shape, rng):
-        c = in_shape[0]
-        return {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
-
-    def forward(self, cfg, x, params):
+    def _forward(self, x2, p, eps):
         from .kernels import norm
-        c = x.shape[0]
-        y = norm.layernorm(x.reshape(c, -1), params["weight"], params["bias"], cfg["eps"])
-        return y.reshape(x.shape)
+        return norm.layernorm(x2, p["weight"], p["bias"], eps)
 
-    def backward(self, cfg, x, y, gy, params, param_grads=True):
+    def _backward(self, x2, g2, p, eps):
         from .kernels import grad
-        c = x.shape[0]
-        gx, gw, gb = grad.layernorm_backward(x.reshape(c, -1), gy.reshape(c, -1), params["weight"], cfg["eps"])
-        return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
+        return grad.layernorm_backward(x2, g2, p["weight"], eps)
 
 
 class LeakyReLU(LayerType):
