@@ -241,8 +241,8 @@ class ComputeWorker(QObject):
 
     def _partial(self, request: "ForwardRequest") -> "ForwardResult":
         """The layers of `request` computed before it stopped (they stay in the cache)."""
-        n = self._cache.reusable(request.network, request.input_token)
-        outputs = list(self._cache._outputs[:n])  # the cache's own list: only ever appended to
+        outputs = self._cache.computed(request.network, request.input_token)
+        n = len(outputs)
         req, start, t0 = self._started
         if req is not request:
             start, t0 = n, time.perf_counter()

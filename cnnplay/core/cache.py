@@ -37,6 +37,11 @@ class ForwardCache:
             n += 1
         return min(n, len(self._outputs))
 
+    def computed(self, net: Network, input_token: Hashable) -> list[np.ndarray]:
+        """The outputs of `net`'s leading layers already held for this input
+        (e.g. what a cancelled pass got done)."""
+        return self._outputs[:self.reusable(net, input_token)]
+
     def run(self, net: Network, x: np.ndarray, input_token: Hashable,
             should_stop: Callable[[], bool] = lambda: False) -> tuple[list[np.ndarray], int]:
         """(all outputs, index of the first recomputed layer). Raises Cancelled

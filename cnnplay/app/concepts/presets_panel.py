@@ -184,9 +184,11 @@ class KernelPresetPanel(QWidget):
                 return
             self.grid.setRowCount(k.shape[0])
             self.grid.setColumnCount(k.shape[1])
+            digits = 4 if k.shape[1] <= 5 else 2  # wide kernels (1D taps) must fit the dock
             for r in range(k.shape[0]):
                 for c in range(k.shape[1]):
-                    item = QTableWidgetItem(f"{float(k[r, c]):.4g}")
+                    item = QTableWidgetItem(f"{float(k[r, c]):.{digits}g}")
+                    item.setToolTip(f"{float(k[r, c]):.7g}")  # edits change only this cell
                     item.setTextAlignment(Qt.AlignCenter)
                     self.grid.setItem(r, c, item)
         finally:
