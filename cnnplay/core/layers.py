@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import short_repr
 from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, format_size
+from .geometry import window_output, window_span
 
 Shape = tuple[int, ...]
 
@@ -34,7 +35,7 @@ class Window:
     @property
     def span(self) -> tuple[int, ...]:
         """Extent of one kernel application in input pixels (d(k-1)+1)."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+        return tuple(window_span(k, d) for k, d in zip(self.kernel, self.dilation))
 
     @staticmethod
     def identity(dims: int) -> "Window":
@@ -175,7 +176,8 @@ class WindowedLayer(LayerType):
             span = str(w.span[0]) if len(set(w.span)) == 1 else format_size(w.span)
             raise ctx.error(f"kernel {format_size(w.kernel)}{dil} spans {span} px but its input is "
                             f"{format_size(padded)} after padding", "kernel_size")
-        out = tuple((n - s) // st + 1 for n, s, st in zip(padded, w.span, w.stride))
+        out = tuple(window_output(n, k, st, p, d) for n, k, st, p, d in
+                    zip(spatial, w.kernel, w.stride, w.padding, w.dilation))
         return (self.out_channels(cfg, in_shape),) + out
 
     def out_channels(self, cfg, in_shape) -> int:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import NetworkError
+from .geometry import window_span
 from .layers import Flatten, LayerNorm, Linear
 
 
@@ -107,7 +108,7 @@ def receptive_field_table(net) -> list[FieldRow]:
             else:
                 for a, (k, s, p, d) in enumerate(_axis_windows(net, i)):
                     left[a] -= p * j[a]
-                    r[a] += d * (k - 1) * j[a]
+                    r[a] += (window_span(k, d) - 1) * j[a]
                     j[a] *= s
         if kind == "flat" and _mixes_all(net, i):
             # the union of the fields of every position of the flattened map
@@ -268,7 +269,7 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
         for a, (k, s, p, d) in enumerate(win):
             nxt_masks.append(_preimage(masks[a], in_shape[1 + a], k, s, p, d))
             lo, hi = boxes[a]
-            nxt_boxes.append((lo * s - p, (hi - 1) * s - p + d * (k - 1) + 1))
+            nxt_boxes.append((lo * s - p, (hi - 1) * s - p + window_span(k, d)))
         masks, boxes = nxt_masks, nxt_boxes
 
     if masks is None:  # onto a flat map
@@ -374,7 +375,7 @@ def _cropped_backward(net, i, xin, y, gy, region):
         gx, _ = net.layer_backward(i, xin[sl], y[sl], gy, param_grads=False)
         return gx, region
     # input positions [a, b) the output region reads, padding included (unclipped)
-    virt = [(lo * s - p, (hi - 1) * s - p + d * (k - 1) + 1) for (lo, hi), (k, s, p, d) in zip(region, win)]
+    virt = [(lo * s - p, (hi - 1) * s - p + window_span(k, d)) for (lo, hi), (k, s, p, d) in zip(region, win)]
     clipped = [(max(a, 0), min(b, n)) for (a, b), n in zip(virt, in_spatial)]
     if any(a >= b for a, b in clipped):  # the region reads only padding
         return None, None

@@ -34,6 +34,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from ..geometry import window_output
+
 _FM = {"contract"}
 
 
@@ -61,8 +63,8 @@ class _Plan:
             raise ValueError(f"conv2d: invalid geometry kernel {kh}x{kw}, stride {stride}, "
                              f"padding {padding}, dilation {dilation}")
         hp, wp = h + 2 * ph, w + 2 * pw
-        self.ho = (hp - dh * (kh - 1) - 1) // sh + 1
-        self.wo = (wp - dw * (kw - 1) - 1) // sw + 1
+        self.ho = window_output(h, kh, sh, ph, dh)
+        self.wo = window_output(w, kw, sw, pw, dw)
         if self.ho < 1 or self.wo < 1:
             raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dh}x{dw}) does not fit the "
                              f"{hp}x{wp} padded input")

@@ -43,6 +43,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..geometry import window_output
+
 _FM = {"contract"}
 
 
@@ -61,10 +63,6 @@ def _f32(a, name: str, ndim: int | None = None) -> np.ndarray:
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, not shape {a.shape}")
     return a
-
-
-def _window_out(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 # ---------------------------------------------------------------------------
@@ -382,7 +380,7 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), pa
     co, wci, kh, kw = w.shape
     if wci != ci:
         raise ValueError(f"conv2d_backward: input {x.shape} and weight {w.shape} do not match")
-    ho, wo = _window_out(h, kh, sh, ph, dh), _window_out(wd, kw, sw, pw, dw)
+    ho, wo = window_output(h, kh, sh, ph, dh), window_output(wd, kw, sw, pw, dw)
     if ho < 1 or wo < 1:
         raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
     if gy.shape != (co, ho, wo):
@@ -505,7 +503,7 @@ def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     gy = _f32(gy, "maxpool2d_backward: gy", 3)
     kh, kw, sh, sw, ph, pw = _pool_args(kernel, stride, padding, "maxpool2d_backward")
     c, h, w = x.shape
-    want = (c, _window_out(h, kh, sh, ph, 1), _window_out(w, kw, sw, pw, 1))
+    want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
     gx = np.zeros_like(x)
@@ -538,7 +536,7 @@ def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarra
     if len(x_shape) != 3:
         raise ValueError(f"avgpool2d_backward: x_shape must be (C, H, W), not {x_shape!r}")
     c, h, w = (int(v) for v in x_shape)
-    want = (c, _window_out(h, kh, sh, ph, 1), _window_out(w, kw, sw, pw, 1))
+    want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"avgpool2d_backward: gy is {gy.shape}, the output is {want}")
     gx = np.zeros((c, h, w), np.float32)

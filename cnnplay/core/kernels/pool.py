@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..geometry import window_output
+
 
 def _pair(v) -> tuple[int, int]:
     if isinstance(v, (int, np.integer)):
@@ -142,8 +144,8 @@ def _run(x, kernel, stride, padding, avg):
     if x.ndim != 3:
         raise ValueError(f"pool2d: expected a (C, H, W) map, got shape {x.shape}")
     (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
-    ho = (x.shape[1] + 2 * ph - kh) // sh + 1
-    wo = (x.shape[2] + 2 * pw - kw) // sw + 1
+    ho = window_output(x.shape[1], kh, sh, ph)
+    wo = window_output(x.shape[2], kw, sw, pw)
     if ho < 1 or wo < 1:
         raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
     y = np.empty((x.shape[0], ho, wo), np.float32)

@@ -1,0 +1,17 @@
+"""The arithmetic of a sliding window along one axis: the one place it is written.
+
+Layer shape rules (layers.py), the kernels and the receptive-field code all use it.
+"""
+
+from __future__ import annotations
+
+
+def window_span(kernel: int, dilation: int = 1) -> int:
+    """Input pixels covered by one application of a dilated kernel: d(k-1)+1."""
+    return dilation * (kernel - 1) + 1
+
+
+def window_output(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Output length of a window sliding over n inputs (PyTorch's rule, floor mode);
+    below 1 when the kernel does not fit the padded input."""
+    return (n + 2 * padding - window_span(kernel, dilation)) // stride + 1
