@@ -93,17 +93,6 @@ def best_ms(fn, runs=RUNS, warmup=2) -> float:
     return best * 1e3
 
 
-def median_ms(fn, runs=RUNS, warmup=2) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    ts.sort()
-    return ts[len(ts) // 2] * 1e3
-
 
 # -- the comparison: PyTorch when importable, else numpy ------------------------
 

@@ -39,7 +39,6 @@ WEIGHTS = "weights.npz"
 HEADER_KEYS = ("format", "version", "seed", "network", "extra")
 MAX_DESCRIPTION_BYTES = 16 << 20  # a description (plus the session extra) is a few KB
 MAX_NPY_HEADER = 4096  # numpy writes 128 bytes or so
-MAX_MEMBER_BYTES = 2 << 30  # kept for callers; the real bounds are computed per file
 MAX_SEED = 2**63 - 1
 
 

@@ -47,9 +47,3 @@ def area_reduce(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     integral = csum[idx] + frac.reshape(shape) * x[idx]
     out = (integral[1:] - integral[:-1]) * (n_out / n)
     return np.moveaxis(out, 0, axis)
-
-
-def area_downscale(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Area-average an (H, W, ...) array to (height, width, ...). float64."""
-    out = area_reduce(img, width, 1) if width != img.shape[1] else np.asarray(img, np.float64)
-    return area_reduce(out, height, 0) if height != img.shape[0] else out
