@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QApplication, QMainWindow
 from cnnplay.app.compute import ComputeWorker
 from cnnplay.app.controller import ComputeController
 from cnnplay.app.views import MapsPanel
-from cnnplay.app.views import grid as g
 from cnnplay.core.session import Session
 
 SPEC_2D = {"layers": [

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, qInstallMessageHandler

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import Cancelled, NetworkError
 from .layers import describe_shape
-from .layout import FLOAT_BYTES, Layout, check_input_shape  # noqa: F401  (check_input_shape: public here too)
+from .layout import FLOAT_BYTES, Layout
 
 _versions = itertools.count(1)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QSizePolicy, QGraphicsRectItem, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QStackedWidget, QVBoxLayout, QWidget
 
 from . import grid as g
 from . import style
@@ -129,13 +129,7 @@ class InputView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.title = QLabel()
-        self.title.setTextFormat(Qt.RichText)
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.title.setToolTip("")
-        self.info = QLabel()
-        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
+        self.title, self.info = style.header_labels()
         self.stack = QStackedWidget()
         self.image_view = InputImageView()
         self.lanes = LanesView(name="input")

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSizePolicy, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from . import grid as g
+from . import style
 from .cards import format_value
 from .maps import MosaicView
 
@@ -16,13 +17,7 @@ MAX_OUT, MAX_IN = 32, 32
 class KernelsView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.title = QLabel()
-        self.title.setTextFormat(Qt.RichText)
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.title.setToolTip("")
-        self.info = QLabel()
-        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
+        self.title, self.info = style.header_labels()
         self.mosaic = MosaicView(name="kernels")
         self.message = QLabel("Select a conv layer (in the network or by clicking one of its units) to see its weights.")
         self.message.setAlignment(Qt.AlignCenter)

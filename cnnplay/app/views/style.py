@@ -9,11 +9,22 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 BACKGROUND = "#17191d"
+
+
+def header_labels() -> tuple[QLabel, QLabel]:
+    """A view's header: a rich-text title and a muted monospace info line,
+    both free to shrink (long names must not widen the panel)."""
+    title, info = QLabel(), QLabel()
+    title.setTextFormat(Qt.RichText)
+    for label in (title, info):
+        label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
+    return title, info
 FOREGROUND = "#c8ccd4"
 MUTED = "#7d838f"
 SELECT = QColor("#ffd166")  # the selected unit
