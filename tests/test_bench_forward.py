@@ -43,6 +43,12 @@ def test_torch_twin_matches_network(spec):
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_bench_networks_are_valid():
-    for spec in forward.NETWORKS.values():
-        Network.from_dict(spec)
+def test_bench_networks_are_the_issue_7_networks():
+    shapes = {name: Network.from_dict(spec).output_shapes for name, spec in forward.NETWORKS.items()}
+    # default-256: 3x256x256 -> 16 -> pool -> 32 -> pool -> 64 (dilated, same size) -> avgpool -> linear 10
+    assert [shapes["default-256"][i] for i in (0, 2, 6, 7, 9, 11)] == [
+        (16, 256, 256), (16, 128, 128), (32, 64, 64), (64, 64, 64), (64, 32, 32), (10,)]
+    assert shapes["wide-128"] == [(32, 128, 128)] * 2 + [(64, 64, 64)] * 3  # stride 2 halves
+    assert shapes["big-kernel-512"] == [(8, 512, 512)] * 2 + [(8, 256, 256)]
+    # signal-1d: k5 p2 keeps 16384, pool 4 -> 4096, k9 dilation 3 spans 25 -> 4072
+    assert shapes["signal-1d"] == [(16, 16384)] * 2 + [(16, 4096), (32, 4072)]
