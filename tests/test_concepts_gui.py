@@ -214,3 +214,25 @@ def test_hidden_panels_defer_their_work_until_shown(qtbot, env, monkeypatch):
     inv.show()
     assert growth.series and growth.series[0].layers
     assert len(tasks()) == 1 and tasks()[0].name == "shift invariance"
+
+
+def test_calibrate_all_batch_norms_in_order(qtbot, env):
+    """Each batch norm is calibrated on the maps of the ones before it, already calibrated:
+    afterwards every batch norm's output has per-channel mean 0 and variance 1 on this image."""
+    session, controller, editor = env
+    session.insert_layer(4, {"type": "conv2d", "out_channels": 3, "kernel_size": 3})
+    session.insert_layer(5, {"type": "batchnorm"})
+    panel = BlocksPanel(session, editor, controller)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.calib_all_button.isEnabled()
+    qtbot.mouseClick(panel.calib_all_button, Qt.LeftButton)
+    assert editor.stack.count() == 1  # one undo step for both
+    outs = session.network.forward(session.input_array)
+    for i in (1, 5):
+        assert session.network.layer_types[i].name == "batchnorm"
+        y = outs[i].astype(np.float64).reshape(outs[i].shape[0], -1)
+        np.testing.assert_allclose(y.mean(1), 0, atol=1e-4)
+        np.testing.assert_allclose(y.var(1), 1, rtol=1e-3)  # eps 1e-5 against variances of order 0.1-1
+    editor.stack.undo()
+    assert (session.network.params(5)["running_var"] == 1).all()

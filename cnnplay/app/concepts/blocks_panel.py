@@ -13,8 +13,11 @@ from .common import WhenVisible, note, selected_layer
 
 
 def _calibration_task(layer):
-    def fn(net, x, outputs, should_stop):  # one cheap pass over cached outputs
-        return CAL.batchnorm_statistics(net, layer, x, outputs)
+    """Statistics of one batch norm ({layer: stats}), or of all of them in order (layer None)."""
+    def fn(net, x, outputs, should_stop):
+        if layer is None:
+            return CAL.calibrate_all(net, x, should_stop)
+        return {layer: CAL.batchnorm_statistics(net, layer, x, outputs)}  # one pass over cached outputs
     return fn
 
 
@@ -53,9 +56,14 @@ class BlocksPanel(QWidget):
         self.calib_label.setWordWrap(True)
         self.calib_button = QPushButton("Calibrate on this image")
         self.calib_button.clicked.connect(self.calibrate)
+        self.calib_all_button = QPushButton("Calibrate all batch norms")
+        self.calib_all_button.setToolTip("Top to bottom: each one on the maps of the ones before it, "
+                                         "already calibrated (one undo step)")
+        self.calib_all_button.clicked.connect(self.calibrate_all)
         v = QVBoxLayout(calib)
         v.addWidget(self.calib_label)
         v.addWidget(self.calib_button)
+        v.addWidget(self.calib_all_button)
         v.addWidget(note(CAL.EXPLANATION))
 
         lay = QVBoxLayout(self)
@@ -72,6 +80,7 @@ class BlocksPanel(QWidget):
     def refresh(self) -> None:
         i = selected_layer(self.session, ("batchnorm",))
         self.calib_button.setEnabled(i is not None)
+        self.calib_all_button.setEnabled(any(t.name == "batchnorm" for t in self.session.network.layer_types))
         if self.pending is None:
             self.calib_label.setText(f"Layer {i}: set its running mean and variance from the current input."
                                      if i is not None else "Select a batch-norm layer in the stack.")
@@ -92,12 +101,16 @@ class BlocksPanel(QWidget):
 
     def calibrate(self) -> None:
         i = selected_layer(self.session, ("batchnorm",))
-        if i is None:
-            return
+        if i is not None:
+            self._submit(i)
+
+    def calibrate_all(self) -> None:
+        self._submit(None)
+
+    def _submit(self, layer) -> None:
         s = self.session
         self.pending = TaskRequest(s.network, s.input_array, s.input_token, "batch-norm calibration",
-                                   _calibration_task(i))
-        self.pending_layer = i
+                                   _calibration_task(layer))
         self.calib_label.setText("computing this image's statistics...")
         self.worker.submit(self.pending)
 
@@ -109,9 +122,15 @@ class BlocksPanel(QWidget):
         if req.network is not s.network or req.input_token != s.input_token:
             self.calib_label.setText("The network or input changed meanwhile: click again.")
             return
-        i, stats = self.pending_layer, result.value
-        self.editor.edit("Calibrate batch norm", lambda sess: sess.set_layer_params(i, **stats))
-        self.calib_label.setText(f"Layer {i} calibrated: its maps are now normalized for this image.")
+        stats = result.value  # {layer: running statistics}
+
+        def apply(sess):
+            for i, st in stats.items():
+                sess.set_layer_params(i, **st)
+        self.editor.edit("Calibrate batch norm" + ("s" if len(stats) > 1 else ""), apply)
+        layers = ", ".join(map(str, stats))
+        self.calib_label.setText(f"Layer{'s' if len(stats) > 1 else ''} {layers} calibrated: "
+                                 "the maps after them are now normalized for this image.")
 
     def _on_failed(self, request, message: str) -> None:
         if request is self.pending:

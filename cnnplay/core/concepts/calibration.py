@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NetworkError
+from ..errors import Cancelled, NetworkError
 from ..network import Network
 
 EXPLANATION = (
@@ -39,8 +39,28 @@ def batchnorm_statistics(net: Network, i: int, x: np.ndarray, outputs: list | No
         raise NetworkError(f"no layer {i}: the network has {len(net)} layers")
     if net.layer_types[i].name != "batchnorm":
         raise NetworkError("calibration is for batchnorm layers", i, None, net.layer_types[i].name)
-    h = np.asarray(layer_input(net, i, x, outputs), dtype=np.float64)
-    flat = h.reshape(h.shape[0], -1)
+    return _statistics(layer_input(net, i, x, outputs))
+
+
+def calibrate_all(net: Network, x: np.ndarray, should_stop=None) -> dict[int, dict]:
+    """{layer: statistics} for every batchnorm, top to bottom: each one sees the
+    maps of the ones before it already calibrated (as if calibrated one by one)."""
+    work = Network.from_dict(net.to_dict(), seed=net.seed, reuse=net)  # shares arrays; set_params replaces
+    stats = {}
+    h = work.check_input(x)
+    for i in range(len(work)):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        if work.layer_types[i].name == "batchnorm":
+            stats[i] = _statistics(h)
+            work.set_params(i, **stats[i])
+        h = work.layer_forward(i, h)
+    return stats
+
+
+def _statistics(h: np.ndarray) -> dict:
+    """Per-channel mean and biased variance of a layer input, in float64."""
+    flat = np.asarray(h, dtype=np.float64).reshape(h.shape[0], -1)
     mean = flat.mean(axis=1)
     var = ((flat - mean[:, None]) ** 2).mean(axis=1)
     return {"running_mean": mean.astype(np.float32), "running_var": var.astype(np.float32)}
