@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,3 +168,25 @@ def test_set_params_checks_shapes_and_values():
     assert net.layer_keys() != before
     with pytest.raises(ValueError):
         net.params(0)["bias"][0] = 5  # read-only views: the only way in is set_params
+
+
+def test_parameters_are_made_on_first_use_and_deterministic():
+    """Building (e.g. on the GUI thread for every edit) allocates no weights; they are
+    made when first needed, with the same values whenever that is."""
+    import tracemalloc
+
+    spec = {"input": [4, 64, 64], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 500}]}
+    tracemalloc.start()
+    net = Network.from_dict(spec, seed=3)
+    build_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    weight_bytes = 500 * 4 * 64 * 64 * 4
+    assert build_peak < weight_bytes / 20
+    assert net.estimate_bytes() >= weight_bytes  # the estimate still counts them
+    w = net.params(1)["weight"]
+    assert w.shape == (500, 4 * 64 * 64) and abs(w).max() <= 1 / math.sqrt(4 * 64 * 64)
+    again = Network.from_dict(spec, seed=3)
+    again.forward(np.zeros((4, 64, 64), np.float32))  # made by a forward pass this time
+    assert (again.params(1)["weight"] == w).all()
+    reused = Network.from_dict(dict(spec, layers=spec["layers"] + [{"type": "relu"}]), seed=3, reuse=net)
+    assert (reused.params(1)["weight"] == w).all()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 
 import numpy as np
 
 from .errors import Cancelled, NetworkError
-from .layers import describe_shape
+from .layers import LayerType, describe_shape
 from .layout import FLOAT_BYTES, Layout
 
 _versions = itertools.count(1)
@@ -45,9 +46,8 @@ class Network(Layout):
         params, versions = [], []
         for i, (t, cfg, layer_id) in enumerate(zip(layout.layer_types, layout.configs, layout.ids)):
             found = old.take(i, layer_id, t, cfg, layout.param_shapes(i))
-            if found is None:
-                rng = np.random.default_rng([seed, i])
-                p, version = t.init_params(cfg, layout.input_shape_of(i), rng), next(_versions)
+            if found is None:  # made on first use (the worker's forward pass, not the GUI thread)
+                p, version = _Initial(t, cfg, layout.input_shape_of(i), seed, i), next(_versions)
             else:
                 p, version = found
             params.append(p)
@@ -57,14 +57,14 @@ class Network(Layout):
     def estimate_bytes(self) -> int:
         """Bytes of all maps plus all parameters of one forward pass."""
         maps = math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)
-        pars = sum(a.size for p in self._params for a in p.values())
+        pars = sum(math.prod(s) for p in self._params for s in _shapes_of(p).values())
         return (maps + pars) * FLOAT_BYTES
 
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
         """Layer i's parameters (PyTorch names and layouts), as read-only arrays."""
         out = {}
-        for name, a in self._params[self._index(i)].items():
+        for name, a in self._layer_params(self._index(i)).items():
             v = a.view()
             v.flags.writeable = False
             out[name] = v
@@ -74,7 +74,7 @@ class Network(Layout):
         """Replace some of layer i's parameters; shapes must match exactly."""
         i = self._index(i)
         t = self.layer_types[i]
-        current = self._params[i]
+        current = self._layer_params(i)
         new = dict(current)
         for name, value in arrays.items():
             if name not in current:
@@ -93,6 +93,10 @@ class Network(Layout):
             new[name] = a.copy()
         self._params[i] = new
         self._versions[i] = next(_versions)
+
+    def _layer_params(self, i: int) -> dict[str, np.ndarray]:
+        p = self._params[i]
+        return p.get() if isinstance(p, _Initial) else p
 
     def _index(self, i: int) -> int:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self):
@@ -117,12 +121,13 @@ class Network(Layout):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def layer_forward(self, i: int, x: np.ndarray) -> np.ndarray:
-        return self.layer_types[i].forward(self.configs[i], x, self._params[i])
+        return self.layer_types[i].forward(self.configs[i], x, self._layer_params(i))
 
     def layer_backward(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray, param_grads: bool = True):
         """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters);
         param_grads=False computes only the input gradient (the dict is empty)."""
-        return self.layer_types[i].backward(self.configs[i], x, y, gy, self._params[i], param_grads=param_grads)
+        return self.layer_types[i].backward(self.configs[i], x, y, gy, self._layer_params(i),
+                                            param_grads=param_grads)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:
@@ -170,11 +175,37 @@ class _ReusableParams:
         if entry is None:
             return None
         old_t, old_cfg, p, version = entry
-        if old_t is not t or {k: a.shape for k, a in p.items()} != pshapes:
+        if old_t is not t or _shapes_of(p) != pshapes:
             return None
         # Same parameters; the version also stands for the settings, so a
         # changed setting (stride, eps, ...) gets a fresh version.
         return p, (version if old_cfg == cfg else next(_versions))
+
+
+class _Initial:
+    """A layer's initial parameters, made on first use. The values depend only
+    on the seed and the layer's index when it was created, so they are the
+    same whenever (and on whichever thread) they are made; networks that reuse
+    the layer share the object."""
+
+    __slots__ = ("shapes", "_make", "_value", "_lock")
+
+    def __init__(self, t: LayerType, cfg: dict, in_shape: tuple, seed: int, index: int):
+        self.shapes = t.param_shapes(cfg, in_shape)
+        self._make = lambda: t.init_params(cfg, in_shape, np.random.default_rng([seed, index]))
+        self._value = None
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, np.ndarray]:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._make()
+        return self._value
+
+
+def _shapes_of(p) -> dict[str, tuple]:
+    return dict(p.shapes) if isinstance(p, _Initial) else {k: a.shape for k, a in p.items()}
 
 
 def _hashable(v):
