@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from .conv import _make_source
 
 _FM = {"contract"}
 
@@ -69,32 +70,9 @@ def _f32(a, name: str, ndim: int | None = None) -> np.ndarray:
 # Convolution
 
 @njit(cache=True, parallel=True)
-def _phase_source(x, sh, sw, ph, pw, hq, wq, out):
-    """out (phases*Ci, length): zero-padded x split by stride phase, each phase
-    image (hq, wq) flattened at the start of its row; the rest of a row is 0."""
-    ci, h, w = x.shape
-    nph = sh * sw
-    for job in prange(nph * ci):
-        p = job // ci
-        c = job - p * ci
-        py = p // sw
-        px = p - py * sw
-        row = out[job]
-        row[:] = 0.0
-        for i in range(hq):
-            yy = i * sh + py - ph
-            if yy < 0 or yy >= h:
-                continue
-            for j in range(wq):
-                xx = j * sw + px - pw
-                if 0 <= xx < w:
-                    row[i * wq + j] = x[c, yy, xx]
-
-
-@njit(cache=True, parallel=True)
 def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx):
     """gx[c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw);
-    the inverse of _phase_source (padding positions are dropped)."""
+    the inverse of conv._make_source (padding positions are dropped)."""
     ci, h, w = gx.shape
     nph = sh * sw
     for job in prange(nph * ci):
@@ -305,7 +283,7 @@ def _conv_param_grads(x, gy, wshape, sh, sw, ph, pw, dh, dw, gpad=None):
         _full_grid(gy, wq, maxoff, gpad)
     # k = c*ntap + t reads source row tap_row[t]*ci + c
     src = np.empty((sh * sw * ci, length), np.float32)
-    _phase_source(x, sh, sw, ph, pw, hq, wq, src)
+    _make_source(x, sh, sw, ph, pw, hq, wq, length, src)  # the forward kernel's phase split
     c_idx = np.repeat(np.arange(ci), ntap)
     t_idx = np.tile(np.arange(ntap), ci)
     row_of = np.ascontiguousarray(tap_row[t_idx] * ci + c_idx)
