@@ -424,6 +424,7 @@ class LayerStackView(QListView):
         return mime.hasFormat(LAYER_MIME) or mime.hasFormat(ROW_MIME)
 
     def dragEnterEvent(self, event) -> None:
+        """Accept layer types (copy) and rows (move); show where the drop would land."""
         if self._accepts(event.mimeData()):
             event.setDropAction(Qt.DropAction.MoveAction if event.mimeData().hasFormat(ROW_MIME)
                                 else Qt.DropAction.CopyAction)
@@ -432,14 +433,7 @@ class LayerStackView(QListView):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:
-        if self._accepts(event.mimeData()):
-            event.setDropAction(Qt.DropAction.MoveAction if event.mimeData().hasFormat(ROW_MIME)
-                                else Qt.DropAction.CopyAction)
-            event.accept()
-            self._set_drop_row(self.drop_row_at(event.position().toPoint()))
-        else:
-            event.ignore()
+    dragMoveEvent = dragEnterEvent  # the same decision at every mouse move
 
     def dragLeaveEvent(self, event) -> None:
         self._set_drop_row(None)
