@@ -71,6 +71,8 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     from .window import MainWindow, kernels_ready
 
     from .autosave import Restored
+    from .gui_gc import collect_on_gui_thread
+    collect_on_gui_thread()  # before the worker starts: Qt objects must die on this thread
     restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()
     first_start = not synchronous and not kernels_ready()

@@ -1,0 +1,59 @@
+"""Cyclic garbage is collected on the GUI thread only (cnnplay.app.gui_gc).
+
+A collection started by the compute worker once destroyed pyqtgraph widgets of
+an earlier window on the worker thread and deadlocked the test run (worker in
+~QObject waiting for the GIL, GUI thread holding the GIL waiting for Qt's mutex).
+Here a plain Python cycle stands in for the widgets: its finalizer records the
+thread that collected it."""
+
+import gc
+import threading
+
+from cnnplay.app.gui_gc import collect_due, collect_on_gui_thread
+from cnnplay.app.main import create_window
+
+
+class Recorder:
+    def __init__(self, where):
+        self.where = where
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+    def __del__(self):
+        self.where.append(threading.get_ident())
+
+
+def churn_cycles(n=100_000):
+    for _ in range(n):  # cyclic garbage, far past every generation's threshold
+        d = {}
+        d["d"] = d
+
+
+def test_a_worker_thread_never_collects_and_the_gui_timer_does(qtbot):
+    collect_on_gui_thread()
+    assert not gc.isenabled()
+    where = []
+    Recorder(where)
+    worker = threading.Thread(target=churn_cycles)
+    worker.start()
+    worker.join()
+    assert where == []  # the worker allocated past every threshold and collected nothing
+    qtbot.waitUntil(lambda: bool(where), timeout=5000)  # the GUI thread's timer
+    assert where == [threading.get_ident()]
+
+
+def test_collect_due_follows_the_interpreter_thresholds():
+    collect_on_gui_thread()
+    gc.collect()
+    assert collect_due() is None  # nothing allocated since: nothing due
+    where = []
+    Recorder(where)
+    churn_cycles(gc.get_threshold()[0] + 10)
+    assert collect_due() is not None and where == [threading.get_ident()]
+
+
+def test_every_window_turns_automatic_collection_off(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNPLAY_HOME", str(tmp_path))
+    gc.enable()  # as if someone turned it back on
+    w = create_window()
+    qtbot.addWidget(w)
+    assert not gc.isenabled()
