@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from .launch import one_at_a_time
 
 _FM = {"contract"}
 
@@ -243,6 +244,7 @@ def _store(acc, c0, nco, n0, nc, wq, wo, y):
         n += run
 
 
+@one_at_a_time
 def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
     """PyTorch Conv2d (zero padding, batch 1): x (Ci, H, W), w (Co, Ci, kh, kw), b (Co,) or None."""
     x = np.ascontiguousarray(x, dtype=np.float32)

@@ -45,6 +45,7 @@ from numba import njit, prange
 
 from ..geometry import window_output
 from .conv import _make_source
+from .launch import one_at_a_time
 
 _FM = {"contract"}
 
@@ -340,6 +341,7 @@ def _chunk(n: int, jobs: int) -> int:
     return chunk
 
 
+@one_at_a_time
 def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), param_grads=True):
     """Gradients of PyTorch Conv2d (zero padding, batch 1).
 
@@ -475,6 +477,7 @@ def _pool_args(kernel, stride, padding, name):
     return kh, kw, sh, sw, ph, pw
 
 
+@one_at_a_time
 def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     """x (C, H, W), gy (C, Ho, Wo) -> gx (C, H, W): gy routed to each argmax."""
     x = _f32(x, "maxpool2d_backward: x", 3)
@@ -507,6 +510,7 @@ def _avgpool_bwd(gy, kh, kw, sh, sw, ph, pw, gx):
                         gx[c, iy, ix] += g
 
 
+@one_at_a_time
 def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarray:
     """gy (C, Ho, Wo) -> gx of shape x_shape (C, H, W); count_include_pad=True."""
     gy = _f32(gy, "avgpool2d_backward: gy", 3)
@@ -543,6 +547,7 @@ def _batchnorm_bwd(x, gy, weight, mean, var, eps, gx, gw, gb):
         gb[c] = sb
 
 
+@one_at_a_time
 def batchnorm_backward(x2, gy2, weight, mean, var, eps):
     """Inference batch norm on a (C, N) view: running mean/var are constants."""
     x2 = _f32(x2, "batchnorm_backward: x", 2)
@@ -601,6 +606,7 @@ def _layernorm_bwd(x, gy, weight, eps, gx, gw, gb):
             gx[c, i] = rstd[i] * (gy[c, i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
 
 
+@one_at_a_time
 def layernorm_backward(x2, gy2, weight, eps):
     """Layer norm over C at each position of a (C, N) view (biased variance)."""
     x2 = _f32(x2, "layernorm_backward: x", 2)

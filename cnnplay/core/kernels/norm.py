@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .launch import one_at_a_time
 from .pointwise import affine_leaky
 
 
@@ -63,6 +64,7 @@ def batchnorm(x2, weight, bias, mean, var, eps=1e-5) -> np.ndarray:
     return affine_leaky(x2, scale.astype(np.float32), shift.astype(np.float32), 1.0)
 
 
+@one_at_a_time
 def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:
     """LayerNorm over the C channels at each of the N positions (PyTorch LayerNorm(C) channels-last)."""
     x2, (weight, bias) = _check(x2, weight, bias)

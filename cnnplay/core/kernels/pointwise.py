@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .launch import one_at_a_time
+
 _CHUNK = 16384
 
 
@@ -31,6 +33,7 @@ def _affine_leaky(x, scale, shift, slope, y):
             ys[j] = v if v > 0 else v * slope
 
 
+@one_at_a_time
 def affine_leaky(x2, scale, shift, slope) -> np.ndarray:
     """(C, N) float32 -> leaky(x * scale[c] + shift[c], slope), a new array."""
     x2 = np.ascontiguousarray(x2, dtype=np.float32)

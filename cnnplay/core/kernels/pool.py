@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from .launch import one_at_a_time
 
 
 def _pair(v) -> tuple[int, int]:
@@ -139,6 +140,7 @@ def _pool_row(x, c, oy, kh, kw, sh, sw, ph, pw, avg, group, scale, out):
             out[j] *= scale
 
 
+@one_at_a_time
 def _run(x, kernel, stride, padding, avg):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 3:

@@ -1,0 +1,91 @@
+"""Kernels called from several threads at once, under numba's workqueue threading
+layer (the one every platform has, and not thread-safe by itself): the process
+must neither abort nor hang, and every thread must get the single-thread result.
+Without the process-wide launch lock this aborts with "Concurrent access has been
+detected" (or, when the race goes unnoticed, hangs)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+
+from cnnplay.core.kernels import launch
+
+SCRIPT = textwrap.dedent("""
+    import faulthandler, threading
+    import numpy as np
+    faulthandler.dump_traceback_later(120, exit=True)
+    from cnnplay import Network
+    spec = {"input": [3, 40, 36], "layers": [
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"type": "batchnorm"}, {"type": "leaky_relu"},
+        {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "dilation": 2},
+        {"type": "layernorm"}, {"type": "relu"}, {"type": "avgpool2d", "kernel_size": 2},
+    ]}
+    net = Network.from_dict(spec, seed=3)
+    x = np.random.default_rng(0).standard_normal((3, 40, 36)).astype(np.float32)
+    expected = net.forward(x)[-1]
+    field = net.effective_receptive_field(x, len(spec["layers"]) - 1, (0, 2, 2))
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(15):
+                results.append(np.array_equal(net.forward(x)[-1], expected))
+                results.append(np.array_equal(
+                    net.effective_receptive_field(x, len(spec["layers"]) - 1, (0, 2, 2)), field))
+        except BaseException as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    import numba
+    print(numba.threading_layer(), len(results), all(results), errors)
+""")
+
+
+def test_parallel_kernels_from_three_threads_under_workqueue():
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["workqueue", "90", "True", "[]"], done.stdout + done.stderr[-2000:]
+
+
+def test_launch_lock_is_reentrant_and_released_on_error():
+    calls = []
+
+    @launch.one_at_a_time
+    def inner(v):
+        calls.append(v)
+        if v < 0:
+            raise ValueError("bad")
+        return v
+
+    @launch.one_at_a_time
+    def outer(v):
+        return inner(v) + 1  # a wrapper calling a wrapper must not deadlock
+
+    assert outer(2) == 3
+    try:
+        outer(-1)
+    except ValueError:
+        pass
+    free = []  # the error released it: another thread can take the lock at once
+
+    def probe():
+        free.append(launch._LOCK.acquire(blocking=False))
+        if free[-1]:
+            launch._LOCK.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    assert free == [True]
+    assert calls == [2, -1]
