@@ -134,6 +134,9 @@ class ComputeController(QObject):
 
     # -- results ---------------------------------------------------------------------
     def _on_forward(self, result: ForwardResult) -> None:
+        # The pass is over now, not when its forward_ended arrives a moment later: the
+        # Cancel button must not still be enabled while the finished maps are shown.
+        self._on_ended(result.request)
         self.forward = result
         if self._error is not None and self._error[0].network is result.request.network \
                 and self._error[0].input_token == result.request.input_token:
