@@ -134,3 +134,37 @@ def test_background_tasks_yield_to_edits_and_clicks(qtbot, monkeypatch):
         assert order == [("forward", 2), ("task", "task finished for input 1")]
     finally:
         worker.shutdown()
+
+
+def test_a_worker_still_computing_outlives_its_closed_window(qtbot, monkeypatch):
+    """The window (its parent) is deleted while a layer still runs: the worker is
+    kept until its thread ends, so nothing is emitted from a deleted object."""
+    from PySide6.QtCore import QObject
+    from shiboken6 import isValid
+
+    from cnnplay.app import lingering
+
+    inside, release = threading.Event(), threading.Event()
+    errors = []
+
+    def blocking(net, i, x):
+        inside.set()
+        release.wait(10)  # stands in for a first-start kernel compile
+        return np.asarray(x) + 1
+
+    monkeypatch.setattr(Network, "layer_forward", blocking)
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    window = QObject()
+    worker = ComputeWorker(parent=window)
+    worker.submit(ForwardRequest(Network.from_dict(SPEC), np.zeros((1, 8, 8), np.float32), 1))
+    assert inside.wait(5)
+    worker.shutdown(timeout=0.05)  # what closing the window does, but the layer goes on
+    assert worker in lingering.kept() and worker.parent() is None
+    window.deleteLater()
+    qtbot.waitUntil(lambda: not isValid(window))
+    assert isValid(worker)
+    thread = worker._thread
+    release.set()
+    thread.join(5)
+    qtbot.waitUntil(lambda: worker not in lingering.kept())
+    assert not thread.is_alive() and errors == []

@@ -29,6 +29,7 @@ from ..core.errors import InputError, NetworkError
 from ..core.fileformat import atomic_write, load_bundle, network_bytes
 from ..core.session import Session
 from . import paths
+from .lingering import keep_until_finished
 
 log = logging.getLogger(__name__)
 DELAY_MS = 300
@@ -135,6 +136,7 @@ class Autosaver(QObject):
         with self._cond:
             self._cond.notify()
         self._thread.join(timeout)
+        keep_until_finished(self, self._thread)  # a write still running: outlive the window
         for sig in (self.session.network_changed, self.session.input_changed,
                     self.session.view_changed, self.session.selection_changed):
             sig.disconnect(self.schedule)

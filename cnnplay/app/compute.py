@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Signal
 from ..core.cache import Cancelled, ForwardCache
 from ..core.errors import NetworkError
 from ..core.network import Network
+from .lingering import keep_until_finished
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class ComputeWorker(QObject):
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+            keep_until_finished(self, self._thread)  # still in a long kernel: outlive the window
 
     def cancel(self) -> bool:
         """Stop the running forward pass (or task) at the next layer boundary and drop
