@@ -18,6 +18,35 @@ from cnnplay.app.gui_gc import collect_due, collect_on_gui_thread  # noqa: E402 
 HANG_SECONDS = float(os.environ.get("CNNPLAY_TEST_HANG_SECONDS", "240"))
 
 
+# Every layer type, forward and backward: compiling the kernels once before the
+# first test (an empty NUMBA_CACHE_DIR in CI takes 15-60 s) keeps compile time out
+# of the tests' own waits.
+WARM_UP = [
+    ({"input": [3, 20, 18], "layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "dilation": 2, "padding": 2},
+        {"type": "layernorm"}, {"type": "leaky_relu"}, {"type": "avgpool2d", "kernel_size": 2, "padding": 1},
+        {"type": "flatten"}, {"type": "linear", "out_features": 3}]}, (0,)),
+    ({"input": [2, 40], "layers": [
+        {"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2},
+        {"type": "maxpool1d", "kernel_size": 2}, {"type": "avgpool1d", "kernel_size": 2},
+        {"type": "conv1d", "out_channels": 3, "kernel_size": 3, "dilation": 2}]}, (0, 2)),
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_compiled():
+    import numpy as np
+
+    from cnnplay import Network
+    for spec, unit in WARM_UP:
+        net = Network.from_dict(spec)
+        x = np.random.default_rng(0).standard_normal(spec["input"]).astype(np.float32)
+        net.forward(x)
+        net.effective_receptive_field(x, len(spec["layers"]) - 1, unit)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _collect_garbage_on_the_main_thread(qapp):
     """As in the app, from the first test on: a cyclic collection started by a
