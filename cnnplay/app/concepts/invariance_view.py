@@ -90,8 +90,15 @@ class InvarianceView(QWidget):
         self.request_when_visible = WhenVisible(self, self.request)  # the shifted passes cost real time
         session.network_changed.connect(self.request_when_visible)
         session.input_changed.connect(self.request_when_visible)
-        session.selection_changed.connect(self.redraw)
+        self._drawn_layer = None  # the selected layer the chart highlights
+        self.redraw_when_visible = WhenVisible(self, self.redraw)
+        session.selection_changed.connect(self._on_selection)
         self.request_when_visible()
+
+    def _on_selection(self) -> None:
+        # A click on a unit changes the selection too; only a new layer moves the highlight.
+        if self.session.selected_layer != self._drawn_layer:
+            self.redraw_when_visible()
 
     def shift(self) -> tuple[int, ...]:
         dy, dx = self.sliders["dy"].value(), self.sliders["dx"].value()
@@ -138,7 +145,7 @@ class InvarianceView(QWidget):
 
     def redraw(self) -> None:
         xs, ys = self.values()
-        sel = self.session.selected_layer
+        sel = self._drawn_layer = self.session.selected_layer
         self.bars.setOpts(x=xs, height=ys)
         if sel in xs:
             k = xs.index(sel)
