@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import subprocess
@@ -119,6 +120,7 @@ def run() -> list[str]:
             ts.append(time.perf_counter() - t)
         lines.append(f"click -> field on screen, layer {layer} ({session.network.summaries[layer]}): {_median_ms(ts)}")
     window.close()
+    gc.enable()  # the window collected on its GUI timer; the sections after this have no event loop
 
     # Start-up in a fresh process; the first run also warms the kernel cache.
     env = dict(os.environ, CNNPLAY_HOME=tempfile.mkdtemp(prefix="cnnplay-bench-start-"))
