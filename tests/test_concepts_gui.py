@@ -236,3 +236,42 @@ def test_calibrate_all_batch_norms_in_order(qtbot, env):
         np.testing.assert_allclose(y.var(1), 1, rtol=1e-3)  # eps 1e-5 against variances of order 0.1-1
     editor.stack.undo()
     assert (session.network.params(5)["running_var"] == 1).all()
+
+
+def test_cancel_tells_the_invariance_chart_and_resume_recomputes_it(qtbot, monkeypatch):
+    """Cancel drops the chart's queued task: the chart says so (not "computing..."
+    for ever), and computes again once Resume has completed the maps."""
+    import threading
+    import time
+
+    from cnnplay import Network
+
+    original = Network.layer_forward
+    slow = threading.Event()
+    slow.set()
+
+    def layer_forward(net, i, x):
+        if slow.is_set():
+            time.sleep(0.15)  # a heavy layer
+        return original(net, i, x)
+
+    monkeypatch.setattr(Network, "layer_forward", layer_forward)
+    x = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    session = Session(SPEC, x)
+    worker = ComputeWorker()
+    controller = ComputeController(session, worker)
+    view = InvarianceView(session, controller)
+    qtbot.addWidget(view)
+    try:
+        view.show()  # queues its task behind the forward pass that is running
+        assert "computing" in view.status.text()
+        qtbot.waitUntil(lambda: controller.running is not None, timeout=5000)
+        with qtbot.waitSignal(worker.task_cancelled, timeout=5000):
+            assert controller.cancel()
+        assert "Cancelled" in view.status.text() and view.result is None
+        slow.clear()
+        controller.resume()
+        qtbot.waitUntil(lambda: view.result is not None, timeout=10000)
+        assert view.result[0].network is session.network and "computed in" in view.status.text()
+    finally:
+        worker.shutdown()

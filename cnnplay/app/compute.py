@@ -113,6 +113,7 @@ class ComputeWorker(QObject):
     forward_started = Signal(object)  # ForwardRequest now running (some layers to compute)
     forward_ended = Signal(object)  # that ForwardRequest stopped running (done, failed or cancelled)
     cancelled = Signal(object)  # ForwardResult with only the layers computed before cancel()
+    task_cancelled = Signal(object)  # TaskRequest that cancel() dropped or stopped
 
     def __init__(self, synchronous: bool = False, parent: QObject | None = None):
         super().__init__(parent)
@@ -152,15 +153,17 @@ class ComputeWorker(QObject):
     def cancel(self) -> bool:
         """Stop the running forward pass (or task) at the next layer boundary and drop
         pending forward passes and tasks. What was computed stays in the cache and
-        comes back in `cancelled`. True if something was running or pending."""
+        comes back in `cancelled`; tasks dropped or stopped come back in
+        `task_cancelled`. True if something was running or pending."""
         with self._cond:
-            dropped = [k for k in self._pending if k == "forward" or k.startswith("task:")]
-            for k in dropped:
-                del self._pending[k]
+            dropped = [self._pending.pop(k) for k in list(self._pending) if k == "forward" or k.startswith("task:")]
             running = self._current is not None and self._current.kind != "field"
             if running:
                 self._cancel = self._current
-            return running or bool(dropped)
+        for request in dropped:
+            if request.kind.startswith("task:"):
+                self.task_cancelled.emit(request)  # its panel says so instead of "computing..."
+        return running or bool(dropped)
 
     def idle(self) -> bool:
         with self._cond:
@@ -213,6 +216,8 @@ class ComputeWorker(QObject):
             if self._cancelled():
                 if request.kind == "forward":
                     self.cancelled.emit(self._partial(request))
+                else:
+                    self.task_cancelled.emit(request)
             elif request.kind.startswith("task:"):
                 with self._cond:
                     # A click interrupted it: run it again afterwards (unless a newer one

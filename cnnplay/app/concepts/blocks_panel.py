@@ -72,6 +72,7 @@ class BlocksPanel(QWidget):
         lay.addStretch(1)
         self.worker.task_done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
+        self.worker.task_cancelled.connect(self._on_cancelled)
         self.refresh_when_visible = WhenVisible(self, self.refresh)
         session.network_changed.connect(self.refresh_when_visible)
         session.selection_changed.connect(self.refresh_when_visible)
@@ -131,6 +132,9 @@ class BlocksPanel(QWidget):
         layers = ", ".join(map(str, stats))
         self.calib_label.setText(f"Layer{'s' if len(stats) > 1 else ''} {layers} calibrated: "
                                  "the maps after them are now normalized for this image.")
+
+    def _on_cancelled(self, request) -> None:
+        self._on_failed(request, "Calibration cancelled: click again to compute it.")
 
     def _on_failed(self, request, message: str) -> None:
         if request is self.pending:

@@ -87,6 +87,9 @@ class InvarianceView(QWidget):
                            "the selected layer's bar is highlighted."))
         self.worker.task_done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
+        self.worker.task_cancelled.connect(self._on_cancelled)
+        self.worker.forward_done.connect(self._on_forward_done)
+        self._resume = False  # a cancel stopped our task: run it again once the maps are complete
         self.request_when_visible = WhenVisible(self, self.request)  # the shifted passes cost real time
         session.network_changed.connect(self.request_when_visible)
         session.input_changed.connect(self.request_when_visible)
@@ -125,6 +128,18 @@ class InvarianceView(QWidget):
         self.result = (result.request, result.value)
         self.status.setText(f"computed in {result.seconds * 1000:.0f} ms")
         self.redraw()
+
+    def _on_cancelled(self, request) -> None:
+        if request is self.pending:
+            self._resume = True
+            self.status.setText("Cancelled with the maps; computed again once they are complete "
+                                "(Resume in the status bar).")
+
+    def _on_forward_done(self, result) -> None:
+        s = self.session
+        if self._resume and result.request.network is s.network and len(result.outputs) == len(s.network):
+            self._resume = False
+            self.request_when_visible()
 
     def _on_failed(self, request, message: str) -> None:
         if request is self.pending:
