@@ -6,11 +6,11 @@ viewports (a simulated mouse cannot start a QDrag offscreen).
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QColor
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRect, Qt, QUrl
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFontMetrics, QImage
 from PySide6.QtWidgets import QApplication
 
-from cnnplay.app.layer_stack import LAYER_MIME, ROW_MIME, handle_drop, row_mime, session_rows
+from cnnplay.app.layer_stack import LAYER_MIME, ROW_MIME, _small_font, handle_drop, row_mime, session_rows
 from cnnplay.app.main import create_window
 from cnnplay.core.session import Session
 
@@ -189,6 +189,31 @@ def test_size_field_lock_and_invalid_layer_row(window, qtbot):
     assert window.inspector.error.isVisible() and rows[2].message in window.inspector.error.text()
     window.undo_action.trigger()
     assert window.session.error is None
+
+
+def test_an_error_row_grows_to_show_the_whole_message(window, qtbot):
+    """The core's message is wrapped on the layer's row, not cut at the column's edge;
+    the row is as tall as the wrapped text and the other rows keep their height."""
+    view = window.stack.view
+    delegate = view.itemDelegate()
+    window.editor.update_layer(2, kernel_size=40)  # too large for its 32x32 input
+    message = "\u26a0 " + session_rows(window.session)[2].message
+    small = QFontMetrics(_small_font(view.font()))
+
+    def heights():
+        return [view.visualRect(view.model().index(i)).height() for i in range(view.model().rowCount())]
+
+    seen = {}
+    for width in (300, 1200):
+        window.stack.setFixedWidth(width)
+        qtbot.waitUntil(lambda: abs(window.stack.width() - width) <= 1)
+        text_width = view.viewport().width() - delegate.TEXT_LEFT - delegate.TEXT_RIGHT
+        wrapped = small.boundingRect(QRect(0, 0, text_width, 10_000), Qt.TextFlag.TextWordWrap, message).height()
+        qtbot.waitUntil(lambda: heights()[2] >= delegate.ROW_HEIGHT + wrapped - small.height())
+        assert all(h == delegate.ROW_HEIGHT for i, h in enumerate(heights()) if i != 2)
+        seen[width] = (heights()[2], wrapped // small.lineSpacing())
+    assert seen[300][1] >= 2 and seen[1200][1] == 1  # several lines when narrow, one when wide
+    assert seen[300][0] > seen[1200][0] == delegate.ROW_HEIGHT
 
 
 def test_float_field_validates_as_you_type(window, qtbot):

@@ -166,11 +166,33 @@ class LayerStackModel(QAbstractListModel):
         return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else Qt.ItemFlag.ItemIsDropEnabled
 
 
+def _small_font(font: QFont) -> QFont:
+    small = QFont(font)
+    small.setPointSizeF(max(7.0, font.pointSizeF() * 0.88))
+    return small
+
+
 class LayerRowDelegate(QStyledItemDelegate):
     ROW_HEIGHT = 42
+    TEXT_LEFT, TEXT_RIGHT = 42, 8  # the text column: after the icon, before the edge
+    MAX_MESSAGE_LINES = 4  # an error row grows to show the core's whole message (tooltip beyond)
 
     def sizeHint(self, option, index) -> QSize:
-        return QSize(200, self.ROW_HEIGHT)
+        r: Row = index.data(ROW_ROLE)
+        extra = 0
+        if r is not None and r.status == "error":
+            fms = QFontMetrics(_small_font(option.font))
+            extra = self._message_height(fms, r, self._text_width()) - fms.height()
+        return QSize(200, self.ROW_HEIGHT + extra)
+
+    def _text_width(self) -> int:
+        view = self.parent()
+        return max(80, view.viewport().width() - self.TEXT_LEFT - self.TEXT_RIGHT) if view is not None else 200
+
+    def _message_height(self, fms: QFontMetrics, r: Row, width: int) -> int:
+        text = "\u26a0 " + r.message
+        h = fms.boundingRect(QRect(0, 0, width, 10_000), Qt.TextFlag.TextWordWrap, text).height()
+        return max(fms.height(), min(h, fms.lineSpacing() * self.MAX_MESSAGE_LINES))
 
     def paint(self, p: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         r: Row = index.data(ROW_ROLE)
@@ -196,7 +218,7 @@ class LayerRowDelegate(QStyledItemDelegate):
                 p.setOpacity(0.35)
             p.drawPixmap(rect.left() + 10, rect.top() + (rect.height() - 24) // 2, _icon_pixmap(t.name, 24))
             p.setOpacity(1.0)
-        x0 = rect.left() + 42
+        x0 = rect.left() + self.TEXT_LEFT
         text_col = pal.color(QPalette.ColorRole.Text)
         dim = QColor(text_col)
         dim.setAlpha(140)
@@ -205,7 +227,7 @@ class LayerRowDelegate(QStyledItemDelegate):
         f.setBold(True)
         p.setFont(f)
         fm = QFontMetrics(f)
-        top = QRect(x0, rect.top() + 4, rect.right() - x0 - 8, fm.height())
+        top = QRect(x0, rect.top() + 4, rect.right() - x0 - self.TEXT_RIGHT, fm.height())
         shape_text = format_shape(r.shape) if r.shape is not None else ""
         f2 = QFont(option.font)
         fm2 = QFontMetrics(f2)
@@ -218,22 +240,25 @@ class LayerRowDelegate(QStyledItemDelegate):
             p.setFont(f2)
             p.setPen(text_col)
             p.drawText(top, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, shape_text)
-        small = QFont(option.font)
-        small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.88))
+        small = _small_font(option.font)
         p.setFont(small)
         fms = QFontMetrics(small)
-        bottom = QRect(x0, top.bottom() + 2, rect.right() - x0 - 8, fms.height())
+        bottom = QRect(x0, top.bottom() + 2, rect.right() - x0 - self.TEXT_RIGHT, fms.height())
         if r.status == "ok":
             line = f"{format_count(r.params)} params  \u00b7  {format_count(r.macs)} mult-adds"
             p.setPen(dim)
         elif r.status == "error":
-            line = "\u26a0 " + r.message
             p.setPen(QColor("#c0392b"))
+            bottom.setHeight(self._message_height(fms, r, bottom.width()))
+            p.drawText(bottom, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
+                       "\u26a0 " + r.message)
+            line = None
         else:
             line = "not computed: an earlier layer is invalid"
             p.setPen(grey)
-        p.drawText(bottom, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                   fms.elidedText(line, Qt.TextElideMode.ElideRight, bottom.width()))
+        if line is not None:
+            p.drawText(bottom, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       fms.elidedText(line, Qt.TextElideMode.ElideRight, bottom.width()))
         p.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 0.5))
         p.drawLine(rect.left() + 6, rect.bottom(), rect.right() - 6, rect.bottom())
         p.restore()
@@ -305,7 +330,8 @@ class LayerStackView(QListView):
         self.setDropIndicatorShown(False)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
         self.setDefaultDropAction(Qt.DropAction.MoveAction)
-        self.setUniformItemSizes(True)
+        self.setUniformItemSizes(False)  # an error row grows to show its whole message
+        self.setResizeMode(QListView.ResizeMode.Adjust)  # ... re-wrapped when the column's width changes
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.DefaultContextMenu)
         self._drop_row: int | None = None
