@@ -42,6 +42,24 @@ def _median_ms(fn, runs: int, warmup: int = 2) -> tuple[float, float]:
     return ts[len(ts) // 2] * 1e3, ts[-1] * 1e3
 
 
+def _interleaved(fn, ref, rounds: int = 21) -> tuple[float, float, float, float]:
+    """fn and ref timed alternately, so both see the same machine (a shared machine's
+    speed drifts by 2x within seconds). Returns fn's median ms and the median, first
+    and third quartile of the per-round ratio fn / ref."""
+    fn(), ref()  # warm
+    ts, ratios = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        ref()
+        t2 = time.perf_counter()
+        ts.append(t1 - t0)
+        ratios.append((t1 - t0) / (t2 - t1))
+    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    return float(np.median(ts)) * 1e3, float(med), float(q1), float(q3)
+
+
 def run() -> list[str]:
     from cnnplay import Network
 
@@ -93,9 +111,11 @@ def run() -> list[str]:
          lambda: headed.effective_receptive_field(x, lin, (3,), outputs=houts)),
         ("linear unit (field = whole map), own forward", lambda: headed.effective_receptive_field(x, lin, (3,))),
     ]
-    lines += ["", "effective field (input gradients only; cropped to the unit's box per layer, exact):",
+    lines += ["", "effective field (input gradients only; cropped to the unit's box per layer, exact);",
+              "each timed alternately with the forward pass, ratio = median per round [q1-q3]:",
               f"  forward (all {len(net)} layers)  {fwd:8.2f} ms   1.00x"]
     for label, fn in rows:
-        t, _ = _median_ms(fn, runs=15)
-        lines.append(f"  {label:<55} {t:8.2f} ms   {t / fwd:.2f}x forward")
+        forward = (lambda: headed.forward(x)) if "linear" in label else (lambda: net.forward(x))
+        t, ratio, q1, q3 = _interleaved(fn, forward)
+        lines.append(f"  {label:<55} {t:8.2f} ms   {ratio:.2f}x forward [{q1:.2f}-{q3:.2f}]")
     return lines
