@@ -369,14 +369,14 @@ class LayerStackView(QListView):
         i = self.session.selected_layer
         self._syncing = True
         try:
+            model = self.selectionModel()
+            idx = self.model().index(i) if i is not None else QModelIndex()
+            if model.currentIndex() == idx and model.selectedIndexes() == ([idx] if i is not None else []):
+                return  # e.g. a click on a unit: the stack's selection stays (~1 ms saved per click)
             if i is None:
-                self.selectionModel().clearSelection()
-                self.selectionModel().setCurrentIndex(QModelIndex(), self.selectionModel().SelectionFlag.Clear)
+                model.clearSelection()
+                model.setCurrentIndex(QModelIndex(), model.SelectionFlag.Clear)
             else:
-                idx = self.model().index(i)
-                model = self.selectionModel()
-                if model.currentIndex() == idx and model.selectedIndexes() == [idx]:
-                    return  # a click on a unit of the selected layer: nothing to move (~1 ms saved)
                 model.setCurrentIndex(idx, model.SelectionFlag.ClearAndSelect)
                 self.scrollTo(idx)
         finally:
