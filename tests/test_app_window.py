@@ -387,3 +387,21 @@ def test_restore_keeps_the_network_when_its_input_is_gone(window, qtbot, home):
     assert w2.session.input_array.shape[0] == window.session.input_array.shape[0]  # same colour mode
     assert "Your network is restored" in w2.banner.label.text()
     assert not list(home.glob("autosave.corrupt-*"))
+
+
+def test_concept_panels_behind_other_tabs_wait_until_their_tab_is_clicked(window, qtbot):
+    """On a fresh layout the tabified concept docks all say isVisible(); only the front
+    one is on screen, and only it works. Clicking the Shift tab lets that panel catch up."""
+    from PySide6.QtWidgets import QTabBar
+
+    from cnnplay.app.concepts.invariance_view import InvarianceView
+    shift = window.findChild(InvarianceView)
+    qtbot.waitUntil(window.controller.forward_is_current, timeout=20000)
+    window.editor.update_layer(0, out_channels=5)
+    qtbot.waitUntil(window.controller.forward_is_current, timeout=20000)
+    assert shift.pending is None and shift.result is None  # behind the Kernels tab: no shifted passes
+    bar = next(b for b in window.findChildren(QTabBar) if "Shift" in [b.tabText(i) for i in range(b.count())])
+    tab = [bar.tabText(i) for i in range(bar.count())].index("Shift")
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(tab).center())
+    qtbot.waitUntil(lambda: shift.result is not None, timeout=20000)
+    assert shift.result[0].network is window.session.network
