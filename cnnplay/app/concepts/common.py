@@ -64,7 +64,7 @@ class WhenVisible(QObject):
                 self._catch_up()
             elif not self._scheduled:  # not inside a paint event: right after it
                 self._scheduled = True
-                QTimer.singleShot(0, self._catch_up)
+                QTimer.singleShot(0, self, self._catch_up)  # dropped if this object is gone
         return False
 
     def _catch_up(self) -> None:
