@@ -30,8 +30,8 @@ def machine_line() -> str:
     from numba.np.ufunc import parallel
     parallel._launch_threads()  # so that the threading layer is known before any kernel runs
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, numba {numba.__version__} "
-            f"({numba.get_num_threads()} threads, {numba.threading_layer()} layer), numpy {np.__version__}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+            f"({numba.get_num_threads()} threads, {numba.threading_layer()} layer), numpy {np.__version__}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
 def main(argv: list[str]) -> int:
