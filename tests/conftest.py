@@ -40,11 +40,17 @@ def _kernels_compiled():
     import numpy as np
 
     from cnnplay import Network
-    for spec, unit in WARM_UP:
-        net = Network.from_dict(spec)
-        x = np.random.default_rng(0).standard_normal(spec["input"]).astype(np.float32)
-        net.forward(x)
-        net.effective_receptive_field(x, len(spec["layers"]) - 1, unit)
+    from cnnplay.core.kernels import launch
+    slow = launch.slow_parallel_start()
+    # Under workqueue small work runs in serial twins: compile the parallel kernels too.
+    for parallel_only in (False, True) if slow else (False,):
+        launch._slow_start = slow and not parallel_only
+        for spec, unit in WARM_UP:
+            net = Network.from_dict(spec)
+            x = np.random.default_rng(0).standard_normal(spec["input"]).astype(np.float32)
+            net.forward(x)
+            net.effective_receptive_field(x, len(spec["layers"]) - 1, unit)
+    launch._slow_start = slow
 
 
 @pytest.fixture(scope="session", autouse=True)

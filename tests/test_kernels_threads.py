@@ -89,3 +89,40 @@ def test_launch_lock_is_reentrant_and_released_on_error():
     t.join()
     assert free == [True]
     assert calls == [2, -1]
+
+
+def test_serial_twins_compute_exactly_what_the_parallel_kernels_do(monkeypatch):
+    """Where starting a parallel loop is slow (workqueue), small work runs in a serial
+    twin of the same function: the two must give identical results, and outside
+    workqueue (or for big work) the parallel kernel is used."""
+    from cnnplay.core.kernels import conv, norm, pointwise, pool
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 23, 37)).astype(np.float32)
+    w = rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
+    cases = {
+        "conv stride 2": lambda: conv.conv2d(x, w, None, (2, 2), (1, 1), (1, 1)),
+        "conv dilated": lambda: conv.conv2d(x, w, rng_b, (1, 1), (2, 2), (2, 2)),
+        "max pool": lambda: pool.maxpool2d(x, (3, 2), (2, 2), (1, 1)),
+        "avg pool": lambda: pool.avgpool2d(x, (2, 4), (2, 4), (1, 2)),
+        "leaky relu": lambda: pointwise.leaky_relu(x, 0.1),
+        "batch norm": lambda: norm.batchnorm(x.reshape(5, -1), *stats),
+        "layer norm": lambda: norm.layernorm(x.reshape(5, -1), stats[0], stats[1]),
+    }
+    rng_b = rng.standard_normal(6).astype(np.float32)
+    stats = [rng.standard_normal(5).astype(np.float32) for _ in range(3)] + [rng.random(5, dtype=np.float32) + 0.5]
+    used = []
+    original = launch.serial_twin
+    monkeypatch.setattr(launch, "serial_twin", lambda k: used.append(k.py_func.__name__) or original(k))
+    for name, run in cases.items():
+        monkeypatch.setattr(launch, "_slow_start", False)
+        parallel = run()
+        assert used == [], name  # fast start: always the parallel kernel
+        monkeypatch.setattr(launch, "_slow_start", True)
+        serial = run()
+        assert used, name  # slow start, small work: the twin
+        assert np.array_equal(parallel, serial), name
+        used.clear()
+    twin = original(pool._pool)
+    assert twin.py_func.__qualname__ == "_pool_serial" and not twin.targetoptions.get("parallel")
+    assert launch.sized(pool._pool, 10**9, 300_000) is pool._pool  # big work stays parallel

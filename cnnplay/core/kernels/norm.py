@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .launch import one_at_a_time
+from .launch import one_at_a_time, sized
 from .pointwise import affine_leaky
 
 
@@ -69,5 +69,5 @@ def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:
     """LayerNorm over the C channels at each of the N positions (PyTorch LayerNorm(C) channels-last)."""
     x2, (weight, bias) = _check(x2, weight, bias)
     y = np.empty_like(x2)
-    _layernorm(x2, weight, bias, float(eps), y)
+    sized(_layernorm, y.size, 1 << 19)(x2, weight, bias, float(eps), y)
     return y

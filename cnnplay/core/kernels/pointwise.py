@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .launch import one_at_a_time
+from .launch import one_at_a_time, sized
 
 _CHUNK = 16384
 
@@ -38,7 +38,7 @@ def affine_leaky(x2, scale, shift, slope) -> np.ndarray:
     """(C, N) float32 -> leaky(x * scale[c] + shift[c], slope), a new array."""
     x2 = np.ascontiguousarray(x2, dtype=np.float32)
     y = np.empty_like(x2)
-    _affine_leaky(x2, np.ascontiguousarray(scale, dtype=np.float32), np.ascontiguousarray(shift, dtype=np.float32),
+    sized(_affine_leaky, y.size, 1 << 20)(x2, np.ascontiguousarray(scale, dtype=np.float32), np.ascontiguousarray(shift, dtype=np.float32),
                   np.float32(slope), y)
     return y
 

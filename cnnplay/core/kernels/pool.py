@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from .launch import one_at_a_time
+from .launch import one_at_a_time, sized
 
 
 def _pair(v) -> tuple[int, int]:
@@ -151,7 +151,7 @@ def _run(x, kernel, stride, padding, avg):
     if ho < 1 or wo < 1:
         raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
     y = np.empty((x.shape[0], ho, wo), np.float32)
-    _pool(x, kh, kw, sh, sw, ph, pw, avg, y)
+    sized(_pool, y.size * kh * kw, 300_000)(x, kh, kw, sh, sw, ph, pw, avg, y)
     return y
 
 
