@@ -100,17 +100,17 @@ def test_serial_twins_compute_exactly_what_the_parallel_kernels_do(monkeypatch):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 23, 37)).astype(np.float32)
     w = rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    stats = [rng.standard_normal(5).astype(np.float32) for _ in range(3)] + [rng.random(5, dtype=np.float32) + 0.5]
     cases = {
         "conv stride 2": lambda: conv.conv2d(x, w, None, (2, 2), (1, 1), (1, 1)),
-        "conv dilated": lambda: conv.conv2d(x, w, rng_b, (1, 1), (2, 2), (2, 2)),
+        "conv dilated": lambda: conv.conv2d(x, w, bias, (1, 1), (2, 2), (2, 2)),
         "max pool": lambda: pool.maxpool2d(x, (3, 2), (2, 2), (1, 1)),
         "avg pool": lambda: pool.avgpool2d(x, (2, 4), (2, 4), (1, 2)),
         "leaky relu": lambda: pointwise.leaky_relu(x, 0.1),
         "batch norm": lambda: norm.batchnorm(x.reshape(5, -1), *stats),
         "layer norm": lambda: norm.layernorm(x.reshape(5, -1), stats[0], stats[1]),
     }
-    rng_b = rng.standard_normal(6).astype(np.float32)
-    stats = [rng.standard_normal(5).astype(np.float32) for _ in range(3)] + [rng.random(5, dtype=np.float32) + 0.5]
     used = []
     original = launch.serial_twin
     monkeypatch.setattr(launch, "serial_twin", lambda k: used.append(k.py_func.__name__) or original(k))

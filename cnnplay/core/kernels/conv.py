@@ -255,7 +255,8 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarra
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     plan = _plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
     src = np.empty((plan.phases * ci, plan.length), np.float32)
-    sized(_make_source, src.size, 1 << 19)(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
+    make_source = sized(_make_source, src.size, 1 << 19)
+    make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
     src = src.reshape(-1)
     y = np.empty((co, plan.ho, plan.wo), np.float32)
     # pad to whole blocks of 8 channels x 4 taps with zero weights (a padded

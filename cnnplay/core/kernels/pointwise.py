@@ -38,8 +38,9 @@ def affine_leaky(x2, scale, shift, slope) -> np.ndarray:
     """(C, N) float32 -> leaky(x * scale[c] + shift[c], slope), a new array."""
     x2 = np.ascontiguousarray(x2, dtype=np.float32)
     y = np.empty_like(x2)
-    sized(_affine_leaky, y.size, 1 << 20)(x2, np.ascontiguousarray(scale, dtype=np.float32), np.ascontiguousarray(shift, dtype=np.float32),
-                  np.float32(slope), y)
+    kernel = sized(_affine_leaky, y.size, 1 << 20)
+    kernel(x2, np.ascontiguousarray(scale, dtype=np.float32), np.ascontiguousarray(shift, dtype=np.float32),
+           np.float32(slope), y)
     return y
 
 
