@@ -8,3 +8,30 @@ def test_import_cnnplay_loads_no_qt():
             "print(bad); assert not bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_the_window_does_its_big_imports_before_any_thread_starts(tmp_path):
+    """A fresh install once crashed at start (KeyError: 'colorama'): the worker thread's
+    first numba import met pyqtgraph's first import on the GUI thread. In a fresh
+    interpreter, everything the threads need is imported before the first one starts."""
+    code = """
+import sys, threading
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+seen = []
+original = threading.Thread.start
+def start(self):
+    seen.append((self.name, [m for m in ("numba", "colorama", "pyqtgraph", "cnnplay.core.kernels.grad",
+                                         "cnnplay.core.receptive") if m not in sys.modules]))
+    original(self)
+threading.Thread.start = start
+from cnnplay.app.main import create_window
+w = create_window()
+print(seen)
+assert seen and all(missing == [] for _, missing in seen), seen
+w.close()
+"""
+    env = dict(__import__("os").environ, CNNPLAY_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:] + out.stdout
+    assert "cnnplay-compute" in out.stdout and "cnnplay-autosave" in out.stdout

@@ -59,6 +59,19 @@ def install_excepthook(window=None) -> None:
     threading.excepthook = thread_hook
 
 
+def import_before_threads() -> None:
+    """Do the big first imports here, on the GUI thread, before the worker and autosave
+    threads start. Two threads importing the same packages for the first time at once
+    can fail: a fresh install once crashed at start with KeyError: 'colorama', when
+    the worker's numba import (which imports colorama) met pyqtgraph's import of
+    colorama.winterm on the GUI thread and Python's import-lock deadlock detection
+    gave up on one of them."""
+    import pyqtgraph  # noqa: F401
+
+    from ..core import receptive  # noqa: F401
+    from ..core.kernels import conv, dense, grad, norm, pointwise, pool  # noqa: F401
+
+
 def create_window(synchronous: bool = False, restore_layout: bool = False, session=None):
     """Build session, worker, controller, autosaver and window (needs a QApplication).
     Without `session`, the autosave is restored (or the default network made).
@@ -73,6 +86,7 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     from .autosave import Restored
     from .gui_gc import collect_on_gui_thread
     collect_on_gui_thread()  # before the worker starts: Qt objects must die on this thread
+    import_before_threads()
     restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()
     first_start = not synchronous and not kernels_ready()
