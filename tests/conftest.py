@@ -60,6 +60,39 @@ def _collect_garbage_on_the_main_thread(qapp):
     collect_on_gui_thread()
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """The app's data folder (autosave, log, settings) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("CNNPLAY_HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def app_log(home, monkeypatch):
+    """The app's log file (cnnplay.app.main.setup_logging) for one test, with the
+    exception hooks put back afterwards. Gives a function returning the log's text."""
+    import logging
+    import threading
+
+    from cnnplay.app import main
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # install_excepthook replaces them
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    root = logging.getLogger()
+    level = root.level
+    main.setup_logging()
+    handler = next(h for h in root.handlers if getattr(h, "_cnnplay", False))
+
+    def text() -> str:
+        handler.flush()
+        return (home / "cnnplay.log").read_text()
+
+    yield text
+    root.removeHandler(handler)
+    handler.close()
+    root.setLevel(level)
+
+
 @pytest.fixture(autouse=True)
 def _fail_hung_test():
     faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=sys.__stderr__)

@@ -5,7 +5,6 @@ exceptions and huge images never lose work."""
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 import sys
@@ -40,13 +39,6 @@ SPEC = {"input": [1, 32, 32], "layers": [
     {"type": "linear", "out_features": 3},
 ]}
 SOURCE = {"kind": "image", "sample": "camera.png", "mode": "gray", "max_side": 32}
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("CNNPLAY_HOME", str(h))
-    return h
 
 
 def make_window(qtbot, spec=SPEC):
@@ -354,69 +346,49 @@ def test_temporary_files_of_a_killed_autosave_are_cleaned(tmp_path):
 
 
 @pytest.mark.qt_no_exception_capture
-def test_an_exception_in_a_real_slot_is_logged_and_shown(window, qtbot, home, monkeypatch):
+def test_an_exception_in_a_real_slot_is_logged_and_shown(window, qtbot, monkeypatch, app_log):
     from cnnplay.app import input_panel
 
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    main_module.setup_logging()
-    root = logging.getLogger()
-    handler = next(h for h in root.handlers if getattr(h, "_cnnplay", False))
-    level = root.level
-    try:
-        main_module.install_excepthook(window)
-        real = input_panel.load_input
+    main_module.install_excepthook(window)
+    real = input_panel.load_input
 
-        def broken(source):
-            raise RuntimeError("boom in a loader")
+    def broken(source):
+        raise RuntimeError("boom in a loader")
 
-        monkeypatch.setattr(input_panel, "load_input", broken)
-        before = window.session.state
-        with qtbot.waitSignal(window.message, timeout=5000):
-            qtbot.mouseClick(window.input_panel.generate_button, Qt.MouseButton.LeftButton)  # a real slot
-        text = window.banner.label.text()
-        assert "Unexpected error (RuntimeError: boom in a loader)" in text and "keeps running" in text
-        assert "Traceback" not in text and window.banner.isVisibleTo(window)
-        assert QApplication.activeModalWidget() is None and window.session.state is before
+    monkeypatch.setattr(input_panel, "load_input", broken)
+    before = window.session.state
+    with qtbot.waitSignal(window.message, timeout=5000):
+        qtbot.mouseClick(window.input_panel.generate_button, Qt.MouseButton.LeftButton)  # a real slot
+    text = window.banner.label.text()
+    assert "Unexpected error (RuntimeError: boom in a loader)" in text and "keeps running" in text
+    assert "Traceback" not in text and window.banner.isVisibleTo(window)
+    assert QApplication.activeModalWidget() is None and window.session.state is before
 
-        # The app keeps running: the same button works once the bug is gone.
-        monkeypatch.setattr(input_panel, "load_input", real)
-        window.input_panel.length_spin.setValue(64)
-        qtbot.mouseClick(window.input_panel.generate_button, Qt.MouseButton.LeftButton)
-        assert window.session.input_array.shape == (1, 64)
-        qtbot.waitUntil(window.controller.forward_is_current, timeout=5000)
-    finally:
-        handler.flush()
-        root.removeHandler(handler)
-        handler.close()
-        root.setLevel(level)
-    log = (home / "cnnplay.log").read_text()
+    # The app keeps running: the same button works once the bug is gone.
+    monkeypatch.setattr(input_panel, "load_input", real)
+    window.input_panel.length_spin.setValue(64)
+    qtbot.mouseClick(window.input_panel.generate_button, Qt.MouseButton.LeftButton)
+    assert window.session.input_array.shape == (1, 64)
+    qtbot.waitUntil(window.controller.forward_is_current, timeout=5000)
+    log = app_log()
     assert "RuntimeError: boom in a loader" in log and "Traceback" in log and "generate_from_form" in log
 
 
-def test_an_exception_in_the_worker_is_logged_and_shown(window, qtbot, home, monkeypatch):
-    main_module.setup_logging()
-    root = logging.getLogger()
-    handler = next(h for h in root.handlers if getattr(h, "_cnnplay", False))
-    level = root.level
-    try:
-        def broken(net, i, x):
-            raise KeyError("bug in the worker")
+def test_an_exception_in_the_worker_is_logged_and_shown(window, qtbot, monkeypatch, app_log):
+    original = Network.layer_forward
 
-        monkeypatch.setattr(Network, "layer_forward", broken)
-        with qtbot.waitSignal(window.message, timeout=5000):
-            window.editor.update_layer(1, type="leaky_relu")
-        assert "internal error while computing (KeyError" in window.banner.label.text()
-        assert "details are in the log file" in window.banner.label.text()
-        monkeypatch.undo()
-        window.editor.update_layer(1, type="relu")  # the worker is still alive
-        qtbot.waitUntil(window.controller.forward_is_current, timeout=5000)
-    finally:
-        handler.flush()
-        root.removeHandler(handler)
-        handler.close()
-        root.setLevel(level)
-    log = (home / "cnnplay.log").read_text()
+    def broken(net, i, x):
+        raise KeyError("bug in the worker")
+
+    monkeypatch.setattr(Network, "layer_forward", broken)
+    with qtbot.waitSignal(window.message, timeout=5000):
+        window.editor.update_layer(1, type="leaky_relu")
+    assert "internal error while computing (KeyError" in window.banner.label.text()
+    assert "details are in the log file" in window.banner.label.text()
+    monkeypatch.setattr(Network, "layer_forward", original)
+    window.editor.update_layer(1, type="relu")  # the worker is still alive
+    qtbot.waitUntil(window.controller.forward_is_current, timeout=5000)
+    log = app_log()
     assert "KeyError: 'bug in the worker'" in log and "Traceback" in log
 
 

@@ -31,13 +31,6 @@ def small_session():
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("CNNPLAY_HOME", str(h))
-    return h
-
-
-@pytest.fixture
 def window(qtbot, home):
     w = create_window(session=small_session())
     qtbot.addWidget(w)
@@ -345,18 +338,10 @@ def test_first_start_says_it_prepares_kernels(qtbot, home, monkeypatch):
     assert "last update" in w.time_label.text()
 
 
-def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, home, monkeypatch):
+def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, app_log):
     import sys
 
     from cnnplay.app import main as main_module
-    import logging
-    import threading
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    main_module.setup_logging()
-    root = logging.getLogger()
-    handler = next(h for h in root.handlers if getattr(h, "_cnnplay", False))
-    level = root.level
     main_module.install_excepthook(window)
     try:
         raise RuntimeError("boom in a view")
@@ -364,11 +349,7 @@ def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, home, monkeyp
         with qtbot.waitSignal(window.message):
             sys.excepthook(*sys.exc_info())
     assert "boom in a view" in window.banner.label.text()
-    handler.flush()
-    root.removeHandler(handler)
-    handler.close()
-    root.setLevel(level)
-    log = (home / "cnnplay.log").read_text()
+    log = app_log()
     assert "RuntimeError: boom in a view" in log and "Traceback" in log
 
 

@@ -51,8 +51,7 @@ def test_collect_due_follows_the_interpreter_thresholds():
     assert collect_due() is not None and where == [threading.get_ident()]
 
 
-def test_every_window_turns_automatic_collection_off(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNNPLAY_HOME", str(tmp_path))
+def test_every_window_turns_automatic_collection_off(qtbot, home):
     gc.enable()  # as if someone turned it back on
     w = create_window()
     qtbot.addWidget(w)
