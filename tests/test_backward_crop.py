@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cnnplay import Network, NetworkError
+from cnnplay import Network
 from cnnplay.core import receptive
 from cnnplay.core.kernels import grad
 
+from strategies import networks as spatial_networks
 from test_backward import ERF_NETS, close, f32, randomize_norms, ref_conv, ref_erf, fd_grad
 
 
@@ -78,41 +79,12 @@ def same_field(net, x, layer, unit, outputs):
     return cropped, full
 
 
-SPATIAL = st.sampled_from(["conv", "conv", "conv", "maxpool", "avgpool", "batchnorm", "relu",
-                           "leaky_relu", "layernorm"])
-
-
-@st.composite
-def networks(draw):
-    dims = draw(st.integers(1, 2))
-    size = st.integers(1, 14) if dims == 2 else st.integers(1, 40)
-    ints = lambda lo, hi: st.integers(lo, hi) if dims == 1 else st.lists(st.integers(lo, hi), min_size=2, max_size=2)
-    layers = []
-    for _ in range(draw(st.integers(1, 5))):
-        kind = draw(SPATIAL)
-        if kind == "conv":
-            layers.append({"type": f"conv{dims}d", "out_channels": draw(st.sampled_from([1, 2, 3, 8])),
-                           "kernel_size": draw(ints(1, 4)), "stride": draw(ints(1, 3)),
-                           "padding": draw(ints(0, 4)), "dilation": draw(ints(1, 3))})
-        elif kind.endswith("pool"):
-            k = draw(ints(1, 3))
-            kk = [k] * dims if isinstance(k, int) else k
-            pad = [draw(st.integers(0, v // 2)) for v in kk]
-            layers.append({"type": f"{kind}{dims}d", "kernel_size": k, "stride": draw(ints(1, 3)),
-                           "padding": pad if dims == 2 else pad[0]})
-        else:
-            layers.append({"type": kind})
-    if draw(st.booleans()):
-        layers.append({"type": "flatten"})
-        for _ in range(draw(st.integers(0, 2))):
-            kind = draw(st.sampled_from(["linear", "relu", "batchnorm"]))
-            layers.append({"type": "linear", "out_features": draw(st.integers(1, 3))} if kind == "linear"
-                          else {"type": kind})
-    shape = [draw(st.sampled_from([1, 2, 3, 9]))] + [draw(size) for _ in range(dims)]
-    try:
-        return Network.from_dict({"input": shape, "layers": layers}, seed=draw(st.integers(0, 99)))
-    except NetworkError:
-        assume(False)
+def networks():
+    """Wider than the receptive-field tests' networks: more channels (the 8-channel
+    kernel blocks), bigger maps and padding, and a random seed."""
+    return spatial_networks(max_side=14, max_layers=5, out_channels=st.sampled_from([1, 2, 3, 8]),
+                            in_channels=st.sampled_from([1, 2, 3, 9]), max_stride=3, max_padding=4,
+                            head=("linear", "relu", "batchnorm"), max_head=2, seeded=True)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much,

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnplay import Network, NetworkError
+from strategies import networks
 
 
 def conv(c=2, k=3, **kw):
@@ -161,43 +162,6 @@ def brute_force(net, layer, unit, onto=None):
     mask = ind.any(axis=0)
     box = tuple((min(v[a] for v in virt), max(v[a] for v in virt) + 1) for a in range(mask.ndim))
     return mask, box
-
-
-SPATIAL = st.sampled_from(["conv", "conv", "conv", "maxpool", "avgpool", "batchnorm", "relu",
-                           "leaky_relu", "layernorm"])
-
-
-@st.composite
-def networks(draw):
-    dims = draw(st.integers(1, 2))
-    size = st.integers(1, 12) if dims == 2 else st.integers(1, 40)
-    ints = lambda lo, hi: st.integers(lo, hi) if dims == 1 else st.lists(st.integers(lo, hi), min_size=2, max_size=2)
-    layers = []
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(SPATIAL)
-        if kind == "conv":
-            layers.append({"type": f"conv{dims}d", "out_channels": draw(st.integers(1, 2)),
-                           "kernel_size": draw(ints(1, 4)), "stride": draw(ints(1, 4)),
-                           "padding": draw(ints(0, 3)), "dilation": draw(ints(1, 3))})
-        elif kind.endswith("pool"):
-            k = draw(ints(1, 3))
-            kk = [k] * dims if isinstance(k, int) else k
-            pad = [draw(st.integers(0, v // 2)) for v in kk]
-            layers.append({"type": f"{kind}{dims}d", "kernel_size": k, "stride": draw(ints(1, 4)),
-                           "padding": pad if dims == 2 else pad[0]})
-        else:
-            layers.append({"type": kind})
-    if draw(st.booleans()):
-        layers.append({"type": "flatten"})
-        for _ in range(draw(st.integers(0, 3))):
-            kind = draw(st.sampled_from(["linear", "relu", "batchnorm", "layernorm", "flatten"]))
-            layers.append({"type": "linear", "out_features": draw(st.integers(1, 3))} if kind == "linear"
-                          else {"type": kind})
-    shape = [draw(st.integers(1, 2))] + [draw(size) for _ in range(dims)]
-    try:
-        return Network.from_dict({"input": shape, "layers": layers})
-    except NetworkError:
-        assume(False)
 
 
 def check_unit(net, layer, unit, onto):
