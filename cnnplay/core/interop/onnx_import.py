@@ -720,7 +720,10 @@ class _Converter:
 
     def op_Transpose(self, node, a):
         rank = len(self.shape) + 1
-        perm = a.get("perm", list(range(rank))[::-1])
+        perm = [p + rank if p < 0 else p for p in a.get("perm", list(range(rank))[::-1])]
+        if perm == list(range(rank)):  # changes nothing (PyTorch writes one for movedim on a flat vector)
+            self.advance(node, self.shape)
+            return
         to_last = [0] + list(range(2, rank)) + [1]
         to_first = [0, rank - 1] + list(range(1, rank - 1))
         if self.channels_last is None:
