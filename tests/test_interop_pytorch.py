@@ -35,7 +35,8 @@ def unused_imports(source: str) -> set[str]:
 
 
 @pytest.mark.parametrize("kind", sorted(SPECS))
-@pytest.mark.parametrize("training", [None, TRAINING, {"optimizer": "adamw", "lr": 1e-3}])
+@pytest.mark.parametrize("training", [None, TRAINING, {"optimizer": "adamw", "lr": 1e-3}, {
+    "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "schedule": {"kind": "step", "step_size": 3, "gamma": 0.5}}])
 def test_generated_code_is_readable_python_without_dead_imports(kind, training):
     net = randomized(SPECS[kind])
     src = pytorch_source(net, "my_model", training)
@@ -64,6 +65,21 @@ def test_training_settings_are_checked():
             return {"settings": {"optimizer": "adam", "lr": 0.002, "betas": [0.8, 0.99], "eps": 1e-7}}
     src = pytorch_source(net, "m", FakeTrainer())
     assert "torch.optim.Adam(" in src and "model.parameters(), lr=0.002, betas=(0.8, 0.99), eps=1e-07" in src
+    with pytest.raises(InteropError, match="unknown schedule"):
+        pytorch_source(net, "m", {"schedule": {"kind": "exponential"}})
+
+
+def test_a_real_trainer_state_gives_its_settings():
+    import cnnplay
+    if not hasattr(cnnplay, "Trainer"):
+        pytest.skip("cnnplay.Trainer has not landed in this build")
+    net = randomized(SPECS["signal"])
+    tr = cnnplay.Trainer(net, optimizer="sgd", lr=0.03, momentum=0.5, weight_decay=0.01,
+                         schedule={"kind": "cosine", "epochs": 4, "min_lr": 0.001})
+    src = " ".join(pytorch_source(net, "m", tr.state()).split())
+    assert "torch.optim.SGD( model.parameters(), lr=0.03, momentum=0.5, weight_decay=0.01 )" in src
+    assert "CosineAnnealingLR( optimizer, T_max=4, eta_min=0.001 )" in src or \
+        "CosineAnnealingLR(optimizer, T_max=4, eta_min=0.001)" in src
 
 
 def test_export_writes_the_code_and_a_pickle_free_npz_beside_it(tmp_path):

@@ -33,7 +33,8 @@ from .common import check_exportable
 from .errors import InteropError
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
-_TRAINING_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "betas", "eps", "epochs", "batch_size")
+_TRAINING_KEYS = ("optimizer", "lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps",
+                  "schedule", "epochs", "batch_size")
 
 LAYER_NORM_CLASS = '''
 
@@ -144,7 +145,7 @@ def training_settings(training) -> dict | None:
     if opt not in OPTIMIZERS:
         raise InteropError(f"training: unknown optimizer {opt!r} (known: {', '.join(OPTIMIZERS)})")
     out = {"optimizer": opt}
-    checks = {"lr": (0.01, lambda v: v > 0), "momentum": (0.0, lambda v: v >= 0),
+    checks = {"lr": (0.01, lambda v: v > 0), "momentum": (0.0, lambda v: v >= 0), "dampening": (0.0, lambda v: v >= 0),
               "weight_decay": (0.0, lambda v: v >= 0), "eps": (1e-8, lambda v: v > 0)}
     for key, (default, ok) in checks.items():
         v = s.get(key, default)
@@ -156,11 +157,34 @@ def training_settings(training) -> dict | None:
             or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
         raise InteropError(f"training: betas must be two numbers in [0, 1), not {betas!r}")
     out["betas"] = (float(betas[0]), float(betas[1]))
+    out["nesterov"] = bool(s.get("nesterov", False))
     for key in ("epochs", "batch_size"):
         v = s.get(key)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             out[key] = v
+    out["schedule"] = _schedule(s.get("schedule"))
     return out
+
+
+def _schedule(sch) -> dict | None:
+    """Trainer's per-epoch learning-rate schedule: {"kind": "step", "step_size", "gamma"}
+    (torch's StepLR) or {"kind": "cosine", "epochs", "min_lr"} (CosineAnnealingLR)."""
+    if sch is None:
+        return None
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    def number(v, ok):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)
+
+    if isinstance(sch, dict) and sch.get("kind") == "step" and count(sch.get("step_size")) \
+            and number(sch.get("gamma", 0.1), lambda v: 0 < v <= 1):
+        return {"kind": "step", "step_size": sch["step_size"], "gamma": float(sch.get("gamma", 0.1))}
+    if isinstance(sch, dict) and sch.get("kind") == "cosine" and count(sch.get("epochs")) \
+            and number(sch.get("min_lr", 0.0), lambda v: v >= 0):
+        return {"kind": "cosine", "epochs": sch["epochs"], "min_lr": float(sch.get("min_lr", 0.0))}
+    raise InteropError(f"training: unknown schedule {sch!r} (step with step_size and gamma, or cosine with "
+                       "epochs and min_lr)")
 
 
 def _optimizer_call(s: dict) -> str:
@@ -169,6 +193,10 @@ def _optimizer_call(s: dict) -> str:
     if s["optimizer"] == "sgd":
         if s["momentum"]:
             args.append(f"momentum={_float(s['momentum'])}")
+        if s["dampening"]:
+            args.append(f"dampening={_float(s['dampening'])}")
+        if s["nesterov"]:
+            args.append("nesterov=True")
     else:
         args += [f"betas=({_float(s['betas'][0])}, {_float(s['betas'][1])})", f"eps={_float(s['eps'])}"]
     if s["weight_decay"] or s["optimizer"] == "adamw":  # AdamW's default decay is 0.01, cnnplay's 0
@@ -176,8 +204,23 @@ def _optimizer_call(s: dict) -> str:
     return wrap_call(4, f"optimizer = torch.optim.{OPTIMIZERS[s['optimizer']]}", ["model.parameters()"] + args)
 
 
+def _scheduler_lines(s: dict) -> tuple[str, str]:
+    """(the line making the scheduler, the line stepping it after each epoch), or blanks."""
+    sch = s["schedule"]
+    if sch is None:
+        return "", ""
+    if sch["kind"] == "step":
+        args = [f"step_size={sch['step_size']}", f"gamma={_float(sch['gamma'])}"]
+        head = "scheduler = torch.optim.lr_scheduler.StepLR"
+    else:
+        args = [f"T_max={sch['epochs']}", f"eta_min={_float(sch['min_lr'])}"]
+        head = "scheduler = torch.optim.lr_scheduler.CosineAnnealingLR"
+    return "\n" + wrap_call(4, head, ["optimizer"] + args), "\n        scheduler.step()"
+
+
 def _train_source(s: dict) -> str:
     call = _optimizer_call(s)
+    make_scheduler, step_scheduler = _scheduler_lines(s)
     batch = f"\n    cnnplay trained on batches of {s['batch_size']}." if "batch_size" in s else ""
     return f'''
 
@@ -190,7 +233,7 @@ def train(model, loader, epochs={s.get("epochs", 1)}):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     loss_fn = nn.CrossEntropyLoss()
-{call}
+{call}{make_scheduler}
     for epoch in range(epochs):
         model.train()
         total, count = 0.0, 0
@@ -201,7 +244,7 @@ def train(model, loader, epochs={s.get("epochs", 1)}):
             loss.backward()
             optimizer.step()
             total += loss.item() * len(y)
-            count += len(y)
+            count += len(y){step_scheduler}
         print(f"epoch {{epoch + 1}}/{{epochs}}: mean loss {{total / max(count, 1):.4f}}")
     return model.eval()
 '''
