@@ -4,5 +4,9 @@ what input a unit prefers (`preferred_input`) and where a class score looks
 (`class_saliency`)."""
 
 from .explain import Explanation, block_of, explain, fmt
+from .patches import TopPatch, crop_box, top_patches
+from .preferred import PreferredInput, preferred_input
+from .saliency import ClassSaliency, class_saliency, has_classes
 
-__all__ = ["Explanation", "block_of", "explain", "fmt"]
+__all__ = ["Explanation", "block_of", "explain", "fmt", "TopPatch", "crop_box", "top_patches",
+           "PreferredInput", "preferred_input", "ClassSaliency", "class_saliency", "has_classes"]
