@@ -154,6 +154,40 @@ class LayerType:
         the effective receptive field; the input gradient is the same."""
         raise NotImplementedError
 
+    # -- batches (contract 1): x is (N, *in_shape), inference semantics -------------
+    def forward_batch(self, cfg: dict, x: np.ndarray, params: dict) -> np.ndarray:
+        """Outputs of a batch x (N, *in_shape) as (N, *out_shape); the same values
+        as N single `forward` passes (batch norm uses its running statistics)."""
+        x = _check_batch(self, x)
+        return np.stack([self.forward(cfg, x[i], params) for i in range(x.shape[0])])
+
+    def backward_batch(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
+                       params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`backward` for a batch: gx like x, parameter gradients summed over the batch
+        (PyTorch names and layouts); param_grads=False leaves the dict empty."""
+        x = _check_batch(self, x)
+        gy = np.ascontiguousarray(gy, dtype=np.float32)
+        if gy.shape[0] != x.shape[0]:
+            raise ValueError(f"{self.name}: gradient batch {gy.shape[0]} does not match input batch {x.shape[0]}")
+        gx = np.empty(x.shape, np.float32)
+        total: dict[str, np.ndarray] = {}
+        for i in range(x.shape[0]):
+            gx[i], grads = self.backward(cfg, x[i], None if y is None else y[i], gy[i], params,
+                                         param_grads=param_grads)
+            for name, g in grads.items():
+                if name in total:
+                    total[name] += g
+                else:
+                    total[name] = np.array(g, dtype=np.float32)
+        return gx, total
+
+
+def _check_batch(t: LayerType, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"{t.name}: a batch must be (N, *in_shape) with N >= 1, not {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
 
 # ---------------------------------------------------------------------------
 # Windowed layers: convolution and pooling share shape rules and geometry.

@@ -1,0 +1,221 @@
+"""Contract 1: every layer type's forward_batch / backward_batch.
+
+References are written here in float64: one windowed reference (patches of the
+padded input) for conv and pooling, plain numpy for the rest, per sample in a
+loop; gradients by central finite differences of sum(gy * f(x)) over the whole
+batch (so parameter gradients are summed over the batch by construction). Also
+checked: a batch gives the same values as N single passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cnnplay.core.layers import LAYER_TYPES
+
+
+# ---------------------------------------------------------------------------
+# float64 references, one sample (C, *spatial)
+
+def patches(x, kernel, stride, padding, dilation, fill):
+    """(C, kh, kw, Ho, Wo): the padded input under every tap of every window."""
+    c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    xp = np.full((c, h + 2 * ph, w + 2 * pw), fill)
+    xp[:, ph:ph + h, pw:pw + w] = x
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.empty((c, kh, kw, ho, wo))
+    for ky in range(kh):
+        for kx in range(kw):
+            out[:, ky, kx] = xp[:, ky * dh:ky * dh + sh * (ho - 1) + 1:sh, kx * dw:kx * dw + sw * (wo - 1) + 1:sw]
+    return out
+
+
+def as2d(cfg, name, x):
+    """A 1D layer's sample and geometry as height 1."""
+    one = len(cfg["kernel_size"]) == 1
+    g = lambda key, pad: ((pad,) + tuple(cfg[key])) if one else tuple(cfg[key])
+    geo = (g("kernel_size", 1), g("stride", 1), g("padding", 0), g("dilation", 1) if "dilation" in cfg else (1, 1))
+    return (x[:, None, :] if one else x), geo, one
+
+
+def ref_sample(name, cfg, x, p):
+    x = np.asarray(x, np.float64)
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    if name.startswith("conv"):
+        x2, geo, one = as2d(cfg, name, x)
+        pt = patches(x2, *geo, 0.0)
+        w = p["weight"][:, :, None, :] if one else p["weight"]
+        y = np.einsum("oikl,iklhw->ohw", w, pt)
+        if "bias" in p:
+            y = y + p["bias"][:, None, None]
+        return y[:, 0] if one else y
+    if "pool" in name:
+        x2, geo, one = as2d(cfg, name, x)
+        mode = name[:3]
+        pt = patches(x2, *geo, -np.inf if mode == "max" else 0.0)
+        y = pt.max(axis=(1, 2)) if mode == "max" else pt.mean(axis=(1, 2))
+        return y[:, 0] if one else y
+    if name == "batchnorm":
+        c = x.shape[0]
+        sh = (c,) + (1,) * (x.ndim - 1)
+        return ((x - p["running_mean"].reshape(sh)) / np.sqrt(p["running_var"].reshape(sh) + cfg["eps"])
+                * p["weight"].reshape(sh) + p["bias"].reshape(sh))
+    if name == "layernorm":
+        c = x.shape[0]
+        sh = (c,) + (1,) * (x.ndim - 1)
+        mu = x.mean(axis=0)
+        var = ((x - mu) ** 2).mean(axis=0)
+        return (x - mu) / np.sqrt(var + cfg["eps"]) * p["weight"].reshape(sh) + p["bias"].reshape(sh)
+    if name in ("relu", "leaky_relu"):
+        slope = cfg.get("negative_slope", 0.0)
+        return np.where(x > 0, x, slope * x)
+    if name == "flatten":
+        return x.reshape(-1)
+    if name == "linear":
+        return p["weight"] @ x + (p["bias"] if "bias" in p else 0.0)
+    raise AssertionError(name)
+
+
+def ref_batch(name, cfg, x, p):
+    return np.stack([ref_sample(name, cfg, x[i], p) for i in range(x.shape[0])])
+
+
+def fd_grad(f, a, h=1e-6):
+    a = np.array(a, dtype=np.float64)
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + h
+        up = f(a)
+        a[i] = old - h
+        down = f(a)
+        a[i] = old
+        g[i] = (up - down) / (2 * h)
+    return g
+
+
+def close(a, b, rtol=1e-4):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = max(np.abs(b).max(), 1e-6)
+    assert np.abs(a - b).max() <= rtol * scale, (np.abs(a - b).max(), scale)
+
+
+# ---------------------------------------------------------------------------
+# Layers under test
+
+CASES = [
+    ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, (3, 6, 7)),
+    ("conv2d", {"out_channels": 3, "kernel_size": [2, 3], "stride": 2, "padding": [1, 0], "dilation": [1, 2]}, (2, 7, 8)),
+    ("conv2d", {"out_channels": 5, "kernel_size": 1, "bias": False}, (6, 4, 3)),
+    ("conv1d", {"out_channels": 3, "kernel_size": 4, "stride": 3, "padding": 5, "dilation": 2}, (2, 17)),
+    ("maxpool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, (3, 7, 6)),
+    ("maxpool1d", {"kernel_size": 2}, (2, 9)),
+    ("avgpool2d", {"kernel_size": 2, "padding": 1}, (2, 5, 5)),
+    ("avgpool1d", {"kernel_size": 3, "stride": 2, "padding": 1}, (3, 10)),
+    ("batchnorm", {}, (3, 4, 5)),
+    ("batchnorm", {"eps": 1e-3}, (4, 6)),
+    ("batchnorm", {}, (5,)),
+    ("layernorm", {}, (4, 3, 3)),
+    ("layernorm", {}, (6,)),
+    ("relu", {}, (2, 3, 4)),
+    ("leaky_relu", {"negative_slope": 0.2}, (3, 5)),
+    ("flatten", {}, (2, 3, 4)),
+    ("linear", {"out_features": 4}, (7,)),
+    ("linear", {"out_features": 3, "bias": False}, (5,)),
+]
+
+
+def make(name, raw, in_shape, seed=0):
+    t = LAYER_TYPES[name]
+    cfg = t.normalize({"type": name, **raw}, 0)
+    rng = np.random.default_rng(seed)
+    params = t.init_params(cfg, in_shape, rng)
+    for k in list(params):  # away from the identity start: every term matters
+        a = rng.standard_normal(params[k].shape).astype(np.float32)
+        params[k] = (np.abs(a) + 0.3).astype(np.float32) if k == "running_var" else a
+    return t, cfg, params
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,raw,in_shape", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_forward_and_backward_batch(name, raw, in_shape):
+    t, cfg, params = make(name, raw, in_shape)
+    rng = np.random.default_rng(1)
+    n = 3
+    x = rand(rng, (n,) + in_shape)
+    y = t.forward_batch(cfg, x, params)
+    assert y.dtype == np.float32
+    want = ref_batch(name, cfg, x, params)
+    close(y, want)
+    gy = rand(rng, y.shape)
+    gx, grads = t.backward_batch(cfg, x, y, gy, params)
+    assert gx.dtype == np.float32 and gx.shape == x.shape
+    loss = lambda xx=x, pp=params: float((gy * ref_batch(name, cfg, xx, pp)).sum())
+    close(gx, fd_grad(lambda a: loss(xx=a), x))
+    learned = [k for k in t.learnable if k in params]
+    assert sorted(grads) == sorted(learned)
+    for k in learned:
+        assert grads[k].shape == params[k].shape and grads[k].dtype == np.float32
+        close(grads[k], fd_grad(lambda a: loss(pp={**params, k: a}), params[k]))
+    gx2, none = t.backward_batch(cfg, x, y, gy, params, param_grads=False)
+    assert none == {}
+    np.testing.assert_allclose(gx2, gx, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,raw,in_shape", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_batch_equals_single_passes(name, raw, in_shape):
+    t, cfg, params = make(name, raw, in_shape, seed=4)
+    rng = np.random.default_rng(2)
+    n = 5
+    x = rand(rng, (n,) + in_shape)
+    y = t.forward_batch(cfg, x, params)
+    single = np.stack([t.forward(cfg, x[i], params) for i in range(n)])
+    close(y, single, rtol=1e-5)
+    gy = rand(rng, y.shape)
+    gx, grads = t.backward_batch(cfg, x, y, gy, params)
+    singles = [t.backward(cfg, x[i], y[i], gy[i], params) for i in range(n)]
+    close(gx, np.stack([s[0] for s in singles]), rtol=1e-5)
+    for k, g in grads.items():
+        close(g, sum(s[1][k].astype(np.float64) for s in singles), rtol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.lists(st.integers(1, 3), min_size=2, max_size=2),
+       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 2), min_size=2, max_size=2),
+       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2),
+       st.integers(0, 2**31 - 1))
+def test_conv2d_batch_any_geometry(n, ci, co, k, s, p, d, hw, seed):
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+    raw = {"out_channels": co, "kernel_size": k, "stride": s, "padding": p, "dilation": d}
+    t, cfg, params = make("conv2d", raw, (ci, *hw), seed)
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (n, ci, *hw))
+    y = t.forward_batch(cfg, x, params)
+    close(y, ref_batch("conv2d", cfg, x, params))
+    gy = rand(rng, y.shape)
+    gx, grads = t.backward_batch(cfg, x, y, gy, params)
+    # conv is linear in x and in w: the reference VJPs are exact sums over patches
+    xs = np.asarray(x, np.float64)
+    pt = np.stack([patches(xs[i], k, s, p, d, 0.0) for i in range(n)])  # (N, C, kh, kw, Ho, Wo)
+    close(grads["weight"], np.einsum("nohw,niklhw->oikl", gy, pt))
+    close(grads["bias"], gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    close(gx, fd_grad(lambda a: float((gy * ref_batch("conv2d", cfg, a, params)).sum()), x))
+
+
+def test_batch_of_one_and_bad_batches():
+    t, cfg, params = make("conv2d", {"out_channels": 2, "kernel_size": 3}, (1, 5, 5))
+    x = np.ones((1, 1, 5, 5), np.float32)
+    assert t.forward_batch(cfg, x, params).shape == (1, 2, 3, 3)
+    with pytest.raises(ValueError, match="batch"):
+        t.forward_batch(cfg, np.ones((0, 1, 5, 5), np.float32), params)
+    with pytest.raises(ValueError, match="batch"):
+        t.backward_batch(cfg, x, None, np.ones((2, 2, 3, 3), np.float32), params)
