@@ -27,6 +27,7 @@ STYLE = """
 #computationPanel QFrame#step[selected="true"] { border: 2px solid #ffd166; }
 """
 
+MIN_FIT = 0.7
 EMPTY = ("Click a unit of any feature map (or a bar of an output) to see how its value was computed. "
          "The arrow keys walk the window across the map.")
 
@@ -47,6 +48,7 @@ class ComputationPanel(QWidget):
         self.explanation = None
         self.shown_for = None  # (network, input_token, layer, unit) of the explanation shown
         self.scale = 1.0
+        self.fit = True  # shrink the numbers (down to MIN_FIT) so that a step fits the panel's width
         self.runner = TaskRunner(controller.worker, "computation", self)
         self.runner.done.connect(self._on_done)
         self.runner.failed.connect(lambda r, m: self.status.setText(f"Could not explain this unit: {m}"))
@@ -117,7 +119,9 @@ class ComputationPanel(QWidget):
             self.status.show()
 
     def set_scale(self, scale: float) -> None:
-        self.scale = min(max(scale, 0.6), 3.0)
+        """A+ / A-: the user's size; from then on wide steps scroll instead of shrinking."""
+        self.scale = min(max(scale, 0.5), 3.0)
+        self.fit = False
         if self.explanation is not None:
             shown = self.shown_for
             self._render(self.explanation)
@@ -151,15 +155,21 @@ class ComputationPanel(QWidget):
         self.step_views = []
         self.explanation = self.shown_for = None
 
-    def _render(self, e) -> None:
+    def _render(self, e, scale: float | None = None) -> None:
         self._clear()
         self.explanation = e
+        scale = self.scale if scale is None else scale
         self.title.setText(self._title_html(e.layer, e.unit, e.value))
         self.status.hide()
         for i, step in enumerate(e.steps):
-            frame = StepView(step, self.scale, selected=(i == e.selected))
+            frame = StepView(step, scale, selected=(i == e.selected))
             self.steps_layout.insertWidget(self.steps_layout.count() - 1, frame)
         self.step_views = [self.steps_layout.itemAt(i).widget() for i in range(len(e.steps))]
+        if self.fit and scale == self.scale:
+            room = self.scroll.viewport().width() - 12
+            need = max(v.sizeHint().width() for v in self.step_views)
+            if need > room > 0:
+                self._render(e, max(MIN_FIT, scale * room / need))
 
 
 def _same(a, b) -> bool:
@@ -220,7 +230,7 @@ class StepView(QFrame):
         self.grids = []
         for ch in step.channels:
             w = ch.window
-            win = NumberGrid(w.region, w.padding, ~w.taps, scale=scale)
+            win = NumberGrid(w.region, w.padding, ~w.taps, scale=scale, tint=False)
             ker = NumberGrid(ch.kernel, scale=scale)
             prod = NumberGrid(ch.products, scale=scale)
             self.grids.append((win, ker, prod))
