@@ -18,6 +18,7 @@ from cnnplay.app.microscope.excites import NO_DATASET
 from cnnplay.app.views import MapsPanel
 from cnnplay.core.microscope import explain, fmt, top_patches
 from cnnplay.core.session import Session
+from cnnplay.datasets import Dataset
 from test_views_panel import click_unit
 
 SPEC = {"layers": [
@@ -39,17 +40,6 @@ def _teardown():
     made.clear()
     QApplication.processEvents()
     gc.collect()
-
-
-class FakeDataset:
-    """Contract 2's Dataset surface the panel uses."""
-
-    def __init__(self, x, y, classes):
-        self.x, self.y, self.classes, self.name = x, y, classes, "tiny"
-        self.sample_shape = x.shape[1:]
-
-    def __len__(self):
-        return len(self.x)
 
 
 def make(qtbot):
@@ -132,12 +122,8 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
     assert (tmp_path / "pref.png").stat().st_size > 0
     # attach a data set: the nine best samples of the channel
     rng = np.random.default_rng(0)
-    ds = FakeDataset(rng.random((30, 2, 12, 14), dtype=np.float32), np.arange(30) % 3, ["a", "b", "c"])
-    if hasattr(session, "set_dataset"):
-        session.set_dataset(ds)
-    else:
-        session.dataset = ds
-        exc.refresh()
+    ds = Dataset(rng.random((30, 2, 12, 14), dtype=np.float32), np.arange(30) % 3, ["a", "b", "c"], name="tiny")
+    session.set_dataset(ds)
     qtbot.waitUntil(lambda: exc.patches is not None, timeout=30000)
     want = top_patches(session.network, ds, 2, 1, k=9)
     got = exc.patches[1]
@@ -161,5 +147,6 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
     other = (int(np.argmax(scores)) + 1) % 3
     session.select_unit(5, (other,))
     assert exc.saliency[1].class_index == other and "clicked" in exc.sal_note.text()
+    assert f"\u201c{'abc'[other]}\u201d" in exc.sal_note.text()  # the data set's class names
     exc.sal_box.setChecked(False)
     assert not exc.overlay.image.isVisible()

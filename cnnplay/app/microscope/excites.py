@@ -264,8 +264,7 @@ class ExcitesPanel(QWidget):
         self.tile_widgets = []
         if not patches:
             return
-        ds = self.dataset()
-        classes = list(getattr(ds, "classes", []) or [])
+        classes = list(getattr(self.dataset(), "classes", []) or [])
         lo = min(float(p.crop.min()) for p in patches)
         hi = max(float(p.crop.max()) for p in patches)
         for i, p in enumerate(patches):
@@ -372,8 +371,7 @@ class ExcitesPanel(QWidget):
         if value is CANCELLED or not self.sal_box.isChecked():
             return
         self.saliency = (request.key, value)
-        ds = self.dataset()
-        classes = list(getattr(ds, "classes", []) or [])
+        classes = list(self.session.output_classes() or []) if hasattr(self.session, "output_classes") else []
         k = value.class_index
         name = f"\u201c{classes[k]}\u201d (class {k})" if k < len(classes) else f"class {k}"
         how = "predicted" if k == value.predicted else "clicked"
