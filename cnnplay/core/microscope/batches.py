@@ -1,6 +1,6 @@
 """Forward passes of a batch of samples up to one layer (the one place the
-microscope runs batches): each layer's `forward_batch` when the layer type has
-one (Contract 1), otherwise one sample at a time."""
+microscope runs batches): Network.layer_forward_batch (Contract 1: the layer
+types' batched kernels, packed weights kept per parameter version)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,5 @@ def forward_upto(net, xb: np.ndarray, layer: int, should_stop=None) -> np.ndarra
     for i in range(layer + 1):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        t = net.layer_types[i]
-        batched = getattr(t, "forward_batch", None)
-        if batched is not None:
-            h = np.asarray(batched(net.configs[i], h, net.params(i)), np.float32)
-        else:
-            h = np.stack([net.layer_forward(i, np.ascontiguousarray(s)) for s in h])
+        h = net.layer_forward_batch(i, h)
     return h
