@@ -4,6 +4,7 @@
 """
 
 from .core import LAYER_TYPES, Network, NetworkError, load_bundle, load_network, save_network
+from .core.training import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Network", "NetworkError", "LAYER_TYPES", "save_network", "load_network", "load_bundle"]
+__all__ = ["Network", "NetworkError", "LAYER_TYPES", "Trainer", "save_network", "load_network", "load_bundle"]
