@@ -181,10 +181,6 @@ class Network(Layout):
     def layer_forward(self, i: int, x: np.ndarray) -> np.ndarray:
         return self.layer_types[i].forward(self.configs[i], x, self.layer_params(i))
 
-    def layer_forward_batch(self, i: int, x: np.ndarray) -> np.ndarray:
-        """Layer i's outputs for a batch x (N, *its input shape), inference mode."""
-        return self.layer_types[i].forward_batch(self.configs[i], x, self._layer_params(i))
-
     def layer_backward(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray, param_grads: bool = True):
         """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters);
         param_grads=False computes only the input gradient (the dict is empty)."""
