@@ -335,3 +335,21 @@ def test_evaluate_and_predict_use_inference_mode():
     assert acc == np.mean(np.argmax(z, 1) == y)
     cm = tr.confusion(Dataset(x, y, list("abc")))
     assert cm.sum() == 6 and np.trace(cm) == round(acc * 6)
+
+
+def test_attach_an_edited_network_keeps_matching_optimizer_buffers():
+    net = Network.from_dict(SPEC, seed=0)
+    tr = Trainer(net, lr=0.1, momentum=0.9)
+    x, y = data()
+    tr.step(x, y)
+    wider = dict(SPEC, layers=[dict(SPEC["layers"][0], out_channels=4)] + SPEC["layers"][1:])
+    new = Network.from_dict(wider, seed=0)
+    tr.attach(new)
+    assert tr.net is new and tr.steps == 1
+    kept = set(tr._opt_state)
+    assert (0, "weight") not in kept and (1, "weight") not in kept  # 4 channels now
+    assert (5, "weight") not in kept  # the linear layer's input grew too
+    tr.step(x, y)
+    with pytest.raises(NetworkError, match="ends in a"):
+        tr.attach(Network.from_dict({"input": [1, 6, 6], "layers": [{"type": "relu"}]}))
+    assert tr.net is new

@@ -56,6 +56,18 @@ MAX_BATCH_HISTORY = 1_000_000  # per-batch entries kept (the oldest are dropped 
 _EVAL_BATCH = 256
 
 
+_INPUT_GRAD: dict[type, bool] = {}
+
+
+def _takes_input_grad(t) -> bool:
+    """Whether t.backward_batch can skip the input gradient (input_grad=False)."""
+    cls = type(t)
+    if cls not in _INPUT_GRAD:
+        import inspect
+        _INPUT_GRAD[cls] = "input_grad" in inspect.signature(t.backward_batch).parameters
+    return _INPUT_GRAD[cls]
+
+
 class History:
     """What training did: `epochs` (one dict per finished epoch) and, per
     optimizer step, `batch_loss` and `batch_acc` (training mode, before the update)."""
@@ -286,8 +298,9 @@ class Trainer:
             if i in bn:
                 g_in, pg = bn[i].backward(g, input_grad=need_gx)
             else:
+                kw = {} if need_gx or not _takes_input_grad(t) else {"input_grad": False}
                 g_in, pg = t.backward_batch(net.configs[i], acts[i], acts[i + 1], g, net.params(i),
-                                            param_grads=bool(t.learnable))
+                                            param_grads=bool(t.learnable), **kw)
             for name, a in pg.items():
                 if name in t.learnable:
                     grads[(i, name)] = np.asarray(a, dtype=np.float32)
@@ -452,6 +465,21 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(dict(r))
         return done
+
+    def attach(self, net) -> None:
+        """Go on training `net` instead (e.g. the network after an edit in the app):
+        settings, history and progress stay; optimizer buffers stay for the
+        parameters that still exist with the same shape at the same layer index,
+        the others start afresh. NetworkError (and no change) if `net` cannot be trained."""
+        k = self.check_network(net)
+        keep = {}
+        for (i, name), st in self._opt_state.items():
+            if i < len(net) and name in net.layer_types[i].learnable and \
+                    tuple(net.param_shapes(i).get(name, ())) == next(iter(st.values())).shape:
+                keep[(i, name)] = st
+        if self.classes is not None and len(self.classes) != k:
+            self.classes = None
+        self.net, self.num_classes, self._opt_state = net, k, keep
 
     def reset(self, seed: int | None = None) -> None:
         """Start again: the network's weights back to their initial values
