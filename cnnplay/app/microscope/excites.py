@@ -375,10 +375,10 @@ class ExcitesPanel(QWidget):
         k = value.class_index
         name = f"\u201c{classes[k]}\u201d (class {k})" if k < len(classes) else f"class {k}"
         how = "predicted" if k == value.predicted else "clicked"
-        text = f"Why {name}, {how}, score {fmt(value.scores[k])}: saliency |d score / d input|"
-        self.sal_note.setText(text)
+        self.sal_note.setText(f"Why {name}, {how}, score {fmt(value.scores[k])}: the heat map on the input "
+                              "is the saliency |d score / d input| (summed over the input's channels)")
         if self.overlay is not None:
-            self.overlay.show(value.map, text)
+            self.overlay.show(value.map, f"saliency: why {name}")
 
 
 class SaliencyOverlay:
