@@ -126,15 +126,14 @@ def _pool_row(x, c, oy, kh, kw, sh, sw, ph, pw, avg, group, scale, out):
         if yy < 0 or yy >= h:
             continue
         xr = x[c, yy]
-        kx = 0
-        while kx < kw:
-            if group > 1 and kx + group <= kw:
-                _taps(out, xr, kx, group, sw, pw, w, avg)
-                kx += group
-            else:
-                a, b = _cols(kx, sw, pw, w, wo)
-                _tap(out, xr, kx, a, b, sw, pw, avg)
-                kx += 1
+        # grouped taps first, then single taps; the tap index is always a
+        # computed int64 (a literal 0 would compile _taps/_tap a second time)
+        ng = kw // group if group > 1 else 0
+        for gi in range(ng):
+            _taps(out, xr, gi * group, group, sw, pw, w, avg)
+        for kx in range(ng * group, kw):
+            a, b = _cols(kx, sw, pw, w, wo)
+            _tap(out, xr, kx, a, b, sw, pw, avg)
     if avg:
         for j in range(wo):
             out[j] *= scale
