@@ -35,6 +35,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 _FM = {"contract"}
@@ -254,8 +256,10 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarra
     co, ci, kh, kw = w.shape
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     plan = _plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
+    make_source = sized(_make_source, plan.phases * ci * plan.length, 1 << 19)
+    if not ready(make_source, _direct):  # still compiling (first start): numpy meanwhile
+        return numpy_path.conv2d(x, w, b, stride, padding, dilation)
     src = np.empty((plan.phases * ci, plan.length), np.float32)
-    make_source = sized(_make_source, src.size, 1 << 19)
     make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
     src = src.reshape(-1)
     y = np.empty((co, plan.ho, plan.wo), np.float32)

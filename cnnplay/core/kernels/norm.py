@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pointwise import affine_leaky
 
@@ -68,6 +70,9 @@ def batchnorm(x2, weight, bias, mean, var, eps=1e-5) -> np.ndarray:
 def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:
     """LayerNorm over the C channels at each of the N positions (PyTorch LayerNorm(C) channels-last)."""
     x2, (weight, bias) = _check(x2, weight, bias)
+    kernel = sized(_layernorm, x2.size, 1 << 19)
+    if not ready(kernel):  # still compiling (first start): numpy meanwhile
+        return numpy_path.layernorm(x2, weight, bias, eps)
     y = np.empty_like(x2)
-    sized(_layernorm, y.size, 1 << 19)(x2, weight, bias, float(eps), y)
+    kernel(x2, weight, bias, float(eps), y)
     return y

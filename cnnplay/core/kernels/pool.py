@@ -15,6 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 
@@ -149,8 +151,11 @@ def _run(x, kernel, stride, padding, avg):
     wo = window_output(x.shape[2], kw, sw, pw)
     if ho < 1 or wo < 1:
         raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
+    pool = sized(_pool, x.shape[0] * ho * wo * kh * kw, 300_000)
+    if not ready(pool):  # still compiling (first start): numpy meanwhile
+        return numpy_path.pool(x, (kh, kw), (sh, sw), (ph, pw), avg)
     y = np.empty((x.shape[0], ho, wo), np.float32)
-    sized(_pool, y.size * kh * kw, 300_000)(x, kh, kw, sh, sw, ph, pw, avg, y)
+    pool(x, kh, kw, sh, sw, ph, pw, avg, y)
     return y
 
 
