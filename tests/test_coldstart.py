@@ -237,3 +237,52 @@ def test_modes(fresh_state):
     with pytest.raises(ValueError, match="kernel mode"):
         coldstart.set_mode("fast")
     assert fresh_state == []
+
+
+# -- the numpy backward: test_backward's float64 references, run on the numpy path ----------
+
+@pytest.fixture
+def numpy_kernels():
+    mode = coldstart.mode()
+    coldstart.set_mode("numpy")
+    yield
+    coldstart.set_mode(mode)
+
+
+BACKWARD_TESTS = ["test_conv2d_backward", "test_conv1d_backward_through_the_layer", "test_pool_backward",
+                  "test_maxpool_routes_to_the_argmax_only", "test_norm_backward",
+                  "test_leaky_relu_and_linear_backward", "test_a_relu_that_is_off_gives_exactly_zero",
+                  "test_max_pooling_routes_the_field_to_the_argmax"]
+
+
+@pytest.mark.parametrize("name", BACKWARD_TESTS)
+def test_numpy_backward_passes_the_backward_tests(name, numpy_kernels):
+    import test_backward
+    getattr(test_backward, name)()
+
+
+def test_numpy_effective_field_matches_finite_differences(numpy_kernels):
+    import test_backward
+    for spec in test_backward.ERF_NETS:
+        test_backward.test_effective_field_matches_finite_differences(spec)
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases())
+def test_numpy_conv_backward_matches_numba(case):
+    from cnnplay.core.kernels import grad
+    ci, co, (kh, kw), stride, pad, dil, (h, w), band, _ = case
+    rng = np.random.default_rng(ci * 10 + co)
+    x = rng.standard_normal((ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, kh, kw)).astype(np.float32)
+    ho, wo = out_size(h, kh, stride[0], pad[0], dil[0]), out_size(w, kw, stride[1], pad[1], dil[1])
+    gy = rng.standard_normal((co, ho, wo)).astype(np.float32)
+    old = numpy_path.BAND_FLOATS
+    numpy_path.BAND_FLOATS = band
+    try:
+        got = numpy_path.conv2d_backward(x, wt, gy, stride, pad, dil)
+    finally:
+        numpy_path.BAND_FLOATS = old
+    want = grad.conv2d_backward(x, wt, gy, stride, pad, dil)
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32 and a.shape == b.shape and rel_err(a, b) < 1e-5

@@ -44,6 +44,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .conv import _make_source
 from .launch import one_at_a_time
 
@@ -365,6 +367,8 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), pa
         raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
     if gy.shape != (co, ho, wo):
         raise ValueError(f"conv2d_backward: gy is {gy.shape}, the output is {(co, ho, wo)}")
+    if not ready(*_CONV_KERNELS):  # still compiling (first start): numpy meanwhile
+        return numpy_path.conv2d_backward(x, w, gy, (sh, sw), (ph, pw), (dh, dw), param_grads)
 
     hp, wp = h + 2 * ph, wd + 2 * pw
     hq, wq = -(-hp // sh), -(-wp // sw)
@@ -487,6 +491,8 @@ def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
+    if not ready(_maxpool_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.maxpool2d_backward(x, gy, (kh, kw), (sh, sw), (ph, pw))
     gx = np.zeros_like(x)
     _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx)
     return gx
@@ -521,6 +527,8 @@ def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarra
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"avgpool2d_backward: gy is {gy.shape}, the output is {want}")
+    if not ready(_avgpool_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.avgpool2d_backward(gy, (c, h, w), (kh, kw), (sh, sw), (ph, pw))
     gx = np.zeros((c, h, w), np.float32)
     _avgpool_bwd(gy, kh, kw, sh, sw, ph, pw, gx)
     return gx
@@ -559,6 +567,8 @@ def batchnorm_backward(x2, gy2, weight, mean, var, eps):
             ((weight, "weight"), (mean, "running_mean"), (var, "running_var"))]
     if any(v.shape != (c,) for v in vecs):
         raise ValueError(f"batchnorm_backward: per-channel parameters must have shape ({c},)")
+    if not ready(_batchnorm_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.batchnorm_backward(x2, gy2, *vecs, eps)
     gx = np.empty_like(x2)
     gw = np.empty(c, np.float32)
     gb = np.empty(c, np.float32)
@@ -617,6 +627,8 @@ def layernorm_backward(x2, gy2, weight, eps):
     weight = _f32(weight, "layernorm_backward: weight", 1)
     if weight.shape != (c,):
         raise ValueError(f"layernorm_backward: weight must have shape ({c},)")
+    if not ready(_layernorm_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.layernorm_backward(x2, gy2, weight, eps)
     gx = np.empty_like(x2)
     gw = np.empty(c, np.float32)
     gb = np.empty(c, np.float32)
@@ -644,6 +656,8 @@ def leaky_relu_backward(x, gy, slope) -> np.ndarray:
     gy = _f32(gy, "leaky_relu_backward: gy")
     if gy.shape != x.shape:
         raise ValueError(f"leaky_relu_backward: gy {gy.shape} and x {x.shape} differ")
+    if not ready(_leaky_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.leaky_relu_backward(x, gy, slope)
     gx = np.empty_like(x)
     _leaky_bwd(x.reshape(-1), gy.reshape(-1), float(slope), gx.reshape(-1))
     return gx
@@ -671,9 +685,15 @@ def linear_backward(x, w, gy, param_grads=True):
     gy = _f32(gy, "linear_backward: gy", 1)
     if w.shape != (gy.shape[0], x.shape[0]):
         raise ValueError(f"linear_backward: x {x.shape}, weight {w.shape} and gy {gy.shape} do not match")
+    if not ready(_linear_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.linear_backward(x, w, gy, param_grads)
     gx = np.empty_like(x)
     gw = np.empty_like(w) if param_grads else np.empty((0, 0), np.float32)
     _linear_bwd(x, w, gy, gx, gw, bool(param_grads))
     if not param_grads:
         return gx, None, None
     return gx, gw, gy.copy()
+
+
+# the kernels conv2d_backward may run (its forward-convolution path checks its own)
+_CONV_KERNELS = (_full_grid, _make_source, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit)

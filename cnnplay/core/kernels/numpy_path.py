@@ -126,3 +126,131 @@ def linear(x, w, b=None) -> np.ndarray:
     if b is not None:
         y += np.asarray(b, dtype=np.float32)
     return y.astype(np.float32)
+
+
+# -- backward (the vector-Jacobian products of grad.py, same arguments and results) ----------
+
+def _tap_slice(k: int, d: int, s: int, start: int, count: int) -> slice:
+    """Padded-input positions that tap k (dilation d) reads for outputs start..start+count-1 (stride s)."""
+    a = k * d + start * s
+    return slice(a, a + s * (count - 1) + 1, s)
+
+
+def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), param_grads=True):
+    """x (Ci, H, W), w (Co, Ci, kh, kw), gy (Co, Ho, Wo) -> gx, gw, gb (gw, gb None without
+    param_grads): per band of output rows, gw += gy @ im2col(x).T and the columns
+    W.T @ gy are added back tap by tap (col2im)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.asarray(w, dtype=np.float32)
+    gy = np.asarray(gy, dtype=np.float32)
+    ci, h, wd = x.shape
+    co, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    ho, wo = gy.shape[1], gy.shape[2]
+    k = ci * kh * kw
+    wmat = w.reshape(co, k)
+    gxp = np.zeros((ci, h + 2 * ph, wd + 2 * pw), np.float32)
+    gw = np.zeros((co, k), np.float32) if param_grads else None
+    if param_grads:
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        win = sliding_window_view(_padded(x, ph, pw, 0.0), span, axis=(1, 2))[:, ::sh, ::sw, ::dh, ::dw][:, :ho, :wo]
+    rows = max(1, min(ho, BAND_FLOATS // max(1, k * wo)))
+    for r0 in range(0, ho, rows):
+        r1 = min(ho, r0 + rows)
+        g = np.ascontiguousarray(gy[:, r0:r1]).reshape(co, -1)
+        if param_grads:
+            cols = win[:, r0:r1].transpose(0, 3, 4, 1, 2).reshape(k, -1)
+            gw += g @ cols.T
+        gcols = (wmat.T @ g).reshape(ci, kh, kw, r1 - r0, wo)
+        for ky in range(kh):
+            for kx in range(kw):
+                gxp[:, _tap_slice(ky, dh, sh, r0, r1 - r0), _tap_slice(kx, dw, sw, 0, wo)] += gcols[:, ky, kx]
+    gx = np.ascontiguousarray(gxp[:, ph:ph + h, pw:pw + wd])
+    if not param_grads:
+        return gx, None, None
+    gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+    return gx, gw.reshape(w.shape), gb
+
+
+def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """gy routed to each window's argmax: the first maximum in scan order, padding
+    never wins, a NaN always takes over (PyTorch); an all -inf window routes to its
+    first real pixel."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    gy = np.asarray(gy, dtype=np.float32)
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
+    c, h, w = x.shape
+    ho, wo = gy.shape[1], gy.shape[2]
+    xp = _padded(x, ph, pw, -np.inf)
+    oy = np.arange(ho)[:, None] * sh - ph
+    ox = np.arange(wo)[None, :] * sw - pw
+    best = np.full((c, ho, wo), -np.inf, np.float32)
+    where = np.broadcast_to(np.maximum(oy, 0) * w + np.maximum(ox, 0), (c, ho, wo)).copy()
+    for ky in range(kh):
+        for kx in range(kw):
+            v = xp[:, _tap_slice(ky, 1, sh, 0, ho), _tap_slice(kx, 1, sw, 0, wo)]
+            take = (v > best) | np.isnan(v)
+            np.copyto(best, v, where=take)
+            np.copyto(where, np.broadcast_to((oy + ky) * w + (ox + kx), where.shape), where=take)
+    flat = (np.arange(c)[:, None, None] * (h * w) + where).ravel()
+    gx = np.bincount(flat, weights=gy.ravel(), minlength=c * h * w)
+    return gx.astype(np.float32).reshape(c, h, w)
+
+
+def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """count_include_pad=True: every window spreads gy / (kh*kw) over its pixels."""
+    gy = np.asarray(gy, dtype=np.float32)
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
+    c, h, w = (int(v) for v in x_shape)
+    ho, wo = gy.shape[1], gy.shape[2]
+    g = gy * np.float32(1.0 / (kh * kw))
+    gxp = np.zeros((c, h + 2 * ph, w + 2 * pw), np.float32)
+    for ky in range(kh):
+        for kx in range(kw):
+            gxp[:, _tap_slice(ky, 1, sh, 0, ho), _tap_slice(kx, 1, sw, 0, wo)] += g
+    return np.ascontiguousarray(gxp[:, ph:ph + h, pw:pw + w])
+
+
+def batchnorm_backward(x2, gy2, weight, mean, var, eps):
+    """Inference batch norm on (C, N): running statistics are constants."""
+    x2 = np.asarray(x2, dtype=np.float32)
+    gy2 = np.asarray(gy2, dtype=np.float32)
+    rstd = 1.0 / np.sqrt(np.asarray(var, np.float64) + float(eps))
+    scale = (np.asarray(weight, np.float32) * rstd).astype(np.float32)
+    gx = gy2 * scale[:, None]
+    gb = gy2.sum(axis=1, dtype=np.float64).astype(np.float32)
+    d = x2 - np.asarray(mean, np.float32).astype(np.float64)[:, None]
+    gw = ((gy2 * d).sum(axis=1) * rstd).astype(np.float32)
+    return gx, gw, gb
+
+
+def layernorm_backward(x2, gy2, weight, eps):
+    """Layer norm over C at each of the N positions (statistics differentiated through)."""
+    x = np.asarray(x2, dtype=np.float64)
+    gy = np.asarray(gy2, dtype=np.float64)
+    c = x.shape[0]
+    mu = x.mean(axis=0)
+    rstd = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=0) + float(eps))
+    xhat = (x - mu) * rstd
+    g = gy * np.asarray(weight, np.float64)[:, None]
+    gx = rstd * (g - g.sum(axis=0) / c - xhat * (g * xhat).sum(axis=0) / c)
+    return gx.astype(np.float32), (gy * xhat).sum(axis=1).astype(np.float32), gy.sum(axis=1).astype(np.float32)
+
+
+def leaky_relu_backward(x, gy, slope) -> np.ndarray:
+    """gy where x > 0, slope * gy elsewhere; slope 0 gives exact zeros."""
+    x = np.asarray(x, dtype=np.float32)
+    gy = np.asarray(gy, dtype=np.float32)
+    other = np.float32(0.0) if slope == 0 else gy * np.float32(slope)
+    return np.where(x > 0, gy, other).astype(np.float32)
+
+
+def linear_backward(x, w, gy, param_grads=True):
+    """x (F,), w (O, F), gy (O,) -> gx, gw, gb (gw, gb None without param_grads)."""
+    x = np.asarray(x, dtype=np.float32)
+    w = np.asarray(w, dtype=np.float32)
+    gy = np.asarray(gy, dtype=np.float32)
+    gx = (gy.astype(np.float64) @ w).astype(np.float32)
+    if not param_grads:
+        return gx, None, None
+    return gx, np.outer(gy, x).astype(np.float32), gy.copy()
