@@ -84,8 +84,8 @@ def ready(*kernels) -> bool:
 
 def _ready(kernel) -> bool:
     name = kernel_name(kernel)
-    if name in _done or _state == "failed":
-        return True
+    if name in _done or _state in ("finished", "failed"):
+        return True  # (one the background did not compile compiles here on first use)
     cached = _on_disk.get(name)
     if cached is None:
         cached = _on_disk[name] = _in_disk_cache(kernel)
