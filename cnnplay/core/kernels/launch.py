@@ -41,7 +41,7 @@ def one_at_a_time(fn):
                     return fn(*args, **kwargs)
                 finally:
                     _depth -= 1
-            key = (name, _shapes(args), _shapes(kwargs.values()))
+            key = (name, _shapes(args), _shapes(v for k, v in kwargs.items() if k != "version"))
             n = POLICY.choose(key)
             _use_threads(n)
             _depth += 1
@@ -58,7 +58,8 @@ def one_at_a_time(fn):
 
 
 def _shapes(args) -> tuple:
-    """What a call's time depends on: array shapes and scalar settings."""
+    """What a call's time depends on: array shapes and scalar settings (not the
+    parameter version, which changes every training step)."""
     out = []
     for a in args:
         shape = getattr(a, "shape", None)

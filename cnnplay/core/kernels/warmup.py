@@ -38,6 +38,7 @@ OTHER = [
         {"type": "maxpool1d", "kernel_size": 2}, {"type": "avgpool1d", "kernel_size": 2}]},
 ]
 GROUPS = {"conv": CONV, "other": OTHER}
+NICE = 5  # the background processes' scheduling priority, below the app's
 
 
 def _forward(net, x):
@@ -109,7 +110,11 @@ def compiled_kernels() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    import os
+
     from . import coldstart
+    if hasattr(os, "nice"):
+        os.nice(NICE)  # the window (and the user's other programs) come first
     coldstart.set_mode("numba")
     todo = [s for g in argv for s in steps(g)]
     print("steps", len(todo), flush=True)
