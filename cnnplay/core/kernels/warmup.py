@@ -52,12 +52,9 @@ def _field(net, x):
 def _batch(net, x):
     """Every layer's batched forward and backward with parameter gradients (training)."""
     h = np.stack([x, x])
-    for i, (t, cfg) in enumerate(zip(net.layer_types, net.configs)):
-        if not hasattr(t, "forward_batch"):
-            return
-        p = net._layer_params(i)
-        y = t.forward_batch(cfg, h, p)
-        t.backward_batch(cfg, h, y, np.ones_like(y), p, param_grads=True)
+    for i in range(len(net)):
+        y = net.layer_forward_batch(i, h)
+        net.layer_backward_batch(i, h, y, np.ones_like(y), param_grads=True)
         h = y
 
 
