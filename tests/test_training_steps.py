@@ -353,3 +353,14 @@ def test_attach_an_edited_network_keeps_matching_optimizer_buffers():
     with pytest.raises(NetworkError, match="ends in a"):
         tr.attach(Network.from_dict({"input": [1, 6, 6], "layers": [{"type": "relu"}]}))
     assert tr.net is new
+
+
+def test_a_paused_epoch_over_other_data_starts_again():
+    tr = Trainer(Network.from_dict(SPEC), lr=0.05, batch_size=4)
+    ds = Dataset(*data(12), list("abc"))
+    calls = []
+    tr.run_epoch(ds, should_stop=lambda: calls.append(1) or len(calls) == 2)
+    assert tr.position == 1
+    other = Dataset(*data(6, seed=1), list("abc"))
+    r = tr.run_epoch(other)
+    assert r["finished"] and tr.steps == 1 + 2  # one step before the pause, then all of `other`'s two batches

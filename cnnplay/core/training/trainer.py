@@ -422,6 +422,9 @@ class Trainer:
         if test is not None and test.reference is not None:
             self.test_dataset = test.reference
         n = len(train)
+        if self.position and (n, bs) != getattr(self, "_epoch_shape", (n, bs)):
+            self.position = 0  # a paused epoch over other data (or batch size) starts again
+        self._epoch_shape = (n, bs)
         order = self.order(n)
         batches = self.batches_per_epoch(n, bs)
         has_bn = any(isinstance(t, BatchNorm) for t in self.net.layer_types)
