@@ -13,6 +13,7 @@ kernels the layers use.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -107,19 +108,38 @@ def compiled_kernels() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    import os
-
     from . import coldstart
     if hasattr(os, "nice"):
         os.nice(NICE)  # the window (and the user's other programs) come first
     coldstart.set_mode("numba")
     todo = [s for g in argv for s in steps(g)]
-    print("steps", len(todo), flush=True)
+    say = _Reporter()
+    say("steps", len(todo))
     for s in todo:
         s()
-        print("step", flush=True)
-        print("ready", " ".join(compiled_kernels()), flush=True)
+        say("step")
+        say("ready", " ".join(compiled_kernels()))
     return 0
+
+
+class _Reporter:
+    """Prints report lines until nobody listens: when the app quits first, the
+    compile goes on (the cache still fills) instead of dying of a broken pipe."""
+
+    def __init__(self):
+        self.open = True
+
+    def __call__(self, *words) -> None:
+        if not self.open:
+            return
+        try:
+            print(*words, flush=True)
+        except OSError:  # BrokenPipeError: the parent is gone
+            self.open = False
+            try:
+                sys.stdout = open(os.devnull, "w")  # nothing more to flush at exit
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":
