@@ -286,3 +286,30 @@ def test_numpy_conv_backward_matches_numba(case):
     want = grad.conv2d_backward(x, wt, gy, stride, pad, dil)
     for a, b in zip(got, want):
         assert a.dtype == np.float32 and a.shape == b.shape and rel_err(a, b) < 1e-5
+
+
+def test_background_processes_report_every_kernel(tmp_path):
+    """The real thing, on the tests' (warm) kernel cache: two processes start, report
+    their steps and kernels, and end; the parent counts them all."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "from cnnplay.core.kernels import coldstart\n"
+        "coldstart.set_mode('auto')\n"
+        "coldstart.start()\n"
+        "assert coldstart.wait(600)\n"
+        "print(coldstart._state, coldstart._steps['done'], coldstart._steps['total'], len(coldstart._done))\n"
+        "print(' '.join(sorted(coldstart._done)))\n")
+    import cnnplay
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cnnplay.__file__)))
+    env = dict(os.environ, CNNPLAY_KERNELS="auto", PYTHONPATH=root)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state, steps_done, steps_total, kernels = done.stdout.split("\n")[0].split()
+    assert state == "finished" and int(steps_done) == int(steps_total) >= 6
+    names = done.stdout.split("\n")[1].split()
+    for k in (conv._direct, conv._make_source, pool._pool, pointwise._affine_leaky, norm._layernorm, dense._linear):
+        assert coldstart.kernel_name(k) in names
+    assert any(".grad." in n for n in names)

@@ -23,7 +23,6 @@ from collections import OrderedDict
 
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
 _depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
-_tls = threading.local()
 
 
 def one_at_a_time(fn):
@@ -73,10 +72,9 @@ def _shapes(args) -> tuple:
 
 
 def _use_threads(n: int) -> None:
-    if getattr(_tls, "threads", None) != n:
-        import numba
+    import numba
+    if numba.get_num_threads() != n:
         numba.set_num_threads(n)  # per calling thread
-        _tls.threads = n
 
 
 def _numpy_meanwhile() -> bool:
