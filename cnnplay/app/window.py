@@ -149,10 +149,12 @@ class MainWindow(QMainWindow):
             autosaver.failed.connect(lambda m: self.show_message(m, "warning"))
         self._initial_size()
         self._update_title()
-        if first_start:
-            self.busy_label.setText("Preparing compute kernels, first start only...")
-            self.show_message("Preparing compute kernels, first start only. The feature maps appear when "
-                              "they are ready (later starts are fast).", "info")
+        if first_start:  # the numba kernels compile in the background; numpy computes meanwhile
+            self.busy_label.setText("Compiling compute kernels (first start only)...")
+            self.show_message(KERNELS_MESSAGE, "info")
+            self._kernel_timer = QTimer(self)
+            self._kernel_timer.timeout.connect(self._poll_kernels)
+            self._kernel_timer.start(500)
         for m in messages or []:
             self.show_message(m, "warning")
         self._on_forward_changed()
@@ -285,10 +287,6 @@ class MainWindow(QMainWindow):
             n = len(f.outputs) - f.first_recomputed
             total = len(f.request.network)
             self.time_label.setText(f"last update {f.seconds * 1000:.1f} ms ({n}/{total} layers)")
-            if self._preparing:
-                self._preparing = False
-                self.banner.hide()
-                _mark_kernels_ready()
         if self.controller.forward_is_current() and not self._preparing:
             self.busy_label.setText("Ready")
         self.resume_button.setVisible(self.controller.forward_cancelled())
@@ -297,6 +295,18 @@ class MainWindow(QMainWindow):
             self.error_label.setText(str(err))
         elif not self.banner.isVisible():
             self.error_label.setText("")
+
+    def _poll_kernels(self) -> None:
+        """First start: show how far the background compile is; when it ends, say so."""
+        if kernels_compiling():
+            done, total = kernel_progress() or (0, 0)
+            self.busy_label.setText(f"Compiling compute kernels ({done}/{total or '?'}), first start only...")
+            return
+        self._kernel_timer.stop()
+        self._preparing = False
+        if self.banner.label.text() == KERNELS_MESSAGE:
+            self.banner.hide()
+        self._on_forward_changed()
 
     def _update_title(self, *args) -> None:
         name = self.path.name if self.path else "untitled"
@@ -587,18 +597,16 @@ def _is_text_field(w: QWidget) -> bool:
     return False
 
 
-def _mark_kernels_ready() -> None:
-    try:
-        (paths.cache_dir() / "kernels-ready").write_text("1")
-    except OSError:
-        pass
+KERNELS_MESSAGE = ("First start: the compute kernels are compiling in the background (once; later starts "
+                   "are fast). Until they are ready the maps are computed with numpy, a little more slowly.")
 
 
-def kernels_ready() -> bool:
-    """False on the first-ever start (no compiled kernels cached yet)."""
-    from ..core import kernels  # sets NUMBA_CACHE_DIR
-    folder = os.environ.get("NUMBA_CACHE_DIR") or kernels.platform_cache_dir()
-    try:
-        return any(Path(folder).rglob("*.nbi"))
-    except OSError:
-        return False
+def kernels_compiling() -> bool:
+    """True while the numba kernels compile in the background (first start)."""
+    from ..core.kernels import coldstart
+    return coldstart.compiling()
+
+
+def kernel_progress():
+    from ..core.kernels import coldstart
+    return coldstart.progress()
