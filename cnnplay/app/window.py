@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockWidget, QFileDialog, QFrame,
                                QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
-                               QPushButton, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
@@ -107,7 +107,8 @@ class MainWindow(QMainWindow):
         self.palette_dock = self.add_dock(self.palette, "Layers", Qt.DockWidgetArea.LeftDockWidgetArea, "palette")
         self.stack_dock = self.add_dock(self.stack, "Network", Qt.DockWidgetArea.LeftDockWidgetArea, "stack")
         self.splitDockWidget(self.palette_dock, self.stack_dock, Qt.Orientation.Horizontal)
-        self.input_dock = self.add_dock(self.input_panel, "Input", Qt.DockWidgetArea.LeftDockWidgetArea, "input")
+        self.input_dock = self.add_dock(_scrolling(self.input_panel), "Input", Qt.DockWidgetArea.LeftDockWidgetArea,
+                                        "input")
         self.splitDockWidget(self.palette_dock, self.input_dock, Qt.Orientation.Vertical)
         self.inspector_dock = self.add_dock(self.inspector, "Layer settings", Qt.DockWidgetArea.RightDockWidgetArea,
                                             "inspector")
@@ -594,6 +595,16 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         if state is not None:
             QTimer.singleShot(1, lambda: self.restoreState(state))
+
+
+def _scrolling(w: QWidget) -> QScrollArea:
+    """A dock's content that scrolls when the dock is short, instead of squashing its boxes."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(w)
+    return area
 
 
 def update_text(first_recomputed: int, n_outputs: int, seconds: float) -> str:

@@ -15,3 +15,10 @@ def window_output(n: int, kernel: int, stride: int = 1, padding: int = 0, dilati
     """Output length of a window sliding over n inputs (PyTorch's rule, floor mode);
     below 1 when the kernel does not fit the padded input."""
     return (n + 2 * padding - window_span(kernel, dilation)) // stride + 1
+
+
+def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) padding that keeps the length at stride 1 (PyTorch's padding="same":
+    the extra pixel of an even span goes after, i.e. right or bottom)."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2

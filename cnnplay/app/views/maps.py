@@ -83,6 +83,8 @@ class MosaicView(_MapView):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.canvas)
         self._connect_scene(self.canvas.scene(), vb)
+        self.setToolTip("Click: select a unit and see its receptive field · Double-click: enlarge the channel "
+                        "(again: all channels) · Right-click: export and more · Ctrl+wheel: zoom")
         self.grid: g.TileGrid | None = None
         self.scale: float | None = None
         self.levels = (0.0, 1.0)
@@ -153,10 +155,9 @@ class MosaicView(_MapView):
 
     def least(self) -> float:
         """The smallest mark in map px: g.MIN_MARK_PX on screen."""
-        scale = self.scale
-        if not scale:
-            px = self.view_box.viewPixelSize()[0] if self.view_box.width() > 0 else 0.0
-            scale = 1.0 / px if px > 0 else 1.0
+        vb = self.view_box
+        shown = vb.viewRect().width()
+        scale = vb.width() / shown if vb.width() > 0 and shown > 0 else (self.scale or 1.0)  # as drawn
         return g.MIN_MARK_PX / scale
 
     def _draw_marker(self):

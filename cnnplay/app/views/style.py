@@ -175,10 +175,23 @@ def save_svg_dialog(chart, widget: QWidget, name: str) -> None:
         save_svg(chart, path)
 
 
-def save_svg(chart, path: str) -> str:
-    """Write a pyqtgraph chart (PlotItem, ViewBox or layout) as an SVG file; returns the path."""
-    from pyqtgraph.exporters import SVGExporter
+def save_svg(chart, path: str, widget: QWidget | None = None) -> str:
+    """Write a chart as an SVG file (vector curves, text as text); returns the path.
+    `chart` is a PlotItem (or any QGraphicsItem) drawn in its scene's coordinates."""
+    from PySide6.QtCore import QRectF, QSize
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
     if not path.lower().endswith(".svg"):
         path += ".svg"
-    SVGExporter(chart).export(path)
+    rect = chart.sceneBoundingRect() if hasattr(chart, "sceneBoundingRect") else QRectF(widget.rect())
+    gen = QSvgGenerator()
+    gen.setFileName(path)
+    gen.setSize(QSize(int(rect.width()), int(rect.height())))
+    gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+    gen.setTitle("cnnplay chart")
+    p = QPainter(gen)
+    try:
+        chart.scene().render(p, QRectF(0, 0, rect.width(), rect.height()), rect)
+    finally:
+        p.end()
     return path
