@@ -61,7 +61,8 @@ class InvarianceView(QWidget):
                          + " (negative: up / left)")
             value = QLabel("0 px")
             value.setObjectName(f"{axis}Value")
-            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("-8 px") + 6)
+            fm = value.fontMetrics()
+            value.setMinimumWidth(max(fm.horizontalAdvance(t) for t in ("+8 px", "-8 px")) + 6)
             value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
             s.valueChanged.connect(lambda v, lab=value: lab.setText(f"{v:+d} px" if v else "0 px"))
             self.value_labels[axis] = value

@@ -30,13 +30,27 @@ SCOPES = (("pair", "this (out, in) pair"), ("diagonal", "matching channels (out 
 CUSTOM = "custom (hand-edited, trained or random)"
 
 
-def fit_number(v: float, width: float, advance) -> str:
-    """v with as many significant digits (4 down to 1) as fit `width` px; never cut to '0.00...'."""
-    for digits in (4, 3, 2, 1):
+def fit_number(v: float, width: float, advance) -> str | None:
+    """v with as many significant digits (4 down to 2) as fit `width` px, else None."""
+    for digits in (4, 3, 2):
         text = f"{v:.{digits}g}"
         if advance(text) <= width:
             return text
-    return f"{v:.0e}" if advance(f"{v:.0e}") <= width else f"{v:.1g}"
+    return None
+
+
+def fit_cell(v: float, width: float, font) -> tuple[str, object]:
+    """(text, font) for a kernel cell: the grid's font, else a smaller one, so that the
+    number shows with at least 2 significant digits instead of being cut to '0.00...'."""
+    from PySide6.QtGui import QFont, QFontMetrics
+    for factor in (1.0, 0.85, 0.72):
+        f = QFont(font)
+        if factor != 1.0:
+            f.setPointSizeF(max(font.pointSizeF() * factor, 5.0))
+        text = fit_number(v, width, QFontMetrics(f).horizontalAdvance)
+        if text is not None:
+            return text, f
+    return f"{v:.2g}", f
 
 
 class KernelPresetPanel(QWidget):
@@ -226,10 +240,11 @@ class KernelPresetPanel(QWidget):
             self.grid.setColumnCount(k.shape[1])
             self._shown = k
             cell = self.grid.viewport().width() / max(k.shape[1], 1) - 6
-            fm = self.grid.fontMetrics()
             for r in range(k.shape[0]):
                 for c in range(k.shape[1]):
-                    item = QTableWidgetItem(fit_number(float(k[r, c]), cell, fm.horizontalAdvance))
+                    text, font = fit_cell(float(k[r, c]), cell, self.grid.font())
+                    item = QTableWidgetItem(text)
+                    item.setFont(font)
                     item.setToolTip(f"{float(k[r, c]):.7g}")  # edits change only this cell
                     item.setTextAlignment(Qt.AlignCenter)
                     self.grid.setItem(r, c, item)
