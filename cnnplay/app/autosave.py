@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import atomic_write, load_bundle, network_bytes
-from ..core.session import Session
+from ..core.session import Session, dataset_info
 from . import paths
 from .lingering import keep_until_finished
 
@@ -91,8 +91,7 @@ class Autosaver(QObject):
         self._thread.start()
         self._last_error = None
         self._cleaned_at = 0.0  # when stale temporary files were last removed (writer thread)
-        for sig in (session.network_changed, session.input_changed, session.view_changed,
-                    session.selection_changed):
+        for sig in self._signals():
             sig.connect(self.schedule)
 
     # -- GUI thread ------------------------------------------------------------------
@@ -137,9 +136,13 @@ class Autosaver(QObject):
             self._cond.notify()
         self._thread.join(timeout)
         keep_until_finished(self, self._thread)  # a write still running: outlive the window
-        for sig in (self.session.network_changed, self.session.input_changed,
-                    self.session.view_changed, self.session.selection_changed):
+        for sig in self._signals():
             sig.disconnect(self.schedule)
+
+    def _signals(self):
+        s = self.session
+        return (s.network_changed, s.input_changed, s.view_changed, s.selection_changed,
+                s.dataset_changed, s.training_changed)
 
     # -- writer thread -----------------------------------------------------------------
     def _loop(self) -> None:
@@ -247,6 +250,7 @@ def _session_from(path: Path, input_path: Path, load_input):
         notes.append(f"The last input was not found; showing {shown} instead. Your network is restored.")
     session = Session(spec, x, source, seed=net.seed, network=net)
     session.set_input_notes(input_notes)
+    session.set_dataset_reference(*dataset_info(extra))
     view = extra.get("view")
     if isinstance(view, dict):
         session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})

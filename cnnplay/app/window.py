@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
-from ..core.session import Session
+from ..core.session import Session, dataset_info
 from . import paths
 from .autosave import clean_stale_temp
 from .commands import Editor
@@ -132,6 +132,8 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        from .microscope import add_microscope_docks  # issue 15: the neuron microscope
+        add_microscope_docks(self)
         from .lessons import add_lessons
         add_lessons(self)
 
@@ -458,6 +460,9 @@ class MainWindow(QMainWindow):
 
         if not self.editor.edit(f"Open {path.name}", do):
             return False
+        reference, classes = dataset_info(extra)
+        if reference is not None or classes is not None:
+            self.session.set_dataset_reference(reference, classes)
         self.path = path
         self.undo_stack.setClean()
         self._add_recent(path)

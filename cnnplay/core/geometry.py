@@ -22,3 +22,15 @@ def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
     the extra pixel of an even span goes after, i.e. right or bottom)."""
     total = dilation * (kernel - 1)
     return total // 2, total - total // 2
+
+
+def window_start(o: int, stride: int = 1, padding: int = 0) -> int:
+    """Input coordinate of the first tap of output o (negative: in the padding)."""
+    return o * stride - padding
+
+
+def window_taps(o: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> range:
+    """Input coordinates of the taps of output o: o*s - p + t*d for t < k
+    (outside [0, n): padding)."""
+    a = window_start(o, stride, padding)
+    return range(a, a + dilation * kernel, dilation)
