@@ -259,7 +259,6 @@ def test_every_control_has_a_tooltip(qtbot, home):
             continue
         if not widget.toolTip().strip():
             missing.append(f"{type(widget).__name__} {widget.objectName()!r} {getattr(widget, 'text', lambda: '')()!r}")
-    print("MISSING", "\n".join(missing))
     assert not missing, missing
 
 

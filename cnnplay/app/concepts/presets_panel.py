@@ -109,6 +109,9 @@ class KernelPresetPanel(QWidget):
         self.apply_button.setToolTip("Write the chosen preset into the kernels (one undo step)")
         self.apply_button.clicked.connect(self.apply_preset)
         self.preset_help = note("")
+        self.kernel_is = QLabel()
+        self.kernel_is.setObjectName("kernelIs")
+        self.kernel_is.setWordWrap(True)
 
         self.grid = QTableWidget()
         self.grid.setToolTip("The kernel's numbers for the chosen (out, in) pair: double-click a cell to edit it.")
@@ -140,6 +143,7 @@ class KernelPresetPanel(QWidget):
         row.addWidget(self.apply_button)
         lay.addLayout(row)
         lay.addWidget(self.preset_help)
+        lay.addWidget(self.kernel_is)
         lay.addWidget(self.grid, 1)
         lay.addWidget(note(EXPLANATION))
 
@@ -172,6 +176,7 @@ class KernelPresetPanel(QWidget):
                 if label is not None:
                     label.setVisible(False)
             self.preset_help.setText("")
+            self.kernel_is.setText("")
             self._set_grid(None)
             return
         t = net.layer_types[layer]
@@ -196,6 +201,7 @@ class KernelPresetPanel(QWidget):
             box.blockSignals(False)
         self.zero_bias.setVisible("bias" in net.params(layer))
         self._fill_grid()
+        self.show_identity()
 
     def _on_preset_changed(self) -> None:
         name = self.preset_box.currentData()
@@ -218,12 +224,20 @@ class KernelPresetPanel(QWidget):
             return
         k = w[o, i]
         self._set_grid(k if k.ndim == 2 else k[None, :])
-        self.show_identity(k)
+        name = self.identify(k)
+        self.kernel_is.setText(f"This kernel is: <b>{P.TITLES[name] if name else CUSTOM}</b>")
 
-    def show_identity(self, k: np.ndarray) -> None:
-        """The preset box names what the shown kernel is, or says custom."""
-        name = P.identify_kernel(k, {n: b.value() for n, b in self.option_boxes.items()})
-        idx = self.preset_box.findData(name)
+    def identify(self, k: np.ndarray) -> str | None:
+        return P.identify_kernel(k, {n: b.value() for n, b in self.option_boxes.items()})
+
+    def show_identity(self) -> None:
+        """The preset box names what the shown kernel is, or says custom (when the layer or its
+        weights change; choosing another channel pair keeps the preset chosen to apply)."""
+        w = self._weight()
+        o, i = self.out_box.value(), self.in_box.value()
+        if w is None or not (o < w.shape[0] and i < w.shape[1]):
+            return
+        idx = self.preset_box.findData(self.identify(w[o, i]))
         if idx >= 0 and idx != self.preset_box.currentIndex():
             self.preset_box.setCurrentIndex(idx)  # shows its options and help
         self._on_preset_changed()
