@@ -546,6 +546,7 @@ class LayerStack(QWidget):
         self.view = LayerStackView(editor, self)
         self.input_label = QLabel()
         self.input_label.setObjectName("stackInput")
+        self.input_label.setWordWrap(True)  # a long input description must not widen the column
         self.totals = QLabel()
         self.totals.setObjectName("stackTotals")
         self.totals.setWordWrap(True)

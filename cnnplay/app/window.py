@@ -171,12 +171,18 @@ class MainWindow(QMainWindow):
         # Narrow side columns so the feature maps get the room (after all docks exist).
         QTimer.singleShot(0, self._size_docks)
 
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if not getattr(self, "_docks_sized", False):
+            self._docks_sized = True  # once shown, at its real size: the side columns again
+            QTimer.singleShot(0, self._size_docks)
+
     def _size_docks(self) -> None:
         # The feature maps get the room: side columns as narrow as their content allows
         # (a little wider on a large screen).
-        wide = self.width() >= 1800
-        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock],
-                         [170, 300, 340] if wide else [150, 265, 300], Qt.Orientation.Horizontal)
+        w = self.width()
+        sizes = [200, 300, 340] if w >= 1800 else [185, 265, 300] if w >= 1500 else [185, 225, 270]
+        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], sizes, Qt.Orientation.Horizontal)
         left = [self.palette_dock, self.input_dock]
         unit = getattr(getattr(self.central, "unit_dock", None), "isVisible", lambda: False)()
         self.resizeDocks(left + ([self.central.unit_dock] if unit else []), [385, 300, 140][:len(left) + unit],
@@ -607,7 +613,6 @@ def _scrolling(w: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(w)
     return area
 
