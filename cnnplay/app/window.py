@@ -35,6 +35,7 @@ from .shortcuts import UndoEverywhere, shortcuts_html
 
 log = logging.getLogger(__name__)
 FILE_FILTER = "cnnplay networks (*.cnnplay);;All files (*)"
+OPEN_FILTER = "Networks (*.cnnplay *.onnx);;cnnplay networks (*.cnnplay);;ONNX models (*.onnx);;All files (*)"
 MAX_RECENT = 8
 
 
@@ -152,10 +153,12 @@ class MainWindow(QMainWindow):
             autosaver.failed.connect(lambda m: self.show_message(m, "warning"))
         self._initial_size()
         self._update_title()
-        if first_start:
-            self.busy_label.setText("Preparing compute kernels, first start only...")
-            self.show_message("Preparing compute kernels, first start only. The feature maps appear when "
-                              "they are ready (later starts are fast).", "info")
+        if first_start:  # the numba kernels compile in the background; numpy computes meanwhile
+            self.busy_label.setText("Compiling compute kernels (first start only)...")
+            self.show_message(KERNELS_MESSAGE, "info")
+            self._kernel_timer = QTimer(self)
+            self._kernel_timer.timeout.connect(self._poll_kernels)
+            self._kernel_timer.start(500)
         for m in messages or []:
             self.show_message(m, "warning")
         self._on_forward_changed()
@@ -295,10 +298,6 @@ class MainWindow(QMainWindow):
         f = self.controller.forward
         if f is not None:
             self.time_label.setText(update_text(f.first_recomputed, len(f.outputs), f.seconds))
-            if self._preparing:
-                self._preparing = False
-                self.banner.hide()
-                _mark_kernels_ready()
         if self.controller.forward_is_current() and not self._preparing:
             self.busy_label.setText("Ready")
         self.resume_button.setVisible(self.controller.forward_cancelled())
@@ -307,6 +306,18 @@ class MainWindow(QMainWindow):
             self.error_label.setText(needs_fix_text(self.session))
         elif not self.banner.isVisible():
             self.error_label.setText("")
+
+    def _poll_kernels(self) -> None:
+        """First start: show how far the background compile is; when it ends, say so."""
+        if kernels_compiling():
+            done, total = kernel_progress() or (0, 0)
+            self.busy_label.setText(f"Compiling compute kernels ({done}/{total or '?'}), first start only...")
+            return
+        self._kernel_timer.stop()
+        self._preparing = False
+        if self.banner.label.text() == KERNELS_MESSAGE:
+            self.banner.hide()
+        self._on_forward_changed()
 
     def _update_title(self, *args) -> None:
         name = self.path.name if self.path else "untitled"
@@ -334,6 +345,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.save_action = file_menu.addAction("&Save", self.save, QKeySequence.StandardKey.Save)
         self.save_as_action = file_menu.addAction("Save &as...", self.save_as, QKeySequence.StandardKey.SaveAs)
+        from .interop_menu import InteropActions
+        self.interop = InteropActions(self)  # File > Export, and .onnx in File > Open
+        self.interop.add_menu(file_menu)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit", self.close, QKeySequence.StandardKey.Quit)
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -434,13 +448,16 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         start = str(self.path.parent) if self.path else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open network", start, FILE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open network", start, OPEN_FILTER)
         if path:
             self.open_file(path)
 
     def open_file(self, path: str | os.PathLike) -> bool:
-        """Load a .cnnplay file as one undo step; the input follows the file's input shape."""
+        """Load a .cnnplay file as one undo step; the input follows the file's input shape.
+        An .onnx file is read off the GUI thread and shown when read (see interop_menu)."""
         path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            return self.interop.open_onnx(path)
         try:
             net, extra = load_bundle(path)
         except NetworkError as e:
@@ -578,7 +595,7 @@ class MainWindow(QMainWindow):
     def open_any(self, path: str) -> bool:
         """A file from a drop or the command line: a network, a signal or an image."""
         suffix = Path(path).suffix.lower()
-        if suffix == ".cnnplay":
+        if suffix in (".cnnplay", ".onnx"):
             return self.open_file(path)
         if suffix in SIGNAL_SUFFIXES:
             return set_input_from(self.editor, signal_source(path), f"Input: {Path(path).name}")
@@ -641,18 +658,16 @@ def _is_text_field(w: QWidget) -> bool:
     return False
 
 
-def _mark_kernels_ready() -> None:
-    try:
-        (paths.cache_dir() / "kernels-ready").write_text("1")
-    except OSError:
-        pass
+KERNELS_MESSAGE = ("First start: the compute kernels are compiling in the background (once; later starts "
+                   "are fast). Until they are ready the maps are computed with numpy, a little more slowly.")
 
 
-def kernels_ready() -> bool:
-    """False on the first-ever start (no compiled kernels cached yet)."""
-    from ..core import kernels  # sets NUMBA_CACHE_DIR
-    folder = os.environ.get("NUMBA_CACHE_DIR") or kernels.platform_cache_dir()
-    try:
-        return any(Path(folder).rglob("*.nbi"))
-    except OSError:
-        return False
+def kernels_compiling() -> bool:
+    """True while the numba kernels compile in the background (first start)."""
+    from ..core.kernels import coldstart
+    return coldstart.compiling()
+
+
+def kernel_progress():
+    from ..core.kernels import coldstart
+    return coldstart.progress()
