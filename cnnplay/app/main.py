@@ -98,6 +98,8 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     controller.setParent(window)
     worker.setParent(window)
     autosaver.setParent(window)
+    if restored.offer is not None:
+        window.offer_input(restored.offer, "Your network is restored, on a bundled input.")
     if restore_layout:
         window.restore_layout()
     if restored.session is None:

@@ -26,7 +26,8 @@ from .autosave import clean_stale_temp
 from .commands import Editor
 from .controller import CANCELLED, ComputeController
 from .examples import apply_example, example_paths, input_for_shape, read_example
-from .input_panel import IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source
+from .input_panel import (IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source,
+                          source_path)
 from .inspector import Inspector
 from .layer_stack import LayerStack
 from .palette import Palette
@@ -50,11 +51,29 @@ class MessageBanner(QFrame):
         close.setFixedSize(QSize(22, 22))
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
+        self.action_button = QPushButton()
+        self.action_button.hide()
+        self.action_button.clicked.connect(self._run_action)
+        self._action = None
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 6, 6, 6)
         lay.addWidget(self.label, 1)
+        lay.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
+
+    def set_action(self, label: str | None, callback=None) -> None:
+        """A button beside the message (e.g. "Load cat.png"); None removes it."""
+        self._action = callback if label else None
+        self.action_button.setText(label or "")
+        self.action_button.setVisible(bool(label))
+
+    def _run_action(self) -> None:
+        callback, self._action = self._action, None
+        self.set_action(None)
+        self.hide()
+        if callback is not None:
+            callback()
 
     def show_message(self, text: str, kind: str = "error") -> None:
         colors = {"error": ("#fdecea", "#c0392b"), "warning": ("#fff4e0", "#b9770e"), "info": ("#e8f1fb", "#2e6da4")}
@@ -250,6 +269,7 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, kind: str = "error") -> None:
         """Non-modal: a banner over the maps, plus the status bar. Never a dialog, never a traceback."""
         log.info("message (%s): %s", kind, text)
+        self.banner.set_action(None)
         self.banner.show_message(text, kind)
         self.error_label.setText(text if kind != "info" else "")
         self.message.emit(text)
@@ -397,11 +417,14 @@ class MainWindow(QMainWindow):
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
         shape = tuple(net.input_shape)
         x, source, notes = None, None, ()
+        wanted = extra.get("input_source") if isinstance(extra, dict) else None
+        wanted = wanted if isinstance(wanted, dict) else None
+        offer = None
+        if wanted is not None and source_path(wanted) is not None:
+            offer, wanted = wanted, None  # a path from inside the file: never read unasked
         if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim:
-            wanted = extra.get("input_source") if isinstance(extra, dict) else None
             try:
-                x, source, notes = input_for_shape(shape, self.session.input_source,
-                                                   preferred=wanted if isinstance(wanted, dict) else None)
+                x, source, notes = input_for_shape(shape, self.session.input_source, preferred=wanted)
             except InputError as e:
                 self.show_message(f"{path.name}: no input fits this network ({e})")
                 return False
@@ -418,7 +441,17 @@ class MainWindow(QMainWindow):
         self.undo_stack.setClean()
         self._add_recent(path)
         self._update_title()
+        if offer is not None and offer != self.session.input_source:
+            self.offer_input(offer, f"{path.name} was saved with another input.")
         return True
+
+    def offer_input(self, source: dict, why: str) -> None:
+        """A message with a button to load an input that a file named: a path from
+        inside a file is read only when the user asks."""
+        name = Path(source_path(source) or "input").name
+        self.show_message(f"{why} Its input, the file {name}, was not opened: load it if you trust it "
+                          f"({source_path(source)}).", "info")
+        self.banner.set_action(f"Load {name}", lambda: set_input_from(self.editor, source, f"Input: {name}"))
 
     def open_example(self, path: str | os.PathLike) -> bool:
         try:
