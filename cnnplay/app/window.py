@@ -148,6 +148,8 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        from .lessons import add_lessons
+        add_lessons(self)
 
         # Wiring --------------------------------------------------------------------------
         self.editor.failed.connect(lambda m: self.show_message(m, "error"))
@@ -202,6 +204,13 @@ class MainWindow(QMainWindow):
         except ImportError:
             MapsPanel = CentralPlaceholder
         return MapsPanel(self.session, self.controller)
+
+    def dock_titled(self, title: str) -> QDockWidget | None:
+        """The dock whose tab reads `title` (lessons name the panel they need this way)."""
+        for dock in self.findChildren(QDockWidget):
+            if dock.windowTitle() == title:
+                return dock
+        return None
 
     def add_dock(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea,
                  name: str | None = None) -> QDockWidget:
@@ -373,7 +382,7 @@ class MainWindow(QMainWindow):
         for d in (self.palette_dock, self.stack_dock, self.input_dock, self.inspector_dock):
             self.view_menu.addAction(d.toggleViewAction())
 
-        help_menu = mb.addMenu("&Help")
+        help_menu = self.help_menu = mb.addMenu("&Help")
         help_menu.addAction("&About cnnplay", self.about)
         help_menu.addAction("Show &log folder", lambda: self.show_message(
             f"Log file: {paths.log_path()}", "info"))
@@ -566,6 +575,9 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        lessons = getattr(self, "lessons", None)
+        if lessons is not None:
+            lessons.leave()  # the autosave keeps the user's own work, not a lesson's stage
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)

@@ -1,0 +1,179 @@
+"""Opening and leaving lessons: the one place that turns a Lesson into edits.
+
+Opening a lesson is one undo step that replaces the session's network and input
+(like opening an example); the user's own state is kept and leaving the lesson
+is another undo step that puts it back exactly (the same State snapshot, the
+same selection and view). Done marks live in the settings file, by lesson name.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from ...core.errors import InputError, NetworkError
+from ...core.lessons import Lesson, bundled_lessons
+from ...core.network import Network
+from ..input_panel import load_input
+from .highlight import Highlight, resolve_target
+
+log = logging.getLogger(__name__)
+DONE_KEY = "lessons/done"
+
+
+class LessonRunner(QObject):
+    changed = Signal()  # the current lesson or the done marks changed
+
+    def __init__(self, window, lessons: list[Lesson] | None = None, problems=()):
+        super().__init__(window)
+        self.window = window
+        self.session = window.session
+        self.editor = window.editor
+        if lessons is None:
+            lessons, problems = bundled_lessons()
+        self.lessons = lessons
+        self.problems = list(problems)
+        self.current: int | None = None
+        self._saved = None  # (State, selection, view) of the user's own work
+        self._highlight = Highlight()
+
+    # -- done marks ------------------------------------------------------------------
+    def done(self) -> set[str]:
+        v = self.window.settings.value(DONE_KEY, [])
+        if isinstance(v, str):
+            v = [v]
+        return {str(n) for n in (v or [])}
+
+    def mark_done(self, name: str, done: bool = True) -> None:
+        names = self.done()
+        names = names | {name} if done else names - {name}
+        self.window.settings.setValue(DONE_KEY, sorted(names))
+        self.window.settings.sync()
+        self.changed.emit()
+
+    # -- opening and leaving -------------------------------------------------------
+    @property
+    def lesson(self) -> Lesson | None:
+        return None if self.current is None else self.lessons[self.current]
+
+    def open(self, index: int) -> bool:
+        """Set the stage for lesson `index`; False (and a message) if it cannot be set up."""
+        lesson = self.lessons[index]
+        try:
+            spec, params = self._network_of(lesson)
+            x, source, notes = load_input(lesson.source)
+            dataset = self._dataset_of(lesson)
+        except (NetworkError, InputError, ValueError, OSError) as e:
+            self.window.show_message(f"Lesson {lesson.title!r} cannot be opened: {e}", "error")
+            return False
+        if self.current is None:
+            s = self.session
+            self._saved = (s.state, copy.copy(s.selection), dict(s.view), getattr(s, "dataset", None))
+
+        def setup(s):
+            spec_x = dict(spec, input=list(x.shape))
+            net = Network.from_dict(spec_x, seed=s.seed, partial=True)
+            s.replace(net, input_array=x, input_source=source, spec=spec_x)
+            if notes:
+                s.set_input_notes(notes)
+            for key, arrays in params.items():
+                i = int(key)
+                if i < len(s.network):
+                    s.set_layer_params(i, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+            return True
+
+        if not self.editor.edit(f"Lesson: {lesson.title}", setup):
+            return False
+        if dataset is not None and hasattr(self.session, "set_dataset"):
+            self.session.set_dataset(dataset)
+        self.current = index
+        self._select(lesson)
+        self._show(lesson)
+        self.changed.emit()
+        return True
+
+    def leave(self) -> None:
+        """Back to the user's own work, exactly as it was (one undo step)."""
+        if self.current is None:
+            return
+        state, selection, view, dataset = self._saved
+        self._highlight.clear()
+        self.current = None
+        self._saved = None
+        self.editor.edit("Leave lesson", lambda s: s.restore(state))
+        s = self.session
+        if hasattr(s, "set_dataset") and getattr(s, "dataset", None) is not dataset:
+            s.set_dataset(dataset)
+        s.set_view(**view)
+        s.select_layer(s.index_of(selection.layer_id) if selection.layer_id is not None else None)
+        unit_layer = s.index_of(selection.unit_layer_id) if selection.unit_layer_id is not None else None
+        try:
+            s.select_unit(unit_layer, selection.unit)
+        except NetworkError:
+            s.select_unit(None)
+        self.changed.emit()
+
+    def next(self) -> bool:
+        if self.current is not None:
+            self.mark_done(self.lessons[self.current].name)
+        i = 0 if self.current is None else self.current + 1
+        if i >= len(self.lessons):
+            self.leave()
+            self.window.show_message("That was the last lesson: your own network is back.", "info")
+            return False
+        return self.open(i)
+
+    def previous(self) -> bool:
+        if self.current is None or self.current == 0:
+            return False
+        return self.open(self.current - 1)
+
+    # -- pieces ----------------------------------------------------------------------
+    def _network_of(self, lesson: Lesson) -> tuple[dict, dict]:
+        if lesson.spec is not None:
+            return copy.deepcopy(lesson.spec), lesson.params
+        from ..examples import read_example
+        from ...bundled import resource
+        ex = read_example(resource("examples", f"{lesson.example}.json"))
+        return copy.deepcopy(ex.spec), dict(ex.params, **lesson.params)
+
+    def _dataset_of(self, lesson: Lesson):
+        if lesson.dataset is None:
+            return None
+        try:
+            from ...datasets import make_builtin
+        except ImportError:
+            return None  # a build without data sets: the lesson still shows its network
+        return make_builtin(lesson.dataset["builtin"], **lesson.dataset.get("params", {}))
+
+    def _select(self, lesson: Lesson) -> None:
+        s = self.session
+        if lesson.select_layer is not None and lesson.select_layer < len(s.network):
+            s.select_layer(lesson.select_layer)
+        if lesson.select_unit is not None:
+            layer, unit = lesson.select_unit
+            try:
+                s.select_unit(layer, unit)
+            except NetworkError as e:
+                log.warning("lesson %s: %s", lesson.name, e)
+
+    def _show(self, lesson: Lesson) -> None:
+        if lesson.panel:
+            dock = self.window.dock_titled(lesson.panel) if hasattr(self.window, "dock_titled") else None
+            if dock is not None:
+                dock.show()
+                dock.raise_()
+        self._highlight.clear()
+        if lesson.highlight:
+            target = resolve_target(self.window, lesson.highlight)
+            if target is None:
+                log.warning("lesson %s: no control %r to highlight", lesson.name, lesson.highlight)
+            else:
+                self._highlight.show(target)
+
+    @property
+    def highlighted(self):
+        return self._highlight.target
