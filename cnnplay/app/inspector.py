@@ -9,13 +9,15 @@ for an invalid layer shows under the form, and the field at fault turns red.
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QLocale, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QDoubleValidator, QIcon, QPainter, QPen, QPixmap, QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
                                QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from ..core.errors import NetworkError
-from ..core.fields import MAX_INT, REQUIRED, Field, FieldContext, check_value
+from ..core.fields import REQUIRED, Field, FieldContext, check_value
 from ..core.layers import LAYER_TYPES, LayerType, describe_shape
 from .commands import Editor
 from .layer_stack import NEW_LAYER_DEFAULTS, format_count, format_shape
@@ -86,7 +88,7 @@ class SizeEditor(QWidget):
         layout.setSpacing(3)
         for axis in range(dims):
             sp = QSpinBox()
-            sp.setRange(int(field.minimum or 0), MAX_INT)
+            sp.setRange(*field.bounds())  # the core's limits: the box never offers a refused value
             sp.setMinimumWidth(48)
             sp.setToolTip(field.help + (f" ({'height' if axis == 0 else 'width'})" if dims == 2 else ""))
             sp.valueChanged.connect(lambda v, a=axis: self._on_spin(a, v))
@@ -285,7 +287,7 @@ class Inspector(QWidget):
     def _make_widget(self, t: LayerType, f: Field) -> QWidget:
         if f.kind == "int":
             w = QSpinBox()
-            w.setRange(int(f.minimum) if f.minimum is not None else -MAX_INT, MAX_INT)
+            w.setRange(*f.bounds())
             w.setAccelerated(True)
             w.valueChanged.connect(lambda v, n=f.name: self._apply(n, v))
             w.editingFinished.connect(self.editor.break_merge)
@@ -300,8 +302,13 @@ class Inspector(QWidget):
             v = QDoubleValidator(w)
             v.setNotation(QDoubleValidator.Notation.ScientificNotation)
             v.setLocale(QLocale.c())
+            lo, hi = f.bounds()
             if f.positive:
-                v.setBottom(0.0)
+                lo = max(lo, 0.0)
+            if math.isfinite(lo):
+                v.setBottom(lo)
+            if math.isfinite(hi):
+                v.setTop(hi)
             w.setValidator(v)
             w.textEdited.connect(lambda text, n=f.name, field=f, box=w: self._on_float(field, box, text))
             w.editingFinished.connect(self.editor.break_merge)
@@ -345,7 +352,9 @@ class Inspector(QWidget):
         state = box.validator().validate(text, 0)[0]
         try:
             value = float(text)
-            ok = state == QValidator.State.Acceptable and (not f.positive or value > 0)
+            lo, hi = f.bounds()
+            ok = (state == QValidator.State.Acceptable and (not f.positive or value > 0)
+                  and math.isfinite(value) and lo <= value <= hi)
         except ValueError:
             ok = False
         box.setStyleSheet("" if ok else ERROR_STYLE)

@@ -21,6 +21,8 @@ from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, fo
 from .geometry import window_output, window_span
 
 Shape = tuple[int, ...]
+FLOAT_BYTES = 4
+MAX_SLOPE = 1000.0  # |negative_slope| of leaky_relu
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,21 @@ class LayerType:
     def window(self, cfg: dict, in_shape: Shape) -> Window | None:
         """Spatial connectivity; None for flatten and linear (they mix everything)."""
         return Window.identity(len(in_shape) - 1)
+
+    def workspace_bytes(self, cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+        """Peak bytes of the temporary buffers one sample's forward OR backward pass
+        of this layer allocates besides its input map, its output map and its
+        parameters (the larger of the two passes), computed from the shapes alone.
+
+        The memory budget (Layout.estimate_bytes) adds the largest of these to the
+        maps and parameters, so a geometry whose buffers would not fit (padding
+        10000 on an 8x8 map) is refused before anything is allocated. Whoever
+        changes a kernel keeps this an upper bound of what it allocates:
+        tests/test_memory_budget.py measures every layer type's peak against it.
+        Default: the backward pass's input and output gradients and parameter
+        gradients."""
+        pars = sum(math.prod(sh) for sh in self.param_shapes(cfg, in_shape).values())
+        return FLOAT_BYTES * (math.prod(in_shape) + math.prod(out_shape) + pars)
 
     # -- compute ----------------------------------------------------------
     def forward(self, cfg: dict, x: np.ndarray, params: dict) -> np.ndarray:
@@ -278,6 +295,30 @@ class Conv(WindowedLayer):
     def macs(self, cfg, in_shape, out_shape):
         return math.prod(out_shape) * in_shape[0] * math.prod(cfg["kernel_size"])
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        """kernels/conv.py and kernels/grad.py split the zero-padded input by stride
+        phase: sh*sw phase images of ceil(Hp/sh) x ceil(Wp/sw) per input channel
+        (about the padded input, however large the padding), plus packed weights
+        and tap offsets; the backward pass adds the padded output gradient, the
+        phase-split input gradient and, for stride 1, a padded copy of the output
+        gradient for its forward-convolution path."""
+        w = self.window(cfg, in_shape).as_2d()
+        ci, co = in_shape[0], cfg["out_channels"]
+        h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = w.kernel, w.stride, w.padding, w.dilation
+        ho, wo = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
+        hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)
+        maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
+        length = max(hq * wq, maxoff + ho * wq)
+        phases, taps = sh * sw, kh * kw
+        k4, co8, ci4 = -(-ci * taps // 4) * 4, -(-co // 8) * 8, -(-ci // 4) * 4
+        forward = 4 * (phases * ci * length + k4 * co8 + co8) + 8 * (k4 + 4 * taps)
+        flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
+        backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd
+                         + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
+                    + (flipped + 4 * (ci * taps + co) if sh == sw == 1 else 0))
+        return max(forward, backward)
+
     def forward(self, cfg, x, params):
         from .kernels import conv
         w = self.window(cfg, x.shape).as_2d()
@@ -393,6 +434,10 @@ class LayerNorm(ChannelNorm):
     name, title = "layernorm", "Layer norm"
     help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        # the backward pass keeps five float64 statistics per position
+        return super().workspace_bytes(cfg, in_shape, out_shape) + 5 * 8 * math.prod(in_shape[1:])
+
     def _forward(self, x2, p, eps):
         from .kernels import norm
         return norm.layernorm(x2, p["weight"], p["bias"], eps)
@@ -411,7 +456,10 @@ class LeakyReLU(LayerType):
         self.title = "LeakyReLU" if leaky else "ReLU"
         self.help = ("Keeps positive values, scales negative ones by a small slope." if leaky
                      else "Keeps positive values, sets negative ones to zero.")
-        self.fields = (Field("negative_slope", "float", 0.01, help="Factor applied to negative inputs."),) if leaky else ()
+        # bounded so that outputs stay finite (a slope of 1e300 made every negative value -inf)
+        self.fields = (Field("negative_slope", "float", 0.01, minimum=-MAX_SLOPE, maximum=MAX_SLOPE,
+                             help=f"Factor applied to negative inputs (from -{MAX_SLOPE:g} to {MAX_SLOPE:g})."),) \
+            if leaky else ()
 
     def slope(self, cfg) -> float:
         return cfg["negative_slope"] if self.leaky else 0.0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import threading
 
 import numpy as np
 
 from .errors import Cancelled, NetworkError, short_repr
 from .layers import LayerType, describe_shape
-from .layout import FLOAT_BYTES, Layout
+from .layout import Layout
 
 _versions = itertools.count(1)
 MAX_SEED = 2**63 - 1  # what a file stores and numpy's generators take
@@ -64,12 +63,6 @@ class Network(Layout):
             params.append(p)
             versions.append(version)
         return cls(layout, params, versions, seed)
-
-    def estimate_bytes(self) -> int:
-        """Bytes of all maps plus all parameters of one forward pass."""
-        maps = math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)
-        pars = sum(math.prod(s) for p in self._params for s in _shapes_of(p).values())
-        return (maps + pars) * FLOAT_BYTES
 
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
