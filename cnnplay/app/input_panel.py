@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFileDialog, QFormLayout
 
 from ..bundled import resource
 from ..core.errors import InputError, short_repr
+from .background import run_off_gui_thread
 from .commands import Editor
 
 DEFAULT_SAMPLE = "chelsea.png"
@@ -157,9 +158,11 @@ def source_for_file(path: str | os.PathLike, current: dict | None = None) -> dic
 
 def set_input_from(editor: Editor, source: dict, text: str = "Change input") -> bool:
     """Load `source` and make it the session's input as one undo step; False (and a
-    message through editor.failed) if it cannot be loaded."""
+    message through editor.failed) if it cannot be loaded. The file is read and
+    decoded off the GUI thread (app.background), which keeps running meanwhile."""
+    from . import imageio  # noqa: F401 (imported here, on the GUI thread, before the worker uses it)
     try:
-        x, src, notes = load_input(source)
+        x, src, notes = run_off_gui_thread(lambda: load_input(source), f"Opening {describe_source(source)}")
     except InputError as e:
         editor.failed.emit(str(e))
         return False

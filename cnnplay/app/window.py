@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
 from ..core.session import Session
-from . import paths
+from . import background, paths
 from .autosave import clean_stale_temp
+from .background import run_off_gui_thread
 from .commands import Editor
 from .controller import CANCELLED, ComputeController
 from .examples import apply_example, example_paths, input_for_shape, read_example
@@ -157,6 +158,8 @@ class MainWindow(QMainWindow):
         self.controller.failed.connect(self._on_compute_failed)
         self.controller.forward_changed.connect(self._on_forward_changed)
         self.controller.cancellable_changed.connect(self._on_cancellable)
+        background.add_listener(self._on_opening)
+        self.destroyed.connect(lambda *_, cb=self._on_opening: background.remove_listener(cb))
         self.controller.error_changed.connect(self.stack.refresh_rows)
         self.stack.show_compute_errors(self.controller.compute_error)
         self.undo_stack.cleanChanged.connect(self._update_title)
@@ -257,17 +260,29 @@ class MainWindow(QMainWindow):
 
     # -- cancelling a long compute ------------------------------------------------------------
     def cancel_compute(self) -> bool:
-        """The Cancel button and Esc: stop the forward pass at the next layer boundary."""
+        """The Cancel button and Esc: stop a file being opened, else the forward pass
+        at the next layer boundary."""
+        if background.cancel("cancelled"):
+            return True
         return self.controller.cancel()
 
     def _on_cancellable(self, on: bool) -> None:
-        self.cancel_button.setEnabled(on)
+        self.cancel_button.setEnabled(on or background.busy())
+
+    def _on_opening(self, text: str | None) -> None:
+        """A file is being read off the GUI thread (app.background): say so, offer Cancel."""
+        if text:
+            self.busy_label.setText(f"{text}... (Esc to cancel)")
+            self.cancel_button.setEnabled(True)
+        else:
+            self.cancel_button.setEnabled(self.controller.cancellable)
+            self.busy_label.setText("Ready" if self.controller.forward_is_current() else self.busy_label.text())
 
     def event(self, event) -> bool:
         # Esc cancels a long compute, unless the focus is in a text field (Esc is theirs
         # there). A ShortcutOverride no child took climbs up to the window; taking it
         # here comes before any shortcut (e.g. the maps' Esc that clears the selection).
-        if (event.type() == QEvent.Type.ShortcutOverride and self.controller.cancellable
+        if (event.type() == QEvent.Type.ShortcutOverride and (self.controller.cancellable or background.busy())
                 and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier
                 and not _is_text_field(QApplication.focusWidget())):
             self.cancel_compute()
@@ -418,25 +433,31 @@ class MainWindow(QMainWindow):
     def open_file(self, path: str | os.PathLike) -> bool:
         """Load a .cnnplay file as one undo step; the input follows the file's input shape."""
         path = Path(path)
-        try:
+        current_shape, current_source = self.session.input_array.shape, self.session.input_source
+
+        def read():  # off the GUI thread: the file, then an input that fits it
             net, extra = load_bundle(path)
-        except NetworkError as e:
+            shape = tuple(net.input_shape)
+            wanted = extra.get("input_source") if isinstance(extra, dict) else None
+            wanted = wanted if isinstance(wanted, dict) else None
+            offer = None
+            if wanted is not None and source_path(wanted) is not None:
+                offer, wanted = wanted, None  # a path from inside the file: never read unasked
+            loaded = (None, None, ())
+            if tuple(current_shape[:1]) != shape[:1] or len(shape) != len(current_shape):
+                try:
+                    loaded = input_for_shape(shape, current_source, preferred=wanted)
+                except InputError as e:
+                    raise InputError(f"{path.name}: no input fits this network ({e})") from None
+            return net, extra, offer, loaded
+
+        from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
+        try:
+            net, extra, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
+        except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
-        shape = tuple(net.input_shape)
-        x, source, notes = None, None, ()
-        wanted = extra.get("input_source") if isinstance(extra, dict) else None
-        wanted = wanted if isinstance(wanted, dict) else None
-        offer = None
-        if wanted is not None and source_path(wanted) is not None:
-            offer, wanted = wanted, None  # a path from inside the file: never read unasked
-        if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim:
-            try:
-                x, source, notes = input_for_shape(shape, self.session.input_source, preferred=wanted)
-            except InputError as e:
-                self.show_message(f"{path.name}: no input fits this network ({e})")
-                return False
 
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
@@ -463,9 +484,15 @@ class MainWindow(QMainWindow):
         self.banner.set_action(f"Load {name}", lambda: set_input_from(self.editor, source, f"Input: {name}"))
 
     def open_example(self, path: str | os.PathLike) -> bool:
-        try:
+        current = self.session.input_source
+
+        def read():
             ex = read_example(path)
-            x, source, notes = input_for_shape(ex.spec["input"], self.session.input_source, preferred=ex.source)
+            return (ex,) + tuple(input_for_shape(ex.spec["input"], current, preferred=ex.source))
+
+        from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
+        try:
+            ex, x, source, notes = run_off_gui_thread(read, f"Opening the example {Path(path).stem}")
         except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
@@ -575,6 +602,8 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        background.cancel("the window closed")
+        background.remove_listener(self._on_opening)
         lessons = getattr(self, "lessons", None)
         if lessons is not None:
             lessons.leave()  # the autosave keeps the user's own work, not a lesson's stage
