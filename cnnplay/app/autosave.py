@@ -29,7 +29,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import atomic_write, load_bundle, network_bytes
 from ..core.safe_read import read_regular_file
-from ..core.session import Session
+from ..core.session import Session, dataset_info
 from . import paths
 from .input_panel import source_path
 from .lingering import keep_until_finished
@@ -94,8 +94,7 @@ class Autosaver(QObject):
         self._thread.start()
         self._last_error = None
         self._cleaned_at = 0.0  # when stale temporary files were last removed (writer thread)
-        for sig in (session.network_changed, session.input_changed, session.view_changed,
-                    session.selection_changed):
+        for sig in self._signals():
             sig.connect(self.schedule)
 
     # -- GUI thread ------------------------------------------------------------------
@@ -140,9 +139,13 @@ class Autosaver(QObject):
             self._cond.notify()
         self._thread.join(timeout)
         keep_until_finished(self, self._thread)  # a write still running: outlive the window
-        for sig in (self.session.network_changed, self.session.input_changed,
-                    self.session.view_changed, self.session.selection_changed):
+        for sig in self._signals():
             sig.disconnect(self.schedule)
+
+    def _signals(self):
+        s = self.session
+        return (s.network_changed, s.input_changed, s.view_changed, s.selection_changed,
+                s.dataset_changed, s.training_changed)
 
     # -- writer thread -----------------------------------------------------------------
     def _loop(self) -> None:
@@ -265,6 +268,7 @@ def _session_from(path: Path, input_path: Path, load_input):
         session = Session(net.to_dict(), x, source, seed=net.seed, network=net)
         notes.append("The layer being edited could not be restored; the saved network is.")
     session.set_input_notes(input_notes)
+    session.set_dataset_reference(*dataset_info(extra))
     view = extra.get("view")
     if isinstance(view, dict):
         try:

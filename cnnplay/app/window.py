@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
-from ..core.session import Session
+from ..core.session import Session, dataset_info
 from . import background, paths
 from .autosave import clean_stale_temp
 from .background import run_off_gui_thread
@@ -467,6 +467,9 @@ class MainWindow(QMainWindow):
 
         if not self.editor.edit(f"Open {path.name}", do):
             return False
+        reference, classes = dataset_info(extra)
+        if reference is not None or classes is not None:
+            self.session.set_dataset_reference(reference, classes)
         self.path = path
         self.undo_stack.setClean()
         self._add_recent(path)

@@ -34,6 +34,10 @@ class State:
     input_array: np.ndarray
     input_source: dict
     input_notes: tuple[str, ...] = ()
+    # The trainer's saved state for this network (optimizer state, history, settings;
+    # `cnnplay.Trainer.state()`), or None before any training. Part of the undo point,
+    # so that undoing a training run also takes back its optimizer state and curves.
+    training: object = None
 
 
 @dataclass
@@ -56,7 +60,12 @@ class Session:
         self.input_changed = Signal()
         self.selection_changed = Signal()
         self.view_changed = Signal()
+        self.dataset_changed = Signal()  # the attached data set (or its reference) changed
+        self.training_changed = Signal()  # the training state changed (new weights come with network_changed)
         self.seed = seed
+        self._dataset = None
+        self._dataset_reference: dict | None = None
+        self._classes: tuple[str, ...] | None = None
         self.view = dict(DEFAULT_VIEW)
         self.selection = Selection()
         self._ids = itertools.count(1)
@@ -100,6 +109,85 @@ class Session:
     def input_notes(self) -> tuple[str, ...]:
         return self._state.input_notes
 
+    # -- the attached data set (Contract 4) -------------------------------------
+    @property
+    def dataset(self):
+        """The attached `cnnplay.datasets.Dataset`, or None (none attached, or only its
+        reference is known: a file remembers where its data came from, and a folder or
+        .npz is read again only when the user asks)."""
+        return self._dataset
+
+    @property
+    def dataset_reference(self) -> dict | None:
+        """Where the data set comes from: {"builtin": name, "params": {...}},
+        {"folder": path, ...} or {"npz": path}; kept when the data itself is not loaded."""
+        return copy.deepcopy(self._dataset_reference)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class names the network is (being) trained on, or None."""
+        return self._classes
+
+    def output_classes(self) -> tuple[str, ...] | None:
+        """The class names, when the network's last layer outputs exactly one score per
+        class (a flat vector of len(classes)); else None."""
+        net, classes = self._state.network, self._classes
+        if not classes or len(net) == 0 or net.error is not None:
+            return None
+        shape = net.output_shapes[-1]
+        return classes if len(shape) == 1 and shape[0] == len(classes) else None
+
+    def set_dataset(self, dataset, reference: dict | None = None) -> None:
+        """Attach a data set (anything with x, y, classes and reference, i.e. a
+        `cnnplay.datasets.Dataset`), or detach with None. Its classes become the
+        session's class names. Not an undo step: a data set is not part of the network."""
+        if dataset is None:
+            new = (None, None, None)
+        else:
+            ref = reference if reference is not None else getattr(dataset, "reference", None)
+            new = (dataset, copy.deepcopy(ref) if isinstance(ref, dict) else None,
+                   tuple(str(c) for c in dataset.classes))
+        if new[0] is self._dataset and new[1:] == (self._dataset_reference, self._classes):
+            return
+        self._dataset, self._dataset_reference, self._classes = new
+        self.dataset_changed.emit()
+
+    def set_dataset_reference(self, reference: dict | None, classes=None) -> None:
+        """Remember a data set's reference and class names without its data (a file
+        being reopened); the Train panel offers to load it."""
+        new_ref = copy.deepcopy(reference) if isinstance(reference, dict) else None
+        new_classes = tuple(str(c) for c in classes) if classes else None
+        if self._dataset is None and (new_ref, new_classes) == (self._dataset_reference, self._classes):
+            return
+        self._dataset, self._dataset_reference, self._classes = None, new_ref, new_classes
+        self.dataset_changed.emit()
+
+    # -- training ----------------------------------------------------------------
+    @property
+    def training(self):
+        """The trainer's saved state (see State.training), or None."""
+        return self._state.training
+
+    def set_training(self, training) -> None:
+        """A new training state for the current network (not an undo step by itself)."""
+        if training is not self._state.training:
+            self._state = replace(self._state, training=training)
+            self.training_changed.emit()
+
+    def set_trained(self, params: list[dict], training=None) -> None:
+        """New parameter values for every valid layer from training (params[i] for
+        layer i; layers beyond the list keep theirs) and the trainer state that goes
+        with them; the description does not change."""
+        old = self._state.network
+        net = Network.from_dict(self._state.spec, seed=self.seed, partial=True, reuse=old)
+        for i, arrays in enumerate(params[:len(net)]):
+            if arrays:
+                net.set_params(i, **arrays)
+        changed_training = training is not self._state.training
+        self._replace(network=net, training=training)
+        if changed_training:
+            self.training_changed.emit()
+
     def index_of(self, layer_id) -> int | None:
         for i, layer in enumerate(self._state.spec["layers"]):
             if layer.get("id") == layer_id:
@@ -113,10 +201,13 @@ class Session:
     def restore(self, state: State) -> None:
         """Go back (or forward) to a snapshot; the undo stack calls this."""
         input_changed = state.input_array is not self._state.input_array
+        training_changed = state.training is not self._state.training
         self._state = state
         if input_changed:
             self.input_token += 1
         self._after_change(input_changed)
+        if training_changed:
+            self.training_changed.emit()
 
     def set_spec(self, spec: dict) -> None:
         """Replace the description; parameters of layers that keep their id and shapes stay.
@@ -252,6 +343,9 @@ class Session:
             "view": dict(self.view),
             "selected_layer": self.selected_layer,
             "selected_unit": None if sel is None else [sel[0], list(sel[1])],
+            "dataset": None if self._dataset_reference is None and self._classes is None else {
+                "reference": self.dataset_reference,
+                "classes": None if self._classes is None else list(self._classes)},
         }
 
     # -- internals ----------------------------------------------------------------
@@ -308,6 +402,19 @@ class Session:
             lid = f"L{next(self._ids)}"
             if lid not in taken:
                 return lid
+
+
+def dataset_info(extra) -> tuple[dict | None, tuple[str, ...] | None]:
+    """(reference, classes) from a saved session's extra (see Session.extra), checked:
+    anything malformed is ignored rather than trusted."""
+    d = extra.get("dataset") if isinstance(extra, dict) else None
+    if not isinstance(d, dict):
+        return None, None
+    ref = d.get("reference")
+    ref = ref if isinstance(ref, dict) and ref and all(isinstance(k, str) for k in ref) else None
+    classes = d.get("classes")
+    ok = isinstance(classes, list) and 0 < len(classes) <= 100_000 and all(isinstance(c, str) for c in classes)
+    return ref, tuple(classes) if ok else None
 
 
 def _as_input(array) -> np.ndarray:
