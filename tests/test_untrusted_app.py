@@ -154,3 +154,14 @@ def test_an_autosaved_input_that_is_not_a_regular_file_is_not_read(qtbot, home):
     w = create_window()
     qtbot.addWidget(w)
     assert plain(w.session.layers) == RGB["layers"] and w.session.input_array.shape[0] == 3
+
+
+def test_a_file_on_the_command_line_that_breaks_the_opener_costs_only_that_file(window, tmp_path, monkeypatch):
+    from cnnplay.app import main as main_module
+    net_path = tmp_path / "n.cnnplay"
+    save_network(Network.from_dict(RGB), net_path)
+    before = window.session.state
+    monkeypatch.setattr(type(window), "open_file", lambda self, p: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert not main_module.open_from_command_line(window, str(net_path))
+    assert "n.cnnplay" in window.banner.label.text() and "keeps running" in window.banner.label.text()
+    assert window.session.state is before
