@@ -149,6 +149,8 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        from .microscope import add_microscope_docks  # issue 15: the neuron microscope
+        add_microscope_docks(self)
         from .lessons import add_lessons
         add_lessons(self)
 
