@@ -164,6 +164,8 @@ GEOMETRIES = [
     ([1, 8, 8], {"type": "conv2d", "out_channels": 1, "kernel_size": 1, "padding": 200, "stride": 150}),
     ([4, 9, 9], {"type": "conv2d", "out_channels": 2, "kernel_size": [2, 3], "stride": [3, 1], "padding": [5, 0]}),
     ([1, 6, 6], {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": 60, "dilation": 40}),
+    ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),  # GEMM
+    ([48, 8, 8], {"type": "conv2d", "out_channels": 96, "kernel_size": 1}),                  # pointwise
     ([2, 50], {"type": "conv1d", "out_channels": 3, "kernel_size": 5, "padding": 30, "stride": 3}),
     ([3, 40], {"type": "conv1d", "out_channels": 8, "kernel_size": 3, "padding": 1}),
     ([3, 16, 16], {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}),
@@ -193,4 +195,24 @@ def test_workspace_rule_bounds_what_the_kernels_allocate(shape, layer):
     fwd = _traced_peak(lambda: net.layer_forward(0, x))
     assert fwd <= y.nbytes + work + slack, f"forward allocated {fwd} bytes, the rule says {work} + output"
     bwd = _traced_peak(lambda: net.layer_backward(0, x, y, gy))
+    assert bwd <= work + slack, f"backward allocated {bwd} bytes, the rule says {work}"
+
+
+@pytest.mark.parametrize("shape, layer", [g for g in GEOMETRIES if g[1]["type"].startswith("conv")],
+                         ids=lambda v: v["type"] if isinstance(v, dict) else None)
+def test_workspace_rule_bounds_the_batch_kernels_per_sample(shape, layer):
+    """Training batches: the batch kernels' buffers stay within batch x the per-sample rule
+    (what Layout.estimate_bytes(batch) counts)."""
+    import numpy as np
+    n = 3
+    net = Network.from_dict({"input": shape, "layers": [layer]})
+    x = np.random.default_rng(1).standard_normal((n, *shape)).astype(np.float32)
+    y = net.layer_forward_batch(0, x)
+    gy = np.ones_like(y)
+    net.layer_backward_batch(0, x, y, gy)
+    work = n * net.workspace_bytes[0]
+    slack = 64 << 10
+    fwd = _traced_peak(lambda: net.layer_forward_batch(0, x))
+    assert fwd <= y.nbytes + work + slack, f"forward allocated {fwd} bytes, the rule says {work} + output"
+    bwd = _traced_peak(lambda: net.layer_backward_batch(0, x, y, gy))
     assert bwd <= work + slack, f"backward allocated {bwd} bytes, the rule says {work}"

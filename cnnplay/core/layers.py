@@ -329,7 +329,8 @@ class Conv(WindowedLayer):
         (about the padded input, however large the padding), plus packed weights
         and tap offsets; the backward pass adds the padded output gradient, the
         phase-split input gradient and, for stride 1, a padded copy of the output
-        gradient for its forward-convolution path."""
+        gradient for its forward-convolution path. Per sample: the batch kernels
+        lay a batch's samples side by side in the same buffers."""
         w = self.window(cfg, in_shape).as_2d()
         ci, co = in_shape[0], cfg["out_channels"]
         h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
@@ -340,11 +341,15 @@ class Conv(WindowedLayer):
         length = max(hq * wq, maxoff + ho * wq)
         phases, taps = sh * sw, kh * kw
         k4, co8, ci4 = -(-ci * taps // 4) * 4, -(-co // 8) * 8, -(-ci // 4) * 4
-        forward = 4 * (phases * ci * length + k4 * co8 + co8) + 8 * (k4 + 4 * taps)
+        # im2col + BLAS (channel-heavy layers): column blocks of at most half the
+        # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
+        gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
+        forward = 4 * (phases * ci * length + k4 * co8 + co8) + 8 * (3 * k4 + 4 * taps) + gemm
         flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
         backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd
                          + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
-                    + (flipped + 4 * (ci * taps + co) if sh == sw == 1 else 0))
+                    + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
+                    + (flipped + 4 * (ci * taps + co) if sh == sw == 1 else 0) + gemm)
         return max(forward, backward)
 
     def _weight_2d(self, params):
