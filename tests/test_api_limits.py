@@ -127,8 +127,10 @@ def test_inspector_editors_offer_only_what_the_core_accepts(qtbot, home):
                 assert (editor.minimum(), editor.maximum()) == (lo, hi)
                 checked += 1
             elif f.kind == "size":
-                for spin in editor.findChildren(QSpinBox):
-                    assert (spin.minimum(), spin.maximum()) == (lo, hi)
+                cfg = t.normalize(w.session.layers[i], i)
+                for spin, (alo, ahi) in zip(editor.spins, t.field_bounds(cfg, f.name)):
+                    assert (spin.minimum(), spin.maximum()) == (alo, ahi)
+                    assert lo <= alo and ahi <= hi
                     checked += 1
             elif f.kind == "float":
                 assert isinstance(editor, QLineEdit)
@@ -154,3 +156,24 @@ def test_inspector_editors_offer_only_what_the_core_accepts(qtbot, home):
 def _required(name):
     return {"conv2d": {"out_channels": 2, "kernel_size": 3}, "maxpool2d": {"kernel_size": 2},
             "avgpool2d": {"kernel_size": 2}}.get(name, {})
+
+
+def test_pool_padding_editor_follows_the_kernel_as_the_core_does(qtbot, home):
+    """A pool's padding may be at most half its kernel (the core's rule, in
+    LayerType.field_bounds): the padding boxes never offer more, and follow the kernel."""
+    from cnnplay.app.main import create_window
+    spec = {"input": [1, 16, 16], "layers": [{"type": "maxpool2d", "kernel_size": [3, 5]}]}
+    w = create_window(session=Session(spec, np.zeros((1, 16, 16), np.float32),
+                                      {"kind": "image", "sample": "camera.png", "mode": "gray"}))
+    qtbot.addWidget(w)
+    w.session.select_layer(0)
+    pad = w.inspector.editors["padding"]
+    assert [sp.maximum() for sp in pad.spins] == [1, 2]
+    w.editor.update_layer(0, kernel_size=7)
+    assert [sp.maximum() for sp in pad.spins] == [3, 3]
+    pad.spins[0].setValue(9)  # clamped by the box: the model never holds a refused padding
+    assert all(p <= 3 for p in np.atleast_1d(w.session.layers[0].get("padding", 0)))
+    assert w.session.error is None
+    t = LAYER_TYPES["maxpool2d"]
+    assert t.field_bounds({"kernel_size": (4, 9)}, "padding") == ((0, 2), (0, 4))
+    assert t.field_bounds({"kernel_size": "junk"}, "padding") == (t.fields[2].bounds(),) * 2

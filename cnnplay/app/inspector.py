@@ -123,6 +123,19 @@ class SizeEditor(QWidget):
         vals = [sp.value() for sp in self.spins]
         return vals[0] if len(set(vals)) == 1 else vals
 
+    def set_bounds(self, bounds, keep=None) -> None:
+        """Each axis's (lowest, highest) value (from the core's LayerType.field_bounds);
+        a value the model already holds (`keep`) stays shown even if out of range,
+        so the editor never changes the model by itself."""
+        kept = list(keep) if isinstance(keep, (list, tuple)) else [keep] * self.dims
+        for sp, (lo, hi), k in zip(self.spins, bounds, kept):
+            if isinstance(k, int) and not isinstance(k, bool):
+                lo, hi = min(lo, k), max(hi, k)
+            if (sp.minimum(), sp.maximum()) != (lo, hi):
+                sp.blockSignals(True)
+                sp.setRange(int(lo), int(hi))
+                sp.blockSignals(False)
+
     def set_value(self, v) -> None:
         vals = list(v) if isinstance(v, (list, tuple)) else [v] * self.dims
         if len(vals) != self.dims or not all(isinstance(x, int) for x in vals):
@@ -245,7 +258,10 @@ class Inspector(QWidget):
             self.type_combo.setCurrentIndex(self.type_combo.findData(t.name))
             values = display_values(t, raw, i)
             for f in t.fields:
-                self._set_widget_value(f, self.editors[f.name], values.get(f.name))
+                editor = self.editors[f.name]
+                if f.kind == "size":
+                    editor.set_bounds(t.field_bounds(values, f.name), values.get(f.name))
+                self._set_widget_value(f, editor, values.get(f.name))
             err = s.error if i == len(s.network) else None
             for name, w in self.editors.items():
                 w.setStyleSheet(ERROR_STYLE if err is not None and err.field == name else "")

@@ -165,6 +165,16 @@ class LayerType:
         """Spatial connectivity; None for flatten and linear (they mix everything)."""
         return Window.identity(len(in_shape) - 1)
 
+    def field_bounds(self, values: dict, name: str) -> tuple[tuple[float, float], ...]:
+        """(lowest, highest) value of field `name` the core accepts, given the layer's
+        other settings `values` (clean or as typed; malformed ones are ignored):
+        one pair per spatial axis for a size field, one pair otherwise. The
+        inspector's editors take their ranges from here, so they never offer a
+        value the core refuses for a reason it can tell from the layer alone."""
+        f = next(f for f in self.fields if f.name == name)
+        n = (self.dims or 1) if f.kind == "size" else 1
+        return (f.bounds(),) * n
+
     def workspace_bytes(self, cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
         """Peak bytes of the temporary buffers one sample's forward OR backward pass
         of this layer allocates besides its input map, its output map and its
@@ -400,10 +410,20 @@ class Pool(WindowedLayer):
         self.help = f"Keeps {what} of each window per channel: shrinks the map, no parameters."
         self.fields = _size_fields("kernel_size")
 
+    def field_bounds(self, values, name):
+        bounds = super().field_bounds(values, name)
+        kernel = values.get("kernel_size") if isinstance(values, dict) else None
+        kernel = (kernel,) * len(bounds) if isinstance(kernel, int) and not isinstance(kernel, bool) else kernel
+        if name != "padding" or not isinstance(kernel, (list, tuple)) or len(kernel) != len(bounds) \
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in kernel):
+            return bounds
+        # a window must not lie entirely in padding (output_shape's rule)
+        return tuple((lo, min(hi, k // 2)) for (lo, hi), k in zip(bounds, kernel))
+
     def output_shape(self, cfg, in_shape, ctx):
         self.check_input(cfg, in_shape, ctx)
-        for k, p in zip(cfg["kernel_size"], cfg["padding"]):
-            if p > k // 2:
+        for (_, top), p, k in zip(self.field_bounds(cfg, "padding"), cfg["padding"], cfg["kernel_size"]):
+            if p > top:
                 raise ctx.error(f"padding {p} is more than half the kernel size {k} "
                                 "(a window could lie entirely in padding)", "padding")
         return super().output_shape(cfg, in_shape, ctx)
