@@ -108,7 +108,7 @@ def test_every_field_accepts_its_bounds_and_refuses_just_beyond(t, f):
 
 def test_inspector_editors_offer_only_what_the_core_accepts(qtbot, home):
     from PySide6.QtGui import QValidator
-    from PySide6.QtWidgets import QLineEdit, QSpinBox
+    from PySide6.QtWidgets import QLineEdit
 
     from cnnplay.app.main import create_window
     spec = {"input": [1, 16, 16], "layers": [{"type": name} | _required(name) for name in LAYER_TYPES

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cnnplay import Network, NetworkError
-from cnnplay.core import fileformat, safe_read
+from cnnplay.core import fileformat
 from cnnplay.core.errors import InputError
 from cnnplay.core.fileformat import (DESCRIPTION, WEIGHTS, FileFormatError, bundle_from_bytes, load_bundle,
                                      load_network, network_bytes, save_network)
