@@ -73,7 +73,7 @@ def test_every_accepted_slope_keeps_outputs_finite(slope, scale):
     x = (np.array([[-1.0, -0.5, 0.0, 0.5, 1.0]]) * scale).astype(np.float32)
     y = net.forward(x)[-1]
     assert np.isfinite(y).all()
-    ref = np.where(x.astype(np.float64) >= 0, x, x.astype(np.float64) * slope)
+    ref = np.where(x.astype(np.float64) >= 0, x, x.astype(np.float64) * float(np.float32(slope)))  # as stored
     assert np.allclose(y, ref, rtol=1e-6, atol=1e-37)  # below float32's smallest normal number
 
 
