@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from ..bundled import resource
-from ..core.errors import InputError, NetworkError
+from ..core.errors import InputError, NetworkError, short_repr
 from ..core.network import Network
+from ..core.safe_read import SafeReadError, read_regular_file
 from ..core.session import Session
 from .input_panel import DEFAULT_MAX_SIDE, DEFAULT_SAMPLE, image_source, load_input, signal_source
 
 DEFAULT_EXAMPLE = "default"
+MAX_EXAMPLE_BYTES = 16 << 20  # a description and a few hand-set kernels
 
 
 @dataclass
@@ -42,9 +44,11 @@ def example_paths() -> list[Path]:
 def read_example(path: str | Path) -> Example:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NetworkError(f"{path.name}: cannot read the example ({e})") from None
+        data = json.loads(read_regular_file(path, MAX_EXAMPLE_BYTES, "example file").decode("utf-8"))
+    except SafeReadError as e:
+        raise NetworkError(f"{path.name}: cannot read the example ({e.reason})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise NetworkError(f"{path.name}: cannot read the example ({short_repr(str(e), 120)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("network"), dict):
         raise NetworkError(f"{path.name}: not an example file (no 'network' object)")
     return Example(path.stem, str(data.get("title", path.stem)), str(data.get("description", "")),

@@ -21,6 +21,8 @@ from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, fo
 from .geometry import window_output, window_span
 
 Shape = tuple[int, ...]
+FLOAT_BYTES = 4
+MAX_SLOPE = 1000.0  # |negative_slope| of leaky_relu
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,31 @@ class LayerType:
     def window(self, cfg: dict, in_shape: Shape) -> Window | None:
         """Spatial connectivity; None for flatten and linear (they mix everything)."""
         return Window.identity(len(in_shape) - 1)
+
+    def field_bounds(self, values: dict, name: str) -> tuple[tuple[float, float], ...]:
+        """(lowest, highest) value of field `name` the core accepts, given the layer's
+        other settings `values` (clean or as typed; malformed ones are ignored):
+        one pair per spatial axis for a size field, one pair otherwise. The
+        inspector's editors take their ranges from here, so they never offer a
+        value the core refuses for a reason it can tell from the layer alone."""
+        f = next(f for f in self.fields if f.name == name)
+        n = (self.dims or 1) if f.kind == "size" else 1
+        return (f.bounds(),) * n
+
+    def workspace_bytes(self, cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+        """Peak bytes of the temporary buffers one sample's forward OR backward pass
+        of this layer allocates besides its input map, its output map and its
+        parameters (the larger of the two passes), computed from the shapes alone.
+
+        The memory budget (Layout.estimate_bytes) adds the largest of these to the
+        maps and parameters, so a geometry whose buffers would not fit (padding
+        10000 on an 8x8 map) is refused before anything is allocated. Whoever
+        changes a kernel keeps this an upper bound of what it allocates:
+        tests/test_memory_budget.py measures every layer type's peak against it.
+        Default: the backward pass's input and output gradients and parameter
+        gradients."""
+        pars = sum(math.prod(sh) for sh in self.param_shapes(cfg, in_shape).values())
+        return FLOAT_BYTES * (math.prod(in_shape) + math.prod(out_shape) + pars)
 
     # -- compute ----------------------------------------------------------
     def forward(self, cfg: dict, x: np.ndarray, params: dict) -> np.ndarray:
@@ -306,6 +333,35 @@ class Conv(WindowedLayer):
     def macs(self, cfg, in_shape, out_shape):
         return math.prod(out_shape) * in_shape[0] * math.prod(cfg["kernel_size"])
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        """kernels/conv.py and kernels/grad.py split the zero-padded input by stride
+        phase: sh*sw phase images of ceil(Hp/sh) x ceil(Wp/sw) per input channel
+        (about the padded input, however large the padding), plus packed weights
+        and tap offsets; the backward pass adds the padded output gradient, the
+        phase-split input gradient and, for stride 1, a padded copy of the output
+        gradient for its forward-convolution path. Per sample: the batch kernels
+        lay a batch's samples side by side in the same buffers."""
+        w = self.window(cfg, in_shape).as_2d()
+        ci, co = in_shape[0], cfg["out_channels"]
+        h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = w.kernel, w.stride, w.padding, w.dilation
+        ho, wo = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
+        hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)
+        maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
+        length = max(hq * wq, maxoff + ho * wq)
+        phases, taps = sh * sw, kh * kw
+        k4, co8, ci4 = -(-ci * taps // 4) * 4, -(-co // 8) * 8, -(-ci // 4) * 4
+        # im2col + BLAS (channel-heavy layers): column blocks of at most half the
+        # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
+        gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
+        forward = 4 * (phases * ci * length + k4 * co8 + co8) + 8 * (3 * k4 + 4 * taps) + gemm
+        flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
+        backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd
+                         + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
+                    + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
+                    + (flipped + 4 * (ci * taps + co) if sh == sw == 1 else 0) + gemm)
+        return max(forward, backward)
+
     def _weight_2d(self, params):
         weight = params["weight"]
         return weight[:, :, None, :] if self.dims == 1 else weight
@@ -354,10 +410,20 @@ class Pool(WindowedLayer):
         self.help = f"Keeps {what} of each window per channel: shrinks the map, no parameters."
         self.fields = _size_fields("kernel_size")
 
+    def field_bounds(self, values, name):
+        bounds = super().field_bounds(values, name)
+        kernel = values.get("kernel_size") if isinstance(values, dict) else None
+        kernel = (kernel,) * len(bounds) if isinstance(kernel, int) and not isinstance(kernel, bool) else kernel
+        if name != "padding" or not isinstance(kernel, (list, tuple)) or len(kernel) != len(bounds) \
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in kernel):
+            return bounds
+        # a window must not lie entirely in padding (output_shape's rule)
+        return tuple((lo, min(hi, k // 2)) for (lo, hi), k in zip(bounds, kernel))
+
     def output_shape(self, cfg, in_shape, ctx):
         self.check_input(cfg, in_shape, ctx)
-        for k, p in zip(cfg["kernel_size"], cfg["padding"]):
-            if p > k // 2:
+        for (_, top), p, k in zip(self.field_bounds(cfg, "padding"), cfg["padding"], cfg["kernel_size"]):
+            if p > top:
                 raise ctx.error(f"padding {p} is more than half the kernel size {k} "
                                 "(a window could lie entirely in padding)", "padding")
         return super().output_shape(cfg, in_shape, ctx)
@@ -454,6 +520,10 @@ class LayerNorm(ChannelNorm):
     name, title = "layernorm", "Layer norm"
     help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        # the backward pass keeps five float64 statistics per position
+        return super().workspace_bytes(cfg, in_shape, out_shape) + 5 * 8 * math.prod(in_shape[1:])
+
     def _forward(self, x3, p, eps):
         from .kernels import norm
         return norm.layernorm_batch(x3, p["weight"], p["bias"], eps)
@@ -472,7 +542,10 @@ class LeakyReLU(LayerType):
         self.title = "LeakyReLU" if leaky else "ReLU"
         self.help = ("Keeps positive values, scales negative ones by a small slope." if leaky
                      else "Keeps positive values, sets negative ones to zero.")
-        self.fields = (Field("negative_slope", "float", 0.01, help="Factor applied to negative inputs."),) if leaky else ()
+        # bounded so that outputs stay finite (a slope of 1e300 made every negative value -inf)
+        self.fields = (Field("negative_slope", "float", 0.01, minimum=-MAX_SLOPE, maximum=MAX_SLOPE,
+                             help=f"Factor applied to negative inputs (from -{MAX_SLOPE:g} to {MAX_SLOPE:g})."),) \
+            if leaky else ()
 
     def slope(self, cfg) -> float:
         return cfg["negative_slope"] if self.leaky else 0.0

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import threading
 
 import numpy as np
 
 from . import memory
-from .errors import Cancelled, NetworkError
+from .errors import Cancelled, NetworkError, short_repr
 from .layers import LayerType, Params, describe_shape
 from .layout import FLOAT_BYTES, Layout
 
 _versions = itertools.count(1)
+MAX_SEED = 2**63 - 1  # what a file stores and numpy's generators take
+
+
+def check_seed(seed) -> int:
+    """A seed as an int from 0 to MAX_SEED; NetworkError (field 'seed') otherwise."""
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise NetworkError(f"the seed must be an integer from 0 to 2**63-1, not {short_repr(seed)}", field="seed")
+    return seed
 
 
 class Network(Layout):
@@ -42,6 +51,7 @@ class Network(Layout):
         reuse: take parameters from an earlier network for layers that keep
         their id (or position, when layers have no id) and parameter shapes.
         """
+        seed = check_seed(seed)
         layout = Layout.from_dict(spec, partial=partial)
         old = _ReusableParams(reuse)
         params, versions = [], []
@@ -54,12 +64,6 @@ class Network(Layout):
             params.append(p)
             versions.append(version)
         return cls(layout, params, versions, seed)
-
-    def estimate_bytes(self) -> int:
-        """Bytes of all maps plus all parameters of one forward pass."""
-        maps = math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)
-        pars = sum(math.prod(s) for p in self._params for s in _shapes_of(p).values())
-        return (maps + pars) * FLOAT_BYTES
 
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
@@ -166,7 +170,15 @@ class Network(Layout):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError, OverflowError, RecursionError) as e:  # ragged nesting, huge ints
+            raise NetworkError(f"the input is not an array of numbers ({short_repr(str(e), 120)})",
+                               field="input") from None
+        if x.dtype.kind not in "biuf":
+            what = {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers",
+                    "V": "records", "M": "dates", "m": "time spans"}.get(x.dtype.kind, str(x.dtype))
+            raise NetworkError(f"the input must hold real numbers, not {what} (dtype {x.dtype})", field="input")
         if x.shape != self.input_shape:
             raise NetworkError(f"the input is {x.shape} but the network expects {self.input_shape} "
                                f"({describe_shape(self.input_shape)})", field="input")

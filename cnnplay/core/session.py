@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import NetworkError
+from .errors import NetworkError, short_repr
 from .events import Signal
 from .network import Network
 
@@ -303,9 +303,14 @@ class Session:
         if layer is None or unit is None:
             new = (None, None)
         else:
-            unit = tuple(int(u) for u in unit)
+            try:
+                unit = tuple(int(u) for u in unit)
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                raise NetworkError(f"a unit is a tuple of integers, not {short_repr(unit)}") from None
+            if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
+                raise NetworkError(f"no layer {short_repr(layer)}")
             if not self._unit_exists(layer, unit):
-                raise NetworkError(f"unit {unit} is outside layer {layer}'s output "
+                raise NetworkError(f"unit {short_repr(unit)} is outside layer {layer}'s output "
                                    f"{self.network.output_shapes[layer] if layer < len(self.network) else ''}")
             new = (self.layer_id(layer), unit)
         if new != (self.selection.unit_layer_id, self.selection.unit):
