@@ -10,7 +10,7 @@ norm and activation formulas with their numbers. It follows the selection
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
@@ -86,6 +86,11 @@ class ComputationPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.scroll, 1)
 
+        self.refit = QTimer(self)  # after a resize: fit the numbers to the new width
+        self.refit.setSingleShot(True)
+        self.refit.setInterval(150)
+        self.refit.timeout.connect(self._refit)
+        self._fitted_width = 0
         self.refresh_when_visible = WhenVisible(self, self.refresh)
         listen(self, session.selection_changed, self.refresh_when_visible)
         controller.forward_changed.connect(self.refresh_when_visible)
@@ -167,9 +172,23 @@ class ComputationPanel(QWidget):
         self.step_views = [self.steps_layout.itemAt(i).widget() for i in range(len(e.steps))]
         if self.fit and scale == self.scale:
             room = self.scroll.viewport().width() - 12
+            self._fitted_width = room
             need = max(v.sizeHint().width() for v in self.step_views)
             if need > room > 0:
                 self._render(e, max(MIN_FIT, scale * room / need))
+
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        if self.fit and self.explanation is not None:
+            self.refit.start()
+
+    def _refit(self) -> None:
+        if self.fit and self.explanation is not None and \
+                abs(self.scroll.viewport().width() - 12 - self._fitted_width) > 20:
+            shown = self.shown_for
+            self._render(self.explanation)
+            self.shown_for = shown
 
 
 def _same(a, b) -> bool:
