@@ -183,9 +183,12 @@ class LayerType:
         return np.stack([self.forward(cfg, x[i], params) for i in range(x.shape[0])])
 
     def backward_batch(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                       params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                       params: dict, param_grads: bool = True,
+                       input_grad: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """`backward` for a batch: gx like x, parameter gradients summed over the batch
-        (PyTorch names and layouts); param_grads=False leaves the dict empty."""
+        (PyTorch names and layouts); param_grads=False leaves the dict empty.
+        input_grad=False: the input gradient is not needed (the network's first
+        layer); a layer may then skip it and return None (conv does)."""
         x, gy = _check_grad_batch(self, x, gy)
         gx = np.empty(x.shape, np.float32)
         total: dict[str, np.ndarray] = {}
@@ -382,7 +385,7 @@ class Pool(WindowedLayer):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         w = self.window(cfg, x.shape[1:]).as_2d()
@@ -429,7 +432,7 @@ class ChannelNorm(LayerType):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         n, c = x.shape[:2]
         gx, gw, gb = self._backward(x.reshape(n, c, -1), np.asarray(gy).reshape(n, c, -1), params, cfg["eps"])
@@ -491,7 +494,7 @@ class LeakyReLU(LayerType):
     def forward_batch(self, cfg, x, params):  # element-wise: a batch is one bigger array
         return self.forward(cfg, _check_batch(self, x), params)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return self.backward(cfg, x, y, gy, params, param_grads)
 
@@ -519,7 +522,7 @@ class Flatten(LayerType):
         x = _check_batch(self, x)
         return x.reshape(x.shape[0], -1)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return gy.reshape(x.shape), {}
 
@@ -575,7 +578,7 @@ class Linear(LayerType):
         from .kernels import dense
         return dense.linear_batch(_check_batch(self, x), params["weight"], params.get("bias"))
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         gx, gw, gb = grad.linear_backward_batch(x, params["weight"], gy,

@@ -140,10 +140,11 @@ class Network(Layout):
         return self.layer_types[i].forward_batch(self.configs[i], x, self.layer_params(i))
 
     def layer_backward_batch(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                             param_grads: bool = True):
-        """layer_backward on a batch; parameter gradients summed over it."""
+                             param_grads: bool = True, input_grad: bool = True):
+        """layer_backward on a batch; parameter gradients summed over it
+        (input_grad=False: gx may be None, e.g. for layer 0)."""
         return self.layer_types[i].backward_batch(self.configs[i], x, y, gy, self.layer_params(i),
-                                                  param_grads=param_grads)
+                                                  param_grads=param_grads, input_grad=input_grad)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:
