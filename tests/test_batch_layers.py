@@ -297,6 +297,11 @@ def test_packed_weights_follow_the_parameter_version():
     cfg = net.configs[0]
     close(y2, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
     assert not np.allclose(y1, y2)
+    # a caller's own changes to the parameter dict never meet a stale packing
+    p = net.params(0)
+    p["weight"] = np.asarray(p["weight"]) * -3
+    y3 = net.layer_types[0].forward_batch(cfg, x, p)
+    close(y3, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
 
 
 def test_gemm_in_small_column_blocks(monkeypatch):

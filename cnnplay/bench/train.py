@@ -258,6 +258,30 @@ def _batched_forward(net, x):
     return h
 
 
+def _profile(net, x, y, runs=5):
+    """[(part, percent)] of one forward + backward by layer type and direction."""
+    times = {}
+    for r in range(runs + 1):
+        acts = [x]
+        for i in range(len(net)):
+            t0 = time.perf_counter()
+            acts.append(net.layer_forward_batch(i, acts[-1]))
+            if r:
+                times.setdefault((i, net.layer_types[i].name, "fwd"), []).append(time.perf_counter() - t0)
+        g = _softmax_grad(acts[-1], y)
+        for i in range(len(net) - 1, -1, -1):
+            t0 = time.perf_counter()
+            g, _ = net.layer_backward_batch(i, acts[i], acts[i + 1], g, input_grad=i > 0)
+            if r:
+                times.setdefault((i, net.layer_types[i].name, "bwd"), []).append(time.perf_counter() - t0)
+    per = {}
+    for (_, tname, d), ts in times.items():
+        kind = "conv" if tname.startswith("conv") else "pool" if "pool" in tname else tname
+        per[f"{kind} {d}"] = per.get(f"{kind} {d}", 0.0) + float(np.median(ts))
+    total = sum(per.values())
+    return sorted(((k, 100 * v / total) for k, v in per.items()), key=lambda kv: -kv[1])
+
+
 def run() -> list[str]:
     import numba
 
@@ -292,6 +316,15 @@ def run() -> list[str]:
         a, b, r = paired_ms(lambda: ours(x, y), theirs, rounds=ROUNDS)
         lines.append(f"{name:<40}{_summary(a, b, r)}")
     lines.append(f"(ours: {what}; below 1 is faster)")
+
+    # where a step's time goes (ours, forward_batch / backward_batch per layer type)
+    lines.append("")
+    lines.append("where our step's time goes (forward_batch / backward_batch by layer type, median of 5, "
+                 "% of the layers' total):")
+    for name, (spec, n, k) in WORKLOADS.items():
+        net = Network.from_dict(spec, seed=0)
+        x, y = _data(net, n, k)
+        lines.append(f"  {name}: " + ", ".join(f"{part} {pct:.0f}%" for part, pct in _profile(net, x, y)))
 
     # batched forward vs N single passes (issue 12)
     lines.append("")

@@ -68,13 +68,39 @@ def as_batch_maps(x: np.ndarray) -> np.ndarray:
 
 class Params(dict):
     """A layer's parameters with the network's version of them: kernels keep
-    what they derive from the parameters (packed weights) per version."""
+    what they derive from the parameters (packed weights) per version. Any
+    change to the dict drops the version (nothing is kept for it then)."""
 
     __slots__ = ("version",)
 
     def __init__(self, arrays, version=None):
         super().__init__(arrays)
         self.version = version
+
+    def _changed(self, method, *args, **kwargs):
+        self.version = None
+        return getattr(super(), method)(*args, **kwargs)
+
+    def __setitem__(self, key, value):
+        self._changed("__setitem__", key, value)
+
+    def __delitem__(self, key):
+        self._changed("__delitem__", key)
+
+    def update(self, *args, **kwargs):
+        self._changed("update", *args, **kwargs)
+
+    def pop(self, *args):
+        return self._changed("pop", *args)
+
+    def setdefault(self, *args):
+        return self._changed("setdefault", *args)
+
+    def popitem(self):
+        return self._changed("popitem")
+
+    def clear(self):
+        self._changed("clear")
 
 
 def params_version(params) -> object:

@@ -62,13 +62,16 @@ class Network(Layout):
 
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
-        """Layer i's parameters (PyTorch names and layouts), as read-only arrays."""
+        """Layer i's parameters (PyTorch names and layouts), as read-only arrays
+        (a dict that also carries their version, so the layer types' compute
+        keeps its packed weights when given it)."""
+        i = self._index(i)
         out = {}
-        for name, a in self._layer_params(self._index(i)).items():
+        for name, a in self._layer_params(i).items():
             v = a.view()
             v.flags.writeable = False
             out[name] = v
-        return out
+        return Params(out, self._versions[i])
 
     def set_params(self, i: int, **arrays) -> None:
         """Replace some of layer i's parameters; shapes must match exactly."""
