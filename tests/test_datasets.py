@@ -268,3 +268,27 @@ def test_builtin_bad_parameters(name, params, needle):
     with pytest.raises(DatasetError) as e:
         make_builtin(name, **params)
     assert needle in str(e.value)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(1, 9), min_size=2, max_size=5), frac=st.floats(0.05, 0.95),
+       seed=st.integers(0, 2**32))
+def test_split_invariants(counts, frac, seed):
+    y = np.repeat(np.arange(len(counts)), counts)
+    x = np.arange(y.size, dtype=np.float32).reshape(-1, 1, 1)  # each sample's value is its index
+    ds = Dataset(x, y, [f"c{k}" for k in range(len(counts))])
+    if all(c == 1 for c in counts):
+        with pytest.raises(DatasetError, match="too few samples"):
+            ds.split(frac, seed)
+        return
+    train, test = ds.split(frac, seed)
+    got = np.concatenate([train.x.ravel(), test.x.ravel()])
+    assert sorted(got.tolist()) == list(range(y.size))  # a partition
+    assert np.all(np.diff(train.x.ravel()) > 0) and np.all(np.diff(test.x.ravel()) > 0)  # order kept
+    assert np.array_equal(y[train.x.ravel().astype(int)], train.y)  # labels travel with their samples
+    for k, n in enumerate(counts):
+        expect = 0 if n < 2 else min(max(int(round(n * frac)), 1), n - 1)
+        assert test.class_counts()[k] == expect and train.class_counts()[k] == n - expect

@@ -119,3 +119,27 @@ def test_an_invalid_network_is_not_exported(window, qtbot, monkeypatch, tmp_path
     assert window.interop.export_pytorch_dialog() is False
     assert any("fix the invalid layer" in m for m in seen)
     assert not (tmp_path / "x.py").exists()
+
+
+def test_dropping_an_onnx_file_opens_it(window, qtbot, tmp_path):
+    pytest.importorskip("onnx")
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    from cnnplay import Network, export_onnx
+    other = Network.from_dict({"input": [1, 8, 8], "layers": [{"type": "conv2d",
+                                                               "out_channels": 2, "kernel_size": 3}]}, seed=3)
+    export_onnx(other, tmp_path / "dropped.onnx")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped.onnx"))])
+    actions = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
+    enter = QDragEnterEvent(QPoint(700, 400), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(700, 400), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.interop.done, timeout=20000) as blocker:
+        QApplication.sendEvent(window, drop)
+    assert "Opened dropped.onnx" in blocker.args[0]
+    assert window.session.network.output_shapes == [(2, 6, 6)]
+    np.testing.assert_array_equal(window.session.network.params(0)["weight"], other.params(0)["weight"])

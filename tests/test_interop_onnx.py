@@ -341,6 +341,17 @@ def test_weights_above_the_memory_budget_are_refused_before_allocating():
         memory.set_limit(None)
 
 
+def test_hostile_graphs_are_bounded_before_work():
+    concat = make([helper.make_node("Concat", ["c"] * 5000, ["big"], name="blowup", axis=0),
+                   helper.make_node("Relu", ["x"], ["y"], name="r")], {"c": np.zeros(1000, np.int64)}, [1, 4, 4])
+    with pytest.raises(OnnxImportError, match="'blowup' .*only shape arithmetic"):
+        imported(concat)
+    many = make([helper.make_node("Identity", ["x" if i == 0 else f"v{i - 1}"], [f"v{i}"]) for i in range(100_001)],
+                {}, [1, 4, 4], out_name="v100000")
+    with pytest.raises(OnnxImportError, match="100001 nodes; cnnplay reads chains of at most 100000"):
+        imported(many)
+
+
 def test_data_that_does_not_match_the_dimensions_is_refused():
     model = make([conv(y="y")], {"w": f32(2, 1, 3, 3)}, [1, 6, 6])
     t = model.graph.initializer[0]

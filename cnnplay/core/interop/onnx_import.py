@@ -44,6 +44,8 @@ SUPPORTED = ("Conv (1D/2D, group 1), Gemm, MatMul + Add, MaxPool, AveragePool, G
              "channels (between two Transposes), Identity, Dropout, and a trailing Softmax (left out)")
 MARGIN_BYTES = 16 << 20  # the graph itself, names, attributes: small next to any weights
 MIN_OPSET = 7
+MAX_NODES = 100_000  # far more than any chain cnnplay can show; bounds the time a hostile graph can take
+MAX_SHAPE_VALUES = 1024  # shape arithmetic works on a few integers; larger constants are not shapes
 MAX_RANK = 8
 _BRANCH_OPS = {"Add", "Sub", "Mul", "Div", "Concat", "Sum", "Max", "Min", "Mean"}
 
@@ -172,6 +174,8 @@ class _Converter:
 
     # -- the whole model ------------------------------------------------------------
     def run(self) -> OnnxImport:
+        if len(self.g.node) > MAX_NODES:
+            raise self.fail(f"the graph has {len(self.g.node)} nodes; cnnplay reads chains of at most {MAX_NODES}")
         self.check_opset()
         self.check_tensors()
         self.read_input()
@@ -473,10 +477,11 @@ class _Converter:
             raise self.fail(f"{op} on stored constants is not something cnnplay evaluates. cnnplay supports: "
                             f"{SUPPORTED}")
         args = [self.const(i) if i else None for i in inputs]
-        for a in args:
-            if a is not None and a.size > (1 << 16) and op not in _SIZE_KEEPING:
-                raise self.fail(f"{op} on a constant of {a.size} values: cnnplay evaluates only shape "
-                                "arithmetic on constants")
+        sizes = [a.size for a in args if a is not None]
+        if op not in _SIZE_KEEPING and (max(sizes, default=0) > MAX_SHAPE_VALUES
+                                        or sum(sizes) > 16 * MAX_SHAPE_VALUES):
+            raise self.fail(f"{op} on constants of {sum(sizes)} values: cnnplay evaluates only shape arithmetic "
+                            f"on constants (at most {MAX_SHAPE_VALUES} values)")
         try:
             result = fn(self, args, self.attrs(node))
         except OnnxImportError:
@@ -931,4 +936,4 @@ _FOLD = {
     "Transpose": lambda c, args, a: np.transpose(args[0], a.get("perm")),
     "Add": _arith(np.add), "Sub": _arith(np.subtract), "Mul": _arith(np.multiply), "Div": _arith(_int_div),
 }
-_SIZE_KEEPING = {"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+_SIZE_KEEPING = {"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}  # never larger
