@@ -70,13 +70,39 @@ def as_batch_maps(x: np.ndarray) -> np.ndarray:
 
 class Params(dict):
     """A layer's parameters with the network's version of them: kernels keep
-    what they derive from the parameters (packed weights) per version."""
+    what they derive from the parameters (packed weights) per version. Any
+    change to the dict drops the version (nothing is kept for it then)."""
 
     __slots__ = ("version",)
 
     def __init__(self, arrays, version=None):
         super().__init__(arrays)
         self.version = version
+
+    def _changed(self, method, *args, **kwargs):
+        self.version = None
+        return getattr(super(), method)(*args, **kwargs)
+
+    def __setitem__(self, key, value):
+        self._changed("__setitem__", key, value)
+
+    def __delitem__(self, key):
+        self._changed("__delitem__", key)
+
+    def update(self, *args, **kwargs):
+        self._changed("update", *args, **kwargs)
+
+    def pop(self, *args):
+        return self._changed("pop", *args)
+
+    def setdefault(self, *args):
+        return self._changed("setdefault", *args)
+
+    def popitem(self):
+        return self._changed("popitem")
+
+    def clear(self):
+        self._changed("clear")
 
 
 def params_version(params) -> object:
@@ -210,9 +236,12 @@ class LayerType:
         return np.stack([self.forward(cfg, x[i], params) for i in range(x.shape[0])])
 
     def backward_batch(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                       params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                       params: dict, param_grads: bool = True,
+                       input_grad: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """`backward` for a batch: gx like x, parameter gradients summed over the batch
-        (PyTorch names and layouts); param_grads=False leaves the dict empty."""
+        (PyTorch names and layouts); param_grads=False leaves the dict empty.
+        input_grad=False: the input gradient is not needed (the network's first
+        layer); a layer may then skip it and return None (conv does)."""
         x, gy = _check_grad_batch(self, x, gy)
         gx = np.empty(x.shape, np.float32)
         total: dict[str, np.ndarray] = {}
@@ -448,7 +477,7 @@ class Pool(WindowedLayer):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         w = self.window(cfg, x.shape[1:]).as_2d()
@@ -495,7 +524,7 @@ class ChannelNorm(LayerType):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         n, c = x.shape[:2]
         gx, gw, gb = self._backward(x.reshape(n, c, -1), np.asarray(gy).reshape(n, c, -1), params, cfg["eps"])
@@ -564,7 +593,7 @@ class LeakyReLU(LayerType):
     def forward_batch(self, cfg, x, params):  # element-wise: a batch is one bigger array
         return self.forward(cfg, _check_batch(self, x), params)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return self.backward(cfg, x, y, gy, params, param_grads)
 
@@ -592,7 +621,7 @@ class Flatten(LayerType):
         x = _check_batch(self, x)
         return x.reshape(x.shape[0], -1)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return gy.reshape(x.shape), {}
 
@@ -648,7 +677,7 @@ class Linear(LayerType):
         from .kernels import dense
         return dense.linear_batch(_check_batch(self, x), params["weight"], params.get("bias"))
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         gx, gw, gb = grad.linear_backward_batch(x, params["weight"], gy,

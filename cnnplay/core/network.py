@@ -67,13 +67,16 @@ class Network(Layout):
 
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
-        """Layer i's parameters (PyTorch names and layouts), as read-only arrays."""
+        """Layer i's parameters (PyTorch names and layouts), as read-only arrays
+        (a dict that also carries their version, so the layer types' compute
+        keeps its packed weights when given it)."""
+        i = self._index(i)
         out = {}
-        for name, a in self._layer_params(self._index(i)).items():
+        for name, a in self._layer_params(i).items():
             v = a.view()
             v.flags.writeable = False
             out[name] = v
-        return out
+        return Params(out, self._versions[i])
 
     def set_params(self, i: int, **arrays) -> None:
         """Replace some of layer i's parameters; shapes must match exactly."""
@@ -204,10 +207,11 @@ class Network(Layout):
         return self.layer_types[i].forward_batch(self.configs[i], x, self.layer_params(i))
 
     def layer_backward_batch(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                             param_grads: bool = True):
-        """layer_backward on a batch; parameter gradients summed over it."""
+                             param_grads: bool = True, input_grad: bool = True):
+        """layer_backward on a batch; parameter gradients summed over it
+        (input_grad=False: gx may be None, e.g. for layer 0)."""
         return self.layer_types[i].backward_batch(self.configs[i], x, y, gy, self.layer_params(i),
-                                                  param_grads=param_grads)
+                                                  param_grads=param_grads, input_grad=input_grad)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:
