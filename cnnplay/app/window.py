@@ -129,6 +129,9 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        # Training (issue 13): a "Train" tab beside the concept tabs.
+        from .train import add_train_dock
+        self.train_dock = add_train_dock(self)
         from .lessons import add_lessons
         add_lessons(self)
 
@@ -548,6 +551,9 @@ class MainWindow(QMainWindow):
         lessons = getattr(self, "lessons", None)
         if lessons is not None:
             lessons.leave()  # the autosave keeps the user's own work, not a lesson's stage
+        train = getattr(self, "train_panel", None)
+        if train is not None:
+            train.shutdown()
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)

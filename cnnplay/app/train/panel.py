@@ -670,6 +670,16 @@ class TrainPanel(QWidget):
         self.progress_bar.setFormat(self.progress_bar.format() + " (pausing...)")
         return True
 
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """The window closes: stop the run (what it published last is in the session)."""
+        run, self.run = self.run, None
+        self._load_token = None
+        if run is not None:
+            run.stop()
+            run.thread.join(timeout)
+            from ..lingering import keep_until_finished
+            keep_until_finished(self.bridge, run.thread)
+
     def running(self) -> bool:
         return self.run is not None
 
