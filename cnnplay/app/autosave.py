@@ -251,6 +251,8 @@ def _session_from(path: Path, input_path: Path, load_input):
     session = Session(spec, x, source, seed=net.seed, network=net)
     session.set_input_notes(input_notes)
     session.set_dataset_reference(*dataset_info(extra))
+    from .train.state import training_from_extra
+    session.set_training(training_from_extra(extra))
     view = extra.get("view")
     if isinstance(view, dict):
         session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})

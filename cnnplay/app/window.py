@@ -409,7 +409,10 @@ class MainWindow(QMainWindow):
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
         shape = tuple(net.input_shape)
         x, source, notes = None, None, ()
-        if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim:
+        trained = isinstance(extra, dict) and isinstance(extra.get("training"), dict)
+        # A trained network keeps its exact input shape (a new size would reset its classifier).
+        if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim \
+                or trained and tuple(self.session.input_array.shape) != shape:
             wanted = extra.get("input_source") if isinstance(extra, dict) else None
             try:
                 x, source, notes = input_for_shape(shape, self.session.input_source,
@@ -418,10 +421,14 @@ class MainWindow(QMainWindow):
                 self.show_message(f"{path.name}: no input fits this network ({e})")
                 return False
 
+        from .train.state import training_from_extra
+        training = training_from_extra(extra)
+
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
             if notes:
                 s.set_input_notes(notes)
+            s.set_training(training)
             return True
 
         if not self.editor.edit(f"Open {path.name}", do):

@@ -61,31 +61,27 @@ def copy_network(net: Network) -> Network:
     return copy
 
 
-def make_trainer(net: Network, settings: Settings, state: dict | None):
-    """A cnnplay.Trainer for `net` with `settings`, continuing from `state` when it fits.
-    Returns (trainer, note): the note says when a saved optimizer state could not be used."""
+def make_trainer(net: Network, settings: Settings, state: dict | None, classes=None):
+    """A cnnplay.Trainer for `net` with `settings`, continuing from `state` when it fits
+    (the panel's settings win over the saved ones: the user may change them between
+    runs). Returns (trainer, note): the note says when the optimizer state was dropped."""
     from ...core.training import Trainer
     kw = dict(optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
               weight_decay=settings.weight_decay)
     note = ""
     if state is not None:
+        st = dict(state)
+        st["settings"] = dict(state.get("settings") or {}, **kw, batch_size=settings.batch_size, seed=settings.seed)
         try:
-            tr = Trainer.from_state(net, state)
-            _set_hyper(tr, kw)
-            return tr, note
+            return Trainer.from_state(net, st), note
         except (NetworkError, InputError, ValueError, KeyError, TypeError) as e:
-            note = f"the optimizer starts afresh ({e})"
-    return Trainer(net, **kw), note
-
-
-def _set_hyper(tr, kw: dict) -> None:
-    """The panel's settings win over the saved ones (the user may change them between runs)."""
-    if hasattr(tr, "set_hyperparameters"):
-        tr.set_hyperparameters(**kw)
-        return
-    for k, v in kw.items():
-        if hasattr(tr, k):
-            setattr(tr, k, v)
+            # e.g. another optimizer, or layers whose shapes changed: keep the rest, drop the buffers
+            st["arrays"] = {k: v for k, v in (st.get("arrays") or {}).items() if not k.startswith("optimizer/")}
+            try:
+                return Trainer.from_state(net, st), "the optimizer starts afresh"
+            except (NetworkError, InputError, ValueError, KeyError, TypeError):
+                note = f"the optimizer starts afresh ({e})"
+    return Trainer(net, seed=settings.seed, batch_size=settings.batch_size, classes=classes, **kw), note
 
 
 def evaluate(tr, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, float, Evaluation]:
@@ -153,7 +149,7 @@ class TrainingRun:
     def _train(self) -> None:
         t = self.training
         s = t.settings
-        tr, note = make_trainer(self.net, s, t.trainer)
+        tr, note = make_trainer(self.net, s, t.trainer, self.train.classes)
         if note:
             t = replace(t, reset_note=(t.reset_note + " " if t.reset_note else "") + note[0].upper() + note[1:] + ".")
         k = len(self.train.classes)
@@ -200,6 +196,7 @@ class TrainingRun:
                 t = replace(t, progress=p, trainer=tr.state())
                 if epoch_end:
                     t = self._evaluated(tr, t, k)
+                    p = t.progress
                 self.training = t
                 self.publish(Snapshot(self._params(), t, rate=done / max(now - t0, 1e-9)))
                 last = now
@@ -208,6 +205,7 @@ class TrainingRun:
         t = replace(t, progress=p, trainer=tr.state())
         if self.max_batches is not None and done and not self._stop.is_set() and len(self.test.y) <= 5000:
             t = self._evaluated(tr, t, k)  # a Step shows its effect on the test set at once
+            p = t.progress
         self.training = t
         self.publish(Snapshot(self._params(), t, final=True, finished=finished,
                               rate=done / max(now - t0, 1e-9)))
