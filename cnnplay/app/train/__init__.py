@@ -19,5 +19,10 @@ def add_train_dock(window):
         window.tabifyDockWidget(concept, dock)
     elif getattr(window, "inspector_dock", None) is not None:
         window.splitDockWidget(window.inspector_dock, dock, Qt.Orientation.Vertical)
+    results = QScrollArea()
+    results.setWidgetResizable(True)
+    results.setWidget(panel.results)
+    window.train_results_dock = window.add_dock(results, "Training results", Qt.DockWidgetArea.BottomDockWidgetArea,
+                                                "train_results")
     window.train_panel = panel
     return dock

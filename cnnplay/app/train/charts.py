@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 TRAIN = "#4e9af1"
 TEST = "#f39c12"
@@ -44,11 +44,11 @@ class Curves(QWidget):
             pi.setLabel("left", title)
             pi.setLabel("bottom", "epoch")
             pi.hideButtons()
-            plot.setMinimumHeight(130)
+            plot.setMinimumHeight(140)
             plot.setMouseEnabled(x=False, y=False)
         legend = self.loss_plot.getPlotItem().addLegend(offset=(-4, 4), labelTextSize="7pt")
         self.batch_raw = self.loss_plot.plot(pen=pg.mkPen(RAW, width=1))
-        self.batch_smooth = self.loss_plot.plot(pen=pg.mkPen(TRAIN, width=2), name="train (per batch, smoothed)")
+        self.batch_smooth = self.loss_plot.plot(pen=pg.mkPen(TRAIN, width=2), name="train (batches)")
         self.train_loss = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=TRAIN,
                                               symbolPen=None, name="train (epoch)")
         self.test_loss = self.loss_plot.plot(pen=pg.mkPen(TEST, width=2), symbol="o", symbolSize=6,
@@ -215,7 +215,7 @@ class Gallery(QWidget):
 
     picked = Signal(int)  # index into the test set
     COUNT = 24
-    COLUMNS = 4
+    COLUMNS = 5
 
     def __init__(self, parent=None):
         super().__init__(parent)

@@ -106,20 +106,33 @@ class TrainPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(6)
-        lay.addWidget(self._build_data_box())
-        lay.addWidget(self._build_settings_box())
-        lay.addWidget(self._build_controls())
         self.curves = Curves()
         self.confusion = ConfusionMatrix()
         self.gallery = Gallery()
         self.gallery.picked.connect(self.use_test_sample)
-        for title, w in (("Loss and accuracy", self.curves), ("Confusion matrix (test set)", self.confusion),
-                         ("Test samples (misclassified first; click one to make it the input)", self.gallery)):
+        # The controls, the progress and the curves first (what one watches), then the set-up.
+        lay.addWidget(self._build_controls())
+        curves_box = QGroupBox("Loss and accuracy")
+        cl = QVBoxLayout(curves_box)
+        cl.setContentsMargins(4, 4, 4, 4)
+        cl.addWidget(self.curves)
+        lay.addWidget(curves_box)
+        lay.addWidget(self._build_data_box())
+        lay.addWidget(self._build_settings_box())
+        # The confusion matrix and the gallery live in `results`, a widget of its own: the
+        # window docks it under the maps, where there is room for both side by side.
+        self.results = QWidget()
+        self.results.setObjectName("trainResults")
+        rl = QHBoxLayout(self.results)
+        rl.setContentsMargins(4, 2, 4, 2)
+        for title, w, stretch in (("Confusion matrix (test set)", self.confusion, 2),
+                                  ("Test samples, misclassified first (click one: it becomes the input)",
+                                   self.gallery, 3)):
             box = QGroupBox(title)
             bl = QVBoxLayout(box)
             bl.setContentsMargins(4, 4, 4, 4)
             bl.addWidget(w)
-            lay.addWidget(box)
+            rl.addWidget(box, stretch)
         lay.addStretch(1)
 
         self._links = [(session.dataset_changed, self._on_dataset_changed),
@@ -619,6 +632,10 @@ class TrainPanel(QWidget):
     # == training ==========================================================================
     def can_train(self) -> str | None:
         """Why training cannot start now, or None."""
+        try:
+            from ...core import training  # noqa: F401
+        except ImportError:
+            return "This build of cnnplay has no training engine (cnnplay.core.training)."
         if self.session.dataset is None:
             return "Choose a data set first."
         inp, out = self.mismatch()
