@@ -219,3 +219,94 @@ def test_batch_of_one_and_bad_batches():
         t.forward_batch(cfg, np.ones((0, 1, 5, 5), np.float32), params)
     with pytest.raises(ValueError, match="batch"):
         t.backward_batch(cfg, x, None, np.ones((2, 2, 3, 3), np.float32), params)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["direct", "gemm"]), st.integers(1, 3), st.integers(1, 9), st.integers(1, 10),
+       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(1, 3), min_size=2, max_size=2),
+       st.lists(st.integers(0, 2), min_size=2, max_size=2), st.lists(st.integers(1, 2), min_size=2, max_size=2),
+       st.lists(st.integers(1, 7), min_size=2, max_size=2), st.booleans(), st.integers(0, 2**31 - 1))
+def test_both_conv_algorithms(algo, n, ci, co, k, s, p, d, hw, bias, seed):
+    """The direct kernel and the GEMM (im2col + matmul) formulation, forced, on any
+    geometry: forward, weight gradient and input gradient against the references."""
+    from cnnplay.core.kernels import conv, grad
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (n, ci, *hw))
+    w = rand(rng, (co, ci, *k))
+    b = rand(rng, (co,)) if bias else None
+    params = {"weight": w} | ({"bias": b} if bias else {})
+    cfg = {"kernel_size": tuple(k), "stride": tuple(s), "padding": tuple(p), "dilation": tuple(d)}
+    y = conv.conv2d_batch(x, w, b, s, p, d, algorithm=algo)
+    close(y, np.stack([ref_sample("conv2d", cfg, x[i], params) for i in range(n)]))
+    gy = rand(rng, y.shape)
+    gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, s, p, d, algorithm=algo)
+    xs = np.asarray(x, np.float64)
+    pt = np.stack([patches(xs[i], k, s, p, d, 0.0) for i in range(n)])
+    close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    # the input gradient: scatter every output's gradient back through its window
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k, s, p, d
+    gxp = np.zeros((n, ci, hw[0] + 2 * ph, hw[1] + 2 * pw))
+    contrib = np.einsum("nohw,oikl->niklhw", gy.astype(np.float64), w.astype(np.float64))
+    ho, wo = y.shape[2:]
+    for ky in range(kh):
+        for kx in range(kw):
+            gxp[:, :, ky * dh:ky * dh + sh * (ho - 1) + 1:sh, kx * dw:kx * dw + sw * (wo - 1) + 1:sw] += contrib[:, :, ky, kx]
+    close(gx, gxp[:, :, ph:ph + hw[0], pw:pw + hw[1]])
+
+
+def test_channel_heavy_and_pointwise_layers_choose_gemm():
+    """The chooser: 3x3 with many channels and 1x1 with many channels run as GEMM,
+    few channels run the direct kernel; both give the reference values."""
+    from cnnplay.core.kernels import conv
+    rng = np.random.default_rng(7)
+    for ci, co, k, pad, want in ((64, 64, 3, 1, "gemm"), (128, 96, 1, 0, "gemm"), (3, 16, 3, 1, "direct"),
+                                 (16, 32, 3, 1, "direct")):
+        plan = conv._plan(ci, 9, 8, k, k, (1, 1), (pad, pad), (1, 1))
+        assert conv.choose(plan, co, 2) == want
+        x, w, b = rand(rng, (2, ci, 9, 8)), rand(rng, (co, ci, k, k)) * 0.1, rand(rng, (co,))
+        cfg = {"kernel_size": (k, k), "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1)}
+        y = conv.conv2d_batch(x, w, b, 1, pad, 1, version=("test", ci, co))
+        close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
+
+
+def test_packed_weights_follow_the_parameter_version():
+    """Kernels keep packed weights per network parameter version: after set_params
+    the new weights are used (no stale packing), and one version packs once."""
+    from cnnplay import Network
+    from cnnplay.core.kernels import conv
+    net = Network.from_dict({"input": [64, 6, 6], "layers": [
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}]})
+    x = rand(np.random.default_rng(0), (2, 64, 6, 6))
+    y1 = net.layer_forward_batch(0, x)
+    packs = len(conv._PACKED)
+    y1b = net.layer_forward_batch(0, x)
+    assert len(conv._PACKED) == packs and np.array_equal(y1, y1b)
+    w = np.array(net.params(0)["weight"]) * 2
+    net.set_params(0, weight=w)
+    y2 = net.layer_forward_batch(0, x)
+    p = net.params(0)
+    cfg = net.configs[0]
+    close(y2, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
+    assert not np.allclose(y1, y2)
+
+
+def test_gemm_in_small_column_blocks(monkeypatch):
+    """With a tiny column budget the GEMM splits both positions and input channels
+    (conv.column_blocks): the same values as the references."""
+    from cnnplay.core.kernels import conv, grad
+    monkeypatch.setattr(conv, "gemm_budget", lambda nbytes: 4096)
+    rng = np.random.default_rng(11)
+    for ci, co, k, s, p, d, hw in ((5, 3, 3, 1, 1, 1, (9, 10)), (4, 6, 2, 2, 1, 2, (11, 7)), (7, 2, 1, 1, 0, 1, (6, 6))):
+        x, w, b = rand(rng, (2, ci, *hw)), rand(rng, (co, ci, k, k)), rand(rng, (co,))
+        cfg = {"kernel_size": (k, k), "stride": (s, s), "padding": (p, p), "dilation": (d, d)}
+        blocks = list(conv.column_blocks(ci * k * k, k * k, 2 * 200, 4096))
+        assert len({b[2] for b in blocks}) > 1 or k == 1
+        y = conv.conv2d_batch(x, w, b, s, p, d, algorithm="gemm")
+        close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
+        gy = rand(rng, y.shape)
+        _, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, algorithm="gemm")
+        pt = np.stack([patches(np.asarray(x[i], np.float64), (k, k), (s, s), (p, p), (d, d), 0.0) for i in range(2)])
+        close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))

@@ -132,6 +132,8 @@ class MainWindow(QMainWindow):
         # Training (issue 13): a "Train" tab beside the concept tabs.
         from .train import add_train_dock
         self.train_dock = add_train_dock(self)
+        from .microscope import add_microscope_docks  # issue 15: the neuron microscope
+        add_microscope_docks(self)
         from .lessons import add_lessons
         add_lessons(self)
 

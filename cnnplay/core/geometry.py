@@ -15,3 +15,15 @@ def window_output(n: int, kernel: int, stride: int = 1, padding: int = 0, dilati
     """Output length of a window sliding over n inputs (PyTorch's rule, floor mode);
     below 1 when the kernel does not fit the padded input."""
     return (n + 2 * padding - window_span(kernel, dilation)) // stride + 1
+
+
+def window_start(o: int, stride: int = 1, padding: int = 0) -> int:
+    """Input coordinate of the first tap of output o (negative: in the padding)."""
+    return o * stride - padding
+
+
+def window_taps(o: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> range:
+    """Input coordinates of the taps of output o: o*s - p + t*d for t < k
+    (outside [0, n): padding)."""
+    a = window_start(o, stride, padding)
+    return range(a, a + dilation * kernel, dilation)

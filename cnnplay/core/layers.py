@@ -61,6 +61,27 @@ def as_maps(x: np.ndarray) -> np.ndarray:
     return x[:, None, :] if x.ndim == 2 else x
 
 
+def as_batch_maps(x: np.ndarray) -> np.ndarray:
+    """View a batch (N, C, L) as (N, C, 1, L); (N, C, H, W) unchanged."""
+    return x[:, :, None, :] if x.ndim == 3 else x
+
+
+class Params(dict):
+    """A layer's parameters with the network's version of them: kernels keep
+    what they derive from the parameters (packed weights) per version."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, arrays, version=None):
+        super().__init__(arrays)
+        self.version = version
+
+
+def params_version(params) -> object:
+    """The parameter version a Params carries (None for a plain dict: nothing is kept)."""
+    return getattr(params, "version", None)
+
+
 class LayerType:
     """Base of all layer types. Subclasses set the class attributes and
     override the shape, parameter and compute hooks they need."""
@@ -165,10 +186,7 @@ class LayerType:
                        params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """`backward` for a batch: gx like x, parameter gradients summed over the batch
         (PyTorch names and layouts); param_grads=False leaves the dict empty."""
-        x = _check_batch(self, x)
-        gy = np.ascontiguousarray(gy, dtype=np.float32)
-        if gy.shape[0] != x.shape[0]:
-            raise ValueError(f"{self.name}: gradient batch {gy.shape[0]} does not match input batch {x.shape[0]}")
+        x, gy = _check_grad_batch(self, x, gy)
         gx = np.empty(x.shape, np.float32)
         total: dict[str, np.ndarray] = {}
         for i in range(x.shape[0]):
@@ -187,6 +205,16 @@ def _check_batch(t: LayerType, x) -> np.ndarray:
     if x.ndim < 2 or x.shape[0] < 1:
         raise ValueError(f"{t.name}: a batch must be (N, *in_shape) with N >= 1, not {x.shape}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _check_grad_batch(t: LayerType, x, gy) -> tuple[np.ndarray, np.ndarray]:
+    """A batch x and the gradient gy of its outputs, with one sample each."""
+    x = _check_batch(t, x)
+    gy = np.ascontiguousarray(gy, dtype=np.float32)
+    if gy.ndim < 1 or gy.shape[0] != x.shape[0]:
+        raise ValueError(f"{t.name}: the gradient's batch {gy.shape[:1]} does not match the input's batch "
+                         f"of {x.shape[0]}")
+    return x, gy
 
 
 # ---------------------------------------------------------------------------
@@ -278,29 +306,38 @@ class Conv(WindowedLayer):
     def macs(self, cfg, in_shape, out_shape):
         return math.prod(out_shape) * in_shape[0] * math.prod(cfg["kernel_size"])
 
-    def forward(self, cfg, x, params):
-        from .kernels import conv
-        w = self.window(cfg, x.shape).as_2d()
+    def _weight_2d(self, params):
         weight = params["weight"]
-        if self.dims == 1:
-            weight = weight[:, :, None, :]
-        y = conv.conv2d(as_maps(x), weight, params.get("bias"), w.stride, w.padding, w.dilation)
-        return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
+        return weight[:, :, None, :] if self.dims == 1 else weight
+
+    def forward(self, cfg, x, params):
+        return self.forward_batch(cfg, np.asarray(x)[None], params)[0]
+
+    def forward_batch(self, cfg, x, params):
+        from .kernels import conv
+        x = _check_batch(self, x)
+        w = self.window(cfg, x.shape[1:]).as_2d()
+        y = conv.conv2d_batch(as_batch_maps(x), self._weight_2d(params), params.get("bias"), w.stride,
+                              w.padding, w.dilation, version=params_version(params))
+        return y.reshape(y.shape[:2] + y.shape[3:]) if self.dims == 1 else y
 
     def backward(self, cfg, x, y, gy, params, param_grads=True):
+        gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
+        return gx[0], grads
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
-        w = self.window(cfg, x.shape).as_2d()
-        weight = params["weight"]
-        if self.dims == 1:
-            weight = weight[:, :, None, :]
-        gx, gw, gb = grad.conv2d_backward(as_maps(x), weight, as_maps(gy), w.stride, w.padding, w.dilation,
-                                          param_grads=param_grads)
+        x, gy = _check_grad_batch(self, x, gy)
+        w = self.window(cfg, x.shape[1:]).as_2d()
+        gx, gw, gb = grad.conv2d_backward_batch(as_batch_maps(x), self._weight_2d(params), as_batch_maps(gy),
+                                                w.stride, w.padding, w.dilation, param_grads=param_grads,
+                                                input_grad=input_grad, version=params_version(params))
         grads = {}
         if param_grads:
             grads["weight"] = gw.reshape(params["weight"].shape)
             if "bias" in params:
                 grads["bias"] = gb
-        return gx.reshape(x.shape), grads
+        return (None if gx is None else gx.reshape(x.shape)), grads
 
 
 class Pool(WindowedLayer):
@@ -329,19 +366,34 @@ class Pool(WindowedLayer):
         return ", ".join([f"{self.name} {format_size(cfg['kernel_size'])}"] + self._extras(cfg, cfg["kernel_size"]))
 
     def forward(self, cfg, x, params):
+        return self.forward_batch(cfg, np.asarray(x)[None], params)[0]
+
+    def forward_batch(self, cfg, x, params):
+        # pooling works channel by channel: a batch is N*C channels
         from .kernels import pool
-        w = self.window(cfg, x.shape).as_2d()
+        x = _check_batch(self, x)
+        w = self.window(cfg, x.shape[1:]).as_2d()
         fn = pool.maxpool2d if self.mode == "max" else pool.avgpool2d
-        y = fn(as_maps(x), w.kernel, w.stride, w.padding)
-        return y.reshape((y.shape[0],) + y.shape[2:]) if self.dims == 1 else y
+        m = as_batch_maps(x)
+        y = fn(m.reshape((-1,) + m.shape[2:]), w.kernel, w.stride, w.padding)
+        return y.reshape(x.shape[:2] + y.shape[1 if self.dims == 2 else 2:])
 
     def backward(self, cfg, x, y, gy, params, param_grads=True):
+        gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
+        return gx[0], grads
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
-        w = self.window(cfg, x.shape).as_2d()
+        x, gy = _check_grad_batch(self, x, gy)
+        w = self.window(cfg, x.shape[1:]).as_2d()
+        m = as_batch_maps(x)
+        m = m.reshape((-1,) + m.shape[2:])
+        g = as_batch_maps(np.asarray(gy))
+        g = g.reshape((-1,) + g.shape[2:])
         if self.mode == "max":
-            gx = grad.maxpool2d_backward(as_maps(x), as_maps(gy), w.kernel, w.stride, w.padding)
+            gx = grad.maxpool2d_backward(m, g, w.kernel, w.stride, w.padding)
         else:
-            gx = grad.avgpool2d_backward(as_maps(gy), as_maps(x).shape, w.kernel, w.stride, w.padding)
+            gx = grad.avgpool2d_backward(g, m.shape, w.kernel, w.stride, w.padding)
         return gx.reshape(x.shape), {}
 
 
@@ -367,11 +419,20 @@ class ChannelNorm(LayerType):
                 for name, shape in self.param_shapes(cfg, in_shape).items()}
 
     def forward(self, cfg, x, params):
-        return self._forward(x.reshape(x.shape[0], -1), params, cfg["eps"]).reshape(x.shape)
+        return self.forward_batch(cfg, np.asarray(x)[None], params)[0]
+
+    def forward_batch(self, cfg, x, params):
+        x = _check_batch(self, x)
+        return self._forward(x.reshape(x.shape[0], x.shape[1], -1), params, cfg["eps"]).reshape(x.shape)
 
     def backward(self, cfg, x, y, gy, params, param_grads=True):
-        c = x.shape[0]
-        gx, gw, gb = self._backward(x.reshape(c, -1), gy.reshape(c, -1), params, cfg["eps"])
+        gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
+        return gx[0], grads
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+        x, gy = _check_grad_batch(self, x, gy)
+        n, c = x.shape[:2]
+        gx, gw, gb = self._backward(x.reshape(n, c, -1), np.asarray(gy).reshape(n, c, -1), params, cfg["eps"])
         return gx.reshape(x.shape), ({"weight": gw, "bias": gb} if param_grads else {})
 
 
@@ -380,26 +441,26 @@ class BatchNorm(ChannelNorm):
     help = "Per channel: subtract a running mean, divide by a running std, then scale and shift."
     statistics = ("running_mean", "running_var")
 
-    def _forward(self, x2, p, eps):
+    def _forward(self, x3, p, eps):
         from .kernels import norm
-        return norm.batchnorm(x2, p["weight"], p["bias"], p["running_mean"], p["running_var"], eps)
+        return norm.batchnorm_batch(x3, p["weight"], p["bias"], p["running_mean"], p["running_var"], eps)
 
-    def _backward(self, x2, g2, p, eps):
+    def _backward(self, x3, g3, p, eps):
         from .kernels import grad
-        return grad.batchnorm_backward(x2, g2, p["weight"], p["running_mean"], p["running_var"], eps)
+        return grad.batchnorm_backward_batch(x3, g3, p["weight"], p["running_mean"], p["running_var"], eps)
 
 
 class LayerNorm(ChannelNorm):
     name, title = "layernorm", "Layer norm"
     help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
 
-    def _forward(self, x2, p, eps):
+    def _forward(self, x3, p, eps):
         from .kernels import norm
-        return norm.layernorm(x2, p["weight"], p["bias"], eps)
+        return norm.layernorm_batch(x3, p["weight"], p["bias"], eps)
 
-    def _backward(self, x2, g2, p, eps):
+    def _backward(self, x3, g3, p, eps):
         from .kernels import grad
-        return grad.layernorm_backward(x2, g2, p["weight"], eps)
+        return grad.layernorm_backward_batch(x3, g3, p["weight"], eps)
 
 
 class LeakyReLU(LayerType):
@@ -427,6 +488,13 @@ class LeakyReLU(LayerType):
         from .kernels import grad
         return grad.leaky_relu_backward(x, gy, self.slope(cfg)), {}
 
+    def forward_batch(self, cfg, x, params):  # element-wise: a batch is one bigger array
+        return self.forward(cfg, _check_batch(self, x), params)
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+        x, gy = _check_grad_batch(self, x, gy)
+        return self.backward(cfg, x, y, gy, params, param_grads)
+
 
 # ---------------------------------------------------------------------------
 # Flatten and linear: the end of the spatial part of a network.
@@ -445,6 +513,14 @@ class Flatten(LayerType):
         return x.reshape(-1)
 
     def backward(self, cfg, x, y, gy, params, param_grads=True):
+        return gy.reshape(x.shape), {}
+
+    def forward_batch(self, cfg, x, params):
+        x = _check_batch(self, x)
+        return x.reshape(x.shape[0], -1)
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+        x, gy = _check_grad_batch(self, x, gy)
         return gy.reshape(x.shape), {}
 
 
@@ -488,6 +564,22 @@ class Linear(LayerType):
     def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         gx, gw, gb = grad.linear_backward(x, params["weight"], gy, param_grads=param_grads)
+        grads = {}
+        if param_grads:
+            grads["weight"] = gw
+            if "bias" in params:
+                grads["bias"] = gb
+        return gx, grads
+
+    def forward_batch(self, cfg, x, params):
+        from .kernels import dense
+        return dense.linear_batch(_check_batch(self, x), params["weight"], params.get("bias"))
+
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+        from .kernels import grad
+        x, gy = _check_grad_batch(self, x, gy)
+        gx, gw, gb = grad.linear_backward_batch(x, params["weight"], gy,
+                                                param_grads=param_grads)
         grads = {}
         if param_grads:
             grads["weight"] = gw

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 
 from .errors import Cancelled, NetworkError
-from .layers import LayerType, describe_shape
+from .layers import LayerType, Params, describe_shape
 from .layout import FLOAT_BYTES, Layout
 
 _versions = itertools.count(1)
@@ -120,14 +120,30 @@ class Network(Layout):
                                f"({describe_shape(self.input_shape)})", field="input")
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    def layer_params(self, i: int) -> Params:
+        """Layer i's parameter arrays as the layer types' compute takes them, with
+        their version (what the kernels derive from them, e.g. packed conv
+        weights, is kept until the version changes). Do not modify them."""
+        return Params(self._layer_params(i), self._versions[i])
+
     def layer_forward(self, i: int, x: np.ndarray) -> np.ndarray:
-        return self.layer_types[i].forward(self.configs[i], x, self._layer_params(i))
+        return self.layer_types[i].forward(self.configs[i], x, self.layer_params(i))
 
     def layer_backward(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray, param_grads: bool = True):
         """(gradient w.r.t. layer i's input, gradients w.r.t. its parameters);
         param_grads=False computes only the input gradient (the dict is empty)."""
-        return self.layer_types[i].backward(self.configs[i], x, y, gy, self._layer_params(i),
+        return self.layer_types[i].backward(self.configs[i], x, y, gy, self.layer_params(i),
                                             param_grads=param_grads)
+
+    def layer_forward_batch(self, i: int, x: np.ndarray) -> np.ndarray:
+        """Layer i on a batch x (N, *its input shape), inference semantics."""
+        return self.layer_types[i].forward_batch(self.configs[i], x, self.layer_params(i))
+
+    def layer_backward_batch(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
+                             param_grads: bool = True):
+        """layer_backward on a batch; parameter gradients summed over it."""
+        return self.layer_types[i].backward_batch(self.configs[i], x, y, gy, self.layer_params(i),
+                                                  param_grads=param_grads)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:

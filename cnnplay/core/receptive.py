@@ -301,8 +301,13 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
 
 def effective_receptive_field(net, x, layer, unit, outputs=None, crop=True) -> np.ndarray:
     """|d unit / d input| summed over input channels (Luo et al., NeurIPS 2016),
-    float32 of the input's spatial shape, by a reverse pass of layer_backward
-    (input gradients only) from `layer` down to the input.
+    float32 of the input's spatial shape: the magnitude of `input_gradient`."""
+    return np.abs(input_gradient(net, x, layer, unit, outputs, crop)).sum(axis=0, dtype=np.float32)
+
+
+def input_gradient(net, x, layer, unit, outputs=None, crop=True) -> np.ndarray:
+    """d unit / d input, float32 of the input's shape (C, ...), by a reverse pass
+    of layer_backward (input gradients only) from `layer` down to the input.
 
     `outputs`: the per-layer outputs of a forward pass on x (at least up to
     `layer`), reused instead of recomputing them.
@@ -349,12 +354,11 @@ def effective_receptive_field(net, x, layer, unit, outputs=None, crop=True) -> n
         else:
             gy, region = _cropped_backward(net, i, xin, outputs[i], gy, region)
             if gy is None:  # the field lies entirely in padding: no input pixel influences the unit
-                return np.zeros(net.input_shape[1:], np.float32)
-    erf = np.abs(gy).sum(axis=0, dtype=np.float32)
+                return np.zeros(net.input_shape, np.float32)
     if region is None:
-        return erf
-    full = np.zeros(net.input_shape[1:], np.float32)
-    full[_slices(region)[1:]] = erf
+        return np.ascontiguousarray(gy, dtype=np.float32)
+    full = np.zeros(net.input_shape, np.float32)
+    full[_slices(region)] = gy
     return full
 
 

@@ -66,12 +66,13 @@ class LessonRunner(QObject):
             spec, params = self._network_of(lesson)
             x, source, notes = load_input(lesson.source)
             dataset = self._dataset_of(lesson)
-        except (NetworkError, InputError, ValueError, OSError) as e:
+        except (NetworkError, InputError, ValueError, OSError) as e:  # DatasetError is a ValueError
             self.window.show_message(f"Lesson {lesson.title!r} cannot be opened: {e}", "error")
             return False
         if self.current is None:
             s = self.session
-            self._saved = (s.state, copy.copy(s.selection), dict(s.view), getattr(s, "dataset", None))
+            self._saved = (s.state, copy.copy(s.selection), dict(s.view),
+                           (s.dataset, s.dataset_reference, s.classes))
 
         def setup(s):
             spec_x = dict(spec, input=list(x.shape))
@@ -87,7 +88,7 @@ class LessonRunner(QObject):
 
         if not self.editor.edit(f"Lesson: {lesson.title}", setup):
             return False
-        if dataset is not None and hasattr(self.session, "set_dataset"):
+        if dataset is not None:
             self.session.set_dataset(dataset)
         self.current = index
         self._select(lesson)
@@ -105,8 +106,13 @@ class LessonRunner(QObject):
         self._saved = None
         self.editor.edit("Leave lesson", lambda s: s.restore(state))
         s = self.session
-        if hasattr(s, "set_dataset") and getattr(s, "dataset", None) is not dataset:
-            s.set_dataset(dataset)
+        data, reference, classes = dataset
+        if s.dataset is not data or s.dataset_reference != reference or s.classes != classes:
+            if data is not None:  # the lesson attached its own data set
+                s.set_dataset(data, reference)
+            else:
+                s.set_dataset(None)
+                s.set_dataset_reference(reference, classes)
         s.set_view(**view)
         s.select_layer(s.index_of(selection.layer_id) if selection.layer_id is not None else None)
         unit_layer = s.index_of(selection.unit_layer_id) if selection.unit_layer_id is not None else None
@@ -143,10 +149,7 @@ class LessonRunner(QObject):
     def _dataset_of(self, lesson: Lesson):
         if lesson.dataset is None:
             return None
-        try:
-            from ...datasets import make_builtin
-        except ImportError:
-            return None  # a build without data sets: the lesson still shows its network
+        from ...datasets import make_builtin
         return make_builtin(lesson.dataset["builtin"], **lesson.dataset.get("params", {}))
 
     def _select(self, lesson: Lesson) -> None:

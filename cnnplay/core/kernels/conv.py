@@ -29,6 +29,7 @@ all run the same kernel at full speed, and there is one kernel to compile.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -56,6 +57,16 @@ def _plan(*geometry) -> "_Plan":
 class _Plan:
     """Geometry of one convolution in the phase-split, full-grid form."""
 
+    def offsets(self, nb: int) -> np.ndarray:
+        """Where each tap's run starts in the flat source of a batch of nb (rows of
+        nb*length floats)."""
+        off = self._offsets.get(nb)
+        if off is None:
+            off = self.rows * (nb * self.length) + self.taps
+            if len(self._offsets) < 8:
+                self._offsets[nb] = off
+        return off
+
     def __init__(self, ci, h, w, kh, kw, stride, padding, dilation):
         sh, sw = stride
         ph, pw = padding
@@ -78,24 +89,36 @@ class _Plan:
         self.n = self.ho * self.wq  # full-grid positions
         self.length = max(self.hq * self.wq, int(tap_off.max()) + self.n)
         ci_idx = np.arange(ci)
-        # k = ci*kh*kw + tap, PyTorch's weight order
-        off = (tap_phase[None, :] * ci + ci_idx[:, None]) * self.length + tap_off[None, :]
-        self.off = np.zeros(-(-off.size // 4) * 4, np.int64)  # taps padded to a multiple of 4
-        self.off[:off.size] = off.ravel()
+        # tap k = ci*kh*kw + t (PyTorch's weight order) reads source row rows[k] at
+        # offset taps[k]; padded to a multiple of 4 taps (a padded tap reads row 0, offset 0)
+        kpad = -(-(ci * kh * kw) // 4) * 4
+        self.rows = np.zeros(kpad, np.int64)
+        self.taps = np.zeros(kpad, np.int64)
+        self.rows[:ci * kh * kw] = (tap_phase[None, :] * ci + ci_idx[:, None]).ravel()
+        self.taps[:ci * kh * kw] = np.broadcast_to(tap_off[None, :], (ci, kh * kw)).ravel()
+        self.maxoff = int(tap_off.max())
+        self._offsets = {}
         self.phases = sh * sw
         self.k = ci * kh * kw
+        self.ntap = kh * kw
+        self.off = self.offsets(1)
+        # 1x1, stride 1, no padding: the source is the input itself
+        self.pointwise = kh == kw == sh == sw == 1 and ph == pw == 0
 
 
 @njit(cache=True, parallel=True)
 def _make_source(x, sh, sw, ph, pw, hq, wq, length, out):
-    """out (phases*Ci, length): zero-padded x split by stride phase, flattened.
+    """out (phases*Ci, N*length): the zero-padded maps x (N, Ci, H, W) split by stride
+    phase and flattened, sample b in columns [b*length, (b+1)*length) of every row.
 
     Phase (py, px) of channel c is row (py*sw + px)*Ci + c; its pixel (i, j) is
     padded-input pixel (i*sh + py, j*sw + px)."""
-    ci = x.shape[0]
-    for job in prange(sh * ci):
-        py = job // ci
-        _source_rows(x, job - py * ci, py, sh, sw, ph, pw, hq, wq, out)
+    nb, ci = x.shape[0], x.shape[1]
+    for job in prange(nb * sh * ci):
+        b = job // (sh * ci)
+        rest = job - b * sh * ci
+        py = rest // ci
+        _source_rows(x[b], rest - py * ci, py, sh, sw, ph, pw, hq, wq, b * length, length, out)
 
 
 @njit(cache=True)
@@ -105,8 +128,10 @@ def _zero(d):
 
 
 @njit(cache=True)
-def _source_rows(x, c, py, sh, sw, ph, pw, hq, wq, out):
-    """All phases (py, 0..sw-1) of channel c."""
+def _source_rows(x, c, py, sh, sw, ph, pw, hq, wq, col0, length, out2):
+    """All phases (py, 0..sw-1) of channel c of one sample x (Ci, H, W), into
+    columns [col0, col0 + length) of out2."""
+    out = out2[:, col0:col0 + length]
     ci, h, w = x.shape
     r0 = py * sw * ci + c  # row of phase (py, 0); phase (py, px) is r0 + px*ci
     tmp = np.zeros(sw * wq, np.float32)  # one padded input row (borders stay 0)
@@ -146,18 +171,19 @@ def _source_rows(x, c, py, sh, sw, ph, pw, hq, wq, out):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
-    """y (Co, ho, wo) from the flat source; wt (K, Co_pad), K a multiple of 4 and
-    Co_pad of 8, bias (Co_pad,) (the wrapper pads with zeros).
+def _direct(src, off, wt, bias, nchunk, ho, wq, wo, seg, n_total, y):
+    """y (N, Co, ho, wo) from the flat source; wt (K, Co_pad), K a multiple of 4 and
+    Co_pad of 8, bias (Co_pad,) (the wrapper pads with zeros). Sample b's full
+    grid starts at position b*seg: the batch is more positions of the same
+    reduction (the positions between samples are computed and dropped).
 
     One job: 8 output channels x nchunk positions. The accumulators (8 rows,
     24 KB at 768 positions) stay in L1; each pass over them applies 4 taps
     with 32 hoisted weights, so every 4 source loads feed 32 multiply-adds;
     the first pass starts from the bias instead of zeros."""
     k_total = off.shape[0]
-    co = y.shape[0]
+    co = y.shape[1]
     nblk = wt.shape[1] // 8
-    n_total = ho * wq
     nch = (n_total + nchunk - 1) // nchunk
     for job in prange(nblk * nch):
         # consecutive jobs share a chunk of positions (its source stays in
@@ -220,55 +246,219 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, y):
                 a5[j] = a5[j] + w05 * v0 + w15 * v1 + w25 * v2 + w35 * v3
                 a6[j] = a6[j] + w06 * v0 + w16 * v1 + w26 * v2 + w36 * v3
                 a7[j] = a7[j] + w07 * v0 + w17 * v1 + w27 * v2 + w37 * v3
-        _store(acc, c0, min(8, co - c0), n0, nc, wq, wo, y)
+        _store(acc, c0, min(8, co - c0), n0, nc, ho, wq, wo, seg, y)
 
 
 @njit(cache=True)
-def _store(acc, c0, nco, n0, nc, wq, wo, y):
-    """Copy acc[:nco, :nc] (full-grid positions n0...) into y (Co, ho, wo), dropping
-    the columns past wo."""
+def _store(acc, c0, nco, n0, nc, ho, wq, wo, seg, y):
+    """Copy acc[:nco, :nc] (positions n0...) into y (N, Co, ho, wo): position n is
+    full-grid position r = n - b*seg of sample b = n // seg; rows past ho and
+    columns past wo are dropped."""
     n = n0
     end = n0 + nc
+    grid = ho * wq
     while n < end:
-        oy = n // wq
-        ox = n - oy * wq
+        b = n // seg
+        r = n - b * seg
+        if r >= grid:  # between two samples
+            n = min(end, (b + 1) * seg)
+            continue
+        oy = r // wq
+        ox = r - oy * wq
         run = min(wq - ox, end - n)
         if ox < wo:
             m = min(run, wo - ox)
             j0 = n - n0
             for c in range(nco):
-                dst = y[c0 + c, oy, ox:ox + m]
+                dst = y[b, c0 + c, oy, ox:ox + m]
                 a = acc[c, j0:j0 + m]
                 for j in range(m):
                     dst[j] = a[j]
         n += run
 
 
+@njit(cache=True, parallel=True)
+def _store_all(buf, n0, nc, ho, wq, wo, seg, y):
+    """_store of every channel of a GEMM result buf (Co, >= nc), 8 channels a job."""
+    co = y.shape[1]
+    for job in prange((co + 7) // 8):
+        c0 = job * 8
+        _store(buf[c0:], c0, min(8, co - c0), n0, nc, ho, wq, wo, seg, y)
+
+
+@njit(cache=True, parallel=True)
+def _gather(src, off, n0, nc, cols):
+    """im2col on the full grid: cols[k, :nc] = src[off[k] + n0 : off[k] + n0 + nc]
+    (one contiguous run per tap; the rows past off's real taps are left alone)."""
+    for k in prange(cols.shape[0]):
+        a = off[k] + n0
+        d = cols[k]
+        for j in range(nc):
+            d[j] = src[a + j]
+
+
+def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None) -> np.ndarray:
+    """PyTorch Conv2d (zero padding, batch 1): x (Ci, H, W), w (Co, Ci, kh, kw), b (Co,) or None.
+    version: a key that changes whenever w or b change (the network's parameter
+    version): the packed weights are then kept for the next call."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"conv2d: input {x.shape} is not a (C, H, W) map")
+    return conv2d_batch(x[None], w, b, stride, padding, dilation, version)[0]
+
+
 @one_at_a_time
-def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
-    """PyTorch Conv2d (zero padding, batch 1): x (Ci, H, W), w (Co, Ci, kh, kw), b (Co,) or None."""
+def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None,
+                 algorithm=None) -> np.ndarray:
+    """PyTorch Conv2d on a batch: x (N, Ci, H, W) -> (N, Co, Ho, Wo).
+    algorithm: None (chosen per layer shape, see `choose`), "direct" or "gemm"."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
-    if x.ndim != 3 or w.ndim != 4 or w.shape[1] != x.shape[0]:
+    if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or x.shape[0] < 1:
         raise ValueError(f"conv2d: input {x.shape} and weight {w.shape} do not match")
     co, ci, kh, kw = w.shape
+    nb = x.shape[0]
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    plan = _plan(ci, x.shape[1], x.shape[2], kh, kw, stride, padding, dilation)
-    src = np.empty((plan.phases * ci, plan.length), np.float32)
+    plan = _plan(ci, x.shape[2], x.shape[3], kh, kw, stride, padding, dilation)
+    algo = algorithm or choose(plan, co, nb)
+    y = np.empty((nb, co, plan.ho, plan.wo), np.float32)
+    if algo == "gemm" and plan.pointwise:  # 1x1, stride 1, no padding: x is its own im2col
+        wmat, bias = _packed(w, b, version, "gemm")
+        np.matmul(wmat, x.reshape(nb, ci, -1), out=y.reshape(nb, co, -1))
+        if b is not None:
+            y += bias[:co, None, None]
+        return y
+    src = _source(x, plan, stride, padding)
+    n_total = (nb - 1) * plan.length + plan.n
+    if algo == "gemm":
+        wmat, bias = _packed(w, b, version, "gemm")
+        _gemm(src, plan, wmat, bias if b is not None else None, n_total, nb, y)
+    else:
+        wt, bias = _packed(w, b, version, "direct")
+        _direct(src, plan.offsets(nb), wt, bias, _chunk(n_total, wt.shape[1] // 8), plan.ho, plan.wq, plan.wo,
+                plan.length, n_total, y)
+    return y
+
+
+def _source(x, plan, stride, padding) -> np.ndarray:
+    """The flat phase-split source of a batch x (N, Ci, H, W)."""
+    nb = x.shape[0]
+    src = np.empty((plan.phases * x.shape[1], nb * plan.length), np.float32)
     make_source = sized(_make_source, src.size, 1 << 19)
     make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
-    src = src.reshape(-1)
-    y = np.empty((co, plan.ho, plan.wo), np.float32)
-    # pad to whole blocks of 8 channels x 4 taps with zero weights (a padded
-    # tap reads offset 0, always valid): no slow remainder passes
-    cop = -(-co // 8) * 8
-    wt = np.zeros((plan.off.shape[0], cop), np.float32)
-    wt[:plan.k, :co] = w.reshape(co, plan.k).T
-    bias = np.zeros(cop, np.float32)
-    if b is not None:
-        bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
-    _direct(src, plan.off, wt, bias, _chunk(plan.n, cop // 8), plan.ho, plan.wq, plan.wo, y)
-    return y
+    return src.reshape(-1)
+
+
+# -- the GEMM formulation ------------------------------------------------------------
+
+def gemm_budget(map_bytes: int) -> int:
+    """Bytes the im2col columns may take: half the layer's output maps (which
+    exist anyway), between 256 KB and 8 MB, so a pass's peak memory stays
+    about the size of its maps."""
+    return int(min(max(map_bytes // 2, 256 << 10), 8 << 20))
+
+
+def column_blocks(k: int, ntap: int, n_total: int, budget: int):
+    """(n0, nc, k0, k1) blocks of the K x n_total column matrix, each at most
+    `budget` bytes: whole columns (all K rows) for chunks of >= 128 positions
+    when they fit, else fewer rows (whole input channels, ntap rows each) for
+    chunks of 256 positions: many channels on small maps keep GEMM shapes that
+    BLAS runs at speed."""
+    nc = budget // (4 * k) // 64 * 64
+    if nc >= 128:
+        kc = k
+    else:
+        nc = 256
+        kc = max(ntap, budget // (4 * nc) // ntap * ntap)
+    nc = min(nc, -(-n_total // 64) * 64)
+    for n0 in range(0, n_total, nc):
+        for k0 in range(0, k, kc):
+            yield n0, min(nc, n_total - n0), k0, min(k, k0 + kc)
+
+
+def _gemm(src, plan, wmat, bias, n_total, nb, y):
+    """y from the flat source by im2col + numpy matmul (BLAS), in blocks so that
+    the column buffer stays within gemm_budget: per block, cols = the runs of
+    its taps, out += W[:, block] @ cols; per chunk of positions the store drops
+    the positions outside the maps."""
+    k, co = plan.k, wmat.shape[0]
+    budget = gemm_budget(y.nbytes)
+    off = plan.offsets(nb)[:k]
+    buf = np.empty(budget // 4 + 256 * plan.ntap, np.float32)
+    out = part = None
+    for n0, nc, k0, k1 in column_blocks(k, plan.ntap, n_total, budget):
+        cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
+        _gather(src, off[k0:k1], n0, nc, cols)
+        if out is None or out.shape[1] != nc:
+            out = np.empty((co, nc), np.float32)
+            part = np.empty((co, nc), np.float32) if k1 - k0 < k else None
+        if k0 == 0:
+            np.matmul(wmat[:, k0:k1], cols, out=out)
+        else:
+            np.matmul(wmat[:, k0:k1], cols, out=part)
+            out += part
+        if k1 == k:
+            if bias is not None:
+                out += bias[:co, None]
+            _store_all(out, n0, nc, plan.ho, plan.wq, plan.wo, plan.length, y)
+
+
+# -- which algorithm, and the packed weights ---------------------------------------
+
+def choose(plan, co: int, nb: int = 1) -> str:
+    """"gemm" (im2col + BLAS) or "direct" for one layer shape. The direct kernel
+    wins with few channels (its 8 x 4 register block is full and it needs no
+    column buffer); the GEMM wins on channel-heavy layers, where BLAS's packed,
+    cache-blocked micro-kernel runs near peak and the im2col copy is small next
+    to the K = Ci*kh*kw multiply-adds per output. 1x1 convs need no copy at all."""
+    ci = plan.k // plan.ntap
+    return "gemm" if ci >= 64 and co >= 64 else "direct"
+
+
+_PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first
+PACKED_BYTES = 64 << 20  # the packed weights kept at most (old versions drop out first)
+
+
+def cached(version, kind: str, make):
+    """make() -> a tuple of arrays derived from a layer's parameters, kept while
+    `version` (the network's parameter version of that layer) stays the same.
+    The least recently used entries drop out first once PACKED_BYTES is
+    exceeded (every training step makes new versions); without a version,
+    make() runs every call."""
+    if version is None:
+        return make()
+    key = (version, kind)
+    hit = _PACKED.get(key)
+    if hit is not None:
+        _PACKED.move_to_end(key)
+        return hit
+    out = make()
+    _PACKED[key] = out
+    total = sum(a.nbytes for v in _PACKED.values() for a in v if a is not None)
+    while total > PACKED_BYTES and len(_PACKED) > 1:
+        total -= sum(a.nbytes for a in _PACKED.popitem(last=False)[1] if a is not None)
+    return out
+
+
+def _packed(w, b, version, kind):
+    """The weights in the layout an algorithm reads, packed once per parameter version.
+
+    direct: (K_pad, Co_pad) transposed, zero-padded to blocks of 4 taps x 8
+    channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
+    def make():
+        co = w.shape[0]
+        k = w[0].size
+        cop = -(-co // 8) * 8
+        bias = np.zeros(cop, np.float32)
+        if b is not None:
+            bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
+        if kind == "direct":
+            wt = np.zeros((-(-k // 4) * 4, cop), np.float32)
+            wt[:k, :co] = w.reshape(co, k).T
+        else:
+            wt = np.ascontiguousarray(w.reshape(co, k), dtype=np.float32)
+        return wt, bias
+    return cached(version, kind, make)
 
 
 def _chunk(n: int, nblk: int) -> int:

@@ -28,3 +28,15 @@ def linear(x, w, b=None) -> np.ndarray:
     y = np.empty(w.shape[0], np.float32)
     _linear(x, w, bias, y)
     return y
+
+
+def linear_batch(x, w, b=None) -> np.ndarray:
+    """PyTorch Linear on a batch: x (N, F) -> (N, O), one matrix product."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if x.ndim != 2 or w.ndim != 2 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"linear: input {x.shape[1:]} and weight {w.shape} do not match")
+    y = x @ w.T
+    if b is not None:
+        y += np.asarray(b, dtype=np.float32).reshape(-1)
+    return y

@@ -44,8 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from .conv import _make_source
-from .launch import one_at_a_time
+from .launch import one_at_a_time, sized
 
 _FM = {"contract"}
 
@@ -71,17 +70,20 @@ def _f32(a, name: str, ndim: int | None = None) -> np.ndarray:
 # Convolution
 
 @njit(cache=True, parallel=True)
-def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx):
-    """gx[c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw);
-    the inverse of conv._make_source (padding positions are dropped)."""
-    ci, h, w = gx.shape
+def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, length, gx):
+    """gx[b, c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw)
+    of sample b (columns [b*length, (b+1)*length) of gsrc); the inverse of
+    conv._make_source (padding positions are dropped)."""
+    nb, ci, h, w = gx.shape
     nph = sh * sw
-    for job in prange(nph * ci):
-        p = job // ci
-        c = job - p * ci
+    for job in prange(nb * nph * ci):
+        b = job // (nph * ci)
+        pc = job - b * nph * ci
+        p = pc // ci
+        c = pc - p * ci
         py = p // sw
         px = p - py * sw
-        row = gsrc[job]
+        row = gsrc[pc, b * length:(b + 1) * length]
         # phase columns j with 0 <= j*sw + px - pw < w
         j0 = max(0, (pw - px + sw - 1) // sw)
         j1 = min(wq, (w - 1 + pw - px) // sw + 1)
@@ -89,7 +91,7 @@ def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx):
             yy = i * sh + py - ph
             if yy < 0 or yy >= h:
                 continue
-            dst = gx[c, yy]
+            dst = gx[b, c, yy]
             base = i * wq
             if sw == 1:
                 x0 = j0 + px - pw
@@ -245,54 +247,27 @@ def _grad_weight(gflat, rowlen, g0ff, n, srcflat, length, row_of, off, nchunk, g
 
 
 @njit(cache=True, parallel=True)
-def _full_grid(gy, wq, pad, out):
-    """out (Co, pad + ...): gy (Co, ho, wo) with each row padded by zeros to
-    wq, placed after `pad` leading zeros; the rest of each row is zero."""
-    co, ho, wo = gy.shape
-    rowlen = out.shape[1]
-    for c in prange(co):
-        o = out[c]
-        for j in range(pad):
-            o[j] = 0.0
+def _full_grid(gy, wq, pad, length, out):
+    """out (Co, pad + N*length): gy (N, Co, ho, wo) laid out like the forward's
+    positions (sample b's row oy at pad + b*length + oy*wq), each row padded by
+    zeros to wq, zeros before, between and after the samples."""
+    nb, co, ho, wo = gy.shape
+    for job in prange(co * nb):
+        c = job // nb
+        b = job - c * nb
+        o = out[c, pad + b * length:pad + (b + 1) * length]
+        if b == 0:
+            for j in range(pad):
+                out[c, j] = 0.0
         for oy in range(ho):
-            base = pad + oy * wq
-            g = gy[c, oy]
+            base = oy * wq
+            g = gy[b, c, oy]
             for ox in range(wo):
                 o[base + ox] = g[ox]
             for ox in range(wo, wq):
                 o[base + ox] = 0.0
-        for j in range(pad + ho * wq, rowlen):
+        for j in range(ho * wq, length):
             o[j] = 0.0
-
-
-def _conv_param_grads(x, gy, wshape, sh, sw, ph, pw, dh, dw, gpad=None):
-    """(gw, gb) of conv2d_backward; gpad: gy already laid out on the full grid."""
-    ci, h, wd = x.shape
-    co, _, kh, kw = wshape
-    hp, wp = h + 2 * ph, wd + 2 * pw
-    hq, wq = -(-hp // sh), -(-wp // sw)
-    ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
-    ky, kx = ky.ravel(), kx.ravel()
-    tap_off = ((ky // sh) * wq + kx // sw).astype(np.int64)
-    tap_row = ((ky % sh) * sw + kx % sw).astype(np.int64)
-    ntap = kh * kw
-    n = gy.shape[1] * wq
-    maxoff = int(tap_off.max())
-    length = max(hq * wq, maxoff + n)
-    if gpad is None:
-        gpad = np.empty((co, maxoff + length), np.float32)
-        _full_grid(gy, wq, maxoff, gpad)
-    # k = c*ntap + t reads source row tap_row[t]*ci + c
-    src = np.empty((sh * sw * ci, length), np.float32)
-    _make_source(x, sh, sw, ph, pw, hq, wq, length, src)  # the forward kernel's phase split
-    c_idx = np.repeat(np.arange(ci), ntap)
-    t_idx = np.tile(np.arange(ntap), ci)
-    row_of = np.ascontiguousarray(tap_row[t_idx] * ci + c_idx)
-    off = np.ascontiguousarray(tap_off[t_idx])
-    gw = np.empty((co, ci * ntap), np.float32)
-    _grad_weight(gpad.reshape(-1), maxoff + length, maxoff, n, src.reshape(-1), length, row_of, off, 1024, gw)
-    gb = gy.reshape(co, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
-    return gw.reshape(wshape), gb
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -341,7 +316,6 @@ def _chunk(n: int, jobs: int) -> int:
     return chunk
 
 
-@one_at_a_time
 def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), param_grads=True):
     """Gradients of PyTorch Conv2d (zero padding, batch 1).
 
@@ -350,54 +324,83 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), pa
     and x is only read for its shape.
     """
     x = _f32(x, "conv2d_backward: x", 3)
-    w = _f32(w, "conv2d_backward: weight", 4)
     gy = _f32(gy, "conv2d_backward: gy", 3)
+    gx, gw, gb = conv2d_backward_batch(x[None], w, gy[None], stride, padding, dilation, param_grads)
+    return gx[0], gw, gb
+
+
+@one_at_a_time
+def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), param_grads=True,
+                          input_grad=True, version=None, algorithm=None):
+    """Gradients of PyTorch Conv2d on a batch, the parameter gradients summed over it.
+
+    x (N, Ci, H, W), w (Co, Ci, kh, kw), gy (N, Co, Ho, Wo) -> gx (N, Ci, H, W),
+    gw (Co, Ci, kh, kw), gb (Co,). param_grads=False: gw and gb are None and x
+    is only read for its shape; input_grad=False: gx is None (a first layer).
+    version: the layer's parameter version (packed weights are kept per version).
+    algorithm: None (chosen per layer shape) or "direct" / "gemm", for tests.
+    """
+    from . import conv
+    x = _f32(x, "conv2d_backward: x", 4)
+    w = _f32(w, "conv2d_backward: weight", 4)
+    gy = _f32(gy, "conv2d_backward: gy", 4)
     (sh, sw), (ph, pw), (dh, dw) = (_pair(stride, "stride"), _pair(padding, "padding"),
                                     _pair(dilation, "dilation"))
     if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
         raise ValueError("conv2d_backward: stride and dilation must be >= 1, padding >= 0")
-    ci, h, wd = x.shape
+    nb, ci, h, wd = x.shape
     co, wci, kh, kw = w.shape
     if wci != ci:
         raise ValueError(f"conv2d_backward: input {x.shape} and weight {w.shape} do not match")
     ho, wo = window_output(h, kh, sh, ph, dh), window_output(wd, kw, sw, pw, dw)
     if ho < 1 or wo < 1:
         raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
-    if gy.shape != (co, ho, wo):
-        raise ValueError(f"conv2d_backward: gy is {gy.shape}, the output is {(co, ho, wo)}")
+    if gy.shape != (nb, co, ho, wo):
+        raise ValueError(f"conv2d_backward: gy is {gy.shape[1:]}, the output is {(co, ho, wo)}")
+    plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
+    length, maxoff, nph = plan.length, plan.maxoff, plan.phases
+    n_total = (nb - 1) * length + plan.n
+    rowlen = maxoff + nb * length
 
-    hp, wp = h + 2 * ph, wd + 2 * pw
-    hq, wq = -(-hp // sh), -(-wp // sw)
-    ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
-    ky, kx = ky.ravel(), kx.ravel()
-    tap_off = ((ky // sh) * wq + kx // sw).astype(np.int64)
-    tap_row = ((ky % sh) * sw + kx % sw).astype(np.int64)
-    ntap = kh * kw
-    n = ho * wq
-    maxoff = int(tap_off.max())
-    length = max(hq * wq, maxoff + n)
-    nph = sh * sw
-    wmat = w.reshape(co, ci, ntap)
+    gx = gw = gb = None
+    gpad = None
+    if param_grads or not (sh == sw == 1 and ci >= 8):
+        gpad = np.empty((co, rowlen), np.float32)
+        _full_grid(gy, plan.wq, maxoff, length, gpad)
+    if param_grads:
+        gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+        src = conv._source(x, plan, (sh, sw), (ph, pw))
+        off = plan.offsets(nb)[:plan.k]
+        algo = algorithm or conv.choose(plan, co, nb)
+        gw = np.empty((co, plan.k), np.float32)
+        if algo == "gemm":
+            _grad_weight_gemm(gpad, maxoff, src, off, n_total, plan.ntap, conv.gemm_budget(gy.nbytes), gw)
+        else:
+            row_of = plan.rows[:plan.k]
+            _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, nb * length, row_of,
+                         plan.taps[:plan.k], 1024, gw)
+        gw = gw.reshape(w.shape)
+    if not input_grad:
+        return None, gw, gb
 
-    gw = gb = None
     if sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw:
         # stride 1, enough input channels: the input gradient is a forward
-        # convolution of gy with the flipped, transposed kernel (the fast
-        # forward kernel, 8 channels x 4 taps per pass)
-        from .conv import conv2d
-        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        gx = conv2d(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw))
-        if param_grads:
-            gw, gb = _conv_param_grads(x, gy, w.shape, sh, sw, ph, pw, dh, dw)
+        # convolution of gy with the flipped, transposed kernel (the forward's
+        # algorithm choice applies)
+        wf = conv.cached(version, "flipped", lambda: (
+            np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)),))[0]
+        gx = conv.conv2d_batch(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw),
+                               version=None if version is None else (version, "flipped"), algorithm=algorithm)
         return gx, gw, gb
-    gpad = np.empty((co, maxoff + length), np.float32)
-    _full_grid(gy, wq, maxoff, gpad)
-    if param_grads:
-        gw, gb = _conv_param_grads(x, gy, w.shape, sh, sw, ph, pw, dh, dw, gpad)
+    if gpad is None:
+        gpad = np.empty((co, rowlen), np.float32)
+        _full_grid(gy, plan.wq, maxoff, length, gpad)
 
     # gradient w.r.t. the input, per phase image: the (tap, co) pairs of that
     # phase each add a shifted run of the padded output gradient
-    rowlen = maxoff + length
+    ntap = kh * kw
+    tap_off = plan.taps[:ntap]  # channel 0's taps: the same offsets for every channel
+    tap_row = plan.rows[:ntap] // ci
     order = np.argsort(tap_row, kind="stable")
     pair_t = np.repeat(order, co)
     pair_c = np.tile(np.arange(co), ntap)
@@ -405,20 +408,43 @@ def conv2d_backward(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 1), pa
     counts = np.bincount(tap_row, minlength=nph) * co
     pair_start = np.zeros(nph + 1, np.int64)
     np.cumsum(counts, out=pair_start[1:])
-    gsrc = np.empty((nph * ci, length), np.float32)
+    total = nb * length
+    gsrc = np.empty((nph * ci, total), np.float32)
+    wmat = w.reshape(co, ci, ntap)
     if ci >= 3:  # blocks of 4 channels (the last one padded with zero weights)
         cip = -(-ci // 4) * 4
-        wt = np.zeros((ntap * co, cip), np.float32)
-        wt[:, :ci] = wmat[pair_c, :, pair_t]
-        nchunk = _chunk(length, nph * (cip // 4))
-        _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, length, gsrc)
+        wt = conv.cached(version, "grad-input-4", lambda: (_pad4(wmat, pair_c, pair_t, cip),))[0]
+        nchunk = _chunk(total, nph * (cip // 4))
+        _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, total, gsrc)
     else:  # 1 or 2 channels: one channel per job, no padded work
-        wt = np.ascontiguousarray(wmat[pair_c, :, pair_t].T)
-        nchunk = _chunk(length, nph * ci)
-        _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, length, gsrc)
+        wt = conv.cached(version, "grad-input-1", lambda: (np.ascontiguousarray(wmat[pair_c, :, pair_t].T),))[0]
+        nchunk = _chunk(total, nph * ci)
+        _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
     gx = np.empty_like(x)
-    _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, gx)
+    _phase_unsplit(gsrc, sh, sw, ph, pw, plan.hq, plan.wq, length, gx)
     return gx, gw, gb
+
+
+def _pad4(wmat, pair_c, pair_t, cip):
+    wt = np.zeros((pair_c.shape[0], cip), np.float32)
+    wt[:, :wmat.shape[1]] = wmat[pair_c, :, pair_t]
+    return wt
+
+
+def _grad_weight_gemm(gpad, maxoff, src, off, n_total, ntap, budget, gw):
+    """gw (Co, K) = sum over positions of gy (on the full grid) x im2col columns,
+    as numpy matmuls over blocks of the columns (conv.column_blocks)."""
+    from .conv import _gather, column_blocks
+    k = off.shape[0]
+    buf = np.empty(budget // 4 + 256 * ntap, np.float32)
+    part = np.empty_like(gw)
+    gw[:] = 0.0
+    for n0, nc, k0, k1 in column_blocks(k, ntap, n_total, budget):
+        cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
+        _gather(src, off[k0:k1], n0, nc, cols)
+        p = part[:, :k1 - k0] if k1 - k0 < k else part
+        np.matmul(gpad[:, maxoff + n0:maxoff + n0 + nc], cols.T, out=p)
+        gw[:, k0:k1] += p
 
 
 # ---------------------------------------------------------------------------
@@ -531,97 +557,133 @@ def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarra
 
 @njit(cache=True, parallel=True)
 def _batchnorm_bwd(x, gy, weight, mean, var, eps, gx, gw, gb):
-    c_n, n = x.shape
+    """x, gy, gx (N, C, P); one job per channel."""
+    nb, c_n, n = x.shape
     for c in prange(c_n):
         rstd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
         scale = np.float32(weight[c] * rstd)
         m = mean[c]
         sw = 0.0
         sb = 0.0
-        for i in range(n):
-            g = gy[c, i]
-            gx[c, i] = g * scale
-            sb += g
-            sw += g * (np.float64(x[c, i]) - m)
+        for b in range(nb):
+            xr = x[b, c]
+            gr = gy[b, c]
+            dr = gx[b, c]
+            for i in range(n):
+                g = gr[i]
+                dr[i] = g * scale
+                sb += g
+                sw += g * (np.float64(xr[i]) - m)
         gw[c] = sw * rstd
         gb[c] = sb
 
 
-@one_at_a_time
 def batchnorm_backward(x2, gy2, weight, mean, var, eps):
     """Inference batch norm on a (C, N) view: running mean/var are constants."""
     x2 = _f32(x2, "batchnorm_backward: x", 2)
     gy2 = _f32(gy2, "batchnorm_backward: gy", 2)
-    c = x2.shape[0]
-    if gy2.shape != x2.shape:
-        raise ValueError(f"batchnorm_backward: gy {gy2.shape} and x {x2.shape} differ")
+    gx, gw, gb = batchnorm_backward_batch(x2[None], gy2[None], weight, mean, var, eps)
+    return gx[0], gw, gb
+
+
+@one_at_a_time
+def batchnorm_backward_batch(x3, gy3, weight, mean, var, eps):
+    """batchnorm_backward of a batch of (C, P) views x3 (N, C, P); gw, gb summed over it."""
+    x3 = _f32(x3, "batchnorm_backward: x", 3)
+    gy3 = _f32(gy3, "batchnorm_backward: gy", 3)
+    c = x3.shape[1]
+    if gy3.shape != x3.shape:
+        raise ValueError(f"batchnorm_backward: gy {gy3.shape[1:]} and x {x3.shape[1:]} differ")
     vecs = [_f32(v, "batchnorm_backward: " + nm, 1) for v, nm in
             ((weight, "weight"), (mean, "running_mean"), (var, "running_var"))]
     if any(v.shape != (c,) for v in vecs):
         raise ValueError(f"batchnorm_backward: per-channel parameters must have shape ({c},)")
-    gx = np.empty_like(x2)
+    gx = np.empty_like(x3)
     gw = np.empty(c, np.float32)
     gb = np.empty(c, np.float32)
-    _batchnorm_bwd(x2, gy2, vecs[0], vecs[1], vecs[2], float(eps), gx, gw, gb)
+    _batchnorm_bwd(x3, gy3, vecs[0], vecs[1], vecs[2], float(eps), gx, gw, gb)
     return gx, gw, gb
 
 
-@njit(cache=True)
-def _layernorm_bwd(x, gy, weight, eps, gx, gw, gb):
-    c_n, n = x.shape
-    mu = np.zeros(n, np.float64)
-    var = np.zeros(n, np.float64)
-    for c in range(c_n):
-        for i in range(n):
-            mu[i] += x[c, i]
-    for i in range(n):
-        mu[i] /= c_n
-    for c in range(c_n):
-        for i in range(n):
-            d = x[c, i] - mu[i]
-            var[i] += d * d
-    rstd = np.empty(n, np.float64)
-    for i in range(n):
-        rstd[i] = 1.0 / np.sqrt(var[i] / c_n + eps)
-    # g = gy * weight; gx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
-    mg = np.zeros(n, np.float64)
-    mgx = np.zeros(n, np.float64)
-    for c in range(c_n):
-        wc = np.float64(weight[c])
-        sw = 0.0
-        sb = 0.0
-        for i in range(n):
-            xhat = (x[c, i] - mu[i]) * rstd[i]
-            g = gy[c, i] * wc
-            mg[i] += g
-            mgx[i] += g * xhat
-            sw += gy[c, i] * xhat
-            sb += gy[c, i]
-        gw[c] = sw
-        gb[c] = sb
-    for c in range(c_n):
-        wc = np.float64(weight[c])
-        for i in range(n):
-            xhat = (x[c, i] - mu[i]) * rstd[i]
-            gx[c, i] = rstd[i] * (gy[c, i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
+_LN_CHUNK = 256
 
 
-@one_at_a_time
+@njit(cache=True, parallel=True)
+def _layernorm_bwd(x3, gy3, weight, eps, gx3, pw, pb):
+    """Parallel over (sample, chunk of positions): each job normalises its
+    positions over C, writes their input gradient and its share of the weight
+    and bias gradients (pw, pb (jobs, C), summed by the wrapper)."""
+    nb, c_n, n_all = x3.shape
+    nch = (n_all + _LN_CHUNK - 1) // _LN_CHUNK
+    for job in prange(nb * nch):
+        bi = job // nch
+        n0 = (job - bi * nch) * _LN_CHUNK
+        n = min(n_all, n0 + _LN_CHUNK) - n0
+        x = x3[bi, :, n0:n0 + n]
+        gy = gy3[bi, :, n0:n0 + n]
+        gx = gx3[bi, :, n0:n0 + n]
+        mu = np.zeros(n, np.float64)
+        var = np.zeros(n, np.float64)
+        for c in range(c_n):
+            for i in range(n):
+                mu[i] += x[c, i]
+        for i in range(n):
+            mu[i] /= c_n
+        for c in range(c_n):
+            for i in range(n):
+                d = x[c, i] - mu[i]
+                var[i] += d * d
+        rstd = np.empty(n, np.float64)
+        for i in range(n):
+            rstd[i] = 1.0 / np.sqrt(var[i] / c_n + eps)
+        # g = gy * weight; gx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
+        mg = np.zeros(n, np.float64)
+        mgx = np.zeros(n, np.float64)
+        for c in range(c_n):
+            wc = np.float64(weight[c])
+            sw = 0.0
+            sb = 0.0
+            for i in range(n):
+                xhat = (x[c, i] - mu[i]) * rstd[i]
+                g = gy[c, i] * wc
+                mg[i] += g
+                mgx[i] += g * xhat
+                sw += gy[c, i] * xhat
+                sb += gy[c, i]
+            pw[job, c] = sw
+            pb[job, c] = sb
+        for c in range(c_n):
+            wc = np.float64(weight[c])
+            for i in range(n):
+                xhat = (x[c, i] - mu[i]) * rstd[i]
+                gx[c, i] = rstd[i] * (gy[c, i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
+
+
 def layernorm_backward(x2, gy2, weight, eps):
     """Layer norm over C at each position of a (C, N) view (biased variance)."""
     x2 = _f32(x2, "layernorm_backward: x", 2)
     gy2 = _f32(gy2, "layernorm_backward: gy", 2)
-    c = x2.shape[0]
-    if gy2.shape != x2.shape:
-        raise ValueError(f"layernorm_backward: gy {gy2.shape} and x {x2.shape} differ")
+    gx, gw, gb = layernorm_backward_batch(x2[None], gy2[None], weight, eps)
+    return gx[0], gw, gb
+
+
+@one_at_a_time
+def layernorm_backward_batch(x3, gy3, weight, eps):
+    """layernorm_backward of a batch of (C, P) views x3 (N, C, P); gw, gb summed over it."""
+    x3 = _f32(x3, "layernorm_backward: x", 3)
+    gy3 = _f32(gy3, "layernorm_backward: gy", 3)
+    c = x3.shape[1]
+    if gy3.shape != x3.shape:
+        raise ValueError(f"layernorm_backward: gy {gy3.shape[1:]} and x {x3.shape[1:]} differ")
     weight = _f32(weight, "layernorm_backward: weight", 1)
     if weight.shape != (c,):
         raise ValueError(f"layernorm_backward: weight must have shape ({c},)")
-    gx = np.empty_like(x2)
-    gw = np.empty(c, np.float32)
-    gb = np.empty(c, np.float32)
-    _layernorm_bwd(x2, gy2, weight, float(eps), gx, gw, gb)
-    return gx, gw, gb
+    gx = np.empty_like(x3)
+    jobs = x3.shape[0] * -(-x3.shape[2] // _LN_CHUNK)
+    pw = np.empty((jobs, c), np.float64)
+    pb = np.empty((jobs, c), np.float64)
+    sized(_layernorm_bwd, x3.size, 1 << 16)(x3, gy3, weight, float(eps), gx, pw, pb)
+    return gx, pw.sum(axis=0).astype(np.float32), pb.sum(axis=0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -677,3 +739,17 @@ def linear_backward(x, w, gy, param_grads=True):
     if not param_grads:
         return gx, None, None
     return gx, gw, gy.copy()
+
+
+def linear_backward_batch(x, w, gy, param_grads=True):
+    """x (N, F), w (O, F), gy (N, O) -> gx (N, F), gw (O, F), gb (O,) summed over
+    the batch (matrix products); with param_grads=False gw and gb are None."""
+    x = _f32(x, "linear_backward: x", 2)
+    w = _f32(w, "linear_backward: weight", 2)
+    gy = _f32(gy, "linear_backward: gy", 2)
+    if w.shape != (gy.shape[1], x.shape[1]) or gy.shape[0] != x.shape[0]:
+        raise ValueError(f"linear_backward: x {x.shape}, weight {w.shape} and gy {gy.shape} do not match")
+    gx = gy @ w
+    if not param_grads:
+        return gx, None, None
+    return gx, gy.T @ x, gy.sum(axis=0, dtype=np.float64).astype(np.float32)

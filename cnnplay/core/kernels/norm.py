@@ -10,14 +10,17 @@ from .pointwise import affine_leaky
 
 
 @njit(cache=True, parallel=True)
-def _layernorm(x, weight, bias, eps, y):
-    """Normalize each column x[:, n] over the C channels (biased variance)."""
-    c_n, n = x.shape
+def _layernorm(x3, weight, bias, eps, y3):
+    """Normalize each column x3[b, :, n] over the C channels (biased variance)."""
+    nb, c_n, n = x3.shape
     chunk = 256
     nch = (n + chunk - 1) // chunk
     inv_c = 1.0 / c_n
-    for job in prange(nch):
-        n0 = job * chunk
+    for job in prange(nb * nch):
+        b = job // nch
+        x = x3[b]
+        y = y3[b]
+        n0 = (job - b * nch) * chunk
         m = min(n, n0 + chunk) - n0
         mean = np.zeros(m, np.float64)
         var = np.zeros(m, np.float64)
@@ -58,16 +61,43 @@ def _check(x2, *vectors):
 
 def batchnorm(x2, weight, bias, mean, var, eps=1e-5) -> np.ndarray:
     """Inference batch norm: (x - mean) / sqrt(var + eps) * weight + bias, per channel."""
-    x2, (weight, bias, mean, var) = _check(x2, weight, bias, mean, var)
+    x2, _ = _check(x2)
+    return batchnorm_batch(x2[None], weight, bias, mean, var, eps)[0]
+
+
+def batchnorm_batch(x3, weight, bias, mean, var, eps=1e-5) -> np.ndarray:
+    """batchnorm on a batch of (C, P) views, x3 (N, C, P): the per-channel affine map
+    on the (N*C, P) rows."""
+    x3 = np.ascontiguousarray(x3, dtype=np.float32)
+    if x3.ndim != 3:
+        raise ValueError(f"norm: expected an (N, C, P) array, got shape {x3.shape}")
+    _, (weight, bias, mean, var) = _check(x3[0], weight, bias, mean, var)
+    scale, shift = batchnorm_affine(weight, bias, mean, var, eps)
+    nb, c, p = x3.shape
+    y = affine_leaky(x3.reshape(nb * c, p), np.tile(scale, nb), np.tile(shift, nb), 1.0)
+    return y.reshape(x3.shape)
+
+
+def batchnorm_affine(weight, bias, mean, var, eps):
+    """(scale, shift) of inference batch norm: y = x * scale + shift per channel."""
     scale = weight.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(eps))
     shift = bias - mean * scale
-    return affine_leaky(x2, scale.astype(np.float32), shift.astype(np.float32), 1.0)
+    return scale.astype(np.float32), shift.astype(np.float32)
+
+
+def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:
+    """LayerNorm over the C channels at each of the N positions (PyTorch LayerNorm(C) channels-last)."""
+    x2, _ = _check(x2)
+    return layernorm_batch(x2[None], weight, bias, eps)[0]
 
 
 @one_at_a_time
-def layernorm(x2, weight, bias, eps=1e-5) -> np.ndarray:
-    """LayerNorm over the C channels at each of the N positions (PyTorch LayerNorm(C) channels-last)."""
-    x2, (weight, bias) = _check(x2, weight, bias)
-    y = np.empty_like(x2)
-    sized(_layernorm, y.size, 1 << 19)(x2, weight, bias, float(eps), y)
+def layernorm_batch(x3, weight, bias, eps=1e-5) -> np.ndarray:
+    """layernorm of every sample of x3 (N, C, P)."""
+    x3 = np.ascontiguousarray(x3, dtype=np.float32)
+    if x3.ndim != 3:
+        raise ValueError(f"norm: expected an (N, C, P) array, got shape {x3.shape}")
+    _, (weight, bias) = _check(x3[0], weight, bias)
+    y = np.empty_like(x3)
+    sized(_layernorm, y.size, 1 << 19)(x3, weight, bias, float(eps), y)
     return y
