@@ -134,6 +134,19 @@ def test_clicking_a_gallery_sample_makes_it_the_input(window, qtbot):
     p = ready(qtbot, window)
     assert p.step()
     wait_idle(qtbot, p)
+    # The output bars carry the class names and show softmax probabilities.
+    c = window.controller
+    qtbot.waitUntil(c.forward_is_current, timeout=WAIT)
+    card = window.central.reveal(4)
+    card.flush()
+    assert card.classes == window.session.classes
+    bars = card.current_view()
+    heights = bars.heights()
+    scores = c.forward.outputs[4].astype(np.float64)
+    expected = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    np.testing.assert_allclose(heights, expected, rtol=1e-5)
+    ticks = bars.plot.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == list(window.session.classes)
     index = p.gallery.shown[1][0]
     p.gallery.buttons[1].click()
     test = p.split()[1]
