@@ -205,6 +205,11 @@ def test_save_close_reopen_and_continue(qtbot, home, tmp_path):
     assert p.step() and (wait_idle(qtbot, p) or True)
     classes = w.session.classes
     assert classes is not None and len(classes) == 4
+    # The autosave keeps the progress too (it saves during training without pausing it).
+    assert w.autosaver.flush(30)
+    from cnnplay.app.autosave import restore
+    r = restore()
+    assert r.session.training.progress.steps == 2 and r.session.classes == classes
     weights = w.session.network.params(0)["weight"].copy()
     path = tmp_path / "trained.cnnplay"
     assert w.save_to(path)

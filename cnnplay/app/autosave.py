@@ -33,6 +33,7 @@ from .lingering import keep_until_finished
 
 log = logging.getLogger(__name__)
 DELAY_MS = 300
+MAX_WAIT_S = 2.0  # continuous changes are saved at least this often
 STALE_TEMP_SECONDS = 60  # a temporary file this old is not being written any more
 
 
@@ -83,6 +84,7 @@ class Autosaver(QObject):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._written_input = None  # the input array last written (by identity)
+        self._pending_since = 0.0
         self._job = None
         self._busy = False
         self._stopping = False
@@ -96,9 +98,17 @@ class Autosaver(QObject):
 
     # -- GUI thread ------------------------------------------------------------------
     def schedule(self, *args) -> None:
-        """Something changed: save ~300 ms from now (restarting the countdown)."""
-        if not self._stopping:
-            self._timer.start()
+        """Something changed: save ~300 ms from now (restarting the countdown), but never
+        later than MAX_WAIT_S after the first unsaved change: a session that changes all
+        the time (training publishes new weights a few times a second) is still saved."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        if not self._timer.isActive():
+            self._pending_since = now
+        elif now - self._pending_since >= MAX_WAIT_S:
+            return  # let the running countdown fire
+        self._timer.start()
 
     def pending(self) -> bool:
         return self._timer.isActive()
