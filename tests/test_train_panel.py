@@ -231,3 +231,23 @@ def test_save_close_reopen_and_continue(qtbot, home, tmp_path):
     assert s2.training.progress.steps == 3 and s2.training.progress.batch == 3
     p2.shutdown()
     w2.close()
+
+
+def test_the_trained_examples_open_with_their_classes_curves_and_data(window, qtbot):
+    from cnnplay.app.examples import example_paths
+    trained = [p for p in example_paths() if p.suffix == ".cnnplay"]
+    assert {p.stem for p in trained} >= {"trained_shapes", "trained_digits", "trained_waveforms"}
+    titles = [a.text() for a in window.examples_menu.actions()]
+    for path in trained:
+        assert window.open_example(path)
+        s = window.session
+        assert s.output_classes() is not None and s.input_source["kind"] == "dataset"
+        assert tuple(s.input_array.shape) == s.network.input_shape
+        log = s.training.progress.epochs_log
+        assert len(log) >= 3 and log[-1]["test_acc"] > log[0]["test_acc"] - 0.05
+        assert any(path.stem.split("_")[1] in t.lower() for t in titles)
+        qtbot.waitUntil(lambda: s.dataset is not None, timeout=WAIT)  # its built-in data set is made again
+        assert window.train_panel.curves.point_counts()["test_acc"] == len(log)
+    digits = next(p for p in trained if p.stem == "trained_digits")
+    window.open_example(digits)
+    assert window.session.training.progress.epochs_log[-1]["test_acc"] > 0.9
