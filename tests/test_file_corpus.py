@@ -248,7 +248,7 @@ def test_header_not_ours(good, header, fragments):
     ("version", True, ("field 'version'",)),
     ("version", 0, ("field 'version'",)),
     ("version", 1.5, ("field 'version'",)),
-    ("version", 2, ("newer cnnplay", "file version 2")),
+    ("version", 3, ("newer cnnplay", "file version 3")),
     ("version", 10**30, ("newer cnnplay",)),
     ("seed", -1, ("field 'seed'",)),
     ("seed", "zero", ("field 'seed'",)),

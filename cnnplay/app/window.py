@@ -33,6 +33,7 @@ from .palette import Palette
 
 log = logging.getLogger(__name__)
 FILE_FILTER = "cnnplay networks (*.cnnplay);;All files (*)"
+OPEN_FILTER = "Networks (*.cnnplay *.onnx);;cnnplay networks (*.cnnplay);;ONNX models (*.onnx);;All files (*)"
 MAX_RECENT = 8
 
 
@@ -326,6 +327,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.save_action = file_menu.addAction("&Save", self.save, QKeySequence.StandardKey.Save)
         self.save_as_action = file_menu.addAction("Save &as...", self.save_as, QKeySequence.StandardKey.SaveAs)
+        from .interop_menu import InteropActions
+        self.interop = InteropActions(self)  # File > Export, and .onnx in File > Open
+        self.interop.add_menu(file_menu)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit", self.close, QKeySequence.StandardKey.Quit)
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -396,13 +400,16 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         start = str(self.path.parent) if self.path else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open network", start, FILE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open network", start, OPEN_FILTER)
         if path:
             self.open_file(path)
 
     def open_file(self, path: str | os.PathLike) -> bool:
-        """Load a .cnnplay file as one undo step; the input follows the file's input shape."""
+        """Load a .cnnplay file as one undo step; the input follows the file's input shape.
+        An .onnx file is read off the GUI thread and shown when read (see interop_menu)."""
         path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            return self.interop.open_onnx(path)
         try:
             net, extra = load_bundle(path)
         except NetworkError as e:
@@ -547,7 +554,7 @@ class MainWindow(QMainWindow):
     def open_any(self, path: str) -> bool:
         """A file from a drop or the command line: a network, a signal or an image."""
         suffix = Path(path).suffix.lower()
-        if suffix == ".cnnplay":
+        if suffix in (".cnnplay", ".onnx"):
             return self.open_file(path)
         if suffix in SIGNAL_SUFFIXES:
             return set_input_from(self.editor, signal_source(path), f"Input: {Path(path).name}")

@@ -6,6 +6,14 @@ Layout (version 1): a zip with exactly two members,
 - ``weights.npz``: one float32 ``.npy`` array per parameter, named
   ``"<layer index>/<parameter name>"`` with the layer's exact shape.
 
+Version 2 (written only when a training state is saved; version-1 files still
+load, and files without training are still written as version 1) adds
+- ``network.json``: ``"training": {...}``, a Trainer.state() without its arrays,
+  plus ``"array_shapes": {name: [shape]}`` declaring each array;
+- ``training.npz``: those float32 arrays (optimizer buffers, per-batch history),
+  each checked against its declared shape, and the total against the network's
+  parameter count, before anything is inflated.
+
 Loading never runs code: JSON is parsed as data, and the .npy members are read
 by hand (header parsed, dtype and shape checked, raw bytes copied), so a pickled
 object is refused before anything is unpickled. Sizes are checked against the
@@ -33,10 +41,12 @@ from .errors import NetworkError, short_repr
 from .network import Network
 
 FORMAT = "cnnplay"
-VERSION = 1
+VERSION = 2  # the newest version this cnnplay reads (and writes when saving a training state)
 DESCRIPTION = "network.json"
 WEIGHTS = "weights.npz"
-HEADER_KEYS = ("format", "version", "seed", "network", "extra")
+TRAINING = "training.npz"
+HEADER_KEYS = ("format", "version", "seed", "network", "extra", "training")
+MAX_TRAINING_HISTORY = 1_000_000  # per-batch entries of a training state (see core/training)
 MAX_DESCRIPTION_BYTES = 16 << 20  # a description (plus the session extra) is a few KB
 MAX_NPY_HEADER = 4096  # numpy writes 128 bytes or so
 MAX_SEED = 2**63 - 1
@@ -105,26 +115,42 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
-def network_bytes(net: Network, extra: dict | None = None) -> bytes:
-    """The .cnnplay file content for `net`; `extra` is stored as JSON beside it (e.g. a session)."""
-    header = {"format": FORMAT, "version": VERSION, "seed": net.seed, "network": net.to_dict()}
+def network_bytes(net: Network, extra: dict | None = None, training: dict | None = None) -> bytes:
+    """The .cnnplay file content for `net`; `extra` is stored as JSON beside it (e.g. a session),
+    `training` is a Trainer.state() (JSON data plus float32 arrays under "arrays")."""
+    header = {"format": FORMAT, "version": 1, "seed": net.seed, "network": net.to_dict()}
     if extra is not None:
         header["extra"] = extra
     arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
               for i in range(len(net)) for name, a in net.params(i).items()}
     npz = io.BytesIO()
     np.savez(npz, **arrays)
+    train_npz = None
+    if training is not None:
+        if not isinstance(training, dict):
+            raise NetworkError(f"a training state must be an object, not {type(training).__name__}", field="training")
+        tarrays = {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in training.get("arrays", {}).items()}
+        state = {k: v for k, v in training.items() if k != "arrays"}
+        state["array_shapes"] = {k: list(a.shape) for k, a in tarrays.items()}
+        header["version"] = 2
+        header["training"] = state
+        buf = io.BytesIO()
+        np.savez(buf, **tarrays)
+        train_npz = buf.getvalue()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(DESCRIPTION, json.dumps(header, indent=1))
         z.writestr(WEIGHTS, npz.getvalue())
+        if train_npz is not None:
+            z.writestr(TRAINING, train_npz)
     return buf.getvalue()
 
 
-def save_network(net: Network, path: str | os.PathLike, extra: dict | None = None) -> None:
-    """Save atomically; on failure the previous file at `path` is intact and
-    a NetworkError says why."""
-    data = network_bytes(net, extra)
+def save_network(net: Network, path: str | os.PathLike, extra: dict | None = None,
+                 training: dict | None = None) -> None:
+    """Save atomically (with a Trainer.state() when `training` is given); on
+    failure the previous file at `path` is intact and a NetworkError says why."""
+    data = network_bytes(net, extra, training)
     try:
         atomic_write(path, data)
     except OSError as e:
@@ -144,6 +170,12 @@ def max_file_bytes() -> int:
 
 def load_bundle(path: str | os.PathLike) -> tuple[Network, dict | None]:
     """(network, extra) from a .cnnplay file; FileFormatError naming what is wrong."""
+    return load_all(path)[:2]
+
+
+def load_all(path: str | os.PathLike) -> tuple[Network, dict | None, dict | None]:
+    """(network, extra, training state or None) from a .cnnplay file; the
+    training state is Trainer.state()'s form (give it to Trainer.from_state)."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -158,11 +190,16 @@ def load_bundle(path: str | os.PathLike) -> tuple[Network, dict | None]:
         raise FileFormatError("no such file", name) from None
     except OSError as e:
         raise FileFormatError(f"cannot read: {e.strerror or e}", name) from None
-    return bundle_from_bytes(data, name)
+    return all_from_bytes(data, name)
 
 
 def bundle_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict | None]:
     """(network, extra) from the bytes of a .cnnplay file named `name` (for messages)."""
+    return all_from_bytes(data, name)[:2]
+
+
+def all_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict | None, dict | None]:
+    """(network, extra, training state or None) from the bytes of a .cnnplay file."""
     try:
         return _Reader(bytes(data), name).read()
     except NetworkError:
@@ -183,15 +220,22 @@ class _Reader:
     def fail(self, reason: str, member: str | None = None, key: str | None = None, **kw) -> FileFormatError:
         return FileFormatError(reason, self.name, member, key, **kw)
 
-    def read(self) -> tuple[Network, dict | None]:
+    def read(self) -> tuple[Network, dict | None, dict | None]:
         if not self.data:
             raise self.fail("the file is empty (0 bytes)")
         z = self.open_zip(self.data, None, "not a .cnnplay file (not a zip archive)")
         with z:
-            members = self.members(z, None, (DESCRIPTION, WEIGHTS))
+            has_training = TRAINING in z.namelist()
+            members = self.members(z, None, (DESCRIPTION, WEIGHTS) + ((TRAINING,) if has_training else ()))
             header_bytes = self.read_member(z, members[DESCRIPTION], None, MAX_DESCRIPTION_BYTES)
             header = self.parse_header(header_bytes)
             seed, extra = self.check_header(header)
+            training = header.get("training")
+            if training is not None and not has_training:
+                raise self.fail(f"field 'training' is present but the member {TRAINING} is missing",
+                                DESCRIPTION, "training")
+            if training is None and has_training:
+                raise self.fail(f"unexpected member(s) {TRAINING!r} (no field 'training' describes it)")
             try:
                 net = Network.from_dict(header["network"], seed=seed)
             except NetworkError as e:
@@ -201,6 +245,13 @@ class _Reader:
             # An .npz stores each array with a small header; nothing valid is larger.
             bound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in expected.values()) + 1024
             weights_bytes = self.read_member(z, members[WEIGHTS], None, bound)
+            if training is not None:
+                shapes = self.training_shapes(training, expected)
+                tbound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in shapes.values()) + 1024
+                training_bytes = self.read_member(z, members[TRAINING], None, tbound)
+        if training is not None:
+            training = {k: v for k, v in training.items() if k != "array_shapes"}
+            training["arrays"] = self.read_weights(training_bytes, shapes, TRAINING)
         for key, a in self.read_weights(weights_bytes, expected).items():
             i, pname = key.split("/", 1)
             try:
@@ -208,7 +259,38 @@ class _Reader:
             except NetworkError as e:
                 raise self.fail(f"array {key}: {e}", WEIGHTS, key, layer=e.layer, field=e.field,
                                 layer_type=e.layer_type) from None
-        return net, extra
+        return net, extra, training
+
+    def training_shapes(self, training, expected: dict[str, tuple]) -> dict[str, tuple]:
+        """The declared arrays of a training state, bounded: optimizer buffers
+        no larger than 2 per parameter, history no longer than MAX_TRAINING_HISTORY."""
+        where = "training.array_shapes"
+        if not isinstance(training, dict):
+            raise self.fail(f"field 'training' must be an object, not {_json_type(training)}", DESCRIPTION, "training")
+        shapes = training.get("array_shapes", {})
+        if not isinstance(shapes, dict):
+            raise self.fail(f"field '{where}' must be an object, not {_json_type(shapes)}", DESCRIPTION, where)
+        out = {}
+        params = sum(math.prod(s) for s in expected.values())
+        optimizer_total = 0
+        for key, shape in shapes.items():
+            if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(n) and 0 <= n <= 2**40 for n in shape):
+                raise self.fail(f"field '{where}' entry {short_repr(key)} must be a list of sizes, not "
+                                f"{short_repr(shape)}", DESCRIPTION, where)
+            size = math.prod(shape)
+            if key.startswith("history/"):
+                if len(shape) != 1 or size > MAX_TRAINING_HISTORY:
+                    raise self.fail(f"array {key} must be 1D with at most {MAX_TRAINING_HISTORY} entries, not "
+                                    f"{tuple(shape)}", DESCRIPTION, where)
+            elif key.startswith("optimizer/"):
+                optimizer_total += size
+            else:
+                raise self.fail(f"unknown training array {short_repr(key)}", DESCRIPTION, where)
+            out[key] = tuple(shape)
+        if optimizer_total > 2 * params:
+            raise self.fail(f"the optimizer arrays claim {optimizer_total} values, more than twice the network's "
+                            f"{params} parameters: refused", DESCRIPTION, where)
+        return out
 
     # -- zip ---------------------------------------------------------------------
     def open_zip(self, data: bytes, member: str | None, what: str) -> zipfile.ZipFile:
@@ -295,6 +377,8 @@ class _Reader:
         if unknown:
             raise fail(f"unknown field(s) {', '.join(short_repr(k) for k in unknown[:5])} "
                        f"(version {VERSION} has: {', '.join(HEADER_KEYS)})", DESCRIPTION, unknown[0])
+        if "training" in header and version < 2:
+            raise fail("field 'training' needs file version 2 or later", DESCRIPTION, "training")
         seed = header.get("seed", 0)
         if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
             raise fail(f"field 'seed' must be an integer from 0 to 2**63-1, not {short_repr(seed)}",
@@ -307,16 +391,19 @@ class _Reader:
         return seed, extra
 
     # -- weights -----------------------------------------------------------------
-    def read_weights(self, raw: bytes, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
+    def read_weights(self, raw: bytes, expected: dict[str, tuple], member: str = WEIGHTS) -> dict[str, np.ndarray]:
         if not expected and not raw:
             return {}
-        z = self.open_zip(raw, WEIGHTS, "not an .npz archive")
+        z = self.open_zip(raw, member, "not an .npz archive")
         with z:
-            members = self.members(z, WEIGHTS, [k + ".npy" for k in expected])
-            return {key: self.read_array(z, members[key + ".npy"], key, shape) for key, shape in expected.items()}
+            members = self.members(z, member, [k + ".npy" for k in expected])
+            return {key: self.read_array(z, members[key + ".npy"], key, shape, member)
+                    for key, shape in expected.items()}
 
-    def read_array(self, z: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple) -> np.ndarray:
+    def read_array(self, z: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple,
+                   member: str = WEIGHTS) -> np.ndarray:
         fail = self.fail
+        WEIGHTS = member  # noqa: N806 (messages name the member the array is in)
         nbytes = math.prod(shape) * 4
         data = self.read_member(z, info, WEIGHTS, nbytes + MAX_NPY_HEADER + 16)
         f = io.BytesIO(data)
@@ -337,8 +424,8 @@ class _Reader:
         if dtype.kind != "f" or dtype.itemsize != 4 or dtype.shape:
             raise fail(f"array {key} must be float32, not {dtype}", WEIGHTS, key)
         if tuple(ashape) != tuple(shape):
-            raise fail(f"array {key} has shape {tuple(ashape)} but layer {key.split('/')[0]} needs "
-                       f"{tuple(shape)}", WEIGHTS, key)
+            needs = f"layer {key.split('/')[0]} needs" if member == "weights.npz" else "the description declares"
+            raise fail(f"array {key} has shape {tuple(ashape)} but {needs} {tuple(shape)}", WEIGHTS, key)
         body = data[f.tell():]
         if len(body) != nbytes:
             raise fail(f"array {key} holds {len(body)} bytes of data, not {nbytes} (truncated or padded)",

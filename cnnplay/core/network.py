@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 
+from . import memory
 from .errors import Cancelled, NetworkError
 from .layers import LayerType, Params, describe_shape
 from .layout import FLOAT_BYTES, Layout
@@ -94,6 +95,23 @@ class Network(Layout):
         self._params[i] = new
         self._versions[i] = next(_versions)
 
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Every layer's parameters back to their initial values for `seed`
+        (default: the network's seed), with new versions (caches recompute).
+
+        The initial values are PyTorch's default initialisation per layer type
+        (see LayerType.init_params: conv/linear U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        norms weight 1, bias 0, running mean 0, running variance 1), drawn from
+        numpy.random.default_rng([seed, layer index]): the same as a fresh
+        Network.from_dict(spec, seed)."""
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+                raise NetworkError(f"the seed must be an integer from 0 to 2**63-1, not {seed!r}", field="seed")
+            self.seed = int(seed)
+        for i, (t, cfg) in enumerate(zip(self.layer_types, self.configs)):
+            self._params[i] = _Initial(t, cfg, self.input_shape_of(i), self.seed, i)
+            self._versions[i] = next(_versions)
+
     def _layer_params(self, i: int) -> dict[str, np.ndarray]:
         p = self._params[i]
         return p.get() if isinstance(p, _Initial) else p
@@ -112,6 +130,40 @@ class Network(Layout):
             chain = (chain, t.name, json.dumps(t.to_json(cfg), sort_keys=True), v)
             keys.append(chain)
         return keys
+
+    def sample_bytes(self) -> int:
+        """Bytes of one sample's maps in a forward pass (the input and every layer's output)."""
+        return (math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)) * FLOAT_BYTES
+
+    def params_bytes(self) -> int:
+        return sum(math.prod(s) for i in range(len(self)) for s in self.param_shapes(i).values()) * FLOAT_BYTES
+
+    def max_batch(self, maps_factor: float = 1.0) -> int:
+        """The largest batch whose maps (times `maps_factor`, e.g. 2 for training,
+        which also holds gradients) plus the parameters fit the memory budget; 0 if none."""
+        room = memory.limit_bytes() - self.params_bytes()
+        return max(int(room // max(self.sample_bytes() * maps_factor, 1)), 0)
+
+    def check_batch_memory(self, n: int, maps_factor: float = 1.0, what: str = "a forward pass") -> None:
+        """NetworkError, before anything is allocated, if a batch of n does not fit the budget."""
+        need = int(n * self.sample_bytes() * maps_factor) + self.params_bytes()
+        budget = memory.limit_bytes()
+        if need > budget:
+            fit = self.max_batch(maps_factor)
+            hint = (f"a batch of at most {fit} fits" if fit else
+                    "not even one sample fits: make the network or its input smaller")
+            raise NetworkError(f"{what} on a batch of {n} needs about {memory.format_bytes(need)}, above the "
+                               f"memory limit of {memory.format_bytes(budget)}; {hint}", field="input")
+
+    def check_batch(self, x) -> np.ndarray:
+        """A batch (N, *input_shape) as C-contiguous float32; NetworkError if its shape is wrong."""
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape or x.shape[0] < 1:
+            raise NetworkError(f"a batch must be (N, {', '.join(map(str, self.input_shape))}) with N >= 1 "
+                               f"(N samples of {describe_shape(self.input_shape)}), not {x.shape}", field="input")
+        if x.dtype.kind not in "fiu":
+            raise NetworkError(f"the input must hold real numbers, not {x.dtype}", field="input")
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -149,11 +201,22 @@ class Network(Layout):
                 should_stop=None) -> list[np.ndarray]:
         """Each layer's output for input x.
 
+        x is one sample (input_shape) or a batch (N, *input_shape); a batch
+        gives every output with the leading N, in inference mode (batch norm
+        uses its running statistics), the same values as N single passes. A
+        batch whose maps would exceed the memory budget is refused before
+        anything is allocated, with the batch size that would fit.
         With `previous` (outputs of layers before `start`, e.g. from a cache)
         only layers `start` onwards are computed. `should_stop()` is asked
         between layers; when it says so, Cancelled is raised.
         """
-        x = self.check_input(x)
+        x = np.asarray(x)
+        batch = x.ndim == len(self.input_shape) + 1
+        if batch:
+            x = self.check_batch(x)
+            self.check_batch_memory(x.shape[0])
+        else:
+            x = self.check_input(x)
         outputs = list(previous[:start]) if previous is not None else []
         if len(outputs) != start:
             raise ValueError("forward: need the outputs of every layer before start")
@@ -161,7 +224,7 @@ class Network(Layout):
         for i in range(start, len(self)):
             if should_stop is not None and should_stop():
                 raise Cancelled()
-            h = self.layer_forward(i, h)
+            h = self.layer_forward_batch(i, h) if batch else self.layer_forward(i, h)
             outputs.append(h)
         return outputs
 

@@ -75,7 +75,10 @@ BUILTIN: dict[str, BuiltinSet] = {
     "shapes": BuiltinSet(
         "shapes", "Shapes",
         "Circles, squares, triangles and crosses at random positions, sizes, rotations and contrasts.",
-        _common("size", 32, 8, 512) + (_CHANNELS,), "image"),
+        _common("size", 32, 8, 512) + (_CHANNELS, Param(
+            "polarity", "light", kind="choice", choices=("light", "dark", "both"),
+            help="light: shapes brighter than the background; dark: darker; both: either (harder).")),
+        "image"),
     "orientations": BuiltinSet(
         "orientations", "Orientations",
         "Gratings and bars at several angles: first-layer kernels become oriented edge detectors.",
@@ -109,6 +112,11 @@ def _check_params(spec: BuiltinSet, given: dict) -> dict:
         where = f"{spec.name}, {p.name}"
         if p.kind == "int_or_none" and v is None:
             out[p.name] = None
+            continue
+        if p.kind == "choice" and not all(isinstance(c, int) for c in p.choices):
+            if v not in p.choices:
+                raise DatasetError(f"{where}: must be one of {', '.join(map(str, p.choices))}, not {short_repr(v)}")
+            out[p.name] = v
             continue
         if p.kind == "float":
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):

@@ -22,21 +22,30 @@ def _labels(rng, count: int, k: int) -> np.ndarray:
     return y
 
 
-def _colours(rng, count: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(foreground, background) per sample and channel in [0, 1], with a
-    contrast of at least 0.3 in the mean over channels, either polarity."""
+def _colours(rng, count: int, channels: int, polarity: str = "both") -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, background) per sample and channel in [0, 1] whose means
+    over channels differ by a contrast of 0.3-0.9; polarity "light": the
+    foreground is brighter, "dark": darker, "both": either at random. In RGB
+    each keeps a random hue (its deviation from its mean, shrunk to fit)."""
     bg = rng.uniform(0.0, 1.0, (count, channels))
     fg = rng.uniform(0.0, 1.0, (count, channels))
     contrast = rng.uniform(0.3, 0.9, count)
     sign = np.where(rng.random(count) < 0.5, -1.0, 1.0)
-    # shift the foreground so its mean sits `contrast` from the background's mean
-    target = bg.mean(1) + sign * contrast
-    target = np.where((target > 1) | (target < 0), bg.mean(1) - sign * contrast, target)
-    fg += (target - fg.mean(1))[:, None]
-    lo, hi = fg.min(1), fg.max(1)  # keep inside [0, 1] without changing the mean much
-    fg -= np.minimum(lo, 0)[:, None]
-    fg -= np.maximum(hi - 1, 0)[:, None]
-    return np.clip(fg, 0, 1), bg
+    level = rng.random(count)
+    if polarity != "both":
+        sign[:] = 1.0 if polarity == "light" else -1.0
+    lo = np.where(sign > 0, 0.0, contrast)
+    hi = np.where(sign > 0, 1.0 - contrast, 1.0)
+    m_bg = lo + (hi - lo) * level
+    m_fg = m_bg + sign * contrast
+
+    def around(c, m):
+        dev = c - c.mean(1, keepdims=True)
+        room = np.minimum(m, 1.0 - m)[:, None]
+        scale = np.minimum(1.0, room / np.maximum(np.abs(dev).max(1, keepdims=True), 1e-12))
+        return np.clip(m[:, None] + dev * scale, 0.0, 1.0)
+
+    return around(fg, m_fg), around(bg, m_bg)
 
 
 def _finish(img: np.ndarray, noise: float, rng) -> np.ndarray:
@@ -45,17 +54,20 @@ def _finish(img: np.ndarray, noise: float, rng) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-def shapes(size: int = 32, count: int = 1000, noise: float = 0.1, seed: int = 0, channels: int = 1):
+def shapes(size: int = 32, count: int = 1000, noise: float = 0.1, seed: int = 0, channels: int = 1,
+           polarity: str = "light"):
     """Circles, squares, triangles and crosses of random position, size (outer
     radius 20-40 % of the image), rotation and contrast (gray or RGB colours),
-    anti-aliased, on a flat background. A shape always lies wholly inside."""
+    anti-aliased, on a flat background. A shape always lies wholly inside.
+    polarity: "light" shapes on a darker background, "dark" the reverse,
+    "both" either (harder to learn: a small net needs many more epochs)."""
     rng = np.random.default_rng(seed)
     y = _labels(rng, count, len(SHAPES))
     r = rng.uniform(0.2, 0.4, count) * size
     cx = rng.uniform(r + 0.5, size - 0.5 - r)
     cy = rng.uniform(r + 0.5, size - 0.5 - r)
     theta = rng.uniform(0, 2 * np.pi, count)
-    fg, bg = _colours(rng, count, channels)
+    fg, bg = _colours(rng, count, channels, polarity)
 
     pix = np.arange(size) + 0.5
     px = pix[None, None, :] - cx[:, None, None]
