@@ -104,7 +104,7 @@ def train_example(name: str) -> Path:
              "dataset": {"reference": ds.reference, "classes": list(ds.classes)},
              "training": snap.training.to_json()}
     path = OUT / f"{name}.cnnplay"
-    save_network(net, path, extra=extra)
+    save_network(net, path, extra=extra, training=snap.training.trainer)
     print(f"{name}: {s.epochs} epochs in {time.perf_counter() - t0:.1f} s, test accuracy {log['test_acc']:.1%} "
           f"(train {log['train_acc']:.1%}), {path.stat().st_size / 1024:.0f} KB -> {path.relative_to(ROOT)}")
     return path

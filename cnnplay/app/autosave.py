@@ -26,7 +26,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import atomic_write, load_bundle, network_bytes
+from ..core.fileformat import atomic_write, load_all, network_bytes
 from ..core.session import Session, dataset_info
 from . import paths
 from .lingering import keep_until_finished
@@ -121,11 +121,12 @@ class Autosaver(QObject):
         extra = s.extra()
         extra["input_shape"] = list(x.shape)
         extra["saved_at"] = time.time()
-        job = (s.network, extra, None if x is self._written_input else x)
+        from .train.state import trainer_state
+        job = (s.network, extra, None if x is self._written_input else x, trainer_state(s.training))
         self._written_input = x
         with self._cond:
             if self._job is not None and job[2] is None:
-                job = job[:2] + (self._job[2],)  # keep an input not yet written
+                job = job[:2] + (self._job[2],) + job[3:]  # keep an input not yet written
             self._job = job
             self._cond.notify()
 
@@ -180,7 +181,7 @@ class Autosaver(QObject):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, network, extra, x) -> None:
+    def _write(self, network, extra, x, training=None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if time.monotonic() - self._cleaned_at > STALE_TEMP_SECONDS or not self._cleaned_at:
             # The first autosave after the start, then once a minute: what a kill left behind.
@@ -191,7 +192,7 @@ class Autosaver(QObject):
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
             atomic_write(self.input_path, buf.getvalue())
-        atomic_write(self.path, network_bytes(network, extra))
+        atomic_write(self.path, network_bytes(network, extra, training))
 
 
 class Restored:
@@ -231,7 +232,7 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
 
 
 def _session_from(path: Path, input_path: Path, load_input):
-    net, extra = load_bundle(path)
+    net, extra, trainer = load_all(path)
     extra = extra or {}
     spec = extra.get("spec")
     if not isinstance(spec, dict):
@@ -262,7 +263,7 @@ def _session_from(path: Path, input_path: Path, load_input):
     session.set_input_notes(input_notes)
     session.set_dataset_reference(*dataset_info(extra))
     from .train.state import training_from_extra
-    session.set_training(training_from_extra(extra))
+    session.set_training(training_from_extra(extra, trainer))
     view = extra.get("view")
     if isinstance(view, dict):
         session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})

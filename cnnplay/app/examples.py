@@ -32,6 +32,7 @@ class Example:
     params: dict
     network: Network | None = None  # a trained example (.cnnplay): its network with the weights
     extra: dict | None = None  # ... and what the file says beside it (data set, training)
+    trainer: dict | None = None  # ... and its trainer state
 
 
 def example_paths() -> list[Path]:
@@ -47,13 +48,13 @@ def example_paths() -> list[Path]:
 def read_example(path: str | Path) -> Example:
     path = Path(path)
     if path.suffix == ".cnnplay":
-        from ..core.fileformat import load_bundle
-        net, extra = load_bundle(path)
+        from ..core.fileformat import load_all
+        net, extra, trainer = load_all(path)
         extra = extra or {}
         spec = extra.get("spec") if isinstance(extra.get("spec"), dict) else net.to_dict()
         source = extra.get("input_source") if isinstance(extra.get("input_source"), dict) else {}
         return Example(path.stem, str(extra.get("title", path.stem)), str(extra.get("description", "")),
-                       dict(spec, input=list(net.input_shape)), source, {}, net, extra)
+                       dict(spec, input=list(net.input_shape)), source, {}, net, extra, trainer)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -72,7 +73,7 @@ def apply_example(session: Session, example: Example, x: np.ndarray, source: dic
         session.replace(example.network, input_array=x, input_source=source, spec=spec)
         from ..core.session import dataset_info
         from .train.state import training_from_extra
-        session.set_training(training_from_extra(example.extra))
+        session.set_training(training_from_extra(example.extra, example.trainer))
         reference, classes = dataset_info(example.extra)
         session.set_dataset_reference(reference, classes)
     else:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
                                QPushButton, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import load_bundle, save_network
+from ..core.fileformat import load_all, save_network
 from ..core.session import Session, dataset_info
 from . import paths
 from .autosave import clean_stale_temp
@@ -411,7 +411,7 @@ class MainWindow(QMainWindow):
         if path.suffix.lower() == ".onnx":
             return self.interop.open_onnx(path)
         try:
-            net, extra = load_bundle(path)
+            net, extra, trainer = load_all(path)
         except NetworkError as e:
             self.show_message(str(e))
             return False
@@ -431,7 +431,7 @@ class MainWindow(QMainWindow):
                 return False
 
         from .train.state import training_from_extra
-        training = training_from_extra(extra)
+        training = training_from_extra(extra, trainer)
 
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
@@ -486,7 +486,8 @@ class MainWindow(QMainWindow):
         extra = self.session.extra()
         clean_stale_temp(path)  # left by a save that was killed midway
         try:
-            save_network(self.session.network, path, extra=extra)
+            from .train.state import trainer_state
+            save_network(self.session.network, path, extra=extra, training=trainer_state(self.session.training))
         except NetworkError as e:
             self.show_message(f"Not saved: {e}. The previous file is unchanged.")
             return False

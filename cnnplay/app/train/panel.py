@@ -737,6 +737,8 @@ class TrainPanel(QWidget):
                 self._say(f"Training stopped: {snap.error}", "error")
             elif snap.finished:
                 self.note_label.setText(f"Done: {t.settings.epochs} epochs.")
+            if t.reset_note and not snap.error:
+                self.note_label.setText((self.note_label.text() + " " + t.reset_note).strip())
         self._refresh_progress()
 
     def _on_network_changed(self) -> None:

@@ -71,6 +71,19 @@ def make_trainer(net: Network, settings: Settings, state: dict | None, classes=N
     note = ""
     if state is not None:
         st = dict(state)
+        # Optimizer buffers of parameters that an edit removed or reshaped start afresh.
+        arrays = dict(st.get("arrays") or {})
+        for key in [k for k in arrays if k.startswith("optimizer/")]:
+            parts = key.split("/")
+            try:
+                i, name = int(parts[1]), parts[2]
+                ok = i < len(net) and tuple(net.param_shapes(i).get(name, ())) == tuple(np.shape(arrays[key]))
+            except (ValueError, IndexError):
+                ok = False
+            if not ok:
+                del arrays[key]
+                note = "the optimizer state of the changed layers starts afresh"
+        st["arrays"] = arrays
         st["settings"] = dict(state.get("settings") or {}, **kw, batch_size=settings.batch_size, seed=settings.seed)
         try:
             return Trainer.from_state(net, st), note

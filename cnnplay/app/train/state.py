@@ -10,8 +10,6 @@ Every change makes a new object, so a session State stays a true undo point.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from dataclasses import asdict, dataclass, field, replace
 
@@ -138,46 +136,31 @@ class Training:
         return replace(self, settings=replace(self.settings, **changes))
 
     def to_json(self) -> dict:
-        """Settings, progress and the trainer's state as JSON (the trainer's arrays as an
-        .npz inside, base64: no pickles)."""
-        d = {"settings": self.settings.to_json(), "progress": self.progress.to_json()}
-        if self.trainer is not None:
-            d["trainer"] = {k: v for k, v in self.trainer.items() if k != "arrays"}
-            arrays = self.trainer.get("arrays") or {}
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **{k.replace("/", "|"): np.asarray(a, np.float32) for k, a in arrays.items()})
-            d["trainer_arrays"] = base64.b64encode(buf.getvalue()).decode("ascii")
-        return d
+        """Settings and progress as JSON; the trainer's state goes into the .cnnplay file
+        beside it (core/fileformat.py: network_bytes(..., training=trainer))."""
+        return {"settings": self.settings.to_json(), "progress": self.progress.to_json()}
 
     @classmethod
-    def from_json(cls, d) -> "Training":
-        """Training from saved JSON; a malformed trainer state is dropped (training then
-        starts its optimizer afresh), never trusted."""
+    def from_json(cls, d, trainer: dict | None = None) -> "Training":
+        """Training from saved JSON (anything malformed takes its default) and the
+        file's trainer state (checked by Trainer.from_state when training goes on)."""
         if not isinstance(d, dict):
-            return cls()
-        trainer = d.get("trainer") if isinstance(d.get("trainer"), dict) else None
-        if trainer is not None:
-            trainer = dict(trainer)
-            try:
-                raw = base64.b64decode(d.get("trainer_arrays") or "", validate=True)
-                arrays = {}
-                if raw:
-                    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                        for k in z.files:
-                            a = z[k]
-                            if a.dtype != np.float32:
-                                raise ValueError("not float32")
-                            arrays[k.replace("|", "/")] = a
-                trainer["arrays"] = arrays
-            except Exception:  # damaged: keep the progress, drop the optimizer state
-                trainer = None
+            return cls(trainer=trainer)
         return cls(Settings.from_json(d.get("settings")), Progress.from_json(d.get("progress")), trainer)
 
 
-def training_from_extra(extra) -> "Training | None":
-    """The Training a saved session's extra holds (see Session.extra), or None."""
+def training_from_extra(extra, trainer: dict | None = None) -> "Training | None":
+    """The Training a saved session's extra holds (see Session.extra) with the file's
+    trainer state, or None."""
     d = extra.get("training") if isinstance(extra, dict) else None
-    return Training.from_json(d) if isinstance(d, dict) else None
+    if not isinstance(d, dict):
+        return None if trainer is None else Training(trainer=trainer)
+    return Training.from_json(d, trainer if isinstance(trainer, dict) else None)
+
+
+def trainer_state(training) -> dict | None:
+    """What the .cnnplay file stores as the training state (Trainer.state()), or None."""
+    return getattr(training, "trainer", None)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> tuple:
