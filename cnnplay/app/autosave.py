@@ -27,7 +27,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import atomic_write, load_bundle, network_bytes
+from ..core.fileformat import atomic_write, load_all, network_bytes
 from ..core.safe_read import read_regular_file
 from ..core.session import Session, dataset_info
 from . import paths
@@ -36,6 +36,7 @@ from .lingering import keep_until_finished
 
 log = logging.getLogger(__name__)
 DELAY_MS = 300
+MAX_WAIT_S = 2.0  # continuous changes are saved at least this often
 STALE_TEMP_SECONDS = 60  # a temporary file this old is not being written any more
 
 
@@ -86,6 +87,7 @@ class Autosaver(QObject):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._written_input = None  # the input array last written (by identity)
+        self._pending_since = 0.0
         self._job = None
         self._busy = False
         self._stopping = False
@@ -99,9 +101,17 @@ class Autosaver(QObject):
 
     # -- GUI thread ------------------------------------------------------------------
     def schedule(self, *args) -> None:
-        """Something changed: save ~300 ms from now (restarting the countdown)."""
-        if not self._stopping:
-            self._timer.start()
+        """Something changed: save ~300 ms from now (restarting the countdown), but never
+        later than MAX_WAIT_S after the first unsaved change: a session that changes all
+        the time (training publishes new weights a few times a second) is still saved."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        if not self._timer.isActive():
+            self._pending_since = now
+        elif now - self._pending_since >= MAX_WAIT_S:
+            return  # let the running countdown fire
+        self._timer.start()
 
     def pending(self) -> bool:
         return self._timer.isActive()
@@ -114,11 +124,12 @@ class Autosaver(QObject):
         extra = s.extra()
         extra["input_shape"] = list(x.shape)
         extra["saved_at"] = time.time()
-        job = (s.network, extra, None if x is self._written_input else x)
+        from .train.state import trainer_state
+        job = (s.network, extra, None if x is self._written_input else x, trainer_state(s.training))
         self._written_input = x
         with self._cond:
             if self._job is not None and job[2] is None:
-                job = job[:2] + (self._job[2],)  # keep an input not yet written
+                job = job[:2] + (self._job[2],) + job[3:]  # keep an input not yet written
             self._job = job
             self._cond.notify()
 
@@ -173,7 +184,7 @@ class Autosaver(QObject):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, network, extra, x) -> None:
+    def _write(self, network, extra, x, training=None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if time.monotonic() - self._cleaned_at > STALE_TEMP_SECONDS or not self._cleaned_at:
             # The first autosave after the start, then once a minute: what a kill left behind.
@@ -184,7 +195,7 @@ class Autosaver(QObject):
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
             atomic_write(self.input_path, buf.getvalue())
-        atomic_write(self.path, network_bytes(network, extra))
+        atomic_write(self.path, network_bytes(network, extra, training))
 
 
 class Restored:
@@ -225,7 +236,7 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
 
 
 def _session_from(path: Path, input_path: Path, load_input):
-    net, extra = load_bundle(path)
+    net, extra, trainer = load_all(path)
     extra = extra or {}
     spec = extra.get("spec")
     if not isinstance(spec, dict):
@@ -269,6 +280,8 @@ def _session_from(path: Path, input_path: Path, load_input):
         notes.append("The layer being edited could not be restored; the saved network is.")
     session.set_input_notes(input_notes)
     session.set_dataset_reference(*dataset_info(extra))
+    from .train.state import training_from_extra
+    session.set_training(training_from_extra(extra, trainer))
     view = extra.get("view")
     if isinstance(view, dict):
         try:

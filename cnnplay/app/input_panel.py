@@ -70,6 +70,8 @@ def describe_source(source: dict) -> str:
         if source.get("generate"):
             return f"generated {source['generate']} signal"
         return Path(source.get("path", "?")).name
+    if source.get("kind") == "dataset":
+        return str(source.get("name") or "a data-set sample")
     return "input"
 
 
@@ -142,7 +144,39 @@ def _load_input(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
         if array.ndim == 1:
             array = array[None, :]
         return array, dict(source), notes
+    if kind == "dataset":
+        return dataset_sample(source)
     raise InputError(f"unknown input kind {short_repr(kind)}")
+
+
+def dataset_source(reference: dict | None, index: int, name: str, split: dict | None = None) -> dict:
+    """The source of an input that is sample `index` of a data set (of its test part when
+    `split` = {"test_fraction", "seed"} is given)."""
+    src = {"kind": "dataset", "reference": reference, "index": int(index), "name": name}
+    if split is not None:
+        src["split"] = dict(split)
+    return src
+
+
+def dataset_sample(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
+    """A data-set sample again from its source: only built-in data sets are made again
+    (a folder or file is read again only when the user asks)."""
+    ref = source.get("reference")
+    if not isinstance(ref, dict) or "builtin" not in ref:
+        raise InputError("the sample came from a data set that is not built in; load the data set again "
+                         "in the Train panel")
+    try:
+        from ..datasets import from_reference
+        ds = from_reference(ref)
+        split = source.get("split")
+        if isinstance(split, dict):
+            ds = ds.split(split.get("test_fraction", 0.2), split.get("seed", 0))[1]
+    except (ImportError, ValueError, TypeError) as e:
+        raise InputError(f"the data set of this sample cannot be made ({e})") from None
+    i = source.get("index")
+    if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(ds):
+        raise InputError(f"the data set has no sample {i!r}")
+    return np.array(ds.x[i], np.float32), dict(source), ()
 
 
 def source_for_file(path: str | os.PathLike, current: dict | None = None) -> dict:

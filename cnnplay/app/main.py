@@ -70,6 +70,11 @@ def import_before_threads() -> None:
 
     from ..core import receptive  # noqa: F401
     from ..core.kernels import coldstart, conv, dense, grad, norm, numpy_path, pointwise, pool  # noqa: F401
+    from .. import datasets  # noqa: F401  (the Train panel's loader thread makes data sets)
+    try:
+        from ..core import training  # noqa: F401  (the Train panel's training thread)
+    except ImportError:
+        pass
 
 
 def create_window(synchronous: bool = False, restore_layout: bool = False, session=None):

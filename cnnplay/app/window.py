@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
                                QPushButton, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import load_bundle, save_network
+from ..core.fileformat import load_all, save_network
 from ..core.session import Session, dataset_info
 from . import background, paths
 from .autosave import clean_stale_temp
@@ -150,6 +150,9 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        # Training (issue 13): a "Train" tab beside the concept tabs.
+        from .train import add_train_dock
+        self.train_dock = add_train_dock(self)
         from .microscope import add_microscope_docks  # issue 15: the neuron microscope
         add_microscope_docks(self)
         from .lessons import add_lessons
@@ -455,33 +458,40 @@ class MainWindow(QMainWindow):
         current_shape, current_source = self.session.input_array.shape, self.session.input_source
 
         def read():  # off the GUI thread: the file, then an input that fits it
-            net, extra = load_bundle(path)
+            net, extra, trainer = load_all(path)
             shape = tuple(net.input_shape)
             wanted = extra.get("input_source") if isinstance(extra, dict) else None
             wanted = wanted if isinstance(wanted, dict) else None
             offer = None
             if wanted is not None and source_path(wanted) is not None:
                 offer, wanted = wanted, None  # a path from inside the file: never read unasked
+            trained = isinstance(extra, dict) and isinstance(extra.get("training"), dict)
             loaded = (None, None, ())
-            if tuple(current_shape[:1]) != shape[:1] or len(shape) != len(current_shape):
+            # A trained network keeps its exact input shape (a new size would reset its classifier).
+            if (tuple(current_shape[:1]) != shape[:1] or len(shape) != len(current_shape)
+                    or trained and tuple(current_shape) != shape):
                 try:
                     loaded = input_for_shape(shape, current_source, preferred=wanted)
                 except InputError as e:
                     raise InputError(f"{path.name}: no input fits this network ({e})") from None
-            return net, extra, offer, loaded
+            return net, extra, trainer, offer, loaded
 
         from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
         try:
-            net, extra, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
+            net, extra, trainer, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
         except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
 
+        from .train.state import training_from_extra
+        training = training_from_extra(extra, trainer)
+
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
             if notes:
                 s.set_input_notes(notes)
+            s.set_training(training)
             return True
 
         if not self.editor.edit(f"Open {path.name}", do):
@@ -546,7 +556,8 @@ class MainWindow(QMainWindow):
         extra = self.session.extra()
         clean_stale_temp(path)  # left by a save that was killed midway
         try:
-            save_network(self.session.network, path, extra=extra)
+            from .train.state import trainer_state
+            save_network(self.session.network, path, extra=extra, training=trainer_state(self.session.training))
         except NetworkError as e:
             self.show_message(f"Not saved: {e}. The previous file is unchanged.")
             return False
@@ -629,6 +640,9 @@ class MainWindow(QMainWindow):
         lessons = getattr(self, "lessons", None)
         if lessons is not None:
             lessons.leave()  # the autosave keeps the user's own work, not a lesson's stage
+        train = getattr(self, "train_panel", None)
+        if train is not None:
+            train.shutdown()
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)
