@@ -38,11 +38,12 @@ class Example:
 
 
 def example_paths() -> list[Path]:
-    """Trained examples (.cnnplay, made by scripts/train_examples.py) first, then the others."""
+    """Trained examples (.cnnplay, made by scripts/train_examples.py) first, then the others
+    with the default network (the one cnnplay starts with) at their head."""
     try:
         folder = resource("examples")
         trained = sorted(folder.glob("*.cnnplay"))
-        return trained + sorted(p for p in folder.glob("*.json") if p.stem != DEFAULT_EXAMPLE)
+        return trained + sorted(folder.glob("*.json"), key=lambda p: (p.stem != DEFAULT_EXAMPLE, p.stem))
     except OSError:
         return []
 
