@@ -34,17 +34,17 @@ EXAMPLES = {
     "trained_shapes": dict(
         title="Trained: shapes classifier",
         description=("A small CNN trained on the built-in shapes (circle, square, triangle, cross). Layer 0's "
-                     "kernels have become edge and blob detectors; click a unit of layer 4 and see which part "
+                     "kernels have become edge and blob detectors; click a unit of layer 6 and see which part "
                      "of the shape it sees; the last bars name the classes with their probabilities. Open the "
                      "Train tab to see the curves and the confusion matrix, or press Train to go on."),
-        dataset=("shapes", dict(size=24, count=1000, noise=0.05, seed=0, channels=1)),
-        settings=Settings(optimizer="adam", lr=0.005, batch_size=32, epochs=5, test_fraction=0.2, seed=0),
+        dataset=("shapes", dict(size=16, count=1500, noise=0.05, seed=0, channels=1)),
+        settings=Settings(optimizer="adam", lr=0.004, batch_size=32, epochs=14, test_fraction=0.2, seed=0),
         sample=0,
         layers=[
-            {"type": "conv2d", "out_channels": 8, "kernel_size": 5, "padding": 2},
+            {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
             {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
             {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
-            {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+            {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
             {"type": "flatten"}, {"type": "linear", "out_features": 4}]),
     "trained_digits": dict(
         title="Trained: handwritten digits (real data)",

@@ -115,12 +115,12 @@ class ConfusionMatrix(QWidget):
         self.classes = list(classes or [])
         self.note = note
         k = 0 if self.matrix is None else len(self.matrix)
-        self.setMinimumHeight(max(160, min(60 + 22 * k, 420)))
+        self.setMinimumHeight(max(160, min(76 + 22 * k, 436)))
         self.update()
 
     def sizeHint(self) -> QSize:
         k = 0 if self.matrix is None else len(self.matrix)
-        return QSize(320, max(160, min(60 + 22 * k, 420)))
+        return QSize(320, max(160, min(76 + 22 * k, 436)))
 
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
@@ -140,13 +140,11 @@ class ConfusionMatrix(QWidget):
         label_w = min(max(fm.horizontalAdvance(n) for n in names) + 8, 110)
         top = 30
         avail_w = self.width() - label_w - 8
-        avail_h = self.height() - top - 8
+        avail_h = self.height() - top - 22
         cell = max(6.0, min(avail_w / k, avail_h / k, 40.0))
         p.drawText(QRectF(label_w, 0, cell * k, 14), Qt.AlignmentFlag.AlignCenter, "predicted \u2192")
         p.drawText(QRectF(0, 0, label_w, top), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
                    "true \u2193")
-        if self.note:
-            p.drawText(QRectF(0, 14, self.width(), 14), Qt.AlignmentFlag.AlignRight, self.note)
         row_max = np.maximum(m.sum(axis=1, keepdims=True), 1)
         frac = m / row_max
         for i in range(k):
@@ -171,6 +169,10 @@ class ConfusionMatrix(QWidget):
                            fm.elidedText(names[j], Qt.TextElideMode.ElideRight, int(cell)))
         p.setPen(QPen(QColor("#3a3f47")))
         p.drawRect(QRectF(label_w, top, cell * k - 1, cell * k - 1))
+        if self.note:
+            p.setPen(QColor("#9aa0aa"))
+            p.drawText(QRectF(label_w, top + cell * k + 2, max(cell * k, 120), 16), Qt.AlignmentFlag.AlignLeft,
+                       self.note)
 
     def _name(self, i: int) -> str:
         return self.classes[i] if i < len(self.classes) else str(i)
