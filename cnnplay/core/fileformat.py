@@ -133,15 +133,6 @@ def network_bytes(net: Network, extra: dict | None = None, training: dict | None
                                   key="extra")
         _check_plain_json(extra, "extra", 0)
         header["extra"] = extra
-    text = json.dumps(header, indent=1).encode("utf-8")
-    if len(text) > MAX_DESCRIPTION_BYTES:
-        raise FileFormatError(f"cannot save: the description and 'extra' take {memory.format_bytes(len(text))}, "
-                              f"more than a file may hold ({memory.format_bytes(MAX_DESCRIPTION_BYTES)})",
-                              "<memory>", key="extra")
-    arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
-              for i in range(len(net)) for name, a in net.params(i).items()}
-    npz = io.BytesIO()
-    np.savez(npz, **arrays)
     train_npz = None
     if training is not None:
         if not isinstance(training, dict):
@@ -154,6 +145,15 @@ def network_bytes(net: Network, extra: dict | None = None, training: dict | None
         buf = io.BytesIO()
         np.savez(buf, **tarrays)
         train_npz = buf.getvalue()
+    text = json.dumps(header, indent=1).encode("utf-8")
+    if len(text) > MAX_DESCRIPTION_BYTES:
+        raise FileFormatError(f"cannot save: the description and 'extra' take {memory.format_bytes(len(text))}, "
+                              f"more than a file may hold ({memory.format_bytes(MAX_DESCRIPTION_BYTES)})",
+                              "<memory>", key="extra")
+    arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
+              for i in range(len(net)) for name, a in net.params(i).items()}
+    npz = io.BytesIO()
+    np.savez(npz, **arrays)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(DESCRIPTION, text)

@@ -174,11 +174,7 @@ class Network(Layout):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def check_input(self, x) -> np.ndarray:
-        try:
-            x = np.asarray(x)
-        except (ValueError, TypeError, OverflowError, RecursionError) as e:  # ragged nesting, huge ints
-            raise NetworkError(f"the input is not an array of numbers ({short_repr(str(e), 120)})",
-                               field="input") from None
+        x = _as_array(x)
         if x.dtype.kind not in "biuf":
             what = {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers",
                     "V": "records", "M": "dates", "m": "time spans"}.get(x.dtype.kind, str(x.dtype))
@@ -227,7 +223,7 @@ class Network(Layout):
         only layers `start` onwards are computed. `should_stop()` is asked
         between layers; when it says so, Cancelled is raised.
         """
-        x = np.asarray(x)
+        x = _as_array(x)
         batch = x.ndim == len(self.input_shape) + 1
         if batch:
             x = self.check_batch(x)
@@ -306,3 +302,12 @@ def _shapes_of(p) -> dict[str, tuple]:
 
 def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def _as_array(x) -> np.ndarray:
+    """np.asarray, with NetworkError naming the input for what numpy cannot make an array of."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # ragged nesting, huge ints
+        raise NetworkError(f"the input is not an array of numbers ({short_repr(str(e), 120)})",
+                           field="input") from None
