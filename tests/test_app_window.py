@@ -273,9 +273,11 @@ def test_corrupt_autosave_is_set_aside(qtbot, home):
     aside = list(home.glob("autosave.corrupt-*.cnnplay"))
     assert len(aside) == 1 and aside[0].read_bytes() == b"garbage, not a zip"
     assert "could not be restored" in w.banner.label.text() and w.banner.isVisibleTo(w)
-    # The default network on a bundled photo.
+    # The first-start network: a trained example on a sample of its data set, classes named.
     assert types(w.session)[0] == "conv2d" and len(w.session.layers) >= 8
-    assert w.session.input_source.get("sample") and w.session.input_array.shape[0] == 3
+    assert w.session.input_source.get("kind") == "dataset"
+    assert tuple(w.session.input_array.shape) == w.session.network.input_shape
+    assert w.session.output_classes() is not None and w.session.training is not None
 
 
 def test_drop_an_image_file_on_the_window(window, qtbot, tmp_path):

@@ -168,6 +168,12 @@ def test_forward_and_backward_batch(name, raw, in_shape):
     gx2, none = t.backward_batch(cfg, x, y, gy, params, param_grads=False)
     assert none == {}
     np.testing.assert_allclose(gx2, gx, rtol=1e-6, atol=1e-6)
+    # a first layer: no input gradient needed, the same parameter gradients
+    gx3, grads3 = t.backward_batch(cfg, x, y, gy, params, input_grad=False)
+    assert gx3 is None or np.allclose(gx3, gx, rtol=1e-6, atol=1e-6)
+    assert name.startswith("conv") <= (gx3 is None)
+    for k in learned:
+        np.testing.assert_allclose(grads3[k], grads[k], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,raw,in_shape", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
@@ -291,6 +297,11 @@ def test_packed_weights_follow_the_parameter_version():
     cfg = net.configs[0]
     close(y2, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
     assert not np.allclose(y1, y2)
+    # a caller's own changes to the parameter dict never meet a stale packing
+    p = net.params(0)
+    p["weight"] = np.asarray(p["weight"]) * -3
+    y3 = net.layer_types[0].forward_batch(cfg, x, p)
+    close(y3, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
 
 
 def test_gemm_in_small_column_blocks(monkeypatch):

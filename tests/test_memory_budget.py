@@ -97,3 +97,122 @@ def test_accepted_network_fits_its_estimate():
         {"type": "conv2d", "out_channels": 16, "kernel_size": 3}, {"type": "relu"},
         {"type": "flatten"}, {"type": "linear", "out_features": 10}]})
     assert net.estimate_bytes() <= memory.limit_bytes()
+
+
+# -- issue 19: the kernels' temporary buffers are part of the budget -------------------------
+
+def test_padding_far_beyond_the_map_is_refused_instantly_without_allocating(monkeypatch):
+    """conv2d kernel 1, padding 10000, stride 20000 on 1x8x8: a 2x2 output, but the
+    kernel's padded copy would take 6 GB. Its working memory is in the estimate."""
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 << 30)
+    spec = {"input": [1, 8, 8], "layers": [{"type": "conv2d", "out_channels": 1, "kernel_size": 1,
+                                            "padding": 10000, "stride": 20000}]}
+    e, seconds, peak = refused(spec)
+    assert e.layer == 0 and "working memory" in str(e) and "GB" in str(e) and "memory limit" in str(e)
+    assert seconds < 0.5 and peak < 20 << 20
+
+
+@pytest.mark.parametrize("layer", [
+    {"type": "conv2d", "out_channels": 1, "kernel_size": 1, "padding": 3000, "stride": 4000},
+    {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1000, "stride": [1500, 1]},
+    {"type": "conv2d", "out_channels": 1, "kernel_size": 2, "padding": 2000, "dilation": 3000},
+    {"type": "conv2d", "out_channels": 1, "kernel_size": [1, 3], "padding": [0, 400000], "stride": [1, 9]},
+])
+def test_every_kind_of_large_padded_copy_is_counted(layer):
+    memory.set_limit(32 << 20)
+    with pytest.raises(NetworkError, match="working memory"):
+        Network.from_dict({"input": [2, 8, 8], "layers": [layer]})
+
+
+def test_conv1d_padding_is_counted_too():
+    memory.set_limit(32 << 20)
+    with pytest.raises(NetworkError, match="working memory"):
+        Network.from_dict({"input": [1, 8], "layers": [{"type": "conv1d", "out_channels": 2, "kernel_size": 1,
+                                                        "padding": 5_000_000, "stride": 9_000_000}]})
+
+
+def test_a_trainer_can_check_its_batch_against_the_same_rule():
+    memory.set_limit(64 << 20)
+    net = Network.from_dict({"input": [3, 64, 64], "layers": [{"type": "conv2d", "out_channels": 8,
+                                                               "kernel_size": 3, "padding": 1}]})
+    net.check_budget(batch=4, training=True)
+    assert net.estimate_bytes(8, training=True) > net.estimate_bytes(8) > net.estimate_bytes(1)
+    with pytest.raises(NetworkError, match="batches of 10000"):
+        net.check_budget(batch=10000, training=True)
+
+
+def _traced_peak(fn) -> int:
+    """Peak bytes numpy allocates (traced) while fn runs, beyond what was live before."""
+    import gc
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak
+
+
+GEOMETRIES = [
+    ([3, 20, 18], {"type": "conv2d", "out_channels": 5, "kernel_size": 3, "padding": 1}),
+    ([9, 16, 16], {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 2, "dilation": 2}),
+    ([2, 15, 17], {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 4}),
+    ([1, 8, 8], {"type": "conv2d", "out_channels": 1, "kernel_size": 1, "padding": 200, "stride": 150}),
+    ([4, 9, 9], {"type": "conv2d", "out_channels": 2, "kernel_size": [2, 3], "stride": [3, 1], "padding": [5, 0]}),
+    ([1, 6, 6], {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": 60, "dilation": 40}),
+    ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),  # GEMM
+    ([48, 8, 8], {"type": "conv2d", "out_channels": 96, "kernel_size": 1}),                  # pointwise
+    ([2, 50], {"type": "conv1d", "out_channels": 3, "kernel_size": 5, "padding": 30, "stride": 3}),
+    ([3, 40], {"type": "conv1d", "out_channels": 8, "kernel_size": 3, "padding": 1}),
+    ([3, 16, 16], {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}),
+    ([3, 16, 16], {"type": "avgpool2d", "kernel_size": 2}),
+    ([2, 30], {"type": "maxpool1d", "kernel_size": 4, "stride": 3}),
+    ([4, 12, 12], {"type": "batchnorm"}),
+    ([4, 12, 12], {"type": "layernorm"}),
+    ([4, 12, 12], {"type": "relu"}),
+    ([4, 12, 12], {"type": "leaky_relu"}),
+    ([4, 12, 12], {"type": "flatten"}),
+]
+
+
+@pytest.mark.parametrize("shape, layer", GEOMETRIES, ids=lambda v: v["type"] if isinstance(v, dict) else None)
+def test_workspace_rule_bounds_what_the_kernels_allocate(shape, layer):
+    """The one rule (LayerType.workspace_bytes) is an upper bound of the temporary
+    buffers the kernels really allocate, forward and backward, measured here. A kernel
+    that adds a buffer without updating the rule fails this test."""
+    import numpy as np
+    net = Network.from_dict({"input": shape, "layers": [layer]})
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y = net.forward(x)[0]
+    gy = np.ones_like(y)
+    net.layer_backward(0, x, y, gy)  # warm up (compile) outside the measurement
+    work = net.workspace_bytes[0]
+    slack = 64 << 10  # small index arrays and numpy bookkeeping
+    fwd = _traced_peak(lambda: net.layer_forward(0, x))
+    assert fwd <= y.nbytes + work + slack, f"forward allocated {fwd} bytes, the rule says {work} + output"
+    bwd = _traced_peak(lambda: net.layer_backward(0, x, y, gy))
+    assert bwd <= work + slack, f"backward allocated {bwd} bytes, the rule says {work}"
+
+
+@pytest.mark.parametrize("shape, layer", [g for g in GEOMETRIES if g[1]["type"].startswith("conv")],
+                         ids=lambda v: v["type"] if isinstance(v, dict) else None)
+def test_workspace_rule_bounds_the_batch_kernels_per_sample(shape, layer):
+    """Training batches: the batch kernels' buffers stay within batch x the per-sample rule
+    (what Layout.estimate_bytes(batch) counts)."""
+    import numpy as np
+    n = 3
+    net = Network.from_dict({"input": shape, "layers": [layer]})
+    x = np.random.default_rng(1).standard_normal((n, *shape)).astype(np.float32)
+    y = net.layer_forward_batch(0, x)
+    gy = np.ones_like(y)
+    net.layer_backward_batch(0, x, y, gy)
+    work = n * net.workspace_bytes[0]
+    slack = 64 << 10
+    fwd = _traced_peak(lambda: net.layer_forward_batch(0, x))
+    assert fwd <= y.nbytes + work + slack, f"forward allocated {fwd} bytes, the rule says {work} + output"
+    bwd = _traced_peak(lambda: net.layer_backward_batch(0, x, y, gy))
+    assert bwd <= work + slack, f"backward allocated {bwd} bytes, the rule says {work}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 import stat
@@ -26,13 +27,16 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import atomic_write, load_bundle, network_bytes
+from ..core.fileformat import atomic_write, load_all, network_bytes
+from ..core.safe_read import read_regular_file
 from ..core.session import Session, dataset_info
 from . import paths
+from .input_panel import source_path
 from .lingering import keep_until_finished
 
 log = logging.getLogger(__name__)
 DELAY_MS = 300
+MAX_WAIT_S = 2.0  # continuous changes are saved at least this often
 STALE_TEMP_SECONDS = 60  # a temporary file this old is not being written any more
 
 
@@ -83,6 +87,7 @@ class Autosaver(QObject):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._written_input = None  # the input array last written (by identity)
+        self._pending_since = 0.0
         self._job = None
         self._busy = False
         self._stopping = False
@@ -96,9 +101,17 @@ class Autosaver(QObject):
 
     # -- GUI thread ------------------------------------------------------------------
     def schedule(self, *args) -> None:
-        """Something changed: save ~300 ms from now (restarting the countdown)."""
-        if not self._stopping:
-            self._timer.start()
+        """Something changed: save ~300 ms from now (restarting the countdown), but never
+        later than MAX_WAIT_S after the first unsaved change: a session that changes all
+        the time (training publishes new weights a few times a second) is still saved."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        if not self._timer.isActive():
+            self._pending_since = now
+        elif now - self._pending_since >= MAX_WAIT_S:
+            return  # let the running countdown fire
+        self._timer.start()
 
     def pending(self) -> bool:
         return self._timer.isActive()
@@ -111,11 +124,12 @@ class Autosaver(QObject):
         extra = s.extra()
         extra["input_shape"] = list(x.shape)
         extra["saved_at"] = time.time()
-        job = (s.network, extra, None if x is self._written_input else x)
+        from .train.state import trainer_state
+        job = (s.network, extra, None if x is self._written_input else x, trainer_state(s.training))
         self._written_input = x
         with self._cond:
             if self._job is not None and job[2] is None:
-                job = job[:2] + (self._job[2],)  # keep an input not yet written
+                job = job[:2] + (self._job[2],) + job[3:]  # keep an input not yet written
             self._job = job
             self._cond.notify()
 
@@ -170,7 +184,7 @@ class Autosaver(QObject):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, network, extra, x) -> None:
+    def _write(self, network, extra, x, training=None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if time.monotonic() - self._cleaned_at > STALE_TEMP_SECONDS or not self._cleaned_at:
             # The first autosave after the start, then once a minute: what a kill left behind.
@@ -181,17 +195,18 @@ class Autosaver(QObject):
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
             atomic_write(self.input_path, buf.getvalue())
-        atomic_write(self.path, network_bytes(network, extra))
+        atomic_write(self.path, network_bytes(network, extra, training))
 
 
 class Restored:
     """What restoring the autosave gave: a session (or None) and messages for the user."""
 
     def __init__(self, session: Session | None = None, messages: list[str] | None = None,
-                 moved_to: Path | None = None):
+                 moved_to: Path | None = None, offer: dict | None = None):
         self.session = session
         self.messages = messages or []
         self.moved_to = moved_to
+        self.offer = offer  # an input source naming a file: loaded only if the user asks
 
 
 def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike | None = None,
@@ -209,8 +224,8 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
     if not path.exists():
         return Restored()
     try:
-        session, notes = _session_from(path, input_path, load_input)
-        return Restored(session, notes)
+        session, notes, offer = _session_from(path, input_path, load_input)
+        return Restored(session, notes, offer=offer)
     except Exception as e:  # anything at all: the file is unusable, keep it aside
         if not isinstance(e, (NetworkError, InputError)):
             log.error("autosave unreadable:\n%s", traceback.format_exc())
@@ -221,7 +236,7 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
 
 
 def _session_from(path: Path, input_path: Path, load_input):
-    net, extra = load_bundle(path)
+    net, extra, trainer = load_all(path)
     extra = extra or {}
     spec = extra.get("spec")
     if not isinstance(spec, dict):
@@ -229,31 +244,50 @@ def _session_from(path: Path, input_path: Path, load_input):
     source = extra.get("input_source") if isinstance(extra.get("input_source"), dict) else {}
     notes = []
     x = None
-    if input_path.exists():
-        try:
-            a = np.load(input_path, allow_pickle=False)
-            if list(a.shape) == list(net.input_shape) and a.dtype == np.float32 and np.isfinite(a).all():
-                x = a
-        except Exception:
-            x = None
+    offer = None
+    want = math.prod(net.input_shape) * 4 + 4096  # the array and its .npy header
+    try:
+        data = read_regular_file(input_path, want, "autosaved input") if input_path.exists() else None
+        a = np.load(io.BytesIO(data), allow_pickle=False) if data else None
+        if a is not None and list(a.shape) == list(net.input_shape) and a.dtype == np.float32 \
+                and np.isfinite(a).all():
+            x = a
+    except Exception:  # unreadable, damaged, the wrong shape: the input is rebuilt below
+        x = None
     input_notes = ()
     if x is None and load_input is not None and source:
-        try:
-            x, source, input_notes = load_input(source)
-        except (InputError, NetworkError, OSError) as e:
-            notes.append(f"The last input could not be reloaded ({e}).")
-            x = None
+        if source_path(source) is not None:
+            # a path named inside a file is never read unasked: offer it to the user
+            offer = source
+        else:
+            try:
+                x, source, input_notes = load_input(source)
+            except (InputError, NetworkError, OSError) as e:
+                notes.append(f"The last input could not be made again ({e}).")
+                x = None
+    if x is not None and tuple(x.shape) != tuple(net.input_shape):
+        x = None
     if x is None:  # keep the network; give it an input of the same kind
         from .examples import input_for_shape
         x, source, input_notes = input_for_shape(net.input_shape)
         shown = source.get("sample") or source.get("generate") or "a bundled input"
-        notes.append(f"The last input was not found; showing {shown} instead. Your network is restored.")
-    session = Session(spec, x, source, seed=net.seed, network=net)
+        if offer is None:  # (with an offer, the window says it and offers to load the file)
+            notes.append(f"The last input was not found; showing {shown} instead. Your network is restored.")
+    try:
+        session = Session(spec, x, source, seed=net.seed, network=net)
+    except (NetworkError, TypeError, ValueError):  # a bad edited description costs only itself
+        session = Session(net.to_dict(), x, source, seed=net.seed, network=net)
+        notes.append("The layer being edited could not be restored; the saved network is.")
     session.set_input_notes(input_notes)
     session.set_dataset_reference(*dataset_info(extra))
+    from .train.state import training_from_extra
+    session.set_training(training_from_extra(extra, trainer))
     view = extra.get("view")
     if isinstance(view, dict):
-        session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})
+        try:
+            session.set_view(**{k: v for k, v in view.items() if isinstance(k, str)})
+        except (NetworkError, TypeError, ValueError):
+            pass  # the view settings are not worth losing a network over
     sel = extra.get("selected_layer")
     if isinstance(sel, int) and not isinstance(sel, bool) and 0 <= sel < len(session.layers):
         session.select_layer(sel)
@@ -263,7 +297,7 @@ def _session_from(path: Path, input_path: Path, load_input):
             session.select_unit(int(unit[0]), tuple(int(u) for u in unit[1]))
         except (NetworkError, TypeError, ValueError):
             pass
-    return session, notes
+    return session, notes, offer
 
 
 def _move_aside(path: Path) -> Path | None:

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from ..bundled import resource
-from ..core.errors import InputError, NetworkError
+from ..core.errors import InputError, NetworkError, short_repr
 from ..core.network import Network
+from ..core.safe_read import SafeReadError, read_regular_file
 from ..core.session import Session
 from .input_panel import DEFAULT_MAX_SIDE, DEFAULT_SAMPLE, image_source, load_input, signal_source
 
 DEFAULT_EXAMPLE = "default"
+MAX_EXAMPLE_BYTES = 16 << 20  # a description and a few hand-set kernels
 
 
 @dataclass
@@ -30,22 +32,38 @@ class Example:
     spec: dict
     source: dict
     params: dict
+    network: Network | None = None  # a trained example (.cnnplay): its network with the weights
+    extra: dict | None = None  # ... and what the file says beside it (data set, training)
+    trainer: dict | None = None  # ... and its trainer state
 
 
 def example_paths() -> list[Path]:
-    """Every bundled example, the default network (the one cnnplay starts with) first."""
+    """Trained examples (.cnnplay, made by scripts/train_examples.py) first, then the others
+    with the default network (the one cnnplay starts with) at their head."""
     try:
-        return sorted(resource("examples").glob("*.json"), key=lambda p: (p.stem != DEFAULT_EXAMPLE, p.stem))
+        folder = resource("examples")
+        trained = sorted(folder.glob("*.cnnplay"))
+        return trained + sorted(folder.glob("*.json"), key=lambda p: (p.stem != DEFAULT_EXAMPLE, p.stem))
     except OSError:
         return []
 
 
 def read_example(path: str | Path) -> Example:
     path = Path(path)
+    if path.suffix == ".cnnplay":
+        from ..core.fileformat import load_all
+        net, extra, trainer = load_all(path)
+        extra = extra or {}
+        spec = extra.get("spec") if isinstance(extra.get("spec"), dict) else net.to_dict()
+        source = extra.get("input_source") if isinstance(extra.get("input_source"), dict) else {}
+        return Example(path.stem, str(extra.get("title", path.stem)), str(extra.get("description", "")),
+                       dict(spec, input=list(net.input_shape)), source, {}, net, extra, trainer)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NetworkError(f"{path.name}: cannot read the example ({e})") from None
+        data = json.loads(read_regular_file(path, MAX_EXAMPLE_BYTES, "example file").decode("utf-8"))
+    except SafeReadError as e:
+        raise NetworkError(f"{path.name}: cannot read the example ({e.reason})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise NetworkError(f"{path.name}: cannot read the example ({short_repr(str(e), 120)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("network"), dict):
         raise NetworkError(f"{path.name}: not an example file (no 'network' object)")
     return Example(path.stem, str(data.get("title", path.stem)), str(data.get("description", "")),
@@ -53,10 +71,19 @@ def read_example(path: str | Path) -> Example:
 
 
 def apply_example(session: Session, example: Example, x: np.ndarray, source: dict, notes=()) -> None:
-    """Make the session hold the example's network on input x (one call for an undo step)."""
+    """Make the session hold the example's network on input x (one call for an undo step).
+    A trained example also brings its class names, data-set reference and training."""
     spec = dict(example.spec, input=list(x.shape))
-    net = Network.from_dict(spec, seed=session.seed, partial=True)
-    session.replace(net, input_array=x, input_source=source, spec=spec)
+    if example.network is not None:
+        session.replace(example.network, input_array=x, input_source=source, spec=spec)
+        from ..core.session import dataset_info
+        from .train.state import training_from_extra
+        session.set_training(training_from_extra(example.extra, example.trainer))
+        reference, classes = dataset_info(example.extra)
+        session.set_dataset_reference(reference, classes)
+    else:
+        net = Network.from_dict(spec, seed=session.seed, partial=True)
+        session.replace(net, input_array=x, input_source=source, spec=spec)
     if notes:
         session.set_input_notes(notes)
     set_example_params(session, example)
@@ -91,8 +118,21 @@ def input_for_shape(shape, current: dict | None = None, preferred: dict | None =
     return load_input(image_source(mode=mode, max_side=DEFAULT_MAX_SIDE, sample=DEFAULT_SAMPLE))
 
 
+FIRST_START_EXAMPLE = "trained_shapes"
+
+
 def default_session() -> Session:
-    """First start: the default small conv net on a bundled photo."""
+    """First start: a trained example (learned kernels, labelled predictions) on a
+    sample of its data set; without one, the default small conv net on a bundled photo."""
+    try:
+        ex = read_example(resource("examples", f"{FIRST_START_EXAMPLE}.cnnplay"))
+        x, source, notes = input_for_shape(ex.spec["input"], preferred=ex.source)
+        if tuple(x.shape) == tuple(ex.spec["input"]):
+            session = Session(ex.spec, x, source, seed=ex.network.seed, network=ex.network)
+            apply_example(session, ex, x, source, notes)
+            return session
+    except (OSError, NetworkError, InputError):
+        pass
     ex = read_example(resource("examples", f"{DEFAULT_EXAMPLE}.json"))
     x, source, notes = input_for_shape(ex.spec["input"], preferred=ex.source)
     session = Session(ex.spec, x, source, seed=0)

@@ -4,7 +4,11 @@ Uses QImageReader/QImage only (no widgets): call it with a QGuiApplication
 or QApplication running (offscreen is fine), from any thread.
 
 What it does, in order:
-- refuses folders, empty files and non-files with a message naming the file;
+- refuses folders, empty files and non-files with a message naming the file
+  (core.safe_read: FIFOs, devices and /proc files are refused before opening);
+- accepts pixel formats only (ACCEPTED_FORMATS), recognised by content: SVG
+  and other vector formats are refused before drawing (a 3 KB SVG of nested
+  <use> elements takes minutes to draw), whatever the file's suffix;
 - reads the header and refuses more than `max_pixels` (default 100 megapixels)
   before decoding anything;
 - decodes with EXIF orientation applied (QImageReader.setAutoTransform);
@@ -22,7 +26,6 @@ Anything wrong raises InputError (a ValueError) naming the file and the reason.
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from dataclasses import dataclass
 
@@ -31,9 +34,16 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, qInstallMessageHandle
 from PySide6.QtGui import QImage, QImageIOHandler, QImageReader
 
 from ..core.errors import InputError
+from ..core.safe_read import SafeReadError, read_regular_file
 from ..core.resample import area_reduce, fit_size
 
 MAX_PIXELS = 100_000_000
+MAX_FILE_BYTES = 512 << 20  # an uncompressed 100-megapixel 8-bit RGBA image is 400 MB
+# Pixel (raster) formats only, decided from the content: their work is bounded by the
+# pixel count, which is checked from the header before decoding.
+ACCEPTED_NAMES = ("png", "jpeg", "bmp", "gif", "tiff", "webp", "tga", "ppm", "pgm", "pbm", "ico")
+ACCEPTED_FORMATS = frozenset(ACCEPTED_NAMES) | {"jpg", "jfif", "tif", "cur", "wbmp", "xbm", "xpm", "icns"}
+VECTOR_FORMATS = frozenset({"svg", "svgz", "pdf", "eps", "ps", "wmf", "emf"})
 DEFAULT_MAX_SIDE = 256
 LUMA = np.array([0.299, 0.587, 0.114])
 _BAND_PIXELS = 1 << 20  # rows converted at a time: about 1 megapixel (32 MB of float64)
@@ -80,37 +90,23 @@ class LoadedImage:
 
 def load_image(path: str | os.PathLike, mode: str = "rgb", max_side: int | None = DEFAULT_MAX_SIDE,
                max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Decode the image file at `path`; see the module docstring. InputError if unusable."""
+    """Decode the image file at `path`; see the module docstring. InputError if unusable.
+
+    Only a regular file is read (core.safe_read: never a FIFO, a device or a
+    /proc file), at most MAX_FILE_BYTES of it; the bytes are then decoded."""
     _check_args(mode, max_side)
     name = os.fspath(path)
     try:
-        st = os.stat(name)
-    except FileNotFoundError:
-        raise InputError("no such file", name) from None
-    except OSError as e:
-        raise InputError(f"cannot read it: {e.strerror or e}", name) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError("is a folder, not an image file", name)
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError("is not a regular file", name)
-    if st.st_size == 0:
-        raise InputError("the file is empty (0 bytes)", name)
-    try:
-        with open(name, "rb") as f:
-            head = f.read(64)
-    except OSError as e:
-        raise InputError(f"cannot read it: {e.strerror or e}", name) from None
-    reader = QImageReader(name)
-    try:
-        return _decode(reader, name, head, st.st_size, mode, max_side, max_pixels)
-    finally:
-        reader.setDevice(None)
-        del reader
+        data = read_regular_file(name, MAX_FILE_BYTES, "image file")
+    except SafeReadError as e:
+        raise InputError(e.reason, name) from None
+    return load_image_bytes(data, name, mode, max_side, max_pixels)
 
 
 def load_image_bytes(data: bytes, name: str = "<memory>", mode: str = "rgb",
                      max_side: int | None = DEFAULT_MAX_SIDE, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Like load_image, from the bytes of an image file (`name` is used in messages)."""
+    """Like load_image, from the bytes of an image file (`name` is used in messages
+    and its suffix as a hint for formats without a signature, e.g. TGA)."""
     _check_args(mode, max_side)
     data = bytes(data)
     if not data:
@@ -118,9 +114,10 @@ def load_image_bytes(data: bytes, name: str = "<memory>", mode: str = "rgb",
     ba = QByteArray(data)
     buf = QBuffer(ba)
     buf.open(QIODevice.OpenModeFlag.ReadOnly)
-    reader = QImageReader(buf)
+    tga = _is_tga(data, name)
+    reader = QImageReader(buf, b"tga") if tga else QImageReader(buf)
     try:
-        return _decode(reader, name, data[:64], len(data), mode, max_side, max_pixels)
+        return _decode(reader, name, data[:64], len(data), mode, max_side, max_pixels, tga)
     finally:
         reader.setDevice(None)
         del reader
@@ -163,12 +160,59 @@ class _Messages:
             self._previous(mode, context, message)
 
 
+def _is_tga(data: bytes, name: str) -> bool:
+    """TGA has no signature at its start, and one often starts like a Windows
+    cursor (00 00 02 00), which Qt's ICO reader then claims: a plausible TGA
+    header that is no plausible ICO, named .tga or ending with the TGA 2.0 footer."""
+    head = data[:64]
+    return (_plausible_tga(head) and not _plausible_ico(head)
+            and (os.path.splitext(name)[1].lower() in (".tga", ".icb", ".vda", ".vst")
+                 or data.endswith(b"TRUEVISION-XFILE.\0")))
+
+
+def _plausible_ico(head: bytes) -> bool:
+    """An ICO/CUR header: reserved 0, type 1 or 2, at least one image whose entry's
+    reserved byte is 0 and whose colour planes are 0 or 1."""
+    if len(head) < 22 or head[:2] != b"\0\0" or head[2:4] not in (b"\1\0", b"\2\0"):
+        return False
+    count = int.from_bytes(head[4:6], "little")
+    return count >= 1 and head[9] == 0 and int.from_bytes(head[10:12], "little") <= 1
+
+
+def _plausible_tga(head: bytes) -> bool:
+    """A TGA header (TGA has no signature at its start): colour-map type 0 or 1, a
+    known image type, a known pixel depth, non-zero width and height."""
+    if len(head) < 18:
+        return False
+    width, height = int.from_bytes(head[12:14], "little"), int.from_bytes(head[14:16], "little")
+    return (head[1] in (0, 1) and head[2] in (1, 2, 3, 9, 10, 11) and head[16] in (8, 15, 16, 24, 32)
+            and width > 0 and height > 0)
+
+
+def _format_name(fmt: str, head: bytes, tga: bool) -> str:
+    """The format to name in messages: Qt's guess, unless the content says otherwise."""
+    if tga:
+        return "TGA"
+    if fmt in ("ico", "cur") and not _plausible_ico(head):
+        return "image"
+    return fmt.upper()
+
+
 def _decode(reader: QImageReader, name: str, head: bytes, nbytes: int, mode: str,
-            max_side: int | None, max_pixels: int) -> LoadedImage:
+            max_side: int | None, max_pixels: int, tga: bool = False) -> LoadedImage:
     reader.setAutoTransform(True)
     if not reader.canRead():
+        if tga:
+            raise InputError("cannot decode this TGA file: it may be damaged, or a TGA without the "
+                             "TGA 2.0 footer, which the decoder needs", name)
         raise InputError(f"not an image file cnnplay can read ({_describe(head)})", name)
-    fmt = bytes(reader.format().data()).decode("ascii", "replace")
+    fmt = bytes(reader.format().data()).decode("ascii", "replace").lower()
+    if fmt not in ACCEPTED_FORMATS:  # decided from the content (a .png may hold an SVG), before any decoding
+        if fmt in VECTOR_FORMATS:
+            raise InputError(f"it is an {fmt.upper()} image (vector graphics). Drawing one can take unbounded "
+                             "time and memory, so cnnplay opens only pixel images; export it as PNG first", name)
+        raise InputError(f"it is a {fmt.upper()} image, a format cnnplay does not open "
+                         f"(it opens {', '.join(f.upper() for f in ACCEPTED_NAMES)})", name)
     size = reader.size()
     if size.isValid() and size.width() * size.height() > max_pixels:
         raise InputError(f"the {fmt.upper()} header says {size.width()}x{size.height()} pixels "
@@ -193,7 +237,7 @@ def _decode(reader: QImageReader, name: str, head: bytes, nbytes: int, mode: str
     if img.isNull():
         reason = reader.errorString()
         detail = f": {messages.seen[-1]}" if messages.seen else ""
-        raise InputError(f"cannot decode this {fmt.upper()} file, it may be truncated or damaged "
+        raise InputError(f"cannot decode this {_format_name(fmt, head, tga)} file, it may be truncated or damaged "
                          f"({reason}{detail})", name)
     truncated = [m for m in messages.seen if "premature end" in m.lower() or "truncat" in m.lower()]
     if truncated:

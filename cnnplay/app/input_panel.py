@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFileDialog, QFormLayout
                                QLabel, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..bundled import resource
-from ..core.errors import InputError
+from ..core.errors import InputError, short_repr
+from .background import run_off_gui_thread
 from .commands import Editor
 
 DEFAULT_SAMPLE = "chelsea.png"
 DEFAULT_MAX_SIDE = 256
+MAX_SIDE = 4096  # the largest working size the panel offers
 SIGNAL_KINDS = ("sine", "chirp", "steps", "noise")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
 SIGNAL_SUFFIXES = {".csv", ".npy", ".txt", ".tsv"}
@@ -68,18 +70,52 @@ def describe_source(source: dict) -> str:
         if source.get("generate"):
             return f"generated {source['generate']} signal"
         return Path(source.get("path", "?")).name
+    if source.get("kind") == "dataset":
+        return str(source.get("name") or "a data-set sample")
     return "input"
 
 
+def source_path(source) -> str | None:
+    """The file an input source would read (None: a bundled sample or a generated signal).
+
+    A path that comes from inside a file (a .cnnplay's or an autosave's
+    input_source) is never read without the user asking: callers check this
+    first and offer to load it instead."""
+    if not isinstance(source, dict):
+        return None
+    if source.get("kind") == "image" and not source.get("sample") and source.get("path"):
+        return str(source["path"])
+    if source.get("kind") == "signal" and not source.get("generate") and source.get("path"):
+        return str(source["path"])
+    return None
+
+
 def load_input(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
-    """(array, source, notes) for an input-source dict; InputError says why not."""
+    """(array, source, notes) for an input-source dict; InputError says why not
+    (also for a malformed source: a length of "abc", a list as a path, ...)."""
+    try:
+        return _load_input(source)
+    except InputError:
+        raise
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as e:
+        raise InputError(f"the input source is invalid ({short_repr(str(e), 120)})") from None
+
+
+def _int_field(source: dict, key: str, default: int) -> int:
+    v = source.get(key, default)
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        raise InputError(f"the input source's {key} must be an integer, not {short_repr(v)}")
+    return int(v)
+
+
+def _load_input(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
     if not isinstance(source, dict):
         raise InputError("unknown input source")
     kind = source.get("kind")
     if kind == "image":
         mode = source.get("mode") if source.get("mode") in ("rgb", "gray") else "rgb"
         max_side = source.get("max_side", DEFAULT_MAX_SIDE)
-        if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 1:
+        if not isinstance(max_side, int) or isinstance(max_side, bool) or not 1 <= max_side <= MAX_SIDE:
             max_side = DEFAULT_MAX_SIDE
         if source.get("sample"):
             path = resource("images", os.path.basename(str(source["sample"])))
@@ -92,15 +128,12 @@ def load_input(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
         src = dict(source, mode=mode, max_side=max_side)
         return np.asarray(img.array, np.float32), src, tuple(getattr(img, "notes", ()) or ())
     if kind == "signal":
-        try:
-            from ..core import signals
-        except ImportError:  # TEMPORARY: until cnnplay.core.signals lands
-            raise InputError("1D signal input is not available in this build") from None
+        from ..core import signals
         if source.get("generate"):
             params = {k: v for k, v in source.items() if k not in ("kind", "generate", "length", "channels", "seed")}
-            result = signals.generate_signal(source["generate"], int(source.get("length", 1024)),
-                                             channels=int(source.get("channels", 1)),
-                                             seed=int(source.get("seed", 0)), **params)
+            result = signals.generate_signal(source["generate"], _int_field(source, "length", 1024),
+                                             channels=_int_field(source, "channels", 1),
+                                             seed=_int_field(source, "seed", 0), **params)
         elif source.get("path"):
             result = signals.load_signal(str(source["path"]))
         else:
@@ -111,7 +144,39 @@ def load_input(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
         if array.ndim == 1:
             array = array[None, :]
         return array, dict(source), notes
-    raise InputError(f"unknown input kind {kind!r}")
+    if kind == "dataset":
+        return dataset_sample(source)
+    raise InputError(f"unknown input kind {short_repr(kind)}")
+
+
+def dataset_source(reference: dict | None, index: int, name: str, split: dict | None = None) -> dict:
+    """The source of an input that is sample `index` of a data set (of its test part when
+    `split` = {"test_fraction", "seed"} is given)."""
+    src = {"kind": "dataset", "reference": reference, "index": int(index), "name": name}
+    if split is not None:
+        src["split"] = dict(split)
+    return src
+
+
+def dataset_sample(source: dict) -> tuple[np.ndarray, dict, tuple[str, ...]]:
+    """A data-set sample again from its source: only built-in data sets are made again
+    (a folder or file is read again only when the user asks)."""
+    ref = source.get("reference")
+    if not isinstance(ref, dict) or "builtin" not in ref:
+        raise InputError("the sample came from a data set that is not built in; load the data set again "
+                         "in the Train panel")
+    try:
+        from ..datasets import from_reference
+        ds = from_reference(ref)
+        split = source.get("split")
+        if isinstance(split, dict):
+            ds = ds.split(split.get("test_fraction", 0.2), split.get("seed", 0))[1]
+    except (ImportError, ValueError, TypeError) as e:
+        raise InputError(f"the data set of this sample cannot be made ({e})") from None
+    i = source.get("index")
+    if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(ds):
+        raise InputError(f"the data set has no sample {i!r}")
+    return np.array(ds.x[i], np.float32), dict(source), ()
 
 
 def source_for_file(path: str | os.PathLike, current: dict | None = None) -> dict:
@@ -127,9 +192,11 @@ def source_for_file(path: str | os.PathLike, current: dict | None = None) -> dic
 
 def set_input_from(editor: Editor, source: dict, text: str = "Change input") -> bool:
     """Load `source` and make it the session's input as one undo step; False (and a
-    message through editor.failed) if it cannot be loaded."""
+    message through editor.failed) if it cannot be loaded. The file is read and
+    decoded off the GUI thread (app.background), which keeps running meanwhile."""
+    from . import imageio  # noqa: F401 (imported here, on the GUI thread, before the worker uses it)
     try:
-        x, src, notes = load_input(source)
+        x, src, notes = run_off_gui_thread(lambda: load_input(source), f"Opening {describe_source(source)}")
     except InputError as e:
         editor.failed.emit(str(e))
         return False
@@ -178,7 +245,7 @@ class InputPanel(QWidget):
         self.mode_group.addButton(self.rgb_radio)
         self.gray_radio.toggled.connect(self._on_mode)
         self.size_spin = QSpinBox()
-        self.size_spin.setRange(8, 4096)
+        self.size_spin.setRange(8, MAX_SIDE)
         self.size_spin.setSingleStep(32)
         self.size_spin.setSuffix(" px")
         self.size_spin.setKeyboardTracking(False)

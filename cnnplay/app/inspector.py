@@ -9,13 +9,15 @@ for an invalid layer shows under the form, and the field at fault turns red.
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QLocale, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QDoubleValidator, QIcon, QPainter, QPen, QPixmap, QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
                                QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from ..core.errors import NetworkError
-from ..core.fields import MAX_INT, REQUIRED, Field, FieldContext, check_value
+from ..core.fields import REQUIRED, Field, FieldContext, check_value
 from ..core.layers import LAYER_TYPES, LayerType, describe_shape
 from .commands import Editor
 from .layer_stack import NEW_LAYER_DEFAULTS, format_count, format_shape
@@ -86,7 +88,7 @@ class SizeEditor(QWidget):
         layout.setSpacing(3)
         for axis in range(dims):
             sp = QSpinBox()
-            sp.setRange(int(field.minimum or 0), MAX_INT)
+            sp.setRange(*field.bounds())  # the core's limits: the box never offers a refused value
             sp.setMinimumWidth(48)
             sp.setToolTip(field.help + (f" ({'height' if axis == 0 else 'width'})" if dims == 2 else ""))
             sp.valueChanged.connect(lambda v, a=axis: self._on_spin(a, v))
@@ -127,6 +129,19 @@ class SizeEditor(QWidget):
     def numbers(self):
         vals = [sp.value() for sp in self.spins]
         return vals[0] if len(set(vals)) == 1 else vals
+
+    def set_bounds(self, bounds, keep=None) -> None:
+        """Each axis's (lowest, highest) value (from the core's LayerType.field_bounds);
+        a value the model already holds (`keep`) stays shown even if out of range,
+        so the editor never changes the model by itself."""
+        kept = list(keep) if isinstance(keep, (list, tuple)) else [keep] * self.dims
+        for sp, (lo, hi), k in zip(self.spins, bounds, kept):
+            if isinstance(k, int) and not isinstance(k, bool):
+                lo, hi = min(lo, k), max(hi, k)
+            if (sp.minimum(), sp.maximum()) != (lo, hi):
+                sp.blockSignals(True)
+                sp.setRange(int(lo), int(hi))
+                sp.blockSignals(False)
 
     def value(self):
         if self.same is not None and self.same.isChecked():
@@ -273,7 +288,10 @@ class Inspector(QWidget):
             self.type_combo.setCurrentIndex(self.type_combo.findData(t.name))
             values = display_values(t, raw, i)
             for f in t.fields:
-                self._set_widget_value(f, self.editors[f.name], values.get(f.name))
+                editor = self.editors[f.name]
+                if f.kind == "size":
+                    editor.set_bounds(t.field_bounds(values, f.name), values.get(f.name))
+                self._set_widget_value(f, editor, values.get(f.name))
             err = s.error if i == len(s.network) else None
             for name, w in self.editors.items():
                 w.setStyleSheet(ERROR_STYLE if err is not None and err.field == name else "")
@@ -315,7 +333,7 @@ class Inspector(QWidget):
     def _make_widget(self, t: LayerType, f: Field) -> QWidget:
         if f.kind == "int":
             w = QSpinBox()
-            w.setRange(int(f.minimum) if f.minimum is not None else -MAX_INT, MAX_INT)
+            w.setRange(*f.bounds())
             w.setAccelerated(True)
             w.valueChanged.connect(lambda v, n=f.name: self._apply(n, v))
             w.editingFinished.connect(self.editor.break_merge)
@@ -330,8 +348,13 @@ class Inspector(QWidget):
             v = QDoubleValidator(w)
             v.setNotation(QDoubleValidator.Notation.ScientificNotation)
             v.setLocale(QLocale.c())
+            lo, hi = f.bounds()
             if f.positive:
-                v.setBottom(0.0)
+                lo = max(lo, 0.0)
+            if math.isfinite(lo):
+                v.setBottom(lo)
+            if math.isfinite(hi):
+                v.setTop(hi)
             w.setValidator(v)
             w.textEdited.connect(lambda text, n=f.name, field=f, box=w: self._on_float(field, box, text))
             w.editingFinished.connect(self.editor.break_merge)
@@ -377,7 +400,9 @@ class Inspector(QWidget):
         state = box.validator().validate(text, 0)[0]
         try:
             value = float(text)
-            ok = state == QValidator.State.Acceptable and (not f.positive or value > 0)
+            lo, hi = f.bounds()
+            ok = (state == QValidator.State.Acceptable and (not f.positive or value > 0)
+                  and math.isfinite(value) and lo <= value <= hi)
         except ValueError:
             ok = False
         box.setStyleSheet("" if ok else ERROR_STYLE)

@@ -70,6 +70,11 @@ def import_before_threads() -> None:
 
     from ..core import receptive  # noqa: F401
     from ..core.kernels import coldstart, conv, dense, grad, norm, numpy_path, pointwise, pool  # noqa: F401
+    from .. import datasets  # noqa: F401  (the Train panel's loader thread makes data sets)
+    try:
+        from ..core import training  # noqa: F401  (the Train panel's training thread)
+    except ImportError:
+        pass
 
 
 def create_window(synchronous: bool = False, restore_layout: bool = False, session=None):
@@ -100,6 +105,8 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     controller.setParent(window)
     worker.setParent(window)
     autosaver.setParent(window)
+    if restored.offer is not None:
+        window.offer_input(restored.offer, "Your network is restored, on a bundled input.")
     if restore_layout:
         window.restore_layout()
     if restored.session is None:
@@ -127,10 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     install_excepthook(window)
     for arg in argv[1:]:
         if not arg.startswith("-"):
-            window.open_any(arg)
+            open_from_command_line(window, arg)
     window.show()
     splash.finish(window)
     return app.exec()
+
+
+def open_from_command_line(window, arg: str) -> bool:
+    """Open a file named on the command line; whatever goes wrong costs only that
+    file: the window starts anyway and says why (never an exit at start)."""
+    try:
+        return window.open_any(arg)
+    except Exception as e:  # noqa: BLE001 (a bad file must not end the app)
+        log.error("opening %s from the command line failed:\n%s", arg, traceback.format_exc())
+        window.show_message(f"{arg}: could not be opened ({type(e).__name__}: {e}). The app keeps running; "
+                            f"details are in {paths.log_path()}.", "error")
+        return False
 
 
 def make_splash(text: str):

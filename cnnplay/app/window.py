@@ -19,14 +19,16 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
                                QPushButton, QScrollArea, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import load_bundle, save_network
+from ..core.fileformat import load_all, save_network
 from ..core.session import Session, dataset_info
-from . import paths
+from . import background, paths
 from .autosave import clean_stale_temp
+from .background import run_off_gui_thread
 from .commands import Editor
 from .controller import CANCELLED, ComputeController
 from .examples import apply_example, example_paths, input_for_shape, read_example
-from .input_panel import IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source
+from .input_panel import (IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source,
+                          source_path)
 from .inspector import Inspector
 from .layer_stack import LayerStack, needs_fix_text
 from .palette import Palette
@@ -53,11 +55,29 @@ class MessageBanner(QFrame):
         close.setFixedSize(QSize(22, 22))
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
+        self.action_button = QPushButton()
+        self.action_button.hide()
+        self.action_button.clicked.connect(self._run_action)
+        self._action = None
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 6, 6, 6)
         lay.addWidget(self.label, 1)
+        lay.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
+
+    def set_action(self, label: str | None, callback=None) -> None:
+        """A button beside the message (e.g. "Load cat.png"); None removes it."""
+        self._action = callback if label else None
+        self.action_button.setText(label or "")
+        self.action_button.setVisible(bool(label))
+
+    def _run_action(self) -> None:
+        callback, self._action = self._action, None
+        self.set_action(None)
+        self.hide()
+        if callback is not None:
+            callback()
 
     def show_message(self, text: str, kind: str = "error") -> None:
         colors = {"error": ("#fdecea", "#c0392b"), "warning": ("#fff4e0", "#b9770e"), "info": ("#e8f1fb", "#2e6da4")}
@@ -133,6 +153,9 @@ class MainWindow(QMainWindow):
         # Concept panels (issue 9): tabified docks under the inspector.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
+        # Training (issue 13): a "Train" tab beside the concept tabs.
+        from .train import add_train_dock
+        self.train_dock = add_train_dock(self)
         from .microscope import add_microscope_docks  # issue 15: the neuron microscope
         add_microscope_docks(self)
         from .lessons import add_lessons
@@ -144,6 +167,8 @@ class MainWindow(QMainWindow):
         self.controller.failed.connect(self._on_compute_failed)
         self.controller.forward_changed.connect(self._on_forward_changed)
         self.controller.cancellable_changed.connect(self._on_cancellable)
+        background.add_listener(self._on_opening)
+        self.destroyed.connect(lambda *_, cb=self._on_opening: background.remove_listener(cb))
         self.controller.error_changed.connect(self.stack.refresh_rows)
         self.stack.show_compute_errors(self.controller.compute_error)
         self.undo_everywhere = UndoEverywhere(self)  # Ctrl+Z reaches the network wherever the focus is
@@ -256,17 +281,29 @@ class MainWindow(QMainWindow):
 
     # -- cancelling a long compute ------------------------------------------------------------
     def cancel_compute(self) -> bool:
-        """The Cancel button and Esc: stop the forward pass at the next layer boundary."""
+        """The Cancel button and Esc: stop a file being opened, else the forward pass
+        at the next layer boundary."""
+        if background.cancel("cancelled"):
+            return True
         return self.controller.cancel()
 
     def _on_cancellable(self, on: bool) -> None:
-        self.cancel_button.setEnabled(on)
+        self.cancel_button.setEnabled(on or background.busy())
+
+    def _on_opening(self, text: str | None) -> None:
+        """A file is being read off the GUI thread (app.background): say so, offer Cancel."""
+        if text:
+            self.busy_label.setText(f"{text}... (Esc to cancel)")
+            self.cancel_button.setEnabled(True)
+        else:
+            self.cancel_button.setEnabled(self.controller.cancellable)
+            self.busy_label.setText("Ready" if self.controller.forward_is_current() else self.busy_label.text())
 
     def event(self, event) -> bool:
         # Esc cancels a long compute, unless the focus is in a text field (Esc is theirs
         # there). A ShortcutOverride no child took climbs up to the window; taking it
         # here comes before any shortcut (e.g. the maps' Esc that clears the selection).
-        if (event.type() == QEvent.Type.ShortcutOverride and self.controller.cancellable
+        if (event.type() == QEvent.Type.ShortcutOverride and (self.controller.cancellable or background.busy())
                 and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier
                 and not _is_text_field(QApplication.focusWidget())):
             self.cancel_compute()
@@ -277,6 +314,7 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, kind: str = "error") -> None:
         """Non-modal: a banner over the maps, plus the status bar. Never a dialog, never a traceback."""
         log.info("message (%s): %s", kind, text)
+        self.banner.set_action(None)
         self.banner.show_message(text, kind)
         self.error_label.setText(text if kind != "info" else "")
         self.message.emit(text)
@@ -458,27 +496,43 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             return self.interop.open_onnx(path)
+        current_shape, current_source = self.session.input_array.shape, self.session.input_source
+
+        def read():  # off the GUI thread: the file, then an input that fits it
+            net, extra, trainer = load_all(path)
+            shape = tuple(net.input_shape)
+            wanted = extra.get("input_source") if isinstance(extra, dict) else None
+            wanted = wanted if isinstance(wanted, dict) else None
+            offer = None
+            if wanted is not None and source_path(wanted) is not None:
+                offer, wanted = wanted, None  # a path from inside the file: never read unasked
+            trained = isinstance(extra, dict) and isinstance(extra.get("training"), dict)
+            loaded = (None, None, ())
+            # A trained network keeps its exact input shape (a new size would reset its classifier).
+            if (tuple(current_shape[:1]) != shape[:1] or len(shape) != len(current_shape)
+                    or trained and tuple(current_shape) != shape):
+                try:
+                    loaded = input_for_shape(shape, current_source, preferred=wanted)
+                except InputError as e:
+                    raise InputError(f"{path.name}: no input fits this network ({e})") from None
+            return net, extra, trainer, offer, loaded
+
+        from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
         try:
-            net, extra = load_bundle(path)
-        except NetworkError as e:
+            net, extra, trainer, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
+        except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
-        shape = tuple(net.input_shape)
-        x, source, notes = None, None, ()
-        if tuple(self.session.input_array.shape[:1]) != shape[:1] or len(shape) != self.session.input_array.ndim:
-            wanted = extra.get("input_source") if isinstance(extra, dict) else None
-            try:
-                x, source, notes = input_for_shape(shape, self.session.input_source,
-                                                   preferred=wanted if isinstance(wanted, dict) else None)
-            except InputError as e:
-                self.show_message(f"{path.name}: no input fits this network ({e})")
-                return False
+
+        from .train.state import training_from_extra
+        training = training_from_extra(extra, trainer)
 
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
             if notes:
                 s.set_input_notes(notes)
+            s.set_training(training)
             return True
 
         if not self.editor.edit(f"Open {path.name}", do):
@@ -490,12 +544,28 @@ class MainWindow(QMainWindow):
         self.undo_stack.setClean()
         self._add_recent(path)
         self._update_title()
+        if offer is not None and offer != self.session.input_source:
+            self.offer_input(offer, f"{path.name} was saved with another input.")
         return True
 
+    def offer_input(self, source: dict, why: str) -> None:
+        """A message with a button to load an input that a file named: a path from
+        inside a file is read only when the user asks."""
+        name = Path(source_path(source) or "input").name
+        self.show_message(f"{why} Its input, the file {name}, was not opened: load it if you trust it "
+                          f"({source_path(source)}).", "info")
+        self.banner.set_action(f"Load {name}", lambda: set_input_from(self.editor, source, f"Input: {name}"))
+
     def open_example(self, path: str | os.PathLike) -> bool:
-        try:
+        current = self.session.input_source
+
+        def read():
             ex = read_example(path)
-            x, source, notes = input_for_shape(ex.spec["input"], self.session.input_source, preferred=ex.source)
+            return (ex,) + tuple(input_for_shape(ex.spec["input"], current, preferred=ex.source))
+
+        from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
+        try:
+            ex, x, source, notes = run_off_gui_thread(read, f"Opening the example {Path(path).stem}")
         except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
@@ -527,7 +597,8 @@ class MainWindow(QMainWindow):
         extra = self.session.extra()
         clean_stale_temp(path)  # left by a save that was killed midway
         try:
-            save_network(self.session.network, path, extra=extra)
+            from .train.state import trainer_state
+            save_network(self.session.network, path, extra=extra, training=trainer_state(self.session.training))
         except NetworkError as e:
             self.show_message(f"Not saved: {e}. The previous file is unchanged.")
             return False
@@ -605,9 +676,14 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        background.cancel("the window closed")
+        background.remove_listener(self._on_opening)
         lessons = getattr(self, "lessons", None)
         if lessons is not None:
             lessons.leave()  # the autosave keeps the user's own work, not a lesson's stage
+        train = getattr(self, "train_panel", None)
+        if train is not None:
+            train.shutdown()
         if self.autosaver is not None:
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)

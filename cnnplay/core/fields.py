@@ -27,10 +27,23 @@ class Field:
     minimum: float | None = None
     positive: bool = False  # for floats: strictly greater than zero
     help: str = ""
+    maximum: float | None = None
     words: tuple[str, ...] = ()  # for sizes: words allowed instead of numbers (padding "same")
 
     def derived_from(self) -> str | None:
         return self.default if isinstance(self.default, str) else None
+
+    def bounds(self) -> tuple[float, float]:
+        """(lowest, highest) value the core accepts: the one source for checks and
+        for the GUI's editors (spin box ranges, validators). Ints and sizes are at
+        most MAX_INT; a `positive` float must also be above 0."""
+        if self.kind in ("int", "size"):
+            lo = -MAX_INT if self.minimum is None else int(self.minimum)
+            hi = MAX_INT if self.maximum is None else int(min(self.maximum, MAX_INT))
+            return lo, hi
+        lo = -math.inf if self.minimum is None else float(self.minimum)
+        hi = math.inf if self.maximum is None else float(self.maximum)
+        return lo, hi
 
 
 class FieldContext:
@@ -65,6 +78,9 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
             raise ctx.error(f"must be finite, not {value}", field.name)
         if field.positive and value <= 0:
             raise ctx.error(f"must be greater than 0, not {value:g}", field.name)
+        lo, hi = field.bounds()
+        if not lo <= value <= hi:
+            raise ctx.error(f"must be from {lo:g} to {hi:g}, not {value:g}", field.name)
         return value
     if field.kind == "int":
         return _check_int(field, value, ctx)
@@ -87,10 +103,11 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
 def _check_int(field: Field, value, ctx: FieldContext) -> int:
     if not _is_int(value):
         raise ctx.error(f"must be an integer, not {short_repr(value)}", field.name)
-    if field.minimum is not None and value < field.minimum:
-        raise ctx.error(f"must be at least {field.minimum:g}, not {short_repr(value)}", field.name)
-    if value > MAX_INT:
-        raise ctx.error(f"must be at most {MAX_INT}, not {short_repr(value)}", field.name)
+    lo, hi = field.bounds()
+    if value < lo:
+        raise ctx.error(f"must be at least {lo:g}, not {short_repr(value)}", field.name)
+    if value > hi:
+        raise ctx.error(f"must be at most {hi}, not {short_repr(value)}", field.name)
     return value
 
 

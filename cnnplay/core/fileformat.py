@@ -25,6 +25,7 @@ nothing else escapes. Writing is atomic (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import math
@@ -38,7 +39,8 @@ import numpy as np
 
 from . import memory
 from .errors import NetworkError, short_repr
-from .network import Network
+from .network import MAX_SEED, Network
+from .safe_read import SafeReadError, check_regular_file, read_regular_file
 
 FORMAT = "cnnplay"
 VERSION = 2  # the newest version this cnnplay reads (and writes when saving a training state)
@@ -49,7 +51,7 @@ HEADER_KEYS = ("format", "version", "seed", "network", "extra", "training")
 MAX_TRAINING_HISTORY = 1_000_000  # per-batch entries of a training state (see core/training)
 MAX_DESCRIPTION_BYTES = 16 << 20  # a description (plus the session extra) is a few KB
 MAX_NPY_HEADER = 4096  # numpy writes 128 bytes or so
-MAX_SEED = 2**63 - 1
+MAX_MEMBERS = 64  # a .cnnplay holds 2 members; its .npz one per parameter array (checked later)
 
 
 class FileFormatError(NetworkError):
@@ -117,14 +119,20 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 
 def network_bytes(net: Network, extra: dict | None = None, training: dict | None = None) -> bytes:
     """The .cnnplay file content for `net`; `extra` is stored as JSON beside it (e.g. a session),
-    `training` is a Trainer.state() (JSON data plus float32 arrays under "arrays")."""
+    `training` is a Trainer.state() (JSON data plus float32 arrays under "arrays").
+
+    `extra` must be what the loader gives back: a dict of plain JSON (str keys;
+    lists or tuples, str, bool, None, numbers; integers of at most 1000 digits;
+    nested at most MAX_EXTRA_DEPTH deep) and, with the description, at most
+    MAX_DESCRIPTION_BYTES; anything else is refused with a FileFormatError
+    before a byte is written. A file without training is written as version 1."""
     header = {"format": FORMAT, "version": 1, "seed": net.seed, "network": net.to_dict()}
     if extra is not None:
+        if not isinstance(extra, dict):
+            raise FileFormatError(f"cannot save: 'extra' must be a dict, not {type(extra).__name__}", "<memory>",
+                                  key="extra")
+        _check_plain_json(extra, "extra", 0)
         header["extra"] = extra
-    arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
-              for i in range(len(net)) for name, a in net.params(i).items()}
-    npz = io.BytesIO()
-    np.savez(npz, **arrays)
     train_npz = None
     if training is not None:
         if not isinstance(training, dict):
@@ -137,13 +145,53 @@ def network_bytes(net: Network, extra: dict | None = None, training: dict | None
         buf = io.BytesIO()
         np.savez(buf, **tarrays)
         train_npz = buf.getvalue()
+    text = json.dumps(header, indent=1).encode("utf-8")
+    if len(text) > MAX_DESCRIPTION_BYTES:
+        raise FileFormatError(f"cannot save: the description and 'extra' take {memory.format_bytes(len(text))}, "
+                              f"more than a file may hold ({memory.format_bytes(MAX_DESCRIPTION_BYTES)})",
+                              "<memory>", key="extra")
+    arrays = {f"{i}/{name}": np.ascontiguousarray(a, dtype=np.float32)
+              for i in range(len(net)) for name, a in net.params(i).items()}
+    npz = io.BytesIO()
+    np.savez(npz, **arrays)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(DESCRIPTION, json.dumps(header, indent=1))
+        z.writestr(DESCRIPTION, text)
         z.writestr(WEIGHTS, npz.getvalue())
         if train_npz is not None:
             z.writestr(TRAINING, train_npz)
     return buf.getvalue()
+
+
+MAX_EXTRA_DEPTH = 64
+
+
+def _check_plain_json(v, where: str, depth: int) -> None:
+    """Refuse what json would write but the loader would not give back unchanged."""
+    def bad(reason):
+        return FileFormatError(f"cannot save: {where} {reason}; 'extra' must be plain JSON the loader "
+                               "gives back unchanged", "<memory>", key="extra")
+    if depth > MAX_EXTRA_DEPTH:
+        raise bad(f"is nested more than {MAX_EXTRA_DEPTH} levels deep")
+    if v is None or isinstance(v, (bool, str)):
+        return
+    if isinstance(v, int):
+        if abs(v) >= 10 ** 1000:
+            raise bad("is an integer of more than 1000 digits")
+        return
+    if isinstance(v, float):
+        return  # NaN and infinity too: the loader reads them back (a layer then says they are not finite)
+    if isinstance(v, dict):
+        for k, item in v.items():
+            if not isinstance(k, str):
+                raise bad(f"has the key {short_repr(k)}, not a string")
+            _check_plain_json(item, f"{where}[{short_repr(k, 40)}]", depth + 1)
+        return
+    if isinstance(v, (list, tuple)):  # a tuple comes back as a list
+        for i, item in enumerate(v):
+            _check_plain_json(item, f"{where}[{i}]", depth + 1)
+        return
+    raise bad(f"is {type(v).__name__} {short_repr(v, 40)}, not a JSON value")
 
 
 def save_network(net: Network, path: str | os.PathLike, extra: dict | None = None,
@@ -177,19 +225,18 @@ def load_all(path: str | os.PathLike) -> tuple[Network, dict | None, dict | None
     """(network, extra, training state or None) from a .cnnplay file; the
     training state is Trainer.state()'s form (give it to Trainer.from_state)."""
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_file_bytes():
-                raise FileFormatError(f"the file is {memory.format_bytes(size)}, larger than any network "
-                                      f"cnnplay can hold ({memory.format_bytes(max_file_bytes())})", name)
-            data = f.read(max_file_bytes() + 1)
-    except IsADirectoryError:
-        raise FileFormatError("is a folder, not a .cnnplay file", name) from None
-    except FileNotFoundError:
-        raise FileFormatError("no such file", name) from None
-    except OSError as e:
-        raise FileFormatError(f"cannot read: {e.strerror or e}", name) from None
+    limit = max_file_bytes()
+    try:  # a regular file only (never a FIFO, a device or /proc), at most `limit` bytes read
+        size = check_regular_file(name, ".cnnplay file").st_size
+        data = read_regular_file(name, limit, ".cnnplay file") if size <= limit else None
+    except SafeReadError as e:
+        if e.kind != "too_large":
+            raise FileFormatError(e.reason, name) from None
+        data = None
+    if data is None:
+        shown = memory.format_bytes(size) if size > limit else f"more than {memory.format_bytes(limit)}"
+        raise FileFormatError(f"the file is {shown}, larger than any network cnnplay can hold "
+                              f"({memory.format_bytes(limit)})", name)
     return all_from_bytes(data, name)
 
 
@@ -293,7 +340,11 @@ class _Reader:
         return out
 
     # -- zip ---------------------------------------------------------------------
-    def open_zip(self, data: bytes, member: str | None, what: str) -> zipfile.ZipFile:
+    def open_zip(self, data: bytes, member: str | None, what: str, max_members: int = MAX_MEMBERS) -> zipfile.ZipFile:
+        count = _zip_directory_count(data)
+        if count is not None and count > max_members:
+            raise self.fail(f"the archive holds {'more than ' if count >= 0xFFFF else ''}{count} members; "
+                            f"a valid one holds at most {max_members}: refused", member)
         try:
             return zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
@@ -310,10 +361,13 @@ class _Reader:
         infos = z.infolist()
         names = [i.filename for i in infos]
         what = "member" if member is None else "array"
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        if len(infos) > len(wanted) + MAX_MEMBERS:  # (the directory lied about its count)
+            raise self.fail(f"the archive holds {len(infos)} members, not {len(wanted)}: refused", member)
+        counts = collections.Counter(names)  # linear: a file with 40,000 members is refused at once
+        dupes = sorted(n for n, c in counts.items() if c > 1)
         if dupes:
             raise self.fail(f"duplicate {what}(s) {', '.join(map(short_repr, dupes))}", member)
-        missing = [m for m in wanted if m not in names]
+        missing = [m for m in wanted if m not in counts]
         if missing:
             raise self.fail(f"missing {what}(s) {', '.join(missing)}", member)
         unexpected = sorted(set(names) - set(wanted))
@@ -353,7 +407,10 @@ class _Reader:
         except UnicodeDecodeError as e:
             raise self.fail(f"not UTF-8 text (byte {e.start})", DESCRIPTION) from None
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as e:
+            raise self.fail(f"the key {short_repr(e.key)} appears twice in one JSON object; "
+                            "which one is meant is unclear", DESCRIPTION, e.key if isinstance(e.key, str) else None) from None
         except json.JSONDecodeError as e:
             raise self.fail(f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", DESCRIPTION) from None
         except (ValueError, RecursionError) as e:  # e.g. a 5000-digit number, 100000 nested lists
@@ -394,7 +451,7 @@ class _Reader:
     def read_weights(self, raw: bytes, expected: dict[str, tuple], member: str = WEIGHTS) -> dict[str, np.ndarray]:
         if not expected and not raw:
             return {}
-        z = self.open_zip(raw, member, "not an .npz archive")
+        z = self.open_zip(raw, member, "not an .npz archive", len(expected) + MAX_MEMBERS)
         with z:
             members = self.members(z, member, [k + ".npy" for k in expected])
             return {key: self.read_array(z, members[key + ".npy"], key, shape, member)
@@ -442,3 +499,30 @@ def _is_int(v) -> bool:
 def _json_type(v) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key):
+        self.key = key
+        super().__init__(f"duplicate key {short_repr(key)}")
+
+
+def _unique_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _zip_directory_count(data: bytes) -> int | None:
+    """The member count a zip's end record declares (0xFFFF: zip64, more), or an
+    upper bound from its directory size (each entry takes at least 46 bytes);
+    None when there is no end record (the zip reader then says what is wrong)."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if at < 0 or at + 22 > len(data):
+        return None
+    count = int.from_bytes(data[at + 10:at + 12], "little")
+    cd_size = int.from_bytes(data[at + 12:at + 16], "little")
+    return max(count, min(cd_size // 1024, 0xFFFF))

@@ -21,6 +21,8 @@ from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, fo
 from .geometry import same_padding, window_output, window_span
 
 Shape = tuple[int, ...]
+FLOAT_BYTES = 4
+MAX_SLOPE = 1000.0  # |negative_slope| of leaky_relu
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,39 @@ def as_batch_maps(x: np.ndarray) -> np.ndarray:
 
 class Params(dict):
     """A layer's parameters with the network's version of them: kernels keep
-    what they derive from the parameters (packed weights) per version."""
+    what they derive from the parameters (packed weights) per version. Any
+    change to the dict drops the version (nothing is kept for it then)."""
 
     __slots__ = ("version",)
 
     def __init__(self, arrays, version=None):
         super().__init__(arrays)
         self.version = version
+
+    def _changed(self, method, *args, **kwargs):
+        self.version = None
+        return getattr(super(), method)(*args, **kwargs)
+
+    def __setitem__(self, key, value):
+        self._changed("__setitem__", key, value)
+
+    def __delitem__(self, key):
+        self._changed("__delitem__", key)
+
+    def update(self, *args, **kwargs):
+        self._changed("update", *args, **kwargs)
+
+    def pop(self, *args):
+        return self._changed("pop", *args)
+
+    def setdefault(self, *args):
+        return self._changed("setdefault", *args)
+
+    def popitem(self):
+        return self._changed("popitem")
+
+    def clear(self):
+        self._changed("clear")
 
 
 def params_version(params) -> object:
@@ -163,6 +191,31 @@ class LayerType:
         """Spatial connectivity; None for flatten and linear (they mix everything)."""
         return Window.identity(len(in_shape) - 1)
 
+    def field_bounds(self, values: dict, name: str) -> tuple[tuple[float, float], ...]:
+        """(lowest, highest) value of field `name` the core accepts, given the layer's
+        other settings `values` (clean or as typed; malformed ones are ignored):
+        one pair per spatial axis for a size field, one pair otherwise. The
+        inspector's editors take their ranges from here, so they never offer a
+        value the core refuses for a reason it can tell from the layer alone."""
+        f = next(f for f in self.fields if f.name == name)
+        n = (self.dims or 1) if f.kind == "size" else 1
+        return (f.bounds(),) * n
+
+    def workspace_bytes(self, cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+        """Peak bytes of the temporary buffers one sample's forward OR backward pass
+        of this layer allocates besides its input map, its output map and its
+        parameters (the larger of the two passes), computed from the shapes alone.
+
+        The memory budget (Layout.estimate_bytes) adds the largest of these to the
+        maps and parameters, so a geometry whose buffers would not fit (padding
+        10000 on an 8x8 map) is refused before anything is allocated. Whoever
+        changes a kernel keeps this an upper bound of what it allocates:
+        tests/test_memory_budget.py measures every layer type's peak against it.
+        Default: the backward pass's input and output gradients and parameter
+        gradients."""
+        pars = sum(math.prod(sh) for sh in self.param_shapes(cfg, in_shape).values())
+        return FLOAT_BYTES * (math.prod(in_shape) + math.prod(out_shape) + pars)
+
     # -- compute ----------------------------------------------------------
     def forward(self, cfg: dict, x: np.ndarray, params: dict) -> np.ndarray:
         raise NotImplementedError
@@ -183,9 +236,12 @@ class LayerType:
         return np.stack([self.forward(cfg, x[i], params) for i in range(x.shape[0])])
 
     def backward_batch(self, cfg: dict, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                       params: dict, param_grads: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                       params: dict, param_grads: bool = True,
+                       input_grad: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """`backward` for a batch: gx like x, parameter gradients summed over the batch
-        (PyTorch names and layouts); param_grads=False leaves the dict empty."""
+        (PyTorch names and layouts); param_grads=False leaves the dict empty.
+        input_grad=False: the input gradient is not needed (the network's first
+        layer); a layer may then skip it and return None (conv does)."""
         x, gy = _check_grad_batch(self, x, gy)
         gx = np.empty(x.shape, np.float32)
         total: dict[str, np.ndarray] = {}
@@ -344,6 +400,35 @@ class Conv(WindowedLayer):
     def macs(self, cfg, in_shape, out_shape):
         return math.prod(out_shape) * in_shape[0] * math.prod(cfg["kernel_size"])
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        """kernels/conv.py and kernels/grad.py split the zero-padded input by stride
+        phase: sh*sw phase images of ceil(Hp/sh) x ceil(Wp/sw) per input channel
+        (about the padded input, however large the padding), plus packed weights
+        and tap offsets; the backward pass adds the padded output gradient, the
+        phase-split input gradient and, for stride 1, a padded copy of the output
+        gradient for its forward-convolution path. Per sample: the batch kernels
+        lay a batch's samples side by side in the same buffers."""
+        w = self.window(cfg, in_shape).as_2d()
+        ci, co = in_shape[0], cfg["out_channels"]
+        h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = w.kernel, w.stride, w.padding, w.dilation
+        ho, wo = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
+        hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)
+        maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
+        length = max(hq * wq, maxoff + ho * wq)
+        phases, taps = sh * sw, kh * kw
+        k4, co8, ci4 = -(-ci * taps // 4) * 4, -(-co // 8) * 8, -(-ci // 4) * 4
+        # im2col + BLAS (channel-heavy layers): column blocks of at most half the
+        # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
+        gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
+        forward = 4 * (phases * ci * length + k4 * co8 + co8) + 8 * (3 * k4 + 4 * taps) + gemm
+        flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
+        backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd
+                         + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
+                    + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
+                    + (flipped + 4 * (ci * taps + co) if sh == sw == 1 else 0) + gemm)
+        return max(forward, backward)
+
     def _weight_2d(self, params):
         weight = params["weight"]
         return weight[:, :, None, :] if self.dims == 1 else weight
@@ -392,10 +477,20 @@ class Pool(WindowedLayer):
         self.help = f"Keeps {what} of each window per channel: shrinks the map, no parameters."
         self.fields = _size_fields("kernel_size")
 
+    def field_bounds(self, values, name):
+        bounds = super().field_bounds(values, name)
+        kernel = values.get("kernel_size") if isinstance(values, dict) else None
+        kernel = (kernel,) * len(bounds) if isinstance(kernel, int) and not isinstance(kernel, bool) else kernel
+        if name != "padding" or not isinstance(kernel, (list, tuple)) or len(kernel) != len(bounds) \
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in kernel):
+            return bounds
+        # a window must not lie entirely in padding (output_shape's rule)
+        return tuple((lo, min(hi, k // 2)) for (lo, hi), k in zip(bounds, kernel))
+
     def output_shape(self, cfg, in_shape, ctx):
         self.check_input(cfg, in_shape, ctx)
-        for k, p in zip(cfg["kernel_size"], cfg["padding"]):
-            if p > k // 2:
+        for (_, top), p, k in zip(self.field_bounds(cfg, "padding"), cfg["padding"], cfg["kernel_size"]):
+            if p > top:
                 raise ctx.error(f"padding {p} is more than half the kernel size {k} "
                                 "(a window could lie entirely in padding)", "padding")
         return super().output_shape(cfg, in_shape, ctx)
@@ -420,7 +515,7 @@ class Pool(WindowedLayer):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         w = self.window(cfg, x.shape[1:]).as_2d()
@@ -467,7 +562,7 @@ class ChannelNorm(LayerType):
         gx, grads = self.backward_batch(cfg, np.asarray(x)[None], None, np.asarray(gy)[None], params, param_grads)
         return gx[0], grads
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         n, c = x.shape[:2]
         gx, gw, gb = self._backward(x.reshape(n, c, -1), np.asarray(gy).reshape(n, c, -1), params, cfg["eps"])
@@ -492,6 +587,10 @@ class LayerNorm(ChannelNorm):
     name, title = "layernorm", "Layer norm"
     help = "At each position: normalize across channels to mean 0, variance 1, then scale and shift."
 
+    def workspace_bytes(self, cfg, in_shape, out_shape):
+        # the backward pass keeps five float64 statistics per position
+        return super().workspace_bytes(cfg, in_shape, out_shape) + 5 * 8 * math.prod(in_shape[1:])
+
     def _forward(self, x3, p, eps):
         from .kernels import norm
         return norm.layernorm_batch(x3, p["weight"], p["bias"], eps)
@@ -510,7 +609,10 @@ class LeakyReLU(LayerType):
         self.title = "LeakyReLU" if leaky else "ReLU"
         self.help = ("Keeps positive values, scales negative ones by a small slope." if leaky
                      else "Keeps positive values, sets negative ones to zero.")
-        self.fields = (Field("negative_slope", "float", 0.01, help="Factor applied to negative inputs."),) if leaky else ()
+        # bounded so that outputs stay finite (a slope of 1e300 made every negative value -inf)
+        self.fields = (Field("negative_slope", "float", 0.01, minimum=-MAX_SLOPE, maximum=MAX_SLOPE,
+                             help=f"Factor applied to negative inputs (from -{MAX_SLOPE:g} to {MAX_SLOPE:g})."),) \
+            if leaky else ()
 
     def slope(self, cfg) -> float:
         return cfg["negative_slope"] if self.leaky else 0.0
@@ -529,7 +631,7 @@ class LeakyReLU(LayerType):
     def forward_batch(self, cfg, x, params):  # element-wise: a batch is one bigger array
         return self.forward(cfg, _check_batch(self, x), params)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return self.backward(cfg, x, y, gy, params, param_grads)
 
@@ -557,7 +659,7 @@ class Flatten(LayerType):
         x = _check_batch(self, x)
         return x.reshape(x.shape[0], -1)
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         x, gy = _check_grad_batch(self, x, gy)
         return gy.reshape(x.shape), {}
 
@@ -613,7 +715,7 @@ class Linear(LayerType):
         from .kernels import dense
         return dense.linear_batch(_check_batch(self, x), params["weight"], params.get("bias"))
 
-    def backward_batch(self, cfg, x, y, gy, params, param_grads=True):
+    def backward_batch(self, cfg, x, y, gy, params, param_grads=True, input_grad=True):
         from .kernels import grad
         x, gy = _check_grad_batch(self, x, gy)
         gx, gw, gb = grad.linear_backward_batch(x, params["weight"], gy,

@@ -13,9 +13,7 @@ import math
 from . import memory
 from .errors import NetworkError, short_repr
 from .fields import MAX_INT, FieldContext
-from .layers import LayerType, Shape, Window, layer_type
-
-FLOAT_BYTES = 4
+from .layers import FLOAT_BYTES, LayerType, Shape, Window, layer_type
 
 
 def check_input_shape(raw) -> Shape:
@@ -67,6 +65,7 @@ class Layout:
             raise NetworkError(f"an input of {'x'.join(map(str, input_shape))} needs {memory.format_bytes(used)}, "
                                f"above the memory limit of {memory.format_bytes(budget)}", field="input")
         shape, error = input_shape, None
+        peak_work = 0
         for i, raw in enumerate(raw_layers):
             try:
                 t = layer_type(raw, i)
@@ -81,6 +80,15 @@ class Layout:
                 if used > budget:
                     raise ctx.error(f"the network would need about {memory.format_bytes(used)} up to here, "
                                     f"above the memory limit of {memory.format_bytes(budget)}")
+                work = t.workspace_bytes(cfg, shape, out)  # this layer's kernels' temporary buffers
+                if used + max(work, peak_work) > budget:
+                    raise ctx.error(f"its kernels would need about {memory.format_bytes(work)} of working memory "
+                                    f"(padded copies, gradients) on top of {memory.format_bytes(used)} of maps and "
+                                    f"parameters, above the memory limit of {memory.format_bytes(budget)}"
+                                    if work >= peak_work else
+                                    f"the network would need about {memory.format_bytes(used + peak_work)} up to "
+                                    f"here, above the memory limit of {memory.format_bytes(budget)}")
+                peak_work = max(peak_work, work)
             except NetworkError as e:
                 if not partial:
                     raise
@@ -114,6 +122,33 @@ class Layout:
 
     def param_shapes(self, i: int) -> dict[str, Shape]:
         return self.layer_types[i].param_shapes(self.configs[i], self.input_shape_of(i))
+
+    @property
+    def workspace_bytes(self) -> list[int]:
+        """Per layer: its kernels' temporary buffers for one sample (LayerType.workspace_bytes)."""
+        return [t.workspace_bytes(c, self.input_shape_of(i), self.output_shapes[i])
+                for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
+
+    def estimate_bytes(self, batch: int = 1, training: bool = False) -> int:
+        """Bytes a pass over `batch` samples needs at its peak: the input and every
+        layer's output for each sample (training: and their gradients), the
+        parameters (training: with their gradients and two optimizer moments,
+        as Adam keeps), and the largest layer's temporary buffers per sample.
+        The one rule of the memory budget: from_dict checks batch 1, a trainer
+        checks its batch with check_budget()."""
+        maps = math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)
+        pars = sum(math.prod(s) for i in range(len(self)) for s in self.param_shapes(i).values())
+        work = max(self.workspace_bytes, default=0)
+        per_sample = maps * FLOAT_BYTES * (2 if training else 1) + work
+        return batch * per_sample + pars * FLOAT_BYTES * (4 if training else 1)
+
+    def check_budget(self, batch: int = 1, training: bool = False) -> None:
+        """NetworkError when a pass over `batch` samples would not fit the memory limit."""
+        need, budget = self.estimate_bytes(batch, training), memory.limit_bytes()
+        if need > budget:
+            what = f"{'training' if training else 'a pass'} on batches of {batch}"
+            raise NetworkError(f"{what} would need about {memory.format_bytes(need)}, above the memory limit "
+                               f"of {memory.format_bytes(budget)}; use a smaller batch", field="batch")
 
     @property
     def parameter_counts(self) -> list[int]:

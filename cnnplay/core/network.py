@@ -10,11 +10,21 @@ import threading
 import numpy as np
 
 from . import memory
-from .errors import Cancelled, NetworkError
+from .errors import Cancelled, NetworkError, short_repr
 from .layers import LayerType, Params, describe_shape
 from .layout import FLOAT_BYTES, Layout
 
 _versions = itertools.count(1)
+MAX_SEED = 2**63 - 1  # what a file stores and numpy's generators take
+
+
+def check_seed(seed) -> int:
+    """A seed as an int from 0 to MAX_SEED; NetworkError (field 'seed') otherwise."""
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise NetworkError(f"the seed must be an integer from 0 to 2**63-1, not {short_repr(seed)}", field="seed")
+    return seed
 
 
 class Network(Layout):
@@ -42,6 +52,7 @@ class Network(Layout):
         reuse: take parameters from an earlier network for layers that keep
         their id (or position, when layers have no id) and parameter shapes.
         """
+        seed = check_seed(seed)
         layout = Layout.from_dict(spec, partial=partial)
         old = _ReusableParams(reuse)
         params, versions = [], []
@@ -55,21 +66,18 @@ class Network(Layout):
             versions.append(version)
         return cls(layout, params, versions, seed)
 
-    def estimate_bytes(self) -> int:
-        """Bytes of all maps plus all parameters of one forward pass."""
-        maps = math.prod(self.input_shape) + sum(math.prod(s) for s in self.output_shapes)
-        pars = sum(math.prod(s) for p in self._params for s in _shapes_of(p).values())
-        return (maps + pars) * FLOAT_BYTES
-
     # -- parameters -----------------------------------------------------------
     def params(self, i: int) -> dict[str, np.ndarray]:
-        """Layer i's parameters (PyTorch names and layouts), as read-only arrays."""
+        """Layer i's parameters (PyTorch names and layouts), as read-only arrays
+        (a dict that also carries their version, so the layer types' compute
+        keeps its packed weights when given it)."""
+        i = self._index(i)
         out = {}
-        for name, a in self._layer_params(self._index(i)).items():
+        for name, a in self._layer_params(i).items():
             v = a.view()
             v.flags.writeable = False
             out[name] = v
-        return out
+        return Params(out, self._versions[i])
 
     def set_params(self, i: int, **arrays) -> None:
         """Replace some of layer i's parameters; shapes must match exactly."""
@@ -166,7 +174,11 @@ class Network(Layout):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
+        x = _as_array(x)
+        if x.dtype.kind not in "biuf":
+            what = {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers",
+                    "V": "records", "M": "dates", "m": "time spans"}.get(x.dtype.kind, str(x.dtype))
+            raise NetworkError(f"the input must hold real numbers, not {what} (dtype {x.dtype})", field="input")
         if x.shape != self.input_shape:
             raise NetworkError(f"the input is {x.shape} but the network expects {self.input_shape} "
                                f"({describe_shape(self.input_shape)})", field="input")
@@ -192,10 +204,11 @@ class Network(Layout):
         return self.layer_types[i].forward_batch(self.configs[i], x, self.layer_params(i))
 
     def layer_backward_batch(self, i: int, x: np.ndarray, y: np.ndarray, gy: np.ndarray,
-                             param_grads: bool = True):
-        """layer_backward on a batch; parameter gradients summed over it."""
+                             param_grads: bool = True, input_grad: bool = True):
+        """layer_backward on a batch; parameter gradients summed over it
+        (input_grad=False: gx may be None, e.g. for layer 0)."""
         return self.layer_types[i].backward_batch(self.configs[i], x, y, gy, self.layer_params(i),
-                                                  param_grads=param_grads)
+                                                  param_grads=param_grads, input_grad=input_grad)
 
     def forward(self, x, start: int = 0, previous: list[np.ndarray] | None = None,
                 should_stop=None) -> list[np.ndarray]:
@@ -210,7 +223,7 @@ class Network(Layout):
         only layers `start` onwards are computed. `should_stop()` is asked
         between layers; when it says so, Cancelled is raised.
         """
-        x = np.asarray(x)
+        x = _as_array(x)
         batch = x.ndim == len(self.input_shape) + 1
         if batch:
             x = self.check_batch(x)
@@ -289,3 +302,12 @@ def _shapes_of(p) -> dict[str, tuple]:
 
 def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def _as_array(x) -> np.ndarray:
+    """np.asarray, with NetworkError naming the input for what numpy cannot make an array of."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # ragged nesting, huge ints
+        raise NetworkError(f"the input is not an array of numbers ({short_repr(str(e), 120)})",
+                           field="input") from None

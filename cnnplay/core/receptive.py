@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NetworkError
+from .errors import NetworkError, short_repr
 from .geometry import window_span
 from .layers import Flatten, LayerNorm, Linear
 
@@ -190,7 +190,7 @@ class ReceptiveField:
 
 def _check_layer(net, layer, what="layer") -> int:
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(net):
-        raise NetworkError(f"no {what} {layer!r}: the network has {len(net)} layers (0 to {len(net) - 1})")
+        raise NetworkError(f"no {what} {short_repr(layer)}: the network has {len(net)} layers (0 to {len(net) - 1})")
     return int(layer)
 
 
@@ -202,10 +202,10 @@ def _check_unit(net, layer: int, unit) -> tuple[int, ...]:
     try:
         unit = tuple(unit)
     except TypeError:
-        raise NetworkError(f"a unit of layer {layer} is {names}, not {unit!r}", layer) from None
+        raise NetworkError(f"a unit of layer {layer} is {names}, not {short_repr(unit)}", layer) from None
     if (len(unit) != len(shape) or any(isinstance(u, bool) or not isinstance(u, (int, np.integer)) for u in unit)
             or any(not 0 <= u < n for u, n in zip(unit, shape))):
-        raise NetworkError(f"unit {unit!r} is not in layer {layer}'s output: a unit is {names} "
+        raise NetworkError(f"unit {short_repr(unit)} is not in layer {layer}'s output: a unit is {names} "
                            f"with each index below {tuple(shape)}", layer)
     return tuple(int(u) for u in unit)
 

@@ -47,3 +47,28 @@ def area_reduce(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     integral = csum[idx] + frac.reshape(shape) * x[idx]
     out = (integral[1:] - integral[:-1]) * (n_out / n)
     return np.moveaxis(out, 0, axis)
+
+
+def resize_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Resize `x` along `axis` to `n_out` samples: area averaging when shrinking,
+    linear interpolation between sample centres (edges clamped) when growing. float64."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[axis]
+    if n_out < 1:
+        raise ValueError(f"resize_axis: cannot resize to {n_out} samples")
+    if n_out <= n:
+        return area_reduce(x, n_out, axis)
+    pos = np.clip((np.arange(n_out) + 0.5) * n / n_out - 0.5, 0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1 - axis))
+    a, b = np.take(x, lo, axis=axis), np.take(x, hi, axis=axis)
+    return a + (b - a) * frac
+
+
+def resize(x: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    """Resize `x` along each of `axes` to the matching size in `shape` (see resize_axis)."""
+    for n_out, axis in zip(shape, axes):
+        if x.shape[axis] != n_out:
+            x = resize_axis(x, n_out, axis)
+    return np.asarray(x, dtype=np.float64)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import NetworkError
+from .errors import NetworkError, short_repr
 from .events import Signal
 from .network import Network
 
@@ -188,6 +188,15 @@ class Session:
         if changed_training:
             self.training_changed.emit()
 
+    def reset_weights(self, training=None) -> None:
+        """Every layer back to its initial parameters (from the session's seed, as when it
+        was made), with `training` as the new training state."""
+        net = Network.from_dict(self._state.spec, seed=self.seed, partial=True)
+        changed_training = training is not self._state.training
+        self._replace(network=net, training=training)
+        if changed_training:
+            self.training_changed.emit()
+
     def index_of(self, layer_id) -> int | None:
         for i, layer in enumerate(self._state.spec["layers"]):
             if layer.get("id") == layer_id:
@@ -303,9 +312,14 @@ class Session:
         if layer is None or unit is None:
             new = (None, None)
         else:
-            unit = tuple(int(u) for u in unit)
+            try:
+                unit = tuple(int(u) for u in unit)
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                raise NetworkError(f"a unit is a tuple of integers, not {short_repr(unit)}") from None
+            if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
+                raise NetworkError(f"no layer {short_repr(layer)}")
             if not self._unit_exists(layer, unit):
-                raise NetworkError(f"unit {unit} is outside layer {layer}'s output "
+                raise NetworkError(f"unit {short_repr(unit)} is outside layer {layer}'s output "
                                    f"{self.network.output_shapes[layer] if layer < len(self.network) else ''}")
             new = (self.layer_id(layer), unit)
         if new != (self.selection.unit_layer_id, self.selection.unit):
@@ -338,6 +352,7 @@ class Session:
             "view": dict(self.view),
             "selected_layer": self.selected_layer,
             "selected_unit": None if sel is None else [sel[0], list(sel[1])],
+            "training": self._state.training.to_json() if hasattr(self._state.training, "to_json") else None,
             "dataset": None if self._dataset_reference is None and self._classes is None else {
                 "reference": self.dataset_reference,
                 "classes": None if self._classes is None else list(self._classes)},

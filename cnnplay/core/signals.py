@@ -27,9 +27,11 @@ import zipfile
 import numpy as np
 
 from .errors import InputError, short_repr
+from .safe_read import SafeReadError, read_regular_file
 
 MAX_VALUES = 50_000_000  # 200 MB of float32: far more than a playground input
 MAX_TEXT_BYTES = 512 << 20
+MAX_FILE_BYTES = max(MAX_TEXT_BYTES, MAX_VALUES * 8 + (1 << 16))  # a CSV, or float64 .npy of MAX_VALUES
 SIGNAL_KINDS = ("sine", "chirp", "steps", "noise")
 _SEPARATORS = (",", ";", "\t")
 
@@ -37,30 +39,16 @@ _SEPARATORS = (",", ";", "\t")
 # -- loading ----------------------------------------------------------------------
 
 def load_signal(path: str | os.PathLike) -> np.ndarray:
-    """(C, L) float32 from a CSV or NPY/NPZ file; InputError naming the file and the reason."""
+    """(C, L) float32 from a CSV or NPY/NPZ file; InputError naming the file and the reason.
+
+    Only a regular file is read (never a FIFO, a device or a /proc file), and at
+    most MAX_FILE_BYTES of it."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(8)
-    except FileNotFoundError:
-        raise InputError("no such file", name) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a signal file", name) from None
-    except OSError as e:
-        raise InputError(f"cannot read it: {e.strerror or e}", name) from None
-    if size == 0 and not head:
-        raise InputError("the file is empty (0 bytes)", name)
-    ext = os.path.splitext(name)[1].lower()
-    if head.startswith(b"\x93NUMPY") or ext == ".npy":
-        with open(name, "rb") as f:
-            return _finish(_read_npy(f, name), name)
-    if head.startswith(b"PK\x03\x04") or ext == ".npz":
-        return _finish(_read_npz(name, name), name)
-    if size > MAX_TEXT_BYTES:
-        raise InputError(f"the file is {size >> 20} MB, too large for a signal", name)
-    with open(name, "rb") as f:
-        return _finish(parse_csv(f.read(), name), name)
+        data = read_regular_file(name, MAX_FILE_BYTES, "signal file")
+    except SafeReadError as e:
+        raise InputError(e.reason, name) from None
+    return signal_from_bytes(data, name)
 
 
 def signal_from_bytes(data: bytes, name: str = "<memory>") -> np.ndarray:
@@ -183,25 +171,33 @@ def parse_csv(data: bytes, name: str = "<memory>") -> np.ndarray:
     def cells(line: str) -> list[str]:
         return line.split(sep) if sep else line.split()
 
+    def ends_with_separator(row: list[str]) -> bool:
+        return bool(sep) and len(row) > 1 and not row[-1].strip()
+
     first = cells(lines[0][1])
-    if not all(_NUMBER.fullmatch(c) or _special(c) for c in first):
-        lines = lines[1:]  # a header row of channel names
+    if ends_with_separator(first):
+        first = first[:-1]
+    # a header row names channels: some cell is text; blank cells alone do not make a header
+    if any(c.strip() and not (_NUMBER.fullmatch(c) or _special(c)) for c in first):
+        lines = lines[1:]
         if not lines:
             raise InputError("the file has a header row but no data rows", name)
     width = None
-    trailing = None  # rows end with a separator (decided by the first data row)
+    trailing = None  # rows end with a separator (as the first data row does, or not)
     values = []
     for n, line in lines:
         row = cells(line)
         if trailing is None:
-            trailing = bool(sep) and len(row) > 1 and not row[-1].strip()
-        if trailing and len(row) > 1 and not row[-1].strip():
-            row = row[:-1]  # a trailing separator
+            trailing = ends_with_separator(row)
+        if trailing and ends_with_separator(row):
+            row = row[:-1]
         if width is None:
             width = len(row)
         elif len(row) != width:
+            hint = (" (this row ends with a separator, the first data row does not)"
+                    if not trailing and len(row) == width + 1 and ends_with_separator(row) else "")
             raise InputError(f"has {len(row)} values but the first data row has {width} "
-                             "(every row needs one value per channel)", name, row=n)
+                             f"(every row needs one value per channel){hint}", name, row=n)
         parsed = []
         for col, cell in enumerate(row, 1):
             s = cell.strip()

@@ -22,6 +22,13 @@ def format_value(v: float) -> str:
     return f"{v:.4g}"
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from class scores (the network's last layer)."""
+    z = np.asarray(scores, np.float64)
+    e = np.exp(z - z.max())
+    return (e / e.sum()).astype(np.float32)
+
+
 class StaleOverlay(QLabel):
     """A dimmed veil with a word on it, over data that is being recomputed."""
 
@@ -175,12 +182,18 @@ class LayerCard(QFrame):
             self._set_height(80)
         self.stale.cover(text)
 
-    def show_output(self, array: np.ndarray, per_channel: bool) -> bool:
-        """Draw a layer's output; returns False when it was already on screen as asked."""
+    classes = None  # class names of a classifier's output (its bars then show softmax probabilities)
+
+    def show_output(self, array: np.ndarray, per_channel: bool, classes=None) -> bool:
+        """Draw a layer's output; returns False when it was already on screen as asked.
+        `classes`: one name per output of a flat layer (the network's class scores):
+        the bars then show the softmax probabilities, labelled with the names."""
         if self.array is not array:
             self.page, self.enlarged = (0, None) if self.array is None or self.array.shape != array.shape \
                 else (self.page, self.enlarged)
-        self.array, self.per_channel = array, per_channel
+        if classes is not None and (array.ndim != 1 or len(classes) != len(array)):
+            classes = None
+        self.array, self.per_channel, self.classes = array, per_channel, classes
         return self._render()
 
     def set_in_view(self, on: bool) -> None:
@@ -252,7 +265,7 @@ class LayerCard(QFrame):
             return False
         n = len(self.enlarged_or_page_channels(a))
         layout = self.tile_layout(a, n) if a.ndim == 3 and self.enlarged is None else None
-        key = (a, self.per_channel, self.page, self.enlarged, layout)
+        key = (a, self.per_channel, self.page, self.enlarged, self.classes, layout)
         old = self._rendered
         if old is not None and old[0] is a and old[1:] == key[1:]:
             return False
@@ -283,7 +296,11 @@ class LayerCard(QFrame):
             view.set_signal(a, channels, self.per_channel)
         else:
             view = self._view("bars")
-            view.set_values(a)
+            if self.classes is not None:
+                view.set_values(softmax(a))
+            else:
+                view.set_values(a)
+            view.set_class_names(self.classes)
         self.stack.setCurrentWidget(view)
         view.set_overlays(field=self.field, selected=self.selected)
         return True
@@ -391,6 +408,9 @@ class LayerCard(QFrame):
             self.info.setText(f"ch {unit[0]}  y {unit[1]}  x {unit[2]}  = {v}   · {hint}")
         elif len(unit) == 2:
             self.info.setText(f"ch {unit[0]}  l {unit[1]}  = {v}")
+        elif self.classes is not None:
+            p = softmax(a)[unit[0]]
+            self.info.setText(f"{self.classes[unit[0]]}: p = {p:.1%}  (score {v})")
         else:
             self.info.setText(f"feature {unit[0]}  = {v}")
 

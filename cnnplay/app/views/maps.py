@@ -324,6 +324,23 @@ class BarsView(_MapView):
             self.view_box.enableAutoRange(axis="y")
         self._draw_overlays()
 
+    def set_class_names(self, names) -> None:
+        """Label the bars with class names (None: plain feature numbers); the y axis then
+        holds probabilities from 0 to 1."""
+        names = None if names is None else tuple(names)
+        if names == getattr(self, "class_names", None):
+            return
+        self.class_names = names
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        pi = self.plot.getPlotItem()
+        if names is None:
+            axis.setTicks(None)
+            pi.setLabel("left", "")
+            return
+        axis.setTicks([[(i + 0.5, n) for i, n in enumerate(names)], []])
+        pi.setLabel("left", "probability")
+        self.view_box.setRange(QRectF(0, 0, max(len(names), 1), 1.0), padding=0.03)
+
     def set_overlays(self, field=None, selected=None) -> None:
         if field is self._field and selected == self._selected:
             return

@@ -46,6 +46,12 @@ def _unlink(links, *_):
     links.clear()
 
 
+def same_description(a, b) -> bool:
+    """The two networks differ in their parameters at most (same input, layers and settings)."""
+    return a is b or (a.input_shape == b.input_shape and len(a) == len(b)
+                      and all(x is y for x, y in zip(a.layer_types, b.layer_types)) and a.configs == b.configs)
+
+
 def field_table(net):
     """The analytic receptive-field table (closed forms; no compute worth a thread)."""
     if hasattr(net, "receptive_field_table"):
@@ -296,11 +302,18 @@ class MapsPanel(QWidget):
         same_input = res is not None and res.request.input_token == s.input_token
         per_channel = s.view.get("levels") == "channel"
         summaries = net.summaries
+        classes = s.output_classes() if hasattr(s, "output_classes") else None
+        # New weights only (training publishes them a few times a second): the maps of
+        # the weights before stay on screen unveiled until the new ones are computed.
+        weights_only = res is not None and same_description(res.request.network, net)
         for i, card in enumerate(self.cards[:len(spec_layers)]):
             if i < len(net):
-                card.set_header(i, summaries[i], net.output_shapes[i])
-                if same_input and i < len(res.outputs) and i < len(shown_keys) and shown_keys[i] == keys[i]:
-                    card.show_output(res.outputs[i], per_channel)
+                last = i == len(net) - 1 and classes is not None
+                card.set_header(i, summaries[i] + (" <span style='color:#8ab4f8'>\u00b7 class probabilities "
+                                                   "(softmax)</span>" if last else ""), net.output_shapes[i])
+                if same_input and i < len(res.outputs) and i < len(shown_keys) \
+                        and (shown_keys[i] == keys[i] or weights_only):
+                    card.show_output(res.outputs[i], per_channel, classes=classes if last else None)
                     card.set_stale(None)
                 else:
                     card.set_stale(RECOMPUTING)
@@ -343,7 +356,7 @@ class MapsPanel(QWidget):
         for card in self.cards:
             card.tile_size = tile
             if card.array is not None:
-                card.show_output(card.array, per_channel)
+                card.show_output(card.array, per_channel, classes=card.classes)
         self.refresh_field()
 
     # -- selection and fields ----------------------------------------------------------

@@ -6,6 +6,17 @@ Forward (one module each): conv.conv2d, pool.maxpool2d / pool.avgpool2d,
 norm.batchnorm / norm.layernorm (on (C, N) views), pointwise.leaky_relu,
 dense.linear. Backward (vector-Jacobian products): grad.*_backward.
 
+BLAS and numba's pool: convolutions with many channels use numpy's matmul (see
+conv.py), so two thread pools take turns on the cores: OpenBLAS's and numba's
+(OpenMP). They never compute at once (the calls are sequential), but libgomp's
+threads busy-wait for new work after every parallel loop (300000 spins, several
+milliseconds), which took a core from the next matmul and doubled its time. Its
+GOMP_SPINCOUNT is lowered here (before numba starts its threads; unless already
+set) so that they spin ~0.1 ms: long enough that the kernels of one pass, which
+follow each other within microseconds, still find them awake, short enough that
+a matmul after them has the cores to itself. (OpenBLAS's idle threads yield the
+core while they wait.)
+
 The compiled-kernel cache lives in the platform's cache folder (set here, before
 numba is first imported, unless NUMBA_CACHE_DIR is already set), so caching
 works when the package is installed read-only.
@@ -27,3 +38,4 @@ def platform_cache_dir() -> str:
 
 
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(platform_cache_dir(), "cnnplay", "numba"))
+os.environ.setdefault("GOMP_SPINCOUNT", "5000")

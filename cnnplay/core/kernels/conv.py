@@ -17,14 +17,31 @@ the phase split (stride > 1; stride 2, the common case, by a vectorized
 deinterleave), the chunk of positions per job (even chunks, enough jobs for
 every thread), and zero padding of channels to blocks of 8 and taps to 4.
 
-Why not im2col + BLAS for channel-heavy layers (the plan in issue 7): measured
-on the 2-core AVX-512 bench machine, this kernel runs 3x3 convolutions with
-16-64 channels at 170-190 GFLOP/s, ~90% of a large numpy matmul (~200), so
-BLAS (with small M = Co and the im2col copy on top) has nothing left to win,
-and OpenBLAS's spinning threads fight numba's thread pool when the two
-alternate (100x slowdowns seen in a blocked im2col + matmul prototype). Few input channels,
-big kernels (7x7), dilation, stride (through the phase split) and 1D signals
-all run the same kernel at full speed, and there is one kernel to compile.
+Batches: the samples' sources are laid end to end (sample b's full grid
+starts at position b*length), so a batch is just more positions of the same
+reduction, in the same kernel; the few positions between two samples are
+computed and dropped by the store.
+
+Two algorithms, chosen per layer shape by `choose` (the single-sample path,
+the batched path and the backward's stride-1 input gradient all ask it):
+
+- "direct" (above): few channels (< 64 in or out). Its 8-channel x 4-tap
+  block is full, and no column buffer is needed.
+- "gemm": 64+ input and output channels. im2col on the full grid (each tap's
+  run is one contiguous copy, `_gather`), then numpy's matmul (BLAS, a packed,
+  cache-blocked micro-kernel) per block of columns, then the store. The
+  column buffer is bounded (`gemm_budget`: half the layer's output maps, 256
+  KB to 8 MB) by splitting positions and, for many channels on small maps,
+  input channels (`column_blocks`), so peak memory stays about the maps. 1x1
+  convolutions with stride 1 and no padding skip im2col: the input is its own
+  column matrix.
+
+Weights are packed (transposed, padded / reshaped) once per parameter version
+(`cached`: the network passes its version with the parameters), not per call.
+
+BLAS threads and numba's threads never compute at the same time (every call
+is sequential under the launch lock); what remains is the busy-wait of
+whichever pool ran last, see kernels/__init__.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""Training in the window (issue 13): what the live refresh costs, and how the window answers.
+
+- slowdown: the same training (same network, data, batches) run alone on its thread
+  (nothing listens) and in the window with everything live (weights published to the
+  session a few times a second, feature maps, kernels, curves redrawn), alternately,
+  3 rounds; the ratio of the medians of the batches per second. Goal: <= 1.10.
+- while training runs: a click on a unit until its receptive field is on screen, an
+  edit until the new maps are on screen (the edit pauses training; it is restarted
+  after each), and Pause until the training thread has stopped. Goal: <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import tempfile
+import time
+
+TITLE = "Training in the window: live-refresh cost and responsiveness (issue 13)"
+ORDER = 31
+BATCHES = 40
+ROUNDS = 3
+REPEATS = 8
+
+SPEC = {"input": [1, 24, 24], "layers": [
+    {"type": "conv2d", "out_channels": 8, "kernel_size": 5, "padding": 2}, {"type": "batchnorm"},
+    {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+    {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+    {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 4}]}
+
+
+def _wait(app, condition, timeout=120.0) -> None:
+    end = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > end:
+            raise TimeoutError("the app did not answer in time")
+        app.processEvents()
+        time.sleep(0.0002)
+    app.processEvents()
+
+
+def _ms(ts) -> str:
+    return f"{statistics.median(ts) * 1e3:6.1f} ms (max {max(ts) * 1e3:.1f})"
+
+
+def run() -> list[str]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ["CNNPLAY_HOME"] = tempfile.mkdtemp(prefix="cnnplay-bench-train-")
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+
+    from ..app.main import create_window
+    from ..app.train.run import TrainingRun, copy_network
+    from ..app.train.state import Settings, Training
+    from ..core.session import Session
+    from ..datasets import make_builtin
+
+    app = QApplication.instance() or QApplication([])
+    ds = make_builtin("shapes", size=24, count=BATCHES * 32 * 5 // 4 + 64, noise=0.05, seed=0)
+    x0 = np.array(ds.x[0], np.float32)
+    window = create_window(session=Session(SPEC, x0, {"kind": "bench"}))
+    window.resize(1600, 1000)
+    window.show()
+    window.train_dock.raise_()
+    c = window.controller
+    _wait(app, c.forward_is_current)
+    p = window.train_panel
+    s = window.session
+    s.set_dataset(ds)
+    settings = Settings(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32, epochs=1000, seed=0)
+    p.set_setting(**settings.to_json())
+    train, test = p.split()
+    batches = min(BATCHES, -(-len(train) // 32))
+
+    def alone() -> float:
+        out = []
+        r = TrainingRun(copy_network(s.network), Training(settings=settings), train, test, out.append,
+                        max_batches=batches)
+        t = time.perf_counter()
+        r.start()
+        r.thread.join()
+        return batches / (time.perf_counter() - t)
+
+    def live() -> float:
+        window.editor.edit("reset", lambda ses: ses.reset_weights(Training(settings=settings)))
+        p._start(batches)
+        t = time.perf_counter()
+        _wait(app, lambda: not p.running(), 600)
+        return batches / (time.perf_counter() - t)
+
+    alone()  # warm-up: kernels for these shapes
+    live()
+    a, b = [], []
+    for _ in range(ROUNDS):
+        a.append(alone())
+        b.append(live())
+    ratio = statistics.median(a) / statistics.median(b)
+    lines = [f"network 1x24x24 shapes classifier (2 conv, batch norm), batch 32, SGD; {batches} batches per run, "
+             f"{ROUNDS} rounds alternating",
+             f"training alone: {statistics.median(a):6.1f} batches/s; in the window, everything live: "
+             f"{statistics.median(b):6.1f} batches/s; slowdown {ratio:.3f}x (goal <= 1.10)"]
+
+    clicks, edits, pauses = [], [], []
+    for k in range(REPEATS):
+        p.set_setting(epochs=1000)
+        p.train()
+        _wait(app, lambda: s.training.progress.steps > 0 and p.running())
+        t = time.perf_counter()
+        s.select_unit(4, (k % 16, 3 + k % 3, 4))
+        _wait(app, c.field_is_current)
+        clicks.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        p.pause()
+        _wait(app, lambda: not p.running())
+        pauses.append(time.perf_counter() - t)
+        p.train()
+        _wait(app, lambda: p.running())
+        t = time.perf_counter()
+        window.editor.update_layer(4, merge=False, dilation=1 + k % 2, padding=1 + k % 2)
+        _wait(app, c.forward_is_current)
+        edits.append(time.perf_counter() - t)
+        _wait(app, lambda: not p.running())
+    lines.append(f"while training: click -> field on screen {_ms(clicks)}; edit -> maps on screen (pauses "
+                 f"training) {_ms(edits)}; Pause -> training stopped {_ms(pauses)} (goal <= 50 ms)")
+    p.shutdown()
+    window.close()
+    gc.enable()
+    return lines

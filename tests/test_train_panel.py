@@ -1,0 +1,253 @@
+"""The Train panel through the real widgets (offscreen): data sets, Train / Pause /
+Step / Reset, curves, confusion matrix, gallery, edits during training, files.
+Tiny data, few steps."""
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QColor, QImage
+
+from cnnplay.app.main import create_window
+from cnnplay.core.session import Session
+
+pytest.importorskip("cnnplay.core.training")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SPEC = {"input": [1, 12, 12], "layers": [
+    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1},
+    {"type": "relu"},
+    {"type": "maxpool2d", "kernel_size": 2},
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 3},
+]}
+WAIT = 120_000  # ms: a shared machine compiling kernels can be slow; nothing here is timed
+
+
+def small_session():
+    x = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    return Session(SPEC, x, {"kind": "test"})
+
+
+@pytest.fixture
+def window(qtbot, home):
+    w = create_window(session=small_session())
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.train_panel.shutdown()
+
+
+def attach_shapes(qtbot, panel, count=40):
+    panel.load_builtin("shapes", size=12, count=count, noise=0.05, seed=0, channels=1)
+    qtbot.waitUntil(lambda: panel.session.dataset is not None, timeout=WAIT)
+    return panel.session.dataset
+
+
+def ready(qtbot, w):
+    """Data attached, the network made to fit it with the panel's own buttons."""
+    p = w.train_panel
+    ds = attach_shapes(qtbot, p)
+    inp, out = p.mismatch()
+    assert inp is not None and "1x12x12" in inp and "1x16x16" in inp  # the input is 16x16, the data 12x12
+    assert out is not None and "4 classes" in out
+    assert p.match_frame.isVisibleTo(p)
+    assert p.match_input() and p.match_outputs()
+    assert p.mismatch() == (None, None) and not p.match_frame.isVisibleTo(p)
+    assert w.session.network.input_shape == (1, 12, 12)
+    assert w.session.network.output_shapes[-1] == (4,)
+    assert w.session.output_classes() == tuple(ds.classes)
+    p.set_setting(batch_size=8, epochs=1, optimizer="sgd", lr=0.05, momentum=0.9)
+    return p
+
+
+def wait_idle(qtbot, p):
+    qtbot.waitUntil(lambda: not p.running(), timeout=WAIT)
+
+
+def test_step_train_pause_and_reset_change_what_they_should(window, qtbot):
+    p = ready(qtbot, window)
+    s = window.session
+    w0 = s.network.params(0)["weight"].copy()
+    assert p.step_button.isEnabled() and not p.pause_button.isEnabled()
+    assert p.step()
+    assert p.pause_button.isEnabled() and not p.train_button.isEnabled()
+    wait_idle(qtbot, p)
+    t = s.training
+    assert t.progress.steps == 1 and t.progress.batch == 1 and t.progress.epoch == 0
+    assert not np.array_equal(s.network.params(0)["weight"], w0)  # one update reached the session
+    assert p.curves.point_counts()["batch"] == 1
+    test = p.split()[1]
+    assert np.asarray(p.confusion.matrix).sum() == len(test)  # a Step evaluates the test set
+    assert len(p.gallery.shown) == min(len(test), p.gallery.COUNT)
+    assert "Step" in window.undo_stack.undoText()
+
+    # Train to the end of the epoch: the epoch curves gain their first points.
+    assert p.train()
+    wait_idle(qtbot, p)
+    t = s.training
+    per = t.progress.batches_per_epoch
+    assert t.progress.epoch == 1 and t.progress.steps == per
+    counts = p.curves.point_counts()
+    assert counts["batch"] == per and counts["test_loss"] == 1 and counts["test_acc"] == 1
+    assert np.asarray(p.confusion.matrix).sum() == len(test)
+    assert np.asarray(p.confusion.matrix).shape == (4, 4)
+    assert "epoch 1/1" in p.progress_bar.format() or "1 epochs done" in p.progress_bar.format()
+
+    # Pause: a long run stops after its current batch and keeps what it learned.
+    p.set_setting(epochs=50)
+    assert p.train()
+    qtbot.waitUntil(lambda: s.training.progress.steps > per, timeout=WAIT)
+    assert p.pause()
+    wait_idle(qtbot, p)
+    steps = s.training.progress.steps
+    assert per < steps < 50 * per
+    assert s.training.progress.epoch < 50
+
+    # Reset weights: the initial weights again, the curves empty; undo brings the training back.
+    trained = s.network.params(0)["weight"].copy()
+    p.reset_weights()
+    assert np.array_equal(s.network.params(0)["weight"], w0)
+    assert s.training.progress.steps == 0 and p.curves.point_counts()["batch"] == 0
+    window.undo_action.trigger()
+    assert np.array_equal(s.network.params(0)["weight"], trained) and s.training.progress.steps == steps
+
+
+def test_an_edit_during_training_pauses_it_and_keeps_unchanged_layers(window, qtbot):
+    p = ready(qtbot, window)
+    s = window.session
+    p.set_setting(epochs=200)
+    assert p.train()
+    qtbot.waitUntil(lambda: s.training is not None and s.training.progress.steps >= 2, timeout=WAIT)
+    conv = s.network.params(0)["weight"].copy()
+    # Widen the classifier: the linear layer's shape changes, the conv layer's does not.
+    window.editor.update_layer(4, merge=False, out_features=5)
+    assert not p.running()
+    assert np.array_equal(s.network.params(0)["weight"], conv)
+    assert s.network.params(4)["weight"].shape[0] == 5
+    assert "4 (linear)" in p.note_label.text() and "paused" in p.note_label.text()
+    assert "0 (conv2d)" not in p.note_label.text()
+    qtbot.wait(300)  # anything the stopped run still sends is ignored
+    assert s.network.params(4)["weight"].shape[0] == 5 and np.array_equal(s.network.params(0)["weight"], conv)
+
+
+def test_clicking_a_gallery_sample_makes_it_the_input(window, qtbot):
+    p = ready(qtbot, window)
+    assert p.step()
+    wait_idle(qtbot, p)
+    # The output bars carry the class names and show softmax probabilities.
+    c = window.controller
+    qtbot.waitUntil(c.forward_is_current, timeout=WAIT)
+    card = window.central.reveal(4)
+    card.flush()
+    assert card.classes == window.session.classes
+    bars = card.current_view()
+    heights = bars.heights()
+    scores = c.forward.outputs[4].astype(np.float64)
+    expected = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    np.testing.assert_allclose(heights, expected, rtol=1e-5)
+    ticks = bars.plot.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == list(window.session.classes)
+    index = p.gallery.shown[1][0]
+    p.gallery.buttons[1].click()
+    test = p.split()[1]
+    assert np.array_equal(window.session.input_array, test.x[index])
+    assert window.session.input_source["kind"] == "dataset"
+
+
+def _png(path, w, h, value):
+    img = QImage(w, h, QImage.Format.Format_RGB32)
+    img.fill(QColor(value, value, value))
+    assert img.save(str(path))
+
+
+def test_a_folder_data_set_with_a_corrupt_file_an_empty_class_and_mixed_sizes(window, qtbot, tmp_path):
+    root = tmp_path / "pets"
+    for name in ("cats", "dogs", "empty"):
+        (root / name).mkdir(parents=True)
+    _png(root / "cats" / "a.png", 20, 30, 40)
+    _png(root / "cats" / "b.png", 64, 48, 60)
+    _png(root / "dogs" / "c.png", 8, 8, 200)
+    _png(root / "dogs" / "d.png", 100, 10, 220)
+    (root / "dogs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    p = window.train_panel
+    p.load_folder(root, (1, 16, 16))
+    qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=WAIT)
+    ds = window.session.dataset
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 4 and ds.x.shape == (4, 1, 16, 16)
+    assert list(ds.class_counts()) == [2, 2]
+    assert ds.reference["folder"] == str(root)
+    text = p.data_label.text()
+    assert "empty" in text and "left out" in text
+    assert "dogs/broken.png" in text and "skipped" in text
+    # cats are dark, dogs bright: the resize kept the values
+    assert ds.x[ds.y == 0].max() < 0.3 and ds.x[ds.y == 1].min() > 0.75
+
+
+def test_a_folder_with_fewer_than_two_classes_is_refused(window, qtbot, tmp_path):
+    root = tmp_path / "one"
+    (root / "only").mkdir(parents=True)
+    _png(root / "only" / "a.png", 10, 10, 100)
+    messages = []
+    window.message.connect(messages.append)
+    p = window.train_panel
+    p.load_folder(root, (1, 8, 8))
+    qtbot.waitUntil(lambda: not p.loading(), timeout=WAIT)
+    assert window.session.dataset is None
+    assert any("at least two classes" in m and "only" in m for m in messages)
+
+
+def test_save_close_reopen_and_continue(qtbot, home, tmp_path):
+    w = create_window(session=small_session())
+    qtbot.addWidget(w)
+    p = ready(qtbot, w)
+    p.set_setting(epochs=2)
+    assert p.step() and (wait_idle(qtbot, p) or True)
+    assert p.step() and (wait_idle(qtbot, p) or True)
+    classes = w.session.classes
+    assert classes is not None and len(classes) == 4
+    # The autosave keeps the progress too (it saves during training without pausing it).
+    assert w.autosaver.flush(30)
+    from cnnplay.app.autosave import restore
+    r = restore()
+    assert r.session.training.progress.steps == 2 and r.session.classes == classes
+    weights = w.session.network.params(0)["weight"].copy()
+    path = tmp_path / "trained.cnnplay"
+    assert w.save_to(path)
+    w.close()
+
+    w2 = create_window(session=small_session())
+    qtbot.addWidget(w2)
+    assert w2.open_file(path)
+    s2 = w2.session
+    assert np.array_equal(s2.network.params(0)["weight"], weights)
+    assert s2.classes == classes
+    assert s2.training.progress.steps == 2 and s2.training.settings.epochs == 2
+    assert s2.training.trainer is not None and s2.training.trainer["steps"] == 2
+    p2 = w2.train_panel
+    qtbot.waitUntil(lambda: s2.dataset is not None, timeout=WAIT)  # a built-in set is made again
+    assert p2.curves.point_counts()["batch"] == 2
+    assert p2.step()
+    wait_idle(qtbot, p2)
+    assert s2.training.progress.steps == 3 and s2.training.progress.batch == 3
+    p2.shutdown()
+    w2.close()
+
+
+def test_the_trained_examples_open_with_their_classes_curves_and_data(window, qtbot):
+    from cnnplay.app.examples import example_paths
+    trained = [p for p in example_paths() if p.suffix == ".cnnplay"]
+    assert {p.stem for p in trained} >= {"trained_shapes", "trained_digits", "trained_waveforms"}
+    titles = [a.text() for a in window.examples_menu.actions()]
+    for path in trained:
+        assert window.open_example(path)
+        s = window.session
+        assert s.output_classes() is not None and s.input_source["kind"] == "dataset"
+        assert tuple(s.input_array.shape) == s.network.input_shape
+        log = s.training.progress.epochs_log
+        assert len(log) >= 3 and log[-1]["test_acc"] > log[0]["test_acc"] - 0.05
+        assert any(path.stem.split("_")[1].rstrip("s") in t.lower() for t in titles), titles
+        qtbot.waitUntil(lambda: s.dataset is not None, timeout=WAIT)  # its built-in data set is made again
+        assert window.train_panel.curves.point_counts()["test_acc"] == len(log)
+    digits = next(p for p in trained if p.stem == "trained_digits")
+    window.open_example(digits)
+    assert window.session.training.progress.epochs_log[-1]["test_acc"] > 0.9
