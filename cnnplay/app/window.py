@@ -56,6 +56,7 @@ class MessageBanner(QFrame):
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
         self.action_button = QPushButton()
+        self.action_button.setToolTip("Do what the message offers")
         self.action_button.hide()
         self.action_button.clicked.connect(self._run_action)
         self._action = None
