@@ -10,6 +10,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # is used only where libgomp happens to be installed): it is the one that is not
 # thread-safe, so a concurrent kernel launch aborts here instead of in the field.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+# The tests test the numba kernels (compiled here, in the warm-up below), not the numpy
+# path the app uses while they compile in the background on a first start.
+os.environ.setdefault("CNNPLAY_KERNELS", "numba")
 
 from cnnplay.app.gui_gc import collect_due, collect_on_gui_thread  # noqa: E402 (after the environment)
 

@@ -326,16 +326,22 @@ def test_examples_load_with_a_fitting_input(window, qtbot):
     assert s.input_array.shape[0] == 1 and s.input_array.ndim == 3
 
 
-def test_first_start_says_it_prepares_kernels(qtbot, home, monkeypatch):
+def test_first_start_says_it_compiles_kernels_and_shows_maps_meanwhile(qtbot, home, monkeypatch):
     import cnnplay.app.window as window_module
-    monkeypatch.setattr(window_module, "kernels_ready", lambda: False)
+    compiling = [True]
+    monkeypatch.setattr(window_module, "kernels_compiling", lambda: compiling[0])
+    monkeypatch.setattr(window_module, "kernel_progress", lambda: (1, 6))
     w = create_window(session=small_session())
     qtbot.addWidget(w)
-    assert "first start only" in w.banner.label.text() and w.banner.isVisibleTo(w)
+    assert "first start" in w.banner.label.text().lower() and w.banner.isVisibleTo(w)
     assert "first start only" in w.busy_label.text()
     qtbot.waitUntil(lambda: w.controller.forward is not None, timeout=60000)
+    assert w.time_label.text().startswith("Updated layers")
+    qtbot.waitUntil(lambda: "(1/6)" in w.busy_label.text())
+    assert w.banner.isVisibleTo(w)  # maps shown while the kernels still compile
+    compiling[0] = False
     qtbot.waitUntil(lambda: not w.banner.isVisibleTo(w))
-    assert "last update" in w.time_label.text()
+    assert w.busy_label.text() == "Ready"
 
 
 def test_unexpected_exceptions_are_logged_and_shown(window, qtbot, app_log):

@@ -44,8 +44,10 @@ def test_kernel_presets_and_hand_editing(qtbot, env):
     panel.show()  # panels work while visible (hidden ones defer)
     assert not panel.apply_button.isEnabled()
     session.select_layer(0)
-    assert panel.apply_button.isEnabled() and panel.grid.rowCount() == 3
+    assert panel.grid.rowCount() == 3
+    assert panel.preset_box.currentData() is None and not panel.apply_button.isEnabled()  # random: "custom"
     panel.preset_box.setCurrentIndex(panel.preset_box.findData("sobel_x"))
+    assert panel.apply_button.isEnabled()
     panel.out_box.setValue(1)
     panel.scope_box.setCurrentIndex(panel.scope_box.findData("pair"))
     before = session.network.params(0)["weight"].copy()

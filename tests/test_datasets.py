@@ -292,3 +292,26 @@ def test_split_invariants(counts, frac, seed):
     for k, n in enumerate(counts):
         expect = 0 if n < 2 else min(max(int(round(n * frac)), 1), n - 1)
         assert test.class_counts()[k] == expect and train.class_counts()[k] == n - expect
+
+
+def test_waveform_classes_have_their_shapes():
+    ds = make_builtin("waveforms", length=256, count=50, noise=0.0, seed=2)
+    for x, k in zip(ds.x[:, 0].astype(np.float64), ds.y):
+        name = ds.classes[k]
+        d2 = np.abs(np.diff(x, 2))
+        if name == "square":
+            assert len(np.unique(np.round(x, 5))) == 2
+        elif name in ("sawtooth", "triangle"):
+            # piecewise linear: the second difference vanishes except at a few kinks (<= 8 cycles)
+            assert (d2 > 1e-4).sum() <= 2 * 2 * 9
+            if name == "sawtooth":  # rises slowly, falls at once
+                steps = np.diff(x)
+                assert (steps > 0).sum() > 0.9 * len(steps)
+        else:  # sine and chirp are smooth: no jumps
+            assert np.abs(np.diff(x)).max() < 0.5
+            if name == "chirp":
+                # the spacing between zero crossings (around the offset) changes across the signal
+                c = x - (x.max() + x.min()) / 2
+                z = np.flatnonzero(np.sign(c[1:]) != np.sign(c[:-1]))
+                gaps = np.diff(z)
+                assert len(gaps) >= 3 and abs(gaps[-1] - gaps[0]) >= 2

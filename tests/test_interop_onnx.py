@@ -74,6 +74,16 @@ def test_round_trip_gives_the_same_network_and_outputs(kind, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_empty_network_exports_and_imports(tmp_path):
+    from cnnplay import Network
+    net = Network.from_dict({"input": [2, 5, 4], "layers": []})
+    export_onnx(net, tmp_path / "empty.onnx")
+    x = batch(net, 2)
+    np.testing.assert_array_equal(run_ort(onnx.load(str(tmp_path / "empty.onnx")), x)[0], x)
+    back = import_onnx(tmp_path / "empty.onnx")
+    assert back.input_shape == (2, 5, 4) and len(back) == 0
+
+
 def test_an_invalid_network_is_not_exported(tmp_path):
     from cnnplay import Network
     net = Network.from_dict({"input": [1, 8, 8], "layers": [{"type": "relu"}, {"type": "linear", "out_features": 2}]},
@@ -296,6 +306,10 @@ UNSUPPORTED = {
                         ["'r' (Relu)", "'nowhere'", "no earlier node"]),
     "old opset": (lambda: make([helper.make_node("Relu", ["x"], ["y"], name="r")], {}, [1, 4, 4], opset=6),
                   ["opset 6", "opset 7 and later"]),
+    "ceil mode with another size": (lambda: make([helper.make_node("MaxPool", ["x"], ["y"], name="mp",
+                                                                   kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+                                                 {}, [1, 7, 7]),
+                                    ["'mp' (MaxPool)", "ceil_mode, which gives [4, 4] instead of cnnplay's [3, 3]"]),
     "layer cnnplay refuses": (lambda: make([helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2],
                                                              pads=[2, 2, 2, 2])], {}, [1, 6, 6]),
                               ["'mp' (MaxPool)", "layer 0 (maxpool2d, padding)", "more than half the kernel"]),

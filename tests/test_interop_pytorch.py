@@ -53,6 +53,12 @@ def test_generated_code_is_readable_python_without_dead_imports(kind, training):
     assert ("ChannelLayerNorm" in src) == any(t.name == "layernorm" for t in net.layer_types)
 
 
+def test_an_empty_network_gives_an_empty_sequential():
+    src = pytorch_source(Network.from_dict({"input": [1, 4, 4], "layers": []}), "empty")
+    compile(src, "empty.py", "exec")
+    assert "    return nn.Sequential()\n" in src and not unused_imports(src)
+
+
 def test_training_settings_are_checked():
     net = randomized(SPECS["signal"])
     with pytest.raises(InteropError, match="unknown optimizer 'rmsprop'"):

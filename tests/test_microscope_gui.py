@@ -142,7 +142,7 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
     scores = controller.forward.outputs[-1]
     assert exc.saliency is not None and exc.saliency[1].class_index == int(np.argmax(scores))
     np.testing.assert_array_equal(exc.overlay.image.image, exc.saliency[1].map)
-    assert exc.overlay.image.isVisible() and "Why" in exc.overlay.label.textItem.toPlainText()
+    assert exc.overlay.image.isVisible() and "saliency: why" in exc.overlay.label.textItem.toPlainText()
     # a clicked class bar: its saliency
     other = (int(np.argmax(scores)) + 1) % 3
     session.select_unit(5, (other,))
@@ -150,3 +150,33 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
     assert f"\u201c{'abc'[other]}\u201d" in exc.sal_note.text()  # the data set's class names
     exc.sal_box.setChecked(False)
     assert not exc.overlay.image.isVisible()
+
+
+def test_in_the_window_the_tabs_wait_then_follow_the_selection(qtbot, home):
+    """The two docks sit behind the concept tabs and compute nothing there; a click on
+    the Computation tab fills it for the selected unit, through the real worker thread."""
+    from PySide6.QtWidgets import QTabBar
+
+    from cnnplay.app.main import create_window
+    x = np.random.default_rng(0).random((1, 20, 20), dtype=np.float32)
+    w = create_window(session=Session({"input": [1, 20, 20], "layers": SPEC["layers"]}, x))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        assert set(w.microscope_docks) == {"Computation", "What excites it"}
+        qtbot.waitUntil(w.controller.forward_is_current, timeout=30000)
+        w.session.select_unit(2, (1, 5, 7))
+        qtbot.wait(300)
+        assert w.computation_panel.explanation is None and w.computation_panel.runner.pending is None
+        bar = next(b for b in w.findChildren(QTabBar)
+                   if "Computation" in [b.tabText(i) for i in range(b.count())])
+        tab = [bar.tabText(i) for i in range(bar.count())].index("Computation")
+        qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(tab).center())
+        qtbot.waitUntil(lambda: w.computation_panel.explanation is not None, timeout=30000)
+        e = w.computation_panel.explanation
+        assert (e.layer, e.unit) == (2, (1, 5, 7)) and e.value == float(w.controller.forward.outputs[2][1, 5, 7])
+        w.session.select_unit(2, (1, 5, 8))
+        qtbot.waitUntil(lambda: w.computation_panel.explanation.unit == (1, 5, 8), timeout=30000)
+    finally:
+        w.close()

@@ -304,6 +304,8 @@ def test_a_linear_unit_highlights_every_feature_of_the_flatten_bars_and_the_maps
 
 def test_cards_out_of_view_draw_when_scrolled_into_view(qtbot):
     session, worker, controller, panel = make(qtbot)
+    session.set_view(tile_size=400)  # large tiles: the last cards lie below the fold
+    qtbot.waitUntil(lambda: panel.cards[0].height() > panel.scroll.viewport().height())
     panel.reveal(0)
     far = [c for c in panel.cards if not panel._in_view(c)]
     assert far, "the test needs a card below the fold"
@@ -331,6 +333,7 @@ def test_the_enlarged_channel_follows_the_window_width(qtbot):
     session, worker, controller, panel = make(qtbot)
     card = panel.cards[0]
     card.current_view().double_clicked.emit((1, 0, 0))
+    qtbot.waitUntil(lambda: card.height() > card.stack.height() >= card._height)  # laid out
     h0 = card.height()
     win = panel.window()
     win.resize(700, 800)

@@ -33,8 +33,9 @@ class Example:
 
 
 def example_paths() -> list[Path]:
+    """Every bundled example, the default network (the one cnnplay starts with) first."""
     try:
-        return sorted(p for p in resource("examples").glob("*.json") if p.stem != DEFAULT_EXAMPLE)
+        return sorted(resource("examples").glob("*.json"), key=lambda p: (p.stem != DEFAULT_EXAMPLE, p.stem))
     except OSError:
         return []
 

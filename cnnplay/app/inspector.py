@@ -105,6 +105,13 @@ class SizeEditor(QWidget):
                 layout.addWidget(self.lock)
         if dims != 2:
             self.lock = None
+        self.same = None
+        if "same" in field.words:  # conv padding: "same" keeps the map size when the kernel changes
+            self.same = QCheckBox("same")
+            self.same.setToolTip("Padding \"same\": as many pixels as keep the map size, whatever the kernel "
+                                 "size (stride 1 and an odd kernel span, as in PyTorch)")
+            self.same.toggled.connect(self._on_same)
+            layout.addWidget(self.same)
         self._on_lock(True)
         self._setting = False
 
@@ -117,11 +124,34 @@ class SizeEditor(QWidget):
     def locked(self) -> bool:
         return self.lock is not None and self.lock.isChecked()
 
-    def value(self):
+    def numbers(self):
         vals = [sp.value() for sp in self.spins]
         return vals[0] if len(set(vals)) == 1 else vals
 
+    def value(self):
+        if self.same is not None and self.same.isChecked():
+            return "same"
+        return self.numbers()
+
+    def _on_same(self, on: bool) -> None:
+        for sp in self.spins:
+            sp.setEnabled(not on)
+        if self.lock is not None:
+            self.lock.setEnabled(not on)
+        if not self._setting:
+            self.valueChanged.emit(self.value())
+
+    def set_same(self, on: bool) -> None:
+        if self.same is not None and self.same.isChecked() != on:
+            self._setting = True
+            try:
+                self.same.setChecked(on)
+            finally:
+                self._setting = False
+
     def set_value(self, v) -> None:
+        if isinstance(v, str):
+            return  # a word ("same") whose numbers are not known (the layer is invalid)
         vals = list(v) if isinstance(v, (list, tuple)) else [v] * self.dims
         if len(vals) != self.dims or not all(isinstance(x, int) for x in vals):
             return
@@ -139,7 +169,7 @@ class SizeEditor(QWidget):
             self._setting = False
 
     def _on_spin(self, axis: int, v: int) -> None:
-        if self._setting:
+        if self._setting or (self.same is not None and self.same.isChecked()):
             return
         if self.locked():
             for i, sp in enumerate(self.spins):
@@ -318,6 +348,8 @@ class Inspector(QWidget):
                 w.setValue(v)
         elif f.kind == "size":
             w.set_value(v)
+            raw = self.session.state.spec["layers"][self.session.selected_layer]
+            w.set_same(raw.get(f.name) == "same")
         elif f.kind == "float" and isinstance(v, (int, float)):
             try:
                 current = float(w.text())

@@ -12,6 +12,7 @@ reorder, Del / context menu to delete, Ctrl+D to duplicate. Drops go through
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPoint, QRect, QSize, Qt
@@ -53,6 +54,27 @@ def format_count(n: int) -> str:
             v = n / div
             return f"{v:.3g}{suffix}" if v < 1000 else f"{v:.0f}{suffix}"
     return str(n)
+
+
+def needs_fix_text(session: Session) -> str:
+    """The invalid layer in words, e.g. "The first layer needs a fix: ... The 7 layers after it wait."."""
+    net, n_all = session.network, len(session.state.spec["layers"])
+    err = net.error
+    if err is None:
+        return ""
+    i = len(net)
+    if getattr(err, "layer", None) == i and getattr(err, "reason", None):
+        reason = f"{err.field.replace('_', ' ')}: {err.reason}" if err.field else err.reason
+    else:
+        reason = str(err)
+    who = "The first layer" if i == 0 else f"Layer {i}"
+    text = f"{who} needs a fix: {reason}."
+    after = n_all - i - 1
+    if i > 0:
+        text += f" Layers 0\u2013{i - 1} work." if i > 1 else " Layer 0 works."
+    if after > 0:
+        text += f" The {after} layer{'s' if after > 1 else ''} after it wait{'s' if after == 1 else ''}."
+    return text.replace("..", ".")
 
 
 def format_shape(shape) -> str:
@@ -524,11 +546,13 @@ class LayerStack(QWidget):
         self.view = LayerStackView(editor, self)
         self.input_label = QLabel()
         self.input_label.setObjectName("stackInput")
+        self.input_label.setWordWrap(True)  # a long input description must not widen the column
         self.totals = QLabel()
         self.totals.setObjectName("stackTotals")
         self.totals.setWordWrap(True)
-        self.empty_hint = QLabel("Drag layers here from the palette")
+        self.empty_hint = QLabel("Drag layers here from the palette (or double-click one there)")
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
         self.empty_hint.setStyleSheet("color: gray; font-style: italic;")
         for lab in (self.input_label, self.totals):
             lab.setContentsMargins(8, 4, 8, 4)
@@ -562,7 +586,6 @@ class LayerStack(QWidget):
         text = (f"<b>Total</b> &nbsp; {params:,} params &nbsp;\u00b7&nbsp; {format_count(macs)} mult-adds"
                 f" &nbsp;\u00b7&nbsp; output {out}")
         if net.error is not None:
-            text += (f"<br><span style='color:#c0392b'>Computed up to layer {len(net) - 1}; "
-                     f"{n_all - len(net)} layer(s) waiting for a fix.</span>")
+            text += f"<br><span style='color:#c0392b'>{html.escape(needs_fix_text(s))}</span>"
         self.totals.setText(text)
         self.empty_hint.setVisible(n_all == 0)

@@ -69,7 +69,7 @@ def import_before_threads() -> None:
     import pyqtgraph  # noqa: F401
 
     from ..core import receptive  # noqa: F401
-    from ..core.kernels import conv, dense, grad, norm, pointwise, pool  # noqa: F401
+    from ..core.kernels import coldstart, conv, dense, grad, norm, numpy_path, pointwise, pool  # noqa: F401
 
 
 def create_window(synchronous: bool = False, restore_layout: bool = False, session=None):
@@ -81,7 +81,7 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     from .controller import ComputeController
     from .examples import default_session
     from .input_panel import load_input
-    from .window import MainWindow, kernels_ready
+    from .window import MainWindow, kernels_compiling
 
     from .autosave import Restored
     from .gui_gc import collect_on_gui_thread
@@ -89,7 +89,9 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     import_before_threads()
     restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()
-    first_start = not synchronous and not kernels_ready()
+    from ..core.kernels import coldstart
+    coldstart.prepare()  # an empty kernel cache: compile in the background (threads start after the imports)
+    first_start = not synchronous and kernels_compiling()
     worker = ComputeWorker(synchronous=synchronous)
     controller = ComputeController(session, worker)
     autosaver = Autosaver(session)
@@ -118,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     install_excepthook()
     from .palette import layer_icon
     app.setWindowIcon(QIcon(layer_icon("conv2d")))
-    from .window import kernels_ready
-    splash = make_splash("Preparing compute kernels, first start only..." if not kernels_ready()
-                         else "Starting...")
+    splash = make_splash("Starting...")
     splash.show()
     app.processEvents()
     window = create_window(restore_layout=True)

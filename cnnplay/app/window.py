@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockWidget, QFileDialog, QFrame,
                                QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
-                               QPushButton, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_bundle, save_network
@@ -28,8 +28,10 @@ from .controller import CANCELLED, ComputeController
 from .examples import apply_example, example_paths, input_for_shape, read_example
 from .input_panel import IMAGE_SUFFIXES, SIGNAL_SUFFIXES, InputPanel, set_input_from, signal_source
 from .inspector import Inspector
-from .layer_stack import LayerStack
+from .layer_stack import LayerStack, needs_fix_text
 from .palette import Palette
+from .projector import Projector
+from .shortcuts import UndoEverywhere, shortcuts_html
 
 log = logging.getLogger(__name__)
 FILE_FILTER = "cnnplay networks (*.cnnplay);;All files (*)"
@@ -106,7 +108,8 @@ class MainWindow(QMainWindow):
         self.palette_dock = self.add_dock(self.palette, "Layers", Qt.DockWidgetArea.LeftDockWidgetArea, "palette")
         self.stack_dock = self.add_dock(self.stack, "Network", Qt.DockWidgetArea.LeftDockWidgetArea, "stack")
         self.splitDockWidget(self.palette_dock, self.stack_dock, Qt.Orientation.Horizontal)
-        self.input_dock = self.add_dock(self.input_panel, "Input", Qt.DockWidgetArea.LeftDockWidgetArea, "input")
+        self.input_dock = self.add_dock(_scrolling(self.input_panel), "Input", Qt.DockWidgetArea.LeftDockWidgetArea,
+                                        "input")
         self.splitDockWidget(self.palette_dock, self.input_dock, Qt.Orientation.Vertical)
         self.inspector_dock = self.add_dock(self.inspector, "Layer settings", Qt.DockWidgetArea.RightDockWidgetArea,
                                             "inspector")
@@ -143,16 +146,19 @@ class MainWindow(QMainWindow):
         self.controller.cancellable_changed.connect(self._on_cancellable)
         self.controller.error_changed.connect(self.stack.refresh_rows)
         self.stack.show_compute_errors(self.controller.compute_error)
+        self.undo_everywhere = UndoEverywhere(self)  # Ctrl+Z reaches the network wherever the focus is
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.undo_stack.indexChanged.connect(self._update_title)
         if autosaver is not None:
             autosaver.failed.connect(lambda m: self.show_message(m, "warning"))
         self._initial_size()
         self._update_title()
-        if first_start:
-            self.busy_label.setText("Preparing compute kernels, first start only...")
-            self.show_message("Preparing compute kernels, first start only. The feature maps appear when "
-                              "they are ready (later starts are fast).", "info")
+        if first_start:  # the numba kernels compile in the background; numpy computes meanwhile
+            self.busy_label.setText("Compiling compute kernels (first start only)...")
+            self.show_message(KERNELS_MESSAGE, "info")
+            self._kernel_timer = QTimer(self)
+            self._kernel_timer.timeout.connect(self._poll_kernels)
+            self._kernel_timer.start(500)
         for m in messages or []:
             self.show_message(m, "warning")
         self._on_forward_changed()
@@ -168,9 +174,18 @@ class MainWindow(QMainWindow):
         # Narrow side columns so the feature maps get the room (after all docks exist).
         QTimer.singleShot(0, self._size_docks)
 
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if not getattr(self, "_docks_sized", False):
+            self._docks_sized = True  # once shown, at its real size: the side columns again
+            QTimer.singleShot(0, self._size_docks)
+
     def _size_docks(self) -> None:
-        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], [180, 300, 370],
-                         Qt.Orientation.Horizontal)
+        # The feature maps get the room: side columns as narrow as their content allows
+        # (a little wider on a large screen).
+        w = self.width()
+        sizes = [200, 300, 340] if w >= 1800 else [185, 265, 300] if w >= 1500 else [185, 225, 270]
+        self.resizeDocks([self.palette_dock, self.stack_dock, self.inspector_dock], sizes, Qt.Orientation.Horizontal)
         left = [self.palette_dock, self.input_dock]
         unit = getattr(getattr(self.central, "unit_dock", None), "isVisible", lambda: False)()
         self.resizeDocks(left + ([self.central.unit_dock] if unit else []), [385, 300, 140][:len(left) + unit],
@@ -282,21 +297,27 @@ class MainWindow(QMainWindow):
     def _on_forward_changed(self) -> None:
         f = self.controller.forward
         if f is not None:
-            n = len(f.outputs) - f.first_recomputed
-            total = len(f.request.network)
-            self.time_label.setText(f"last update {f.seconds * 1000:.1f} ms ({n}/{total} layers)")
-            if self._preparing:
-                self._preparing = False
-                self.banner.hide()
-                _mark_kernels_ready()
+            self.time_label.setText(update_text(f.first_recomputed, len(f.outputs), f.seconds))
         if self.controller.forward_is_current() and not self._preparing:
             self.busy_label.setText("Ready")
         self.resume_button.setVisible(self.controller.forward_cancelled())
         err = self.session.error
         if err is not None:
-            self.error_label.setText(str(err))
+            self.error_label.setText(needs_fix_text(self.session))
         elif not self.banner.isVisible():
             self.error_label.setText("")
+
+    def _poll_kernels(self) -> None:
+        """First start: show how far the background compile is; when it ends, say so."""
+        if kernels_compiling():
+            done, total = kernel_progress() or (0, 0)
+            self.busy_label.setText(f"Compiling compute kernels ({done}/{total or '?'}), first start only...")
+            return
+        self._kernel_timer.stop()
+        self._preparing = False
+        if self.banner.label.text() == KERNELS_MESSAGE:
+            self.banner.hide()
+        self._on_forward_changed()
 
     def _update_title(self, *args) -> None:
         name = self.path.name if self.path else "untitled"
@@ -365,13 +386,41 @@ class MainWindow(QMainWindow):
                 k, self.input_panel.length_spin.value(), self.input_panel.channels_spin.value()))
 
         self.view_menu = mb.addMenu("&View")
-        for d in (self.palette_dock, self.stack_dock, self.input_dock, self.inspector_dock):
-            self.view_menu.addAction(d.toggleViewAction())
+        self._build_view_menu(self.view_menu)
 
         help_menu = self.help_menu = mb.addMenu("&Help")
+        keys = help_menu.addAction("&Keyboard shortcuts", self.show_shortcuts, QKeySequence("F1"))
+        keys.setToolTip("Every key and mouse shortcut of cnnplay")
         help_menu.addAction("&About cnnplay", self.about)
         help_menu.addAction("Show &log folder", lambda: self.show_message(
             f"Log file: {paths.log_path()}", "info"))
+
+    def _build_view_menu(self, menu) -> None:
+        """Map size (zoom), the projector preset, then the docks (added as they come)."""
+        for name in ("zoom_in_action", "zoom_out_action", "zoom_reset_action"):
+            act = getattr(self.central, name, None)
+            if act is not None:
+                menu.addAction(act)
+        self.projector = Projector(self.session)
+        self.projector_action = menu.addAction("&Projector (large text and maps)")
+        self.projector_action.setCheckable(True)
+        self.projector_action.setShortcut(QKeySequence("Ctrl+Shift+P"))
+        self.projector_action.setToolTip("Larger text everywhere and larger map tiles, for a projected screen")
+        self.projector_action.toggled.connect(self.projector.set)
+        menu.addSeparator()
+        for d in (self.palette_dock, self.stack_dock, self.input_dock, self.inspector_dock):
+            menu.addAction(d.toggleViewAction())
+
+    def show_shortcuts(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", shortcuts_html(self.menuBar()),
+                          QMessageBox.StandardButton.Close, self)
+        box.setObjectName("shortcutsDialog")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+        self.shortcuts_box = box
+        return box
 
     def _sync_input_menu(self) -> None:
         src = self.session.input_source
@@ -393,6 +442,8 @@ class MainWindow(QMainWindow):
         spec = {"input": list(self.session.input_array.shape), "layers": []}
         self.editor.edit("New network", lambda s: s.set_spec(spec))
         self.path = None
+        self.banner.hide()  # the previous example's (or file's) message is about a network that is gone
+        self.error_label.setText("")
         self._update_title()
 
     def open_dialog(self) -> None:
@@ -574,6 +625,26 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(1, lambda: self.restoreState(state))
 
 
+def _scrolling(w: QWidget) -> QScrollArea:
+    """A dock's content that scrolls when the dock is short, instead of squashing its boxes."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(w)
+    return area
+
+
+def update_text(first_recomputed: int, n_outputs: int, seconds: float) -> str:
+    """The status bar's note on the last forward pass, in words."""
+    n = n_outputs - first_recomputed
+    if n_outputs == 0:
+        return ""
+    if n <= 0:
+        return "Maps up to date (nothing to recompute)"
+    which = f"layer {first_recomputed}" if n == 1 else f"layers {first_recomputed}\u2013{n_outputs - 1}"
+    return f"Updated {which} in {seconds * 1000:.0f} ms"
+
+
 def _is_text_field(w: QWidget) -> bool:
     """Esc belongs to these (clear, revert, close a popup)."""
     while w is not None:
@@ -587,18 +658,16 @@ def _is_text_field(w: QWidget) -> bool:
     return False
 
 
-def _mark_kernels_ready() -> None:
-    try:
-        (paths.cache_dir() / "kernels-ready").write_text("1")
-    except OSError:
-        pass
+KERNELS_MESSAGE = ("First start: the compute kernels are compiling in the background (once; later starts "
+                   "are fast). Until they are ready the maps are computed with numpy, a little more slowly.")
 
 
-def kernels_ready() -> bool:
-    """False on the first-ever start (no compiled kernels cached yet)."""
-    from ..core import kernels  # sets NUMBA_CACHE_DIR
-    folder = os.environ.get("NUMBA_CACHE_DIR") or kernels.platform_cache_dir()
-    try:
-        return any(Path(folder).rglob("*.nbi"))
-    except OSError:
-        return False
+def kernels_compiling() -> bool:
+    """True while the numba kernels compile in the background (first start)."""
+    from ..core.kernels import coldstart
+    return coldstart.compiling()
+
+
+def kernel_progress():
+    from ..core.kernels import coldstart
+    return coldstart.progress()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
 import time
@@ -44,6 +45,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown section(s): {', '.join(unknown)} (known: {', '.join(names)})", file=sys.stderr)
         return 2
+    from ..core.kernels import coldstart
+    if "CNNPLAY_KERNELS" not in os.environ:
+        coldstart.set_mode("numba")  # measure the numba kernels (compiled here if need be), never numpy
     print(machine_line())
     status = 0
     for name in wanted or names:

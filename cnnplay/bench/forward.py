@@ -230,7 +230,7 @@ def compile_times() -> tuple[float, float]:
             "compile_all(); print(time.perf_counter() - t)")
     out = []
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, CNNPLAY_KERNELS="numba")
         for _ in range(2):
             r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
             out.append(float(r.stdout.strip().splitlines()[-1]))

@@ -27,6 +27,7 @@ class Field:
     minimum: float | None = None
     positive: bool = False  # for floats: strictly greater than zero
     help: str = ""
+    words: tuple[str, ...] = ()  # for sizes: words allowed instead of numbers (padding "same")
 
     def derived_from(self) -> str | None:
         return self.default if isinstance(self.default, str) else None
@@ -68,6 +69,8 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
     if field.kind == "int":
         return _check_int(field, value, ctx)
     if field.kind == "size":
+        if isinstance(value, str) and value in field.words:
+            return value
         if _is_int(value):
             return (_check_int(field, value, ctx),) * dims
         if isinstance(value, (list, tuple)):
@@ -75,7 +78,8 @@ def check_value(field: Field, value, dims: int, ctx: FieldContext):
                 axes = "[h, w]" if dims == 2 else "one value"
                 raise ctx.error(f"needs {axes} for a {dims}D layer, not {short_repr(list(value))}", field.name)
             return tuple(_check_int(field, v, ctx) for v in value)
-        raise ctx.error(f"must be an integer or a list of {dims} integers, not {short_repr(value)}",
+        words = "".join(f" or {w!r}" for w in field.words)
+        raise ctx.error(f"must be an integer or a list of {dims} integers{words}, not {short_repr(value)}",
                         field.name)
     raise AssertionError(f"unknown field kind {field.kind}")
 

@@ -17,6 +17,13 @@ def window_output(n: int, kernel: int, stride: int = 1, padding: int = 0, dilati
     return (n + 2 * padding - window_span(kernel, dilation)) // stride + 1
 
 
+def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) padding that keeps the length at stride 1 (PyTorch's padding="same":
+    the extra pixel of an even span goes after, i.e. right or bottom)."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
+
+
 def window_start(o: int, stride: int = 1, padding: int = 0) -> int:
     """Input coordinate of the first tap of output o (negative: in the padding)."""
     return o * stride - padding

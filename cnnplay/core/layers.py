@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import short_repr
 from .fields import REQUIRED, Field, FieldContext, check_value, compact_size, format_size
-from .geometry import window_output, window_span
+from .geometry import same_padding, window_output, window_span
 
 Shape = tuple[int, ...]
 
@@ -278,7 +278,9 @@ class WindowedLayer(LayerType):
         extras = []
         if cfg["stride"] != stride_default:
             extras.append("s" + format_size(compact_tuple(cfg["stride"])))
-        if any(cfg["padding"]):
+        if cfg.get("padding_same"):
+            extras.append("same")
+        elif any(cfg["padding"]):
             extras.append("p" + format_size(compact_tuple(cfg["padding"])))
         if self.has_dilation and any(d > 1 for d in cfg["dilation"]):
             extras.append("d" + format_size(compact_tuple(cfg["dilation"])))
@@ -289,11 +291,16 @@ def compact_tuple(t: tuple[int, ...]) -> tuple[int, ...]:
     return t[:1] if len(set(t)) == 1 else t
 
 
-def _size_fields(stride_default) -> tuple[Field, ...]:
+def _size_fields(stride_default, same: bool = False) -> tuple[Field, ...]:
+    padding = Field("padding", "size", 0, minimum=0, help="Pixels added on each border.")
+    if same:
+        padding = Field("padding", "size", 0, minimum=0, words=("same",),
+                        help="Pixels added on each border, or \"same\": as many as keep the map size "
+                             "(stride 1, as PyTorch's padding=\"same\").")
     return (
         Field("kernel_size", "size", minimum=1, help="Window size per axis."),
         Field("stride", "size", stride_default, minimum=1, help="Step between neighbouring windows."),
-        Field("padding", "size", 0, minimum=0, help="Pixels added on each border."),
+        padding,
     )
 
 
@@ -309,10 +316,41 @@ class Conv(WindowedLayer):
                      "every output pixel mixes a local window of all input channels, same weights everywhere.")
         self.fields = (
             Field("out_channels", "int", minimum=1, help="Number of filters (output channels)."),
-            *_size_fields(1),
+            *_size_fields(1, same=True),
             Field("dilation", "size", 1, minimum=1, help="Spacing between kernel taps (holes)."),
             Field("bias", "bool", True, help="Add a learned offset per output channel."),
         )
+
+    def normalize(self, raw, index):
+        """Padding "same" becomes the numbers it stands for (cfg["padding_same"] remembers
+        the word): PyTorch's rule, stride 1 only; cnnplay pads both sides equally, so the
+        kernel's span must be odd."""
+        cfg = super().normalize(raw, index)
+        if cfg["padding"] != "same":
+            return cfg
+        ctx = FieldContext(index, self.name)
+        if any(st != 1 for st in cfg["stride"]):
+            raise ctx.error(f"\"same\" padding keeps the map size only at stride 1 (PyTorch's rule), but the "
+                            f"stride is {format_size(compact_tuple(cfg['stride']))}: set the padding in pixels "
+                            f"instead", "padding")
+        pads = []
+        for k, d in zip(cfg["kernel_size"], cfg["dilation"]):
+            before, after = same_padding(k, d)
+            if before != after:
+                dil = f" with dilation {d}" if d > 1 else ""
+                raise ctx.error(f"\"same\" padding for kernel {k}{dil} (spanning {window_span(k, d)} px) needs "
+                                f"{before} px on one side and {after} on the other, and cnnplay pads both sides "
+                                f"equally: use an odd kernel size or set the padding in pixels", "padding")
+            pads.append(before)
+        cfg["padding"] = tuple(pads)
+        cfg["padding_same"] = True
+        return cfg
+
+    def to_json(self, cfg):
+        out = super().to_json(cfg)
+        if cfg.get("padding_same"):
+            out["padding"] = "same"
+        return out
 
     def out_channels(self, cfg, in_shape):
         return cfg["out_channels"]

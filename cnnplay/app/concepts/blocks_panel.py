@@ -40,6 +40,10 @@ class BlocksPanel(QWidget):
         self.act_box = QComboBox()
         for text, key in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("none", None)):
             self.act_box.addItem(text, key)
+        self.channels.setToolTip("Output channels of the block's conv layer")
+        self.kernel.setToolTip("Kernel size of the block's conv layer (padding keeps the map size)")
+        self.norm_box.setToolTip("The normalization after the conv")
+        self.act_box.setToolTip("The activation after the normalization")
         self.block_button = QPushButton("Insert block")
         self.block_button.setToolTip("Inserts the three layers after the selected layer (at the end if none is selected)")
         self.block_button.clicked.connect(self.insert_block)
@@ -55,6 +59,8 @@ class BlocksPanel(QWidget):
         self.calib_label = QLabel()
         self.calib_label.setWordWrap(True)
         self.calib_button = QPushButton("Calibrate on this image")
+        self.calib_button.setToolTip("Set the selected batch norm's running mean and variance from its input "
+                                     "maps for this image (one undo step)")
         self.calib_button.clicked.connect(self.calibrate)
         self.calib_all_button = QPushButton("Calibrate all batch norms")
         self.calib_all_button.setToolTip("Top to bottom: each one on the maps of the ones before it, "

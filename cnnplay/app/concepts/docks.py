@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QScrollArea, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QScrollArea, QWidget
 
 from .blocks_panel import BlocksPanel
 from .invariance_view import InvarianceView
@@ -11,8 +12,14 @@ from .rf_growth_view import GrowthView
 
 
 def _scrolled(w: QWidget) -> QScrollArea:
+    """A panel that scrolls up and down, never sideways: its text wraps to the dock's
+    width (combo boxes give up their long texts' width to make that possible)."""
+    for box in w.findChildren(QComboBox):
+        box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(6)
     area = QScrollArea()
     area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     area.setWidget(w)
     return area
 

@@ -30,6 +30,15 @@ def _invariance_task(shift, mode):
     return fn
 
 
+def layer_ticks(n: int, width: int, min_px: int = 22) -> list[tuple[int, str]]:
+    """Layer-index ticks that never run together: every k-th index when the axis is narrow
+    (the names are in the chart's tooltip)."""
+    step = 1
+    while n and width / max(n / step, 1) < min_px:
+        step += 1
+    return [(i, str(i)) for i in range(0, n, step)]
+
+
 class InvarianceView(QWidget):
     def __init__(self, session, controller, parent=None):
         super().__init__(parent)
@@ -38,6 +47,7 @@ class InvarianceView(QWidget):
         self.pending: TaskRequest | None = None
         self.result = None  # (request, list[LayerChange])
         self.sliders = {}
+        self.value_labels = {}
         form = QFormLayout()
         for axis in ("dy", "dx"):
             s = QSlider(Qt.Horizontal)
@@ -47,8 +57,15 @@ class InvarianceView(QWidget):
             s.setTickInterval(1)
             s.setPageStep(1)
             s.valueChanged.connect(self.request)
-            value = QLabel("0")
-            s.valueChanged.connect(lambda v, lab=value: lab.setText(str(v)))
+            s.setToolTip("Shift the input by this many pixels " + ("down" if axis == "dy" else "right")
+                         + " (negative: up / left)")
+            value = QLabel("0 px")
+            value.setObjectName(f"{axis}Value")
+            fm = value.fontMetrics()
+            value.setMinimumWidth(max(fm.horizontalAdvance(t) for t in ("+8 px", "-8 px")) + 6)
+            value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            s.valueChanged.connect(lambda v, lab=value: lab.setText(f"{v:+d} px" if v else "0 px"))
+            self.value_labels[axis] = value
             row = QHBoxLayout()
             row.addWidget(s, 1)
             row.addWidget(value)
@@ -62,6 +79,8 @@ class InvarianceView(QWidget):
         self.measure_box = QComboBox()
         for key, text in MEASURES:
             self.measure_box.addItem(text, key)
+        self.measure_box.setToolTip("How the layer's output for the shifted input (A) is compared with the "
+                                    "output for the original (B)")
         self.measure_box.currentIndexChanged.connect(self.redraw)
         form.addRow("border", self.mode_box)
         form.addRow("measure", self.measure_box)
@@ -70,8 +89,10 @@ class InvarianceView(QWidget):
         pi = self.plot.getPlotItem()
         pi.hideButtons()
         pi.showGrid(y=True, alpha=0.2)
-        pi.setLabel("bottom", "layer")
+        pi.setLabel("bottom", "layer (hover a bar for its name)")
         self.plot.setMouseEnabled(x=False, y=False)
+        style.own_menu(pi.getViewBox(), self.plot, "shift-invariance", chart=pi)
+        pi.getViewBox().home = self.redraw
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=style.CURVE)
         self.selected_bar = pg.BarGraphItem(x=[], height=[], width=0.7, brush=style.SELECT)
         pi.addItem(self.bars)
@@ -158,6 +179,12 @@ class InvarianceView(QWidget):
             ys.append(float(v))
         return xs, ys
 
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        net = self.result[0].network if self.result else None
+        if net is not None:
+            self.plot.getPlotItem().getAxis("bottom").setTicks([layer_ticks(len(net), self.plot.width())])
+
     def redraw(self) -> None:
         xs, ys = self.values()
         sel = self._drawn_layer = self.session.selected_layer
@@ -169,8 +196,8 @@ class InvarianceView(QWidget):
             self.selected_bar.setOpts(x=[], height=[])
         net = self.result[0].network if self.result else None
         if net is not None:
-            ticks = [(i, f"{i}\n{net.layer_types[i].name}") for i in range(len(net))]
-            self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
+            self.plot.getPlotItem().getAxis("bottom").setTicks([layer_ticks(len(net), self.plot.width())])
+            self.plot.setToolTip("<br>".join(f"{i}: {net.summaries[i]}" for i in range(len(net))))
         key = self.measure_box.currentData()
         self.plot.getPlotItem().setLabel("left", dict(MEASURES)[key].split(" (")[0])
         if xs:

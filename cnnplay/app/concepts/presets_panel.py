@@ -27,6 +27,32 @@ SCOPES = (("pair", "this (out, in) pair"), ("diagonal", "matching channels (out 
           ("all", "all channel pairs"))
 
 
+CUSTOM = "custom (hand-edited, trained or random)"
+
+
+def fit_number(v: float, width: float, advance) -> str | None:
+    """v with as many significant digits (4 down to 2) as fit `width` px, else None."""
+    for digits in (4, 3, 2):
+        text = f"{v:.{digits}g}"
+        if advance(text) <= width:
+            return text
+    return None
+
+
+def fit_cell(v: float, width: float, font) -> tuple[str, object]:
+    """(text, font) for a kernel cell: the grid's font, else a smaller one, so that the
+    number shows with at least 2 significant digits instead of being cut to '0.00...'."""
+    from PySide6.QtGui import QFont, QFontMetrics
+    for factor in (1.0, 0.85, 0.72):
+        f = QFont(font)
+        if factor != 1.0:
+            f.setPointSizeF(max(font.pointSizeF() * factor, 5.0))
+        text = fit_number(v, width, QFontMetrics(f).horizontalAdvance)
+        if text is not None:
+            return text, f
+    return f"{v:.2g}", f
+
+
 class KernelPresetPanel(QWidget):
     """Presets and a kernel grid for the selected conv layer."""
 
@@ -41,9 +67,15 @@ class KernelPresetPanel(QWidget):
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.preset_box = QComboBox()
+        self.preset_box.setToolTip("What the chosen kernel is now (\u201ccustom\u201d: hand-edited, trained or "
+                                   "random), or the preset to apply")
         self.preset_box.currentIndexChanged.connect(self._on_preset_changed)
         self.option_boxes: dict[str, QDoubleSpinBox | QSpinBox] = {}
-        self.options_form = QFormLayout()
+        # The options sit in a box as tall as the longest option list, so that a preset
+        # with more options never moves the Apply button (under the mouse).
+        self.options_host = QWidget()
+        self.options_form = QFormLayout(self.options_host)
+        self.options_form.setContentsMargins(0, 0, 0, 0)
         for name, default, lo, hi, step in {o[0]: o for opts in P.PRESET_OPTIONS.values() for o in opts}.values():
             box = QSpinBox() if name == "seed" else QDoubleSpinBox()
             box.setRange(lo, hi)
@@ -51,6 +83,9 @@ class KernelPresetPanel(QWidget):
             if isinstance(box, QDoubleSpinBox):
                 box.setDecimals(2)
             box.setValue(default)
+            box.setToolTip({"sigma": "Width of the Gaussian (pixels)", "theta": "Orientation of the stripes (degrees)",
+                            "wavelength": "Period of the stripes (pixels)",
+                            "seed": "Random seed: the same seed gives the same numbers"}.get(name, name))
             self.option_boxes[name] = box
             self.options_form.addRow(name.replace("theta", "orientation (deg)"), box)
         self.out_box, self.in_box = QSpinBox(), QSpinBox()
@@ -63,11 +98,20 @@ class KernelPresetPanel(QWidget):
             self.scope_box.addItem(text, key)
         self.scope_box.setToolTip("Where the preset goes. 'All channel pairs' makes every output channel the sum of "
                                   "all input channels filtered the same way.")
+        rows = max((len(o) for o in P.PRESET_OPTIONS.values()), default=0)
+        row_h = max(b.sizeHint().height() for b in self.option_boxes.values()) if self.option_boxes else 0
+        self.options_host.setFixedHeight(rows * (row_h + max(self.options_form.verticalSpacing(), 4)))
         self.zero_bias = QCheckBox("set bias to 0")
+        self.zero_bias.setToolTip("Applying a preset also sets the layer's bias to 0, so the output is the "
+                                  "filtered image itself")
         self.zero_bias.setChecked(True)
         self.apply_button = QPushButton("Apply preset")
+        self.apply_button.setToolTip("Write the chosen preset into the kernels (one undo step)")
         self.apply_button.clicked.connect(self.apply_preset)
         self.preset_help = note("")
+        self.kernel_is = QLabel()
+        self.kernel_is.setObjectName("kernelIs")
+        self.kernel_is.setWordWrap(True)
 
         self.grid = QTableWidget()
         self.grid.setToolTip("The kernel's numbers for the chosen (out, in) pair: double-click a cell to edit it.")
@@ -76,6 +120,7 @@ class KernelPresetPanel(QWidget):
         self.grid.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.grid.verticalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.grid.setMinimumHeight(120)
+        self.grid.setTextElideMode(Qt.ElideNone)  # numbers are formatted to fit their cells instead
         self.grid.cellChanged.connect(self._on_cell_changed)
 
         pair = QHBoxLayout()
@@ -91,13 +136,14 @@ class KernelPresetPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.title)
         lay.addLayout(form)
-        lay.addLayout(self.options_form)
+        lay.addWidget(self.options_host)
         row = QHBoxLayout()
         row.addWidget(self.zero_bias)
         row.addStretch(1)
         row.addWidget(self.apply_button)
         lay.addLayout(row)
         lay.addWidget(self.preset_help)
+        lay.addWidget(self.kernel_is)
         lay.addWidget(self.grid, 1)
         lay.addWidget(note(EXPLANATION))
 
@@ -130,6 +176,7 @@ class KernelPresetPanel(QWidget):
                 if label is not None:
                     label.setVisible(False)
             self.preset_help.setText("")
+            self.kernel_is.setText("")
             self._set_grid(None)
             return
         t = net.layer_types[layer]
@@ -141,6 +188,7 @@ class KernelPresetPanel(QWidget):
             current = self.preset_box.currentData()
             self.preset_box.blockSignals(True)
             self.preset_box.clear()
+            self.preset_box.addItem(CUSTOM, None)
             for n in names:
                 self.preset_box.addItem(P.TITLES[n], n)
             idx = self.preset_box.findData(current)
@@ -153,9 +201,11 @@ class KernelPresetPanel(QWidget):
             box.blockSignals(False)
         self.zero_bias.setVisible("bias" in net.params(layer))
         self._fill_grid()
+        self.show_identity()
 
     def _on_preset_changed(self) -> None:
         name = self.preset_box.currentData()
+        self.apply_button.setEnabled(self.layer is not None and name is not None)
         wanted = {o[0] for o in P.PRESET_OPTIONS.get(name, ())}
         for opt, box in self.option_boxes.items():
             box.setVisible(opt in wanted)
@@ -174,25 +224,51 @@ class KernelPresetPanel(QWidget):
             return
         k = w[o, i]
         self._set_grid(k if k.ndim == 2 else k[None, :])
+        name = self.identify(k)
+        self.kernel_is.setText(f"This kernel is: <b>{P.TITLES[name] if name else CUSTOM}</b>")
+
+    def identify(self, k: np.ndarray) -> str | None:
+        return P.identify_kernel(k, {n: b.value() for n, b in self.option_boxes.items()})
+
+    def show_identity(self) -> None:
+        """The preset box names what the shown kernel is, or says custom (when the layer or its
+        weights change; choosing another channel pair keeps the preset chosen to apply)."""
+        w = self._weight()
+        o, i = self.out_box.value(), self.in_box.value()
+        if w is None or not (o < w.shape[0] and i < w.shape[1]):
+            return
+        idx = self.preset_box.findData(self.identify(w[o, i]))
+        if idx >= 0 and idx != self.preset_box.currentIndex():
+            self.preset_box.setCurrentIndex(idx)  # shows its options and help
+        self._on_preset_changed()
 
     def _set_grid(self, k: np.ndarray | None) -> None:
         self._filling = True
         try:
             if k is None:
+                self._shown = None
                 self.grid.setRowCount(0)
                 self.grid.setColumnCount(0)
                 return
             self.grid.setRowCount(k.shape[0])
             self.grid.setColumnCount(k.shape[1])
-            digits = 4 if k.shape[1] <= 5 else 2  # wide kernels (1D taps) must fit the dock
+            self._shown = k
+            cell = self.grid.viewport().width() / max(k.shape[1], 1) - 6
             for r in range(k.shape[0]):
                 for c in range(k.shape[1]):
-                    item = QTableWidgetItem(f"{float(k[r, c]):.{digits}g}")
+                    text, font = fit_cell(float(k[r, c]), cell, self.grid.font())
+                    item = QTableWidgetItem(text)
+                    item.setFont(font)
                     item.setToolTip(f"{float(k[r, c]):.7g}")  # edits change only this cell
                     item.setTextAlignment(Qt.AlignCenter)
                     self.grid.setItem(r, c, item)
         finally:
             self._filling = False
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        if ev.size().width() != ev.oldSize().width() and getattr(self, "_shown", None) is not None:
+            self._set_grid(self._shown)  # the numbers' digits follow the cells' width
 
     # -- edits -------------------------------------------------------------------------
     def options(self) -> dict:
@@ -203,6 +279,8 @@ class KernelPresetPanel(QWidget):
         if self.layer is None:
             return
         i, name = self.layer, self.preset_box.currentData()
+        if name is None:
+            return  # "custom": nothing to apply
         try:
             w = P.apply_preset(self._weight(), name, self.out_box.value(), self.in_box.value(),
                                scope=self.scope_box.currentData(), **self.options())

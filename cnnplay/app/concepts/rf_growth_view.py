@@ -59,7 +59,8 @@ class GrowthView(QWidget):
         lay.addLayout(bar)
         lay.addLayout(toggles)
         for key, title in (("r", "receptive field size r (input pixels)"), ("j", "jump j (input pixels)")):
-            w = pg.PlotWidget()
+            # The wheel scrolls the panel, never the chart (it used to zoom it and lose its range).
+            w = pg.PlotWidget(viewBox=style.ZoomViewBox())
             w.setBackground(style.BACKGROUND)
             pi = w.getPlotItem()
             pi.setLabel("left", title)
@@ -69,6 +70,8 @@ class GrowthView(QWidget):
                 pi.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
             pi.hideButtons()
             w.setMouseEnabled(x=False, y=False)
+            style.own_menu(pi.getViewBox(), w, f"rf-growth-{key}", chart=pi)
+            pi.getViewBox().home = lambda key=key: self.fit(key)
             w.setMinimumHeight(150)
             sc = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(AXIS_COLORS[0]), pen=None, hoverable=True,
                                     hoverSize=14, tip=None)
@@ -155,7 +158,19 @@ class GrowthView(QWidget):
                            data=list(main.layers))
             else:
                 sc.setData([], [])
+            self.fit(key)
         self.scatters = list(self.scatter_items.values())
+
+    def fit(self, key: str) -> None:
+        """The range that holds every shown curve, what-ifs included."""
+        a = max(self.axis_box.currentIndex(), 0)
+        xs, ys = [0.0], [0.0]
+        for s in self.series:
+            if not s.error and s.r and a < s.axes:
+                xs += list(s.depth)
+                ys += [v[a] for v in (s.r if key == "r" else s.j)]
+        pi = self.plots[key].getPlotItem()
+        pi.setRange(xRange=(min(xs), max(max(xs), 1)), yRange=(min(ys), max(max(ys), 1)), padding=0.06)
 
     def _curves(self, key, pi, n):
         """The plot's curve items, created once and reused (never cleared per edit)."""

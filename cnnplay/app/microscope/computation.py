@@ -10,7 +10,7 @@ norm and activation formulas with their numbers. It follows the selection
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
@@ -32,9 +32,12 @@ EMPTY = ("Click a unit of any feature map (or a bar of an output) to see how its
          "The arrow keys walk the window across the map.")
 
 
+TOP_CHANNELS = 4  # conv input channels shown one by one (the rest in one line): the block fits a screen
+
+
 def _work(layer, unit):
     def work(net, x, outputs, should_stop, progress):
-        return explain(net, x, outputs, layer, unit)
+        return explain(net, x, outputs, layer, unit, top_channels=TOP_CHANNELS)
     return work
 
 
@@ -86,6 +89,11 @@ class ComputationPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.scroll, 1)
 
+        self.refit = QTimer(self)  # after a resize: fit the numbers to the new width
+        self.refit.setSingleShot(True)
+        self.refit.setInterval(150)
+        self.refit.timeout.connect(self._refit)
+        self._fitted_width = 0
         self.refresh_when_visible = WhenVisible(self, self.refresh)
         listen(self, session.selection_changed, self.refresh_when_visible)
         controller.forward_changed.connect(self.refresh_when_visible)
@@ -153,23 +161,53 @@ class ComputationPanel(QWidget):
                 w.hide()
                 w.deleteLater()
         self.step_views = []
+        self.two_columns = False
         self.explanation = self.shown_for = None
 
     def _render(self, e, scale: float | None = None) -> None:
+        """The steps in one column; in two when the panel is wide enough (the mixing
+        step on the left, the norms and activations after it on the right)."""
         self._clear()
         self.explanation = e
         scale = self.scale if scale is None else scale
         self.title.setText(self._title_html(e.layer, e.unit, e.value))
         self.status.hide()
-        for i, step in enumerate(e.steps):
-            frame = StepView(step, scale, selected=(i == e.selected))
-            self.steps_layout.insertWidget(self.steps_layout.count() - 1, frame)
-        self.step_views = [self.steps_layout.itemAt(i).widget() for i in range(len(e.steps))]
+        views = [StepView(step, scale, selected=(i == e.selected)) for i, step in enumerate(e.steps)]
+        room = self.scroll.viewport().width() - 12
+        widths = [v.sizeHint().width() for v in views]
+        two = len(views) > 1 and widths[0] + max(widths[1:]) + 12 <= room
+        body = QWidget()
+        grid = QGridLayout(body)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(8)
+        if two:
+            grid.addWidget(views[0], 0, 0, len(views), 1, Qt.AlignTop)
+            for i, v in enumerate(views[1:]):
+                grid.addWidget(v, i, 1, Qt.AlignTop)
+            grid.setRowStretch(len(views) - 1, 1)
+            grid.setColumnStretch(1, 1)
+        else:
+            for i, v in enumerate(views):
+                grid.addWidget(v, i, 0)
+        self.steps_layout.insertWidget(0, body)
+        self.step_views, self.two_columns = views, two
         if self.fit and scale == self.scale:
-            room = self.scroll.viewport().width() - 12
-            need = max(v.sizeHint().width() for v in self.step_views)
+            self._fitted_width = room
+            need = max(widths)
             if need > room > 0:
                 self._render(e, max(MIN_FIT, scale * room / need))
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        if self.fit and self.explanation is not None:
+            self.refit.start()
+
+    def _refit(self) -> None:
+        if self.fit and self.explanation is not None and \
+                abs(self.scroll.viewport().width() - 12 - self._fitted_width) > 20:
+            shown = self.shown_for
+            self._render(self.explanation)
+            self.shown_for = shown
 
 
 def _same(a, b) -> bool:

@@ -53,6 +53,7 @@ class ExcitesPanel(QWidget):
         self.patches = None  # (key, [TopPatch]) shown
         self.preferred = None  # (key, PreferredInput) shown
         self.saliency = None
+        self._range = (None, None)
         w = controller.worker
         self.patch_runner = TaskRunner(w, "top patches", self)
         self.pref_runner = TaskRunner(w, "preferred input", self)
@@ -74,6 +75,7 @@ class ExcitesPanel(QWidget):
         self.patch_note.setTextFormat(Qt.RichText)
         self.patch_bar = _progress_bar()
         self.patch_cancel = QPushButton("Cancel")
+        self.patch_cancel.setToolTip("Stop searching the data set for top patches")
         self.patch_cancel.clicked.connect(self.patch_runner.cancel)
         self.patch_cancel.hide()
         self.tiles_box = QWidget()
@@ -99,10 +101,12 @@ class ExcitesPanel(QWidget):
         self.pref_note.setWordWrap(True)
         self.pref_bar = _progress_bar()
         self.pref_cancel = QPushButton("Cancel")
+        self.pref_cancel.setToolTip("Stop computing the preferred input")
         self.pref_cancel.clicked.connect(self.pref_runner.cancel)
         self.pref_cancel.hide()
         self.save_button = QPushButton("Save as PNG\u2026")
         self.save_button.setEnabled(False)
+        self.save_button.setToolTip("Save the preferred input as a PNG image")
         self.save_button.clicked.connect(self.save_dialog)
         pref_box = QGroupBox("Preferred input")
         rv = QVBoxLayout(pref_box)
@@ -144,6 +148,7 @@ class ExcitesPanel(QWidget):
         listen(self, session.network_changed, self.debounce.start)
         changed = getattr(session, "dataset_changed", None)
         if changed is not None:
+            listen(self, changed, self.patch_cache.clear)  # the key's id() of a data set must not outlive it
             listen(self, changed, self.debounce.start)
         listen(self, session.network_changed, self.refresh_saliency)
         listen(self, session.input_changed, self.refresh_saliency)
@@ -156,13 +161,16 @@ class ExcitesPanel(QWidget):
         return getattr(self.session, "dataset", None)
 
     def value_range(self) -> tuple[float, float]:
-        """The range the preferred input may use: the data set's, else the input's (with [0, 1])."""
+        """The range the preferred input may use: the data set's, else the input's (with
+        [0, 1]); remembered per array (a data set's range is taken once)."""
         ds = self.dataset()
         x = ds.x if ds is not None and len(ds) else self.session.input_array
-        lo, hi = float(np.min(x)), float(np.max(x))
-        if ds is None:
-            lo, hi = min(lo, 0.0), max(hi, 1.0)
-        return (lo, hi) if hi > lo else (lo, lo + 1.0)
+        if self._range[0] is not x:
+            lo, hi = float(np.min(x)), float(np.max(x))
+            if ds is None:
+                lo, hi = min(lo, 0.0), max(hi, 1.0)
+            self._range = (x, (lo, hi) if hi > lo else (lo, lo + 1.0))
+        return self._range[1]
 
     # -- requests -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -375,10 +383,10 @@ class ExcitesPanel(QWidget):
         k = value.class_index
         name = f"\u201c{classes[k]}\u201d (class {k})" if k < len(classes) else f"class {k}"
         how = "predicted" if k == value.predicted else "clicked"
-        text = f"Why {name}, {how}, score {fmt(value.scores[k])}: saliency |d score / d input|"
-        self.sal_note.setText(text)
+        self.sal_note.setText(f"Why {name}, {how}, score {fmt(value.scores[k])}: the heat map on the input "
+                              "is the saliency |d score / d input| (summed over the input's channels)")
         if self.overlay is not None:
-            self.overlay.show(value.map, text)
+            self.overlay.show(value.map, f"saliency: why {name}")
 
 
 class SaliencyOverlay:

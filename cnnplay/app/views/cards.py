@@ -3,6 +3,8 @@ and the layer's output drawn as a mosaic, lanes or bars."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton,
@@ -69,31 +71,50 @@ class LayerCard(QFrame):
         self._height = None
         self.max_height = 700  # for an enlarged channel (the panel sets it from its viewport)
 
+        self.tile_size = g.DEFAULT_TILE  # the zoom: smallest tile side in screen px (the panel sets it)
+        self.view_width = 640  # the scroll area's width, until the card has its own
+        self.layout_key = None  # the tile layout last drawn
+
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
+        self.title.setWordWrap(True)  # a long summary wraps; the output shape is never cut off
         self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.info = QLabel()
-        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.info.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.info = QLabel(" ")  # the hover readout, on its own line below the title
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.info.setObjectName("hoverInfo")
         self.info.setStyleSheet("color: #9aa0aa; font-family: monospace;")
+        self.enlarge = QToolButton(text="⤢ Enlarge")
+        self.enlarge.setObjectName("enlargeButton")
+        self.enlarge.setToolTip("Show one channel large: the selected unit's channel, else the first "
+                                "(or double-click any channel)")
+        self.enlarge.clicked.connect(self.toggle_enlarged)
         self.back = QToolButton(text="All channels")
         self.back.setToolTip("Back to the grid of all channels (or double-click the channel)")
         self.back.clicked.connect(lambda: self.set_enlarged(None))
+        self.export = QToolButton(text="PNG")
+        self.export.setObjectName("exportButton")
+        self.export.setToolTip("Export this layer's maps as a PNG at full resolution "
+                               "(each channel at its own size or larger, with title and colour bar)")
+        self.export.clicked.connect(self.export_dialog)
         self.prev = QToolButton(text="◀")
+        self.prev.setToolTip("Previous page of channels")
         self.next = QToolButton(text="▶")
+        self.next.setToolTip("Next page of channels")
         self.page_label = QLabel()
         self.prev.clicked.connect(lambda: self.set_page(self.page - 1))
         self.next.clicked.connect(lambda: self.set_page(self.page + 1))
-        for b in (self.prev, self.next, self.back):
+        for b in (self.prev, self.next, self.back, self.enlarge, self.export):
             b.setAutoRaise(True)
+            b.setFocusPolicy(Qt.NoFocus)
         head = QHBoxLayout()
         head.setContentsMargins(6, 3, 6, 0)
-        head.addWidget(self.title, 3)
-        head.addWidget(self.info, 2)
+        head.addWidget(self.title, 1)
         head.addSpacing(8)
-        for w in (self.back, self.prev, self.page_label, self.next):
-            head.addWidget(w)
+        for w in (self.enlarge, self.back, self.prev, self.page_label, self.next, self.export):
+            head.addWidget(w, 0, Qt.AlignTop)
+        info_row = QHBoxLayout()
+        info_row.setContentsMargins(6, 0, 6, 0)
+        info_row.addWidget(self.info)
 
         self.stack = QStackedWidget()
         self.message = QLabel()
@@ -110,8 +131,10 @@ class LayerCard(QFrame):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
         lay.addLayout(head)
+        lay.addLayout(info_row)
         lay.addWidget(self.stack)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.info.setFixedHeight(self.info.fontMetrics().height())
         self._show_pager(False)
         self._aspect = 3.5
 
@@ -125,6 +148,7 @@ class LayerCard(QFrame):
         shape_html = f"<span style='color:#9aa0aa'>&nbsp;→ {shape_text(shape)}</span>" if shape else ""
         note_html = f"<span style='color:#ff8a80'>&nbsp;{note}</span>" if note else ""
         self.title.setText(f"<b>{index}</b>&nbsp;&nbsp;{summary}{shape_html}{note_html}")
+        self.title.setToolTip(self.title.text())
 
     def _show_pager(self, on: bool) -> None:
         for w in (self.prev, self.next, self.page_label):
@@ -137,8 +161,10 @@ class LayerCard(QFrame):
         self._dirty = False
         self.stack.setCurrentWidget(self.message)
         self.message.setText(text)
-        self._set_height(80)
+        self._set_height(self._message_height())
         self.back.hide()
+        self.enlarge.hide()
+        self.export.hide()
         self._show_pager(False)
         self.stale.cover(None)
 
@@ -172,13 +198,30 @@ class LayerCard(QFrame):
                 view.set_overlays(field=self.field, selected=self.selected)
 
     def _set_height(self, h: int) -> None:
+        """The content's height; the header above it takes what its wrapped text needs."""
         if h != self._height:
             self._height = h
-            self.setFixedHeight(h)
+            self.stack.setFixedHeight(h)
+            self.updateGeometry()
+
+    def _message_height(self) -> int:
+        """Room for the whole message (an invalid layer's reason can take lines)."""
+        width = max(self.content_width() - 30, 100)
+        return max(60, self.message.heightForWidth(width) + 8)
+
+    def content_width(self) -> int:
+        return (self.width() if self.width() > 100 else self.view_width) - 8
+
+    BAR_SPACE = 62  # the colour bar and its labels beside the mosaic
+
+    def tile_layout(self, a: np.ndarray, n: int) -> g.TileLayout:
+        return g.tile_layout(n, a.shape[1], a.shape[2], self.content_width() - self.BAR_SPACE, self.tile_size)
 
     def _content_height(self, a: np.ndarray, n_channels: int) -> int:
         if a.ndim == 3:
-            return 260 if self.enlarged is None else self._enlarged_height(a)
+            if self.enlarged is not None:
+                return self._enlarged_height(a)
+            return int(math.ceil(self.tile_layout(a, n_channels).screen_size(*a.shape[1:])[0])) + 8
         if a.ndim == 2:
             return int(min(70 + 22 * n_channels, 320))
         return 190
@@ -186,8 +229,8 @@ class LayerCard(QFrame):
     def _enlarged_height(self, a: np.ndarray) -> int:
         """An enlarged channel fills the card's width (aspect kept), up to max_height."""
         h, w = a.shape[1:]
-        width = self.width() if self.width() > 100 else 700
-        return int(min(max((width - 70) * h / max(w, 1) + 40, 200), max(self.max_height, 260)))
+        return int(min(max((self.content_width() - self.BAR_SPACE) * h / max(w, 1) + 8, 200),
+                       max(self.max_height, 260)))
 
     def set_page(self, page: int) -> None:
         if self.array is not None:
@@ -207,11 +250,12 @@ class LayerCard(QFrame):
         a = self.array
         if a is None:
             return False
-        key = (a, self.per_channel, self.page, self.enlarged)
+        n = len(self.enlarged_or_page_channels(a))
+        layout = self.tile_layout(a, n) if a.ndim == 3 and self.enlarged is None else None
+        key = (a, self.per_channel, self.page, self.enlarged, layout)
         old = self._rendered
         if old is not None and old[0] is a and old[1:] == key[1:]:
             return False
-        n = len(self.enlarged_or_page_channels(a))
         self._set_height(self._content_height(a, n))
         if not self.in_view:
             self._dirty = True  # drawn when it comes into view
@@ -224,12 +268,16 @@ class LayerCard(QFrame):
             self.page_label.setText(f"ch {self.page * g.PAGE_SIZE}–"
                                     f"{min(a.shape[0], (self.page + 1) * g.PAGE_SIZE) - 1} of {a.shape[0]}")
         self.back.setVisible(a.ndim == 3 and self.enlarged is not None)
+        self.enlarge.setVisible(a.ndim == 3 and self.enlarged is None)
+        self.export.setVisible(a.ndim == 3)
         channels = self.enlarged_or_page_channels(a)
         if a.ndim == 3:
             view = self._view("mosaic")
-            self._aspect = self.map_aspect()
-            view.set_maps(a, channels, self.per_channel, self.layer_range(),
-                          aspect=self._aspect if self.enlarged is None else 1.0)
+            if layout is not None:
+                view.set_maps(a, channels, self.per_channel, self.layer_range(), cols=layout.cols,
+                              gap=layout.gap, scale=layout.scale)
+            else:
+                view.set_maps(a, channels, self.per_channel, self.layer_range(), cols=1)
         elif a.ndim == 2:
             view = self._view("lanes")
             view.set_signal(a, channels, self.per_channel)
@@ -247,13 +295,6 @@ class LayerCard(QFrame):
             return (self.enlarged,)
         return g.page_channels(a.shape[0], self.page)
 
-    MAP_HEIGHT = 220
-
-    def map_aspect(self) -> float:
-        """Width / height of the mosaic's drawing area, so tiles fill the card."""
-        width = self.width() if self.width() > 100 else 700
-        return max(0.8, (width - 70) / self.MAP_HEIGHT)
-
     def current_view(self):
         w = self.stack.currentWidget()
         return None if w is self.message else w
@@ -262,7 +303,7 @@ class LayerCard(QFrame):
         view = getattr(self, kind)
         if view is None:
             cls = {"mosaic": MosaicView, "lanes": LanesView, "bars": BarsView}[kind]
-            view = cls(name=f"layer{self.index}")
+            view = cls(name=f"layer{self.index}", actions=self._menu_actions)
             setattr(self, kind, view)
             self.stack.addWidget(view)
             view.clicked.connect(self._on_click)
@@ -287,14 +328,67 @@ class LayerCard(QFrame):
         if self.array is not None and self.array.ndim == 3:
             self.set_enlarged(None if self.enlarged is not None else unit[0])
 
+    def toggle_enlarged(self) -> None:
+        """The Enlarge button: the selected unit's channel (else the first shown), or back."""
+        a = self.array
+        if a is None or a.ndim != 3:
+            return
+        if self.enlarged is not None:
+            self.set_enlarged(None)
+            return
+        channels = self.enlarged_or_page_channels(a)
+        sel = self.selected
+        self.set_enlarged(sel[0] if sel is not None and len(sel) == 3 else channels[0])
+
+    def _menu_actions(self, scene_pos=None) -> list:
+        """The card's entries in its right-click menu."""
+        a, view = self.array, self.current_view()
+        unit = view.unit_at_scene(scene_pos) if view is not None and scene_pos is not None else None
+        out = []
+        if a is not None and a.ndim == 3:
+            if self.enlarged is not None:
+                out.append(("Back to all channels", lambda: self.set_enlarged(None), "Or double-click the channel"))
+            elif unit is not None:
+                out.append((f"Enlarge channel {unit[0]}", lambda c=unit[0]: self.set_enlarged(c),
+                            "Or double-click the channel"))
+            out.append(("Export layer as PNG...", self.export_dialog,
+                        "Every channel at full resolution, with title and colour bar"))
+        if unit is not None:
+            out.append(("Select this unit", lambda u=unit: self.unit_clicked.emit(self.index, u),
+                        "Show its receptive field (or click it)"))
+        return out
+
+    def export_title(self) -> str:
+        import re
+        plain = re.sub(r"<[^>]+>", "", self.title.text()).replace("&nbsp;", " ")
+        return f"Layer {plain.strip()}"
+
+    def export_png(self, path: str) -> str:
+        """This layer's maps as a PNG at full resolution; returns the path written."""
+        from .export import save_layer_png
+        return save_layer_png(self.array, path, self.export_title(), self.per_channel)
+
+    def export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+        if self.array is None or self.array.ndim != 3:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export layer as PNG", f"layer{self.index}.png",
+                                              "PNG image (*.png)")
+        if path:
+            try:
+                self.export_png(path)
+            except OSError as e:
+                self.info.setText(f"Not saved: {e}")
+
     def _on_hover(self, unit) -> None:
         a = self.array
         if unit is None or a is None:
-            self.info.setText("")
+            self.info.setText(" ")
             return
         v = format_value(float(a[unit]))
         if len(unit) == 3:
-            self.info.setText(f"ch {unit[0]}  y {unit[1]}  x {unit[2]}  = {v}")
+            hint = "double-click: all channels" if self.enlarged is not None else "double-click: enlarge"
+            self.info.setText(f"ch {unit[0]}  y {unit[1]}  x {unit[2]}  = {v}   · {hint}")
         elif len(unit) == 2:
             self.info.setText(f"ch {unit[0]}  l {unit[1]}  = {v}")
         else:
@@ -314,12 +408,11 @@ class LayerCard(QFrame):
         a = self.array
         if a is not None and a.ndim == 3 and self.enlarged is not None:
             self._set_height(self._enlarged_height(a))  # the enlarged channel follows the width
-        if a is not None and a.ndim == 3 and self.enlarged is None and self._rendered is not None \
-                and self.mosaic is not None:
-            n = len(self.mosaic.grid.channels) if self.mosaic.grid else 0
-            if g.choose_cols(n, a.shape[1], a.shape[2], self.map_aspect()) != \
-                    g.choose_cols(n, a.shape[1], a.shape[2], self._aspect):
-                self._rendered = None
-                self._render()
+        if a is not None and a.ndim == 3 and self.enlarged is None and self._rendered is not None:
+            n = len(self.enlarged_or_page_channels(a))
+            if self.tile_layout(a, n) != self._rendered[-1]:
+                self._render()  # more or fewer columns, larger or smaller tiles
+        if a is None and self.stack.currentWidget() is self.message and self.message.text():
+            self._set_height(self._message_height())
         if self.stale.isVisible():
             self.stale.setGeometry(self.stack.rect())

@@ -87,6 +87,46 @@ def choose_cols(n: int, h: int, w: int, aspect: float = 3.0) -> int:
     return int(min(max(cols, 1), n))
 
 
+DEFAULT_TILE = 96  # screen px: the smallest tile side the default zoom shows
+MIN_TILE, MAX_TILE = 32, 512  # the zoom control's range
+MIN_GAP_PX = 2.0  # screen px between tiles, whatever the map size
+MIN_MARK_PX = 6.0  # screen px: the smallest field box or selection mark drawn
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """How a page of tiles fills a card: columns, rows, gap (map px) and the
+    screen size of one map pixel."""
+
+    cols: int
+    rows: int
+    gap: int
+    scale: float  # screen px per map px
+
+    def screen_size(self, h: int, w: int) -> tuple[float, float]:
+        """(height, width) of the whole mosaic on screen."""
+        return ((self.rows * (h + self.gap) - self.gap) * self.scale,
+                (self.cols * (w + self.gap) - self.gap) * self.scale)
+
+
+def tile_layout(n: int, h: int, w: int, width: float, tile: float = DEFAULT_TILE,
+                max_tile: float | None = None) -> TileLayout:
+    """Tiles at least `tile` screen px on their longer side (the zoom), as many
+    columns as fit `width` screen px, and then grown to fill the width (up to
+    `max_tile`, default twice `tile`). The gap between tiles is at least
+    MIN_GAP_PX on screen (a 512 px map shrunk to 128 px gets a 4 px-map gap)."""
+    n, side = max(n, 1), max(h, w, 1)
+    tile = max(float(tile), 1.0)
+    cols = int(min(max(width // (tile + MIN_GAP_PX), 1), n))
+    rows = math.ceil(n / cols)
+    max_tile = 2 * tile if max_tile is None else max(max_tile, tile)
+    shown = min((width - (cols - 1) * MIN_GAP_PX) / cols, max_tile)
+    shown = max(shown, min(tile, width))  # a card narrower than one tile still shows one
+    scale = shown / side
+    gap = max(1, math.ceil(MIN_GAP_PX / scale))
+    return TileLayout(cols, rows, gap, scale)
+
+
 def page_channels(total: int, page: int, size: int = PAGE_SIZE) -> tuple[int, ...]:
     pages = max(1, math.ceil(total / size))
     page = min(max(page, 0), pages - 1)
@@ -231,11 +271,22 @@ def rect_path(x0: float, y0: float, x1: float, y1: float) -> tuple[list, list]:
     return [x0, x1, x1, x0, x0, np.nan], [y0, y0, y1, y1, y0, np.nan]
 
 
-def tile_box_paths(grid: TileGrid, box) -> tuple[np.ndarray, np.ndarray]:
-    """Outline of a 2D box (clipped to a tile) in every tile of a mosaic, as one polyline."""
+def widen(a: float, b: float, least: float) -> tuple[float, float]:
+    """[a, b) grown about its centre to at least `least` long."""
+    if b - a >= least:
+        return a, b
+    c = (a + b) / 2
+    return c - least / 2, c + least / 2
+
+
+def tile_box_paths(grid: TileGrid, box, least: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Outline of a 2D box (clipped to a tile) in every tile of a mosaic, as one polyline;
+    drawn at least `least` map px wide and high (a 1x1 field on a shrunk map stays visible)."""
     (y0, y1), (x0, x1) = clip_box(box, (grid.h, grid.w))
     xs, ys = [], []
     if y1 > y0 and x1 > x0:
+        y0, y1 = widen(y0, y1, least)
+        x0, x1 = widen(x0, x1, least)
         for t in range(grid.n):
             oy, ox = grid.origin(t)
             px, py = rect_path(ox + x0, oy + y0, ox + x1, oy + y1)

@@ -43,11 +43,12 @@ class InputImageView(QWidget):
         for z, item in zip((-1, 0, 1, 2, 3, 4), (self.hatch, self.image, self.tint, self.heat, self.full_box, self.box)):
             item.setZValue(z)
             vb.addItem(item)
-        style.add_save_action(vb, self.plot, "input")
+        style.own_menu(vb, self.plot, "input")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
         self.plot.scene().sigMouseMoved.connect(self._on_move)
+        vb.home = self.fit
         self.shape = (0, 0)
         self.field = None
 

@@ -23,11 +23,20 @@ class _MapView(QWidget):
 
     def _connect_scene(self, scene, view_box):
         self.view_box = view_box
+        view_box.home = self.home
         scene.sigMouseMoved.connect(self._on_move)
         scene.sigMouseClicked.connect(self._on_click)
 
     def locate(self, vx: float, vy: float):
         raise NotImplementedError
+
+    def home(self) -> None:
+        """Reset zoom: the whole content, as first shown."""
+        self.view_box.autoRange(padding=0.02)
+
+    def context_menu(self, scene_pos=None):
+        """The right-click menu (cnnplay's own actions; built fresh each time)."""
+        return self.view_box.cnnplay_menu(scene_pos)
 
     def unit_at_scene(self, pos):
         if not self.view_box.sceneBoundingRect().contains(pos):
@@ -54,7 +63,7 @@ class _MapView(QWidget):
 class MosaicView(_MapView):
     """Channels of a (C, H, W) map as a grid of small images, one shared colour bar."""
 
-    def __init__(self, name: str = "maps", parent=None):
+    def __init__(self, name: str = "maps", parent=None, actions=None):
         super().__init__(parent)
         self.canvas = style.graphics_widget()
         vb = style.ZoomViewBox(lockAspect=True, invertY=True)
@@ -69,12 +78,15 @@ class MosaicView(_MapView):
         for z, item in enumerate((self.image, self.tint, self.box, self.marker)):
             item.setZValue(z)
             vb.addItem(item)
-        style.add_save_action(vb, self.canvas, name)
+        style.own_menu(vb, self.canvas, name, actions)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.canvas)
         self._connect_scene(self.canvas.scene(), vb)
+        self.setToolTip("Click: select a unit and see its receptive field · Double-click: enlarge the channel "
+                        "(again: all channels) · Right-click: export and more · Ctrl+wheel: zoom")
         self.grid: g.TileGrid | None = None
+        self.scale: float | None = None
         self.levels = (0.0, 1.0)
         self.gap_value = -1.0
         self.diverging = False
@@ -84,12 +96,21 @@ class MosaicView(_MapView):
     def locate(self, vx, vy):
         return None if self.grid is None else self.grid.locate(vx, vy)
 
+    def home(self) -> None:
+        if self.grid is not None:
+            gh, gw = self.grid.shape
+            self.view_box.setRange(QRectF(0, 0, gw, gh), padding=0.0)
+
     def set_maps(self, maps: np.ndarray, channels: tuple[int, ...], per_channel: bool,
-                 layer_range: tuple[float, float], aspect: float = 3.5, cols: int | None = None) -> None:
-        """Show maps[channels]; `layer_range` is (min, max) over the whole layer."""
+                 layer_range: tuple[float, float], aspect: float = 3.5, cols: int | None = None,
+                 gap: int = 1, scale: float | None = None) -> None:
+        """Show maps[channels]; `layer_range` is (min, max) over the whole layer. `gap`
+        (map px between tiles) and `scale` (screen px per map px) come from the card's
+        tile layout; marks are drawn at least g.MIN_MARK_PX screen px wide."""
         _, h, w = maps.shape
         old = self.grid
-        self.grid = g.TileGrid(tuple(channels), h, w, cols or g.choose_cols(len(channels), h, w, aspect))
+        self.scale = scale
+        self.grid = g.TileGrid(tuple(channels), h, w, cols or g.choose_cols(len(channels), h, w, aspect), gap)
         levels, div = g.layer_levels(*layer_range)
         shown = maps[list(channels)] if len(channels) != maps.shape[0] else maps
         if per_channel:
@@ -102,8 +123,7 @@ class MosaicView(_MapView):
         self.bar.setColorMap(style.colormap(div))
         self.bar.setLevels(values=levels)
         if old is None or old.shape != self.grid.shape:
-            gh, gw = self.grid.shape
-            self.view_box.setRange(QRectF(0, 0, gw, gh), padding=0.02)
+            self.home()
         self._draw_overlays()
 
     def set_overlays(self, field=None, selected=None) -> None:
@@ -130,8 +150,15 @@ class MosaicView(_MapView):
             covered = grid.mosaic(stack, fill=False, dtype=bool)
             style.set_mask_image(self.tint, covered, style.FIELD, 95)
             self.tint.setVisible(True)
-            xs, ys = g.tile_box_paths(grid, field.box)
+            xs, ys = g.tile_box_paths(grid, field.box, self.least())
             self.box.setData(xs, ys)
+
+    def least(self) -> float:
+        """The smallest mark in map px: g.MIN_MARK_PX on screen."""
+        vb = self.view_box
+        shown = vb.viewRect().width()
+        scale = vb.width() / shown if vb.width() > 0 and shown > 0 else (self.scale or 1.0)  # as drawn
+        return g.MIN_MARK_PX / scale
 
     def _draw_marker(self):
         grid, sel = self.grid, self._selected
@@ -140,7 +167,10 @@ class MosaicView(_MapView):
             self.marker.setData([], [])
         else:
             oy, ox = grid.origin(tile)
-            px, py = g.rect_path(ox + sel[2], oy + sel[1], ox + sel[2] + 1, oy + sel[1] + 1)
+            least = self.least()
+            x0, x1 = g.widen(ox + sel[2], ox + sel[2] + 1, least)
+            y0, y1 = g.widen(oy + sel[1], oy + sel[1] + 1, least)
+            px, py = g.rect_path(x0, y0, x1, y1)
             tx, ty = g.rect_path(ox - 0.5, oy - 0.5, ox + grid.w + 0.5, oy + grid.h + 0.5)
             self.marker.setData(np.array(px + tx), np.array(py + ty))
 
@@ -148,7 +178,7 @@ class MosaicView(_MapView):
 class LanesView(_MapView):
     """Channels of a (C, L) signal as stacked curves, one lane per channel."""
 
-    def __init__(self, name: str = "signal", parent=None):
+    def __init__(self, name: str = "signal", parent=None, actions=None):
         super().__init__(parent)
         self.plot = pg.PlotWidget(viewBox=style.ZoomViewBox(invertY=True))
         self.plot.setBackground(style.BACKGROUND)
@@ -165,7 +195,7 @@ class LanesView(_MapView):
         for z, item in enumerate((self.tint, self.heat, self.curve, self.box, self.marker)):
             item.setZValue(z)
             vb.addItem(item)
-        style.add_save_action(vb, self.plot, name)
+        style.own_menu(vb, self.plot, name, actions, chart=pi)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
@@ -239,7 +269,7 @@ class BarsView(_MapView):
 
     GAPPED_BELOW = 200  # fewer bars than this get gaps between them
 
-    def __init__(self, name: str = "outputs", parent=None):
+    def __init__(self, name: str = "outputs", parent=None, actions=None):
         super().__init__(parent)
         self.plot = pg.PlotWidget(viewBox=style.ZoomViewBox())
         self.plot.setBackground(style.BACKGROUND)
@@ -255,7 +285,7 @@ class BarsView(_MapView):
         for z, item in enumerate((self.zero, self.bars, self.field_bars, self.highlight)):
             item.setZValue(z)
             vb.addItem(item)
-        style.add_save_action(vb, self.plot, name)
+        style.own_menu(vb, self.plot, name, actions, chart=pi)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)

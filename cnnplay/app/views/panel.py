@@ -13,9 +13,9 @@ from __future__ import annotations
 from functools import partial
 
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QSizePolicy, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider,
+                               QSplitter, QVBoxLayout, QWidget)
 
 from ...core.errors import NetworkError
 from ...core.session import Session
@@ -76,6 +76,31 @@ class MapsPanel(QWidget):
         self.effective_box = QCheckBox("Effective field")
         self.effective_box.setToolTip("Show |d unit / d input| for this input as a heat map on the input")
         self.effective_box.toggled.connect(lambda on: session.set_view(show_effective=bool(on)))
+        self.tile_slider = QSlider(Qt.Horizontal)
+        self.tile_slider.setObjectName("tileSize")
+        self.tile_slider.setRange(g.MIN_TILE, g.MAX_TILE)
+        self.tile_slider.setSingleStep(8)
+        self.tile_slider.setPageStep(32)
+        self.tile_slider.setValue(g.DEFAULT_TILE)
+        self.tile_slider.setMinimumWidth(90)
+        self.tile_slider.setMaximumWidth(180)
+        self.tile_slider.setToolTip("Zoom: the smallest side of a channel's tile, in screen pixels "
+                                    "(Ctrl+= larger, Ctrl+- smaller, Ctrl+0 default)")
+        self.tile_label = QLabel()
+        self.tile_label.setMinimumWidth(self.tile_label.fontMetrics().horizontalAdvance("512 px") + 4)
+        self.tile_slider.valueChanged.connect(lambda v: session.set_view(tile_size=int(v)))
+        self.zoom_in_action = QAction("&Larger maps", self)
+        self.zoom_in_action.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
+        self.zoom_in_action.triggered.connect(lambda: self.zoom(1.25))
+        self.zoom_out_action = QAction("&Smaller maps", self)
+        self.zoom_out_action.setShortcut(QKeySequence("Ctrl+-"))
+        self.zoom_out_action.triggered.connect(lambda: self.zoom(0.8))
+        self.zoom_reset_action = QAction("&Default map size", self)
+        self.zoom_reset_action.setShortcut(QKeySequence("Ctrl+0"))
+        self.zoom_reset_action.triggered.connect(lambda: session.set_view(tile_size=g.DEFAULT_TILE))
+        for a in (self.zoom_in_action, self.zoom_out_action, self.zoom_reset_action):
+            a.setShortcutContext(Qt.WindowShortcut)
+            self.addAction(a)
         self.status = QLabel()
         self.status.setStyleSheet("color: #9aa0aa;")
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
@@ -86,6 +111,12 @@ class MapsPanel(QWidget):
         bar.addWidget(self.levels_box)
         bar.addSpacing(16)
         bar.addWidget(self.effective_box)
+        bar.addSpacing(16)
+        zoom_label = QLabel("Map size:")
+        zoom_label.setToolTip(self.tile_slider.toolTip())
+        bar.addWidget(zoom_label)
+        bar.addWidget(self.tile_slider)
+        bar.addWidget(self.tile_label)
         bar.addWidget(self.status, 1)
 
         # left: input, readout, kernels
@@ -118,6 +149,7 @@ class MapsPanel(QWidget):
         self.cards_layout.addStretch(1)
         self.empty_label = QLabel("The network has no layers yet: add some to see their feature maps.")
         self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet("color: #9aa0aa; padding: 24px;")
         self.cards_layout.insertWidget(0, self.empty_label)
         self.scroll = QScrollArea()
@@ -157,6 +189,7 @@ class MapsPanel(QWidget):
         controller.field_changed.connect(self.refresh_field)
         controller.message.connect(self.status.setText)
         controller.failed.connect(self._on_failed)
+        self._scrolled_to = session.selected_layer
         self._session_links = [(session.input_changed, self.refresh_input),
                                (session.selection_changed, self.refresh_selection),
                                (session.view_changed, self.refresh_view),
@@ -184,9 +217,18 @@ class MapsPanel(QWidget):
             self._table_cache = (net, field_table(net))
         return self._table_cache[1]
 
+    def tile_size(self) -> int:
+        return int(self.session.view.get("tile_size", g.DEFAULT_TILE))
+
+    def zoom(self, factor: float) -> None:
+        size = int(round(min(max(self.tile_size() * factor, g.MIN_TILE), g.MAX_TILE)))
+        self.session.set_view(tile_size=size)
+
     def _sync_cards(self, n: int) -> None:
         while len(self.cards) < n:
             card = LayerCard()
+            card.tile_size = self.tile_size()
+            card.view_width = self.scroll.viewport().width()
             card.view_probe = self._in_view
             card.unit_clicked.connect(self.select_unit)
             self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
@@ -218,6 +260,7 @@ class MapsPanel(QWidget):
         if ev.type() in (QEvent.Resize, QEvent.Show):
             for card in self.cards:
                 card.max_height = max(260, self.scroll.viewport().height() - 10)
+                card.view_width = self.scroll.viewport().width()
             self._update_in_view()
         return False
 
@@ -225,6 +268,20 @@ class MapsPanel(QWidget):
         """Scroll a layer's card into view (it then shows its newest data)."""
         card = self.cards[layer]
         self.scroll.ensureWidgetVisible(card, 0, 0)
+        self._update_in_view()
+        return card
+
+    def scroll_to(self, layer: int) -> LayerCard | None:
+        """Bring a layer's card to the top of the maps, unless it is already wholly in sight."""
+        if not 0 <= layer < len(self.cards) or self.cards[layer].isHidden():
+            return None
+        card = self.cards[layer]
+        self.container.layout().activate()  # a card just added has its place now
+        bar = self.scroll.verticalScrollBar()
+        top, bottom = bar.value(), bar.value() + self.scroll.viewport().height()
+        geo = card.geometry()
+        if geo.top() < top or geo.bottom() > bottom:
+            bar.setValue(max(0, geo.top() - self.cards_layout.spacing()))
         self._update_in_view()
         return card
 
@@ -277,8 +334,14 @@ class MapsPanel(QWidget):
         self.effective_box.blockSignals(True)
         self.effective_box.setChecked(bool(v.get("show_effective")))
         self.effective_box.blockSignals(False)
+        tile = self.tile_size()
+        self.tile_slider.blockSignals(True)
+        self.tile_slider.setValue(tile)
+        self.tile_slider.blockSignals(False)
+        self.tile_label.setText(f"{tile} px")
         per_channel = v.get("levels") == "channel"
         for card in self.cards:
+            card.tile_size = tile
             if card.array is not None:
                 card.show_output(card.array, per_channel)
         self.refresh_field()
@@ -308,6 +371,11 @@ class MapsPanel(QWidget):
             self.session.select_unit(layer, new)
 
     def refresh_selection(self) -> None:
+        layer = self.session.selected_layer
+        if layer != self._scrolled_to:  # a new row selected in the stack: show its maps
+            self._scrolled_to = layer
+            if layer is not None:
+                self.scroll_to(layer)
         self.refresh_kernels()
         self.refresh_field()
 
@@ -379,8 +447,8 @@ class MapsPanel(QWidget):
         super().resizeEvent(ev)
         w = self.splitter.width()
         if not getattr(self, "_split_done", False) and w > 300:
-            self._split_done = True  # first real size: input column ~40%, maps the rest
-            left = int(min(max(w * 0.4, 220), 520))
+            self._split_done = True  # first real size: input column ~30%, the maps the rest
+            left = int(min(max(w * 0.3, 200), 400))
             self.splitter.setSizes([left, w - left])
 
     def install_docks(self, window) -> list:

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QSizePolicy, QWidget
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -113,16 +113,48 @@ def graphics_widget() -> pg.GraphicsLayoutWidget:
     return w
 
 
-def add_save_action(view_box: pg.ViewBox, widget: QWidget, name: str) -> None:
-    """'Save as PNG...' at the top of a view box's context menu."""
-    menu = view_box.getMenu(None) if hasattr(view_box, "getMenu") else view_box.menu
-    action = menu.addAction("Save as PNG...")
-    menu.removeAction(action)
-    first = menu.actions()[0] if menu.actions() else None
-    menu.insertAction(first, action)
-    if first is not None:
-        menu.insertSeparator(first)
-    action.triggered.connect(lambda: save_png_dialog(widget, name))
+def own_menu(view_box: pg.ViewBox, widget: QWidget, name: str, actions=None, chart=None) -> None:
+    """Give a view box cnnplay's own right-click menu instead of pyqtgraph's internal one.
+
+    `actions(scene_pos)` -> [(text, callable, tooltip)] adds the owner's entries (e.g.
+    enlarge a channel, export the layer); `chart` (a PlotItem or layout) adds "Export
+    chart as SVG...". Every menu ends with "Reset zoom" and "Save view as PNG...".
+    """
+    view_box.setMenuEnabled(True)
+    view_box.cnnplay_menu = lambda scene_pos=None: context_menu(view_box, widget, name, actions, chart, scene_pos)
+
+    def raise_menu(ev):
+        menu = view_box.cnnplay_menu(ev.scenePos())
+        menu.setAttribute(Qt.WA_DeleteOnClose)
+        menu.popup(ev.screenPos().toPoint())
+
+    view_box.raiseContextMenu = raise_menu
+
+
+def context_menu(view_box, widget, name, actions=None, chart=None, scene_pos=None) -> QMenu:
+    menu = QMenu(widget)
+    menu.setToolTipsVisible(True)
+    for text, fn, tip in (actions(scene_pos) if actions is not None else ()):
+        act = menu.addAction(text, fn)
+        act.setToolTip(tip)
+    if menu.actions():
+        menu.addSeparator()
+    reset = menu.addAction("Reset zoom", lambda: reset_zoom(view_box))
+    reset.setToolTip("Show the whole view again (Ctrl+wheel zooms, dragging pans)")
+    png = menu.addAction("Save view as PNG...", lambda: save_png_dialog(widget, name))
+    png.setToolTip("The view as it is on screen")
+    if chart is not None:
+        svg = menu.addAction("Export chart as SVG...", lambda: save_svg_dialog(chart, widget, name))
+        svg.setToolTip("A vector drawing of the chart, for slides and papers")
+    return menu
+
+
+def reset_zoom(view_box: pg.ViewBox) -> None:
+    home = getattr(view_box, "home", None)
+    if callable(home):
+        home()
+    else:
+        view_box.autoRange(padding=0.02)
 
 
 def save_png_dialog(widget: QWidget, name: str) -> None:
@@ -135,3 +167,31 @@ def save_png(widget: QWidget, path: str) -> bool:
     if not path.lower().endswith(".png"):
         path += ".png"
     return widget.grab().save(path, "PNG")
+
+
+def save_svg_dialog(chart, widget: QWidget, name: str) -> None:
+    path, _ = QFileDialog.getSaveFileName(widget, "Export chart as SVG", f"{name}.svg", "SVG drawing (*.svg)")
+    if path:
+        save_svg(chart, path)
+
+
+def save_svg(chart, path: str, widget: QWidget | None = None) -> str:
+    """Write a chart as an SVG file (vector curves, text as text); returns the path.
+    `chart` is a PlotItem (or any QGraphicsItem) drawn in its scene's coordinates."""
+    from PySide6.QtCore import QRectF, QSize
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+    if not path.lower().endswith(".svg"):
+        path += ".svg"
+    rect = chart.sceneBoundingRect() if hasattr(chart, "sceneBoundingRect") else QRectF(widget.rect())
+    gen = QSvgGenerator()
+    gen.setFileName(path)
+    gen.setSize(QSize(int(rect.width()), int(rect.height())))
+    gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+    gen.setTitle("cnnplay chart")
+    p = QPainter(gen)
+    try:
+        chart.scene().render(p, QRectF(0, 0, rect.width(), rect.height()), rect)
+    finally:
+        p.end()
+    return path

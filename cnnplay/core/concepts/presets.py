@@ -231,3 +231,24 @@ def apply_preset(weight: np.ndarray, name: str, out: int | None = None, inp: int
     for o, i in pairs:
         w[o, i] = k
     return w
+
+
+def identify_kernel(kernel: np.ndarray, options: dict | None = None, atol: float = 1e-6) -> str | None:
+    """The preset a kernel equals (its defaults, or the given option values), else None
+    ("custom": hand-edited, trained or random)."""
+    k = np.asarray(kernel, np.float32)
+    names = PRESETS_2D if k.ndim == 2 else PRESETS_1D
+    for name in names:
+        if name == "random":
+            continue
+        tries = [{o[0]: o[1] for o in PRESET_OPTIONS.get(name, ())}]
+        if options:
+            tries.append({o[0]: options.get(o[0], o[1]) for o in PRESET_OPTIONS.get(name, ())})
+        for opts in tries:
+            try:
+                want = make_kernel(name, k.shape, **opts)
+            except (PresetError, ValueError, TypeError):
+                continue
+            if want.shape == k.shape and np.allclose(want, k, atol=atol, rtol=0):
+                return name
+    return None

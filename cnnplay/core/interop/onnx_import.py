@@ -434,7 +434,7 @@ class _Converter:
     def shape(self) -> tuple:
         return self.main_shapes[self.head]
 
-    def spatial(self, what: str) -> int:
+    def spatial(self) -> int:
         dims = len(self.shape) - 1
         if dims not in (1, 2):
             raise self.fail(f"needs an image (N, C, H, W) or a signal (N, C, L) but gets {self._shape_text()}")
@@ -526,7 +526,7 @@ class _Converter:
         return list(k), list(strides), list(pads), list(dil)
 
     def op_Conv(self, node, a):
-        dims = self.spatial("Conv")
+        dims = self.spatial()
         if len(node.input) < 2 or not node.input[1]:
             raise self.fail("has no weights")
         w = self.const(node.input[1], "weights")
@@ -560,7 +560,7 @@ class _Converter:
         return (channels, *out)
 
     def pool(self, node, a, mode: str) -> None:
-        dims = self.spatial(node.op_type)
+        dims = self.spatial()
         k, s, p, d = self.window_attrs(node, a, dims, None)
         if any(v != 1 for v in d):
             raise self.fail(f"has dilations {d}; cnnplay's pooling windows have no holes")
@@ -584,7 +584,7 @@ class _Converter:
         self.pool(node, a, "avg")
 
     def global_pool(self, node, mode):
-        dims = self.spatial(node.op_type)
+        dims = self.spatial()
         k = list(self.shape[1:])
         layer = {"type": f"{mode}pool{dims}d", "kernel_size": k, "stride": k, "padding": [0] * dims}
         self.advance(node, (self.shape[0],) + (1,) * dims, layer)

@@ -263,7 +263,7 @@ def pytorch_source(net: Network, name: str = "model", training=None) -> str:
         callee, args = module(t, cfg, net.input_shape_of(i))
         lines.append(f"        # {i}: {net.summaries[i]} -> {tuple(net.output_shapes[i])}")
         lines.append(wrap_call(8, callee, args, ","))
-    body = "\n".join(lines)
+    sequential = "    return nn.Sequential(\n" + "\n".join(lines) + "\n    )" if lines else "    return nn.Sequential()"
     shape_text = ", ".join(map(str, net.input_shape))
     axes = "channels, height, width" if len(net.input_shape) == 3 else "channels, length"
     uses_norm = "layernorm" in {t.name for t in net.layer_types}
@@ -293,9 +293,7 @@ WEIGHTS = Path(__file__).with_suffix(".npz")
 
 def build_model():
     """The network with freshly initialized weights."""
-    return nn.Sequential(
-{body}
-    )
+{sequential}
 
 
 def load_model(weights=WEIGHTS):

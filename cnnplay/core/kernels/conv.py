@@ -53,6 +53,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 _FM = {"contract"}
@@ -344,6 +346,11 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         np.matmul(wmat, x.reshape(nb, ci, -1), out=y.reshape(nb, co, -1))
         if b is not None:
             y += bias[:co, None, None]
+        return y
+    make_source = sized(_make_source, plan.phases * ci * nb * plan.length, 1 << 19)
+    if not ready(make_source, *((_gather, _store_all) if algo == "gemm" else (_direct,))):
+        for i in range(nb):  # still compiling (first start): numpy meanwhile
+            y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
         return y
     src = _source(x, plan, stride, padding)
     n_total = (nb - 1) * plan.length + plan.n

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import numpy_path
+from .coldstart import ready
+
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _linear(x, w, b, y):
@@ -24,6 +27,8 @@ def linear(x, w, b=None) -> np.ndarray:
     w = np.ascontiguousarray(w, dtype=np.float32)
     if x.ndim != 1 or w.ndim != 2 or w.shape[1] != x.shape[0]:
         raise ValueError(f"linear: input {x.shape} and weight {w.shape} do not match")
+    if not ready(_linear):  # still compiling (first start): numpy meanwhile
+        return numpy_path.linear(x, w, b)
     bias = np.zeros(w.shape[0], np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
     y = np.empty(w.shape[0], np.float32)
     _linear(x, w, bias, y)

@@ -44,6 +44,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 _FM = {"contract"}
@@ -357,6 +359,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
     if gy.shape != (nb, co, ho, wo):
         raise ValueError(f"conv2d_backward: gy is {gy.shape[1:]}, the output is {(co, ho, wo)}")
+    if not ready(*_CONV_KERNELS, conv._make_source, conv._gather):  # first start: numpy meanwhile
+        return _numpy_conv_backward(x, w, gy, (sh, sw), (ph, pw), (dh, dw), param_grads, input_grad)
     plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
     length, maxoff, nph = plan.length, plan.maxoff, plan.phases
     n_total = (nb - 1) * length + plan.n
@@ -422,6 +426,19 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
     gx = np.empty_like(x)
     _phase_unsplit(gsrc, sh, sw, ph, pw, plan.hq, plan.wq, length, gx)
+    return gx, gw, gb
+
+
+def _numpy_conv_backward(x, w, gy, stride, padding, dilation, param_grads, input_grad):
+    """conv2d_backward_batch on the numpy path, sample by sample."""
+    gx = np.empty_like(x) if input_grad else None
+    gw = gb = None
+    for i in range(x.shape[0]):
+        gxi, gwi, gbi = numpy_path.conv2d_backward(x[i], w, gy[i], stride, padding, dilation, param_grads)
+        if input_grad:
+            gx[i] = gxi
+        if param_grads:
+            gw, gb = (gwi, gbi) if gw is None else (gw + gwi, gb + gbi)
     return gx, gw, gb
 
 
@@ -513,6 +530,8 @@ def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
+    if not ready(_maxpool_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.maxpool2d_backward(x, gy, (kh, kw), (sh, sw), (ph, pw))
     gx = np.zeros_like(x)
     _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx)
     return gx
@@ -547,6 +566,8 @@ def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarra
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"avgpool2d_backward: gy is {gy.shape}, the output is {want}")
+    if not ready(_avgpool_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.avgpool2d_backward(gy, (c, h, w), (kh, kw), (sh, sw), (ph, pw))
     gx = np.zeros((c, h, w), np.float32)
     _avgpool_bwd(gy, kh, kw, sh, sw, ph, pw, gx)
     return gx
@@ -598,11 +619,23 @@ def batchnorm_backward_batch(x3, gy3, weight, mean, var, eps):
             ((weight, "weight"), (mean, "running_mean"), (var, "running_var"))]
     if any(v.shape != (c,) for v in vecs):
         raise ValueError(f"batchnorm_backward: per-channel parameters must have shape ({c},)")
+    if not ready(_batchnorm_bwd):  # still compiling (first start): numpy meanwhile
+        return _numpy_norm_backward(numpy_path.batchnorm_backward, x3, gy3, *vecs, eps)
     gx = np.empty_like(x3)
     gw = np.empty(c, np.float32)
     gb = np.empty(c, np.float32)
     _batchnorm_bwd(x3, gy3, vecs[0], vecs[1], vecs[2], float(eps), gx, gw, gb)
     return gx, gw, gb
+
+
+def _numpy_norm_backward(fn, x3, gy3, *args):
+    """A (C, N) numpy_path norm backward over a batch (N, C, P), gw and gb summed."""
+    gx = np.empty_like(x3)
+    gw = gb = 0.0
+    for i in range(x3.shape[0]):
+        gx[i], gwi, gbi = fn(x3[i], gy3[i], *args)
+        gw, gb = gw + gwi, gb + gbi
+    return gx, np.asarray(gw, np.float32), np.asarray(gb, np.float32)
 
 
 _LN_CHUNK = 256
@@ -678,11 +711,14 @@ def layernorm_backward_batch(x3, gy3, weight, eps):
     weight = _f32(weight, "layernorm_backward: weight", 1)
     if weight.shape != (c,):
         raise ValueError(f"layernorm_backward: weight must have shape ({c},)")
+    kernel = sized(_layernorm_bwd, x3.size, 1 << 16)
+    if not ready(kernel):  # still compiling (first start): numpy meanwhile
+        return _numpy_norm_backward(numpy_path.layernorm_backward, x3, gy3, weight, eps)
     gx = np.empty_like(x3)
     jobs = x3.shape[0] * -(-x3.shape[2] // _LN_CHUNK)
     pw = np.empty((jobs, c), np.float64)
     pb = np.empty((jobs, c), np.float64)
-    sized(_layernorm_bwd, x3.size, 1 << 16)(x3, gy3, weight, float(eps), gx, pw, pb)
+    kernel(x3, gy3, weight, float(eps), gx, pw, pb)
     return gx, pw.sum(axis=0).astype(np.float32), pb.sum(axis=0).astype(np.float32)
 
 
@@ -706,6 +742,8 @@ def leaky_relu_backward(x, gy, slope) -> np.ndarray:
     gy = _f32(gy, "leaky_relu_backward: gy")
     if gy.shape != x.shape:
         raise ValueError(f"leaky_relu_backward: gy {gy.shape} and x {x.shape} differ")
+    if not ready(_leaky_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.leaky_relu_backward(x, gy, slope)
     gx = np.empty_like(x)
     _leaky_bwd(x.reshape(-1), gy.reshape(-1), float(slope), gx.reshape(-1))
     return gx
@@ -733,6 +771,8 @@ def linear_backward(x, w, gy, param_grads=True):
     gy = _f32(gy, "linear_backward: gy", 1)
     if w.shape != (gy.shape[0], x.shape[0]):
         raise ValueError(f"linear_backward: x {x.shape}, weight {w.shape} and gy {gy.shape} do not match")
+    if not ready(_linear_bwd):  # still compiling (first start): numpy meanwhile
+        return numpy_path.linear_backward(x, w, gy, param_grads)
     gx = np.empty_like(x)
     gw = np.empty_like(w) if param_grads else np.empty((0, 0), np.float32)
     _linear_bwd(x, w, gy, gx, gw, bool(param_grads))
@@ -753,3 +793,7 @@ def linear_backward_batch(x, w, gy, param_grads=True):
     if not param_grads:
         return gx, None, None
     return gx, gy.T @ x, gy.sum(axis=0, dtype=np.float64).astype(np.float32)
+
+
+# the kernels of conv2d_backward_batch (its forward-convolution path checks its own)
+_CONV_KERNELS = (_full_grid, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit)

@@ -1,4 +1,4 @@
-"""How parallel kernels are launched: one at a time, and serially when that is faster.
+"""How parallel kernels are launched: one at a time, on the thread count that runs fastest now.
 
 One at a time in the whole process: numba's workqueue threading layer (the one
 every platform has; OpenMP and TBB are used only where their runtimes are
@@ -10,26 +10,192 @@ from several threads would each be enough. So every public wrapper that launches
 a parallel kernel holds this lock: uncontended it costs well under a microsecond
 per layer, and the kernels use all cores anyway.
 
-Serially when that is faster: see `sized` below.
+On the thread count that runs fastest now: see `ThreadPolicy` below. Serially
+when starting a parallel loop is slow: see `sized`.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
+from collections import OrderedDict
 
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
+_depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
 
 
 def one_at_a_time(fn):
-    """Run `fn` (which launches parallel numba kernels) under the process-wide lock."""
+    """Run `fn` (which launches parallel numba kernels) under the process-wide lock, on
+    the thread count POLICY chooses for this call's kernel and shapes."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
 
     @functools.wraps(fn)
     def serialized(*args, **kwargs):
+        global _depth
         with _LOCK:
-            return fn(*args, **kwargs)
+            if _depth:  # inside another wrapper: its choice holds
+                _depth += 1
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _depth -= 1
+            key = (name, _shapes(args), _shapes(v for k, v in kwargs.items() if k != "version"))
+            n = POLICY.choose(key)
+            _use_threads(n)
+            _depth += 1
+            t0 = time.perf_counter()
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                _depth -= 1
+            if not _numpy_meanwhile():
+                POLICY.record(key, n, time.perf_counter() - t0)
+            return out
 
     return serialized
+
+
+def _shapes(args) -> tuple:
+    """What a call's time depends on: array shapes and scalar settings (not the
+    parameter version, which changes every training step)."""
+    out = []
+    for a in args:
+        shape = getattr(a, "shape", None)
+        if shape is not None:
+            out.append(shape)
+        elif a is None or isinstance(a, (int, float, str, tuple)):
+            out.append(a)
+        else:
+            out.append(type(a).__name__)
+    return tuple(out)
+
+
+def _use_threads(n: int) -> None:
+    import numba
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)  # per calling thread
+
+
+def _numpy_meanwhile() -> bool:
+    """First start: calls may run on the numpy path; their times say nothing."""
+    from . import coldstart
+    return coldstart.compiling() or coldstart.mode() == "numpy"
+
+
+# -- the thread count: measured, per kernel and shape ----------------------------------------
+#
+# On an idle machine a parallel kernel runs on all cores. When another program keeps
+# a core busy, a parallel loop waits at its end for the thread that shares that core:
+# 2 threads then ran default-256 8x slower than 1 (issue 18). Memory-bound kernels
+# (a ReLU on a 64 MB map) gain nothing from a second thread here either. So every
+# wrapper call is timed, per (wrapper, shapes) key, with all threads and with one:
+# the first call runs on all threads, the second on one (a probe), then the faster
+# one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS,
+# doubling the wait each time it loses (up to 64x), and at once when a call takes
+# twice as long as that key's recent best (the machine just got busy; the older
+# times of that count are then dropped). Estimates are the best of the last few
+# runs: noise only ever adds time.
+
+class ThreadPolicy:
+    """Chooses 1 or `threads` threads per key from the times recorded for it.
+
+    `clock` returns seconds (injectable: the tests drive the policy with made-up
+    timings, no real time)."""
+
+    SAMPLES = 3
+    MARGIN = 1.1
+    PROBE_SECONDS = 2.0
+    MAX_BACKOFF = 64
+    MAX_KEYS = 512
+
+    def __init__(self, threads: int | None = None, clock=time.perf_counter):
+        self._threads = threads
+        self.clock = clock
+        self._keys: OrderedDict = OrderedDict()
+
+    @property
+    def threads(self) -> int:
+        if self._threads is None:
+            import numba
+            self._threads = int(numba.config.NUMBA_NUM_THREADS)
+        return self._threads
+
+    def choose(self, key) -> int:
+        """The thread count for the next call of `key` (sometimes a probe of the other one)."""
+        top = self.threads
+        s = self._keys.get(key)
+        if top <= 1:
+            return 1
+        if s is None or not s.times[top]:
+            return top
+        if not s.times[1]:
+            return 1
+        other = 1 if s.choice == top else top
+        if self.clock() >= s.next_probe:
+            s.probing = True
+            return other
+        return s.choice
+
+    def record(self, key, threads: int, seconds: float) -> None:
+        top = self.threads
+        if threads not in (1, top):
+            return
+        s = self._keys.get(key)
+        if s is None:
+            s = self._keys[key] = _KeyStats(top)
+            if len(self._keys) > self.MAX_KEYS:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key)
+        now = self.clock()
+        before = s.best(threads)
+        times = s.times[threads]
+        sudden = before is not None and seconds > 2 * before
+        if sudden:  # the machine got busy: earlier runs no longer tell
+            times[:] = [seconds]
+        else:
+            times.append(seconds)
+            del times[:-self.SAMPLES]
+        t_top, t_one = s.best(top), s.best(1)
+        if t_top is None or t_one is None:
+            return
+        old = s.choice
+        if s.choice == top and t_top > self.MARGIN * t_one:
+            s.choice = 1
+        elif s.choice == 1 and self.MARGIN * t_top < t_one:
+            s.choice = top
+        if s.probing:  # a probe that lost waits twice as long before the next one
+            s.probing = False
+            s.backoff = 1 if s.choice != old else min(self.MAX_BACKOFF, s.backoff * 2)
+            s.next_probe = now + self.PROBE_SECONDS * s.backoff
+        elif s.next_probe == 0.0:  # both measured once: the periodic probes start
+            s.next_probe = now + self.PROBE_SECONDS
+        if sudden and threads == s.choice:
+            s.next_probe = now  # try the other count next time
+
+    def choice(self, key) -> int | None:
+        """The count `key` runs on outside probes (None before it was measured both ways)."""
+        s = self._keys.get(key)
+        return None if s is None or not s.times[1] or not s.times[self.threads] else s.choice
+
+
+class _KeyStats:
+    __slots__ = ("times", "choice", "next_probe", "backoff", "probing")
+
+    def __init__(self, top: int):
+        self.times = {1: [], top: []}
+        self.choice = top
+        self.next_probe = 0.0
+        self.backoff = 1
+        self.probing = False
+
+    def best(self, threads: int) -> float | None:
+        t = self.times.get(threads)
+        return min(t) if t else None
+
+
+POLICY = ThreadPolicy()
 
 
 # -- small work runs serially where starting a parallel loop is slow -----------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 _CHUNK = 16384
@@ -37,8 +39,10 @@ def _affine_leaky(x, scale, shift, slope, y):
 def affine_leaky(x2, scale, shift, slope) -> np.ndarray:
     """(C, N) float32 -> leaky(x * scale[c] + shift[c], slope), a new array."""
     x2 = np.ascontiguousarray(x2, dtype=np.float32)
+    kernel = sized(_affine_leaky, x2.size, 1 << 20)
+    if not ready(kernel):  # still compiling (first start): numpy meanwhile
+        return numpy_path.affine_leaky(x2, scale, shift, slope)
     y = np.empty_like(x2)
-    kernel = sized(_affine_leaky, y.size, 1 << 20)
     kernel(x2, np.ascontiguousarray(scale, dtype=np.float32), np.ascontiguousarray(shift, dtype=np.float32),
            np.float32(slope), y)
     return y

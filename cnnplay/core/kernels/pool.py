@@ -15,6 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
+from . import numpy_path
+from .coldstart import ready
 from .launch import one_at_a_time, sized
 
 
@@ -126,15 +128,14 @@ def _pool_row(x, c, oy, kh, kw, sh, sw, ph, pw, avg, group, scale, out):
         if yy < 0 or yy >= h:
             continue
         xr = x[c, yy]
-        kx = 0
-        while kx < kw:
-            if group > 1 and kx + group <= kw:
-                _taps(out, xr, kx, group, sw, pw, w, avg)
-                kx += group
-            else:
-                a, b = _cols(kx, sw, pw, w, wo)
-                _tap(out, xr, kx, a, b, sw, pw, avg)
-                kx += 1
+        # grouped taps first, then single taps; the tap index is always a
+        # computed int64 (a literal 0 would compile _taps/_tap a second time)
+        ng = kw // group if group > 1 else 0
+        for gi in range(ng):
+            _taps(out, xr, gi * group, group, sw, pw, w, avg)
+        for kx in range(ng * group, kw):
+            a, b = _cols(kx, sw, pw, w, wo)
+            _tap(out, xr, kx, a, b, sw, pw, avg)
     if avg:
         for j in range(wo):
             out[j] *= scale
@@ -150,8 +151,11 @@ def _run(x, kernel, stride, padding, avg):
     wo = window_output(x.shape[2], kw, sw, pw)
     if ho < 1 or wo < 1:
         raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
+    pool = sized(_pool, x.shape[0] * ho * wo * kh * kw, 300_000)
+    if not ready(pool):  # still compiling (first start): numpy meanwhile
+        return numpy_path.pool(x, (kh, kw), (sh, sw), (ph, pw), avg)
     y = np.empty((x.shape[0], ho, wo), np.float32)
-    sized(_pool, y.size * kh * kw, 300_000)(x, kh, kw, sh, sw, ph, pw, avg, y)
+    pool(x, kh, kw, sh, sw, ph, pw, avg, y)
     return y
 
 

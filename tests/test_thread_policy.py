@@ -1,0 +1,144 @@
+"""The thread-count policy (core/kernels/launch.py), driven with made-up timings and a
+fake clock: deterministic, no real time measured."""
+
+import numba
+import numpy as np
+import pytest
+
+from cnnplay.core.kernels import launch
+from cnnplay.core.kernels.launch import ThreadPolicy
+
+
+class Machine:
+    """A fake machine: how long one call takes on n threads, and a clock that
+    advances by the time of every call it runs."""
+
+    def __init__(self, t_parallel, t_serial):
+        self.now = 0.0
+        self.t = {2: t_parallel, 1: t_serial}
+
+    def clock(self):
+        return self.now
+
+    def run(self, policy, key="k", calls=1):
+        total = 0.0
+        used = []
+        for _ in range(calls):
+            n = policy.choose(key)
+            policy.record(key, n, self.t[n])
+            self.now += self.t[n] + 0.01  # a little time between calls
+            total += self.t[n]
+            used.append(n)
+        return total, used
+
+
+def test_idle_machine_runs_parallel_after_one_serial_probe():
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    _, used = m.run(p, calls=3)
+    assert used == [2, 1, 2]
+    assert p.choice("k") == 2
+
+
+def test_busy_machine_falls_back_to_one_thread_and_stays_within_1_2x_of_serial():
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, calls=20)
+    m.t = {2: 0.072, 1: 0.010}  # the other core got busy: parallel 8x slower than serial
+    total, used = m.run(p, calls=2000)
+    assert p.choice("k") == 1
+    assert total <= 1.2 * 2000 * m.t[1]
+    # it still looks again now and then, less and less often
+    probes = [i for i, n in enumerate(used) if n == 2]
+    assert len(probes) >= 3
+    gaps = np.diff(probes[1:])
+    assert (gaps[1:] >= gaps[:-1]).all()
+
+
+def test_reaction_to_a_busy_machine_is_immediate():
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, calls=10)
+    m.t = {2: 0.072, 1: 0.010}
+    _, used = m.run(p, calls=3)
+    assert used == [2, 1, 1]  # one slow call, then serial
+
+
+def test_back_to_parallel_when_the_machine_is_idle_again():
+    m = Machine(t_parallel=0.072, t_serial=0.010)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, calls=50)
+    assert p.choice("k") == 1
+    m.t = {2: 0.005, 1: 0.009}
+    m.now += 1000.0  # long enough for the next probe at any backoff
+    _, used = m.run(p, calls=3)
+    assert used == [2, 2, 2] and p.choice("k") == 2
+
+
+def test_memory_bound_kernel_where_threads_do_not_help_runs_serially():
+    m = Machine(t_parallel=0.022, t_serial=0.017)  # the 16x1024x1024 ReLU of issue 18
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    total, used = m.run(p, calls=500)
+    assert p.choice("k") == 1 and used[-1] == 1
+    assert total <= 1.05 * 500 * m.t[1]
+
+
+def test_close_timings_do_not_flip_flop():
+    m = Machine(t_parallel=0.0100, t_serial=0.0105)  # within the 10 % margin
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    _, used = m.run(p, calls=200)
+    assert p.choice("k") == 2
+    switches = sum(1 for a, b in zip(used, used[1:]) if a != b)
+    assert switches <= 2 * 10  # only the (backed-off) probes
+
+
+def test_keys_are_independent_and_one_thread_machines_never_probe():
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, key="a", calls=5)
+    assert p.choice("a") == 2 and p.choice("b") is None and p.choose("b") == 2
+    one = ThreadPolicy(threads=1, clock=m.clock)
+    assert one.choose("a") == 1
+
+
+def test_wrappers_launch_on_the_chosen_count_and_only_the_outermost_records(monkeypatch):
+    class Stub:
+        def __init__(self):
+            self.recorded = []
+
+        def choose(self, key):
+            return 1
+
+        def record(self, key, n, seconds):
+            self.recorded.append((key, n))
+
+    stub = Stub()
+    monkeypatch.setattr(launch, "POLICY", stub)
+    monkeypatch.setattr(launch, "_numpy_meanwhile", lambda: False)
+    seen = []
+
+    @launch.one_at_a_time
+    def inner(a):
+        seen.append(numba.get_num_threads())
+        return a
+
+    @launch.one_at_a_time
+    def outer(a, flag=None):
+        return inner(a)
+
+    x = np.zeros((3, 4), np.float32)
+    outer(x, flag=2.5)
+    assert seen == [1]
+    assert len(stub.recorded) == 1
+    (name, args, kwargs), n = stub.recorded[0]
+    assert name.endswith("outer") and args == ((3, 4),) and kwargs == (2.5,) and n == 1
+    launch._use_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_set_threads_reaches_numba(threads):
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 threads")
+    launch._use_threads(threads)
+    assert numba.get_num_threads() == threads
+    launch._use_threads(numba.config.NUMBA_NUM_THREADS)
