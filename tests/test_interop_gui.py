@@ -143,3 +143,45 @@ def test_dropping_an_onnx_file_opens_it(window, qtbot, tmp_path):
     assert "Opened dropped.onnx" in blocker.args[0]
     assert window.session.network.output_shapes == [(2, 6, 6)]
     np.testing.assert_array_equal(window.session.network.params(0)["weight"], other.params(0)["weight"])
+
+
+def test_export_after_training_has_the_trainers_train_function(window, qtbot, monkeypatch, tmp_path):
+    import cnnplay
+    if not hasattr(cnnplay, "Trainer"):
+        pytest.skip("cnnplay.Trainer has not landed in this build")
+    trainer = cnnplay.Trainer(window.session.network, optimizer="adam", lr=0.003, weight_decay=0.001)
+    window.session.set_training(trainer.state())
+    answer_dialogs(monkeypatch, tmp_path / "trained.py")
+    with qtbot.waitSignal(window.interop.done, timeout=20000):
+        window.interop.pytorch_action.trigger()
+    src = " ".join((tmp_path / "trained.py").read_text().split())
+    assert "def train(model, loader, epochs=1):" in src
+    assert "torch.optim.Adam( model.parameters(), lr=0.003, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.001 )" \
+        in src or "torch.optim.Adam(model.parameters(), lr=0.003, betas=(0.9, 0.999), eps=1e-08, " \
+        "weight_decay=0.001)" in src
+
+
+def test_the_newest_open_wins(window, qtbot, monkeypatch, tmp_path):
+    pytest.importorskip("onnx")
+    import threading
+
+    from cnnplay import Network, export_onnx
+    for name, ch in (("a", 2), ("b", 5)):
+        export_onnx(Network.from_dict({"input": [1, 8, 8], "layers": [
+            {"type": "conv2d", "out_channels": ch, "kernel_size": 3}]}), tmp_path / f"{name}.onnx")
+    release = threading.Event()
+    real = interop_menu.read_with_ids
+
+    def slow_for_a(path):
+        if path.name == "a.onnx":
+            release.wait(30)
+        return real(path)
+
+    monkeypatch.setattr(interop_menu, "read_with_ids", slow_for_a)
+    window.open_file(tmp_path / "a.onnx")
+    with qtbot.waitSignal(window.interop.done, timeout=20000) as blocker:
+        window.open_file(tmp_path / "b.onnx")
+    assert "Opened b.onnx" in blocker.args[0]
+    with qtbot.waitSignal(window.interop.finished, timeout=20000):  # a's late result arrives...
+        release.set()
+    assert window.session.network.output_shapes == [(5, 6, 6)]  # ...and is dropped

@@ -115,7 +115,7 @@ def test_shift_tab_axis_labels_explanation_and_slider_values(qtbot, home):
 
 def test_kernels_tab_numbers_fit_and_the_preset_box_says_what_the_kernel_is(qtbot, home):
     spec = {"input": [1, 32, 32], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 7, "padding": 3}]}
-    w = make_window(qtbot, spec, size=(1366, 768))
+    w = make_window(qtbot, spec, size=(1920, 1080))
     select_row(qtbot, w, 0)
     panel = show_dock(qtbot, w, "Kernels")
     grid = panel.grid

@@ -43,6 +43,8 @@ class InteropActions(QObject):
         super().__init__(window)
         self.window = window
         self._job = 0
+        self._opening: int | None = None  # the job reading the model the user asked for last
+        self._dropped: set[int] = set()  # openings a newer one replaced
         self.finished.connect(self._on_finished)
 
     # -- menu ---------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ class InteropActions(QObject):
             return False
         path = Path(path)
         self.window.busy_label.setText(f"Reading {path.name}...")
-        return self._start(lambda: read_with_ids(path), lambda result: self._show_model(path, result))
+        return self._start(lambda: read_with_ids(path), lambda result: self._show_model(path, result), opening=True)
 
     def _show_model(self, path: Path, result) -> str:
         net = result.network
@@ -142,10 +144,15 @@ class InteropActions(QObject):
             return False
         return True
 
-    def _start(self, work, describe) -> bool:
-        """Run work() on a worker thread; describe(result) on the GUI thread gives the message."""
+    def _start(self, work, describe, opening: bool = False) -> bool:
+        """Run work() on a worker thread; describe(result) on the GUI thread gives the message.
+        Opening a model: the newest request wins (an older one's result is dropped)."""
         self._job += 1
         job = self._job
+        if opening:
+            if self._opening is not None:
+                self._dropped.add(self._opening)
+            self._opening = job
 
         def run():
             try:
@@ -163,9 +170,12 @@ class InteropActions(QObject):
         return True
 
     def _on_finished(self, job: int, describe, result) -> None:
-        if job != self._job:
-            return  # a newer request won
-        self.window.busy_label.setText("Ready")
+        if job in self._dropped:
+            self._dropped.discard(job)
+            return  # a newer model was asked for
+        if job == self._opening:
+            self._opening = None
+            self.window.busy_label.setText("Ready")
         if isinstance(result, Exception):
             self.window.show_message(str(result))
             self.done.emit("")
