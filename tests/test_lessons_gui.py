@@ -40,11 +40,16 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
     for i, lesson in enumerate(runner.lessons):
         assert runner.open(i), lesson.name
         assert runner.current == i
-        want = [layer["type"] for layer in lesson.spec["layers"]]
+        spec, params = runner._network_of(lesson)  # a trained example brings its weights
+        want = [layer["type"] for layer in spec["layers"]]
         assert [layer["type"] for layer in s.layers] == want
         assert s.error is None, f"{lesson.name}: {s.error}"
         assert s.input_source["kind"] == lesson.source["kind"]
-        for key, arrays in lesson.params.items():
+        assert tuple(s.input_array.shape) == s.network.input_shape
+        if lesson.dataset is not None:
+            assert s.dataset is not None and s.dataset.reference["builtin"] == lesson.dataset["builtin"]
+            assert s.output_classes() is not None  # the class bars are named
+        for key, arrays in params.items():
             for name, values in arrays.items():
                 np.testing.assert_array_equal(s.network.params(int(key))[name], np.asarray(values, np.float32))
         if lesson.select_unit is not None:
@@ -62,9 +67,11 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
     runner.leave()
     assert runner.current is None and runner.highlighted is None and not window.lesson_bar.isVisible()
     assert s.state is own  # the very same snapshot: network, weights, input
+    assert s.dataset is None and s.classes is None  # the lessons' data sets went with them
     assert s.selected_layer == 1 and s.selected_unit == (0, (2, 5, 7)) and s.view["levels"] == "channel"
     window.undo_stack.undo()  # leaving is undoable: back on the last lesson's stage
-    assert [layer["type"] for layer in s.layers] == [layer["type"] for layer in runner.lessons[-1].spec["layers"]]
+    last = runner._network_of(runner.lessons[-1])[0]
+    assert [layer["type"] for layer in s.layers] == [layer["type"] for layer in last["layers"]]
     window.undo_stack.undo()
     window.undo_stack.undo()
     assert s.state is not own

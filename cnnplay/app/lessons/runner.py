@@ -139,10 +139,17 @@ class LessonRunner(QObject):
 
     # -- pieces ----------------------------------------------------------------------
     def _network_of(self, lesson: Lesson) -> tuple[dict, dict]:
+        """(description, hand-set or trained weights by layer index)."""
         if lesson.spec is not None:
             return copy.deepcopy(lesson.spec), lesson.params
-        from ..examples import read_example
         from ...bundled import resource
+        trained = resource("examples", f"{lesson.example}.cnnplay")
+        if trained.is_file():
+            from ...core.fileformat import load_bundle
+            net, _ = load_bundle(trained)
+            params = {str(i): net.params(i) for i in range(len(net)) if net.params(i)}
+            return net.to_dict(), dict(params, **lesson.params)
+        from ..examples import read_example
         ex = read_example(resource("examples", f"{lesson.example}.json"))
         return copy.deepcopy(ex.spec), dict(ex.params, **lesson.params)
 

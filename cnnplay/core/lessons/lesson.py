@@ -8,10 +8,12 @@ A lesson file (JSON object):
   order      its place in the course (lessons are listed by order, then file name)
   see, try, changes   the three parts of the text (MAX_WORDS words at most together)
   network    a network description (Network.from_dict), or
-  example    the name of a bundled example (resources/examples/NAME.json or .cnnplay)
+  example    the name of a bundled example (resources/examples/NAME.json or NAME.cnnplay,
+             a trained one: its weights come along)
   params     optional hand-set weights: {"layer index": {"weight": nested lists, ...}}
   input      an input source: {"kind": "image", "sample": "camera.png", "mode": "gray",
-             "max_side": 128} or {"kind": "signal", "generate": "chirp", "length": 512}
+             "max_side": 128}, {"kind": "signal", "generate": "chirp", "length": 512} or a
+             data-set sample {"kind": "dataset", "reference": {"builtin": ..., "params": ...}, "index": 0}
   dataset    optional: {"builtin": "orientations", "params": {...}} to attach
   select     optional: {"layer": 2} and/or {"unit": [layer, [c, y, x]]}
   panel      optional: the title of the dock to bring to the front ("Kernels", "Shift", ...)
@@ -125,8 +127,11 @@ def parse_lesson(name: str, data) -> Lesson:
                     fail(f"'params': layer {i} {pname} has shape {got}, the layer needs {tuple(shapes[pname])}")
 
     source = data.get("input", {})
-    if not isinstance(source, dict) or source.get("kind") not in ("image", "signal"):
-        fail("'input' must be an input source with \"kind\": \"image\" or \"signal\"")
+    if not isinstance(source, dict) or source.get("kind") not in ("image", "signal", "dataset"):
+        fail("'input' must be an input source with \"kind\": \"image\", \"signal\" or \"dataset\"")
+    if source.get("kind") == "dataset" and not (isinstance(source.get("reference"), dict)
+                                               and "builtin" in source["reference"]):
+        fail("a \"dataset\" input must name a built-in data set: {\"reference\": {\"builtin\": ...}, \"index\": i}")
     if "path" in source:
         fail("'input' may name a bundled sample or a generated signal, never a file path")
 
