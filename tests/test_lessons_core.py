@@ -73,3 +73,14 @@ def test_a_malformed_file_is_skipped_with_a_message(tmp_path):
     assert len(problems) == 2
     assert problems[0].startswith("lesson c: cannot read the file") and problems[0].endswith("(skipped)")
     assert "lesson d: the file must hold a JSON object" in problems[1]
+
+
+def test_a_lesson_that_is_no_regular_file_or_too_large_is_skipped(tmp_path):
+    import os
+
+    from cnnplay.core.lessons import lesson as lesson_module
+    os.mkfifo(tmp_path / "fifo.json")  # would block a plain open()
+    (tmp_path / "big.json").write_bytes(b" " * (lesson_module.MAX_FILE_BYTES + 1))
+    lessons, problems = load_lessons(tmp_path)
+    assert lessons == [] and len(problems) == 2
+    assert problems[0].startswith("lesson big: ") and problems[1].startswith("lesson fifo: ")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import NetworkError
 from ..layout import Layout
+from ..safe_read import SafeReadError, read_regular_file
 
 MAX_WORDS = 130  # "at most about 120 words": a little slack, never a page
 MAX_FILE_BYTES = 2 << 20
@@ -189,21 +190,14 @@ def _nested_shape(values) -> tuple:
 
 
 def read_lesson(path: Path) -> Lesson:
-    """Read and check one lesson file (bounded, regular files only)."""
+    """Read and check one lesson file (regular files only, at most MAX_FILE_BYTES read)."""
     name = path.stem
     try:
-        if not path.is_file():
-            raise LessonError(name, "not a regular file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise LessonError(name, f"the file is larger than {MAX_FILE_BYTES >> 20} MB")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise LessonError(name, f"the file is larger than {MAX_FILE_BYTES >> 20} MB")
+        raw = read_regular_file(path, MAX_FILE_BYTES, "lesson file")
         data = json.loads(raw.decode("utf-8"))
-    except LessonError:
-        raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except SafeReadError as e:
+        raise LessonError(name, e.reason) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise LessonError(name, f"cannot read the file ({e})") from None
     return parse_lesson(name, data)
 
