@@ -40,7 +40,10 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
     for i, lesson in enumerate(runner.lessons):
         assert runner.open(i), lesson.name
         assert runner.current == i
-        spec, params = runner._network_of(lesson)  # a trained example brings its weights
+        example = runner.example_of(lesson)  # a trained example brings its weights
+        spec, params = example.spec, dict(example.params)
+        if example.network is not None:
+            params.update({str(i): example.network.params(i) for i in range(len(example.network))})
         want = [layer["type"] for layer in spec["layers"]]
         assert [layer["type"] for layer in s.layers] == want
         assert s.error is None, f"{lesson.name}: {s.error}"
@@ -70,7 +73,7 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
     assert s.dataset is None and s.classes is None  # the lessons' data sets went with them
     assert s.selected_layer == 1 and s.selected_unit == (0, (2, 5, 7)) and s.view["levels"] == "channel"
     window.undo_stack.undo()  # leaving is undoable: back on the last lesson's stage
-    last = runner._network_of(runner.lessons[-1])[0]
+    last = runner.example_of(runner.lessons[-1]).spec
     assert [layer["type"] for layer in s.layers] == [layer["type"] for layer in last["layers"]]
     window.undo_stack.undo()
     window.undo_stack.undo()

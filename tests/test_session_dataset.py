@@ -85,3 +85,17 @@ def test_set_trained_replaces_weights_and_restore_brings_back_training():
     s.restore(before)
     assert s.training is None and changes == [{"epoch": 1}, None]
     assert not np.array_equal(s.network.params(0)["weight"], w)
+
+
+def test_replacing_the_whole_network_drops_the_old_networks_training():
+    """A training state (curves, optimizer buffers) belongs to the weights it trained: a new
+    network from a file, an example or a lesson starts without it."""
+    from cnnplay import Network
+    s = session()
+    s.set_trained([{"weight": np.ones((2, 1, 3, 3), np.float32)}], training={"epoch": 4})
+    changes = []
+    s.training_changed.connect(lambda: changes.append(s.training))
+    s.replace(Network.from_dict(SPEC, seed=3))
+    assert s.training is None and changes == [None]
+    s.set_training({"epoch": 9})  # what open_file does with a file's own state, after replace
+    assert s.training == {"epoch": 9}

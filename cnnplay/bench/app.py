@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .forward import NETWORKS
+from ._common import wait_until
 
 TITLE = "App latencies: edit -> maps, click -> field, start-up (issue 7, targets 2-4)"
 ORDER = 30
@@ -45,13 +46,7 @@ print(f"LIVE {time.perf_counter() - t0:.4f}", flush=True)
 
 
 def _wait(app, condition, timeout=30.0) -> None:
-    end = time.perf_counter() + timeout
-    while not condition():
-        if time.perf_counter() > end:
-            raise TimeoutError("the app did not answer in time")
-        app.processEvents()
-        time.sleep(0.0002)
-    app.processEvents()  # paint what changed
+    wait_until(app, condition, timeout)
 
 
 def _median_ms(ts) -> str:

@@ -17,6 +17,8 @@ import statistics
 import tempfile
 import time
 
+from ._common import wait_until
+
 TITLE = "Training in the window: live-refresh cost and responsiveness (issue 13)"
 ORDER = 31
 BATCHES = 40
@@ -31,13 +33,7 @@ SPEC = {"input": [1, 24, 24], "layers": [
 
 
 def _wait(app, condition, timeout=120.0) -> None:
-    end = time.perf_counter() + timeout
-    while not condition():
-        if time.perf_counter() > end:
-            raise TimeoutError("the app did not answer in time")
-        app.processEvents()
-        time.sleep(0.0002)
-    app.processEvents()
+    wait_until(app, condition, timeout)
 
 
 def _ms(ts) -> str:

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from ..core import kernels  # noqa: F401  (sets NUMBA_CACHE_DIR before numba is imported)
+from ._common import torch_or_none
 
 TITLE = "Forward pass vs PyTorch CPU (issue 7, target 1)"
 ORDER = 10
@@ -243,13 +244,8 @@ def run() -> list[str]:
     from ..core import Network
 
     threads = numba.get_num_threads()
-    torch = None
-    try:
-        import torch
-        torch.set_num_threads(threads)
-        other = f"PyTorch {torch.__version__}"
-    except ImportError:
-        other = "numpy im2col+matmul"
+    torch = torch_or_none(threads)
+    other = f"PyTorch {torch.__version__}" if torch is not None else "numpy im2col+matmul"
     compile_all()
     how = f"{PAIRS} interleaved runs each" if torch is not None else "6 alternating blocks of 6 runs each"
     lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {how}"]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core import kernels  # noqa: F401  (sets NUMBA_CACHE_DIR before numba is imported)
 from .forward import matmul_gflops, numpy_forward, paired_ms, torch_model
+from ._common import torch_or_none
 
 TITLE = "Channel-heavy layers: VGG-11 at 224x224, 3x3 and 1x1 convs (issue 18)"
 ORDER = 20
@@ -80,13 +81,8 @@ def run() -> list[str]:
     from ..core import Network
 
     threads = numba.get_num_threads()
-    try:
-        import torch
-        torch.set_num_threads(threads)
-        other = f"PyTorch {torch.__version__}"
-    except ImportError:
-        torch = None
-        other = "numpy im2col+matmul"
+    torch = torch_or_none(threads)
+    other = f"PyTorch {torch.__version__}" if torch is not None else "numpy im2col+matmul"
     peak = matmul_gflops()
     lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {ROUNDS} interleaved rounds; "
              f"float32 numpy.matmul 2048^3: {peak:.0f} GFLOP/s",

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core import kernels  # noqa: F401  (sets NUMBA_CACHE_DIR before numba is imported)
 from .forward import paired_ms, torch_model
+from ._common import torch_or_none
 
 TITLE = "Training steps vs PyTorch CPU (issue 12), conv algorithms (issue 18)"
 ORDER = 15
@@ -289,13 +290,8 @@ def run() -> list[str]:
     from ..core.kernels import conv
 
     threads = numba.get_num_threads()
-    try:
-        import torch
-        torch.set_num_threads(threads)
-        other = f"PyTorch {torch.__version__}"
-    except ImportError:
-        torch = None
-        other = "a numpy reference (no torch)"
+    torch = torch_or_none(threads)
+    other = f"PyTorch {torch.__version__}" if torch is not None else "a numpy reference (no torch)"
     lines = [f"float32, {threads} threads each; ours vs {other}; {ROUNDS} interleaved rounds; SGD lr {LR} "
              f"momentum {MOMENTUM}"]
     lines.append("")

@@ -455,11 +455,7 @@ class Conv(WindowedLayer):
         gx, gw, gb = grad.conv2d_backward_batch(as_batch_maps(x), self._weight_2d(params), as_batch_maps(gy),
                                                 w.stride, w.padding, w.dilation, param_grads=param_grads,
                                                 input_grad=input_grad, version=params_version(params))
-        grads = {}
-        if param_grads:
-            grads["weight"] = gw.reshape(params["weight"].shape)
-            if "bias" in params:
-                grads["bias"] = gb
+        grads = _weight_bias_grads(params, gw.reshape(params["weight"].shape), gb) if param_grads else {}
         return (None if gx is None else gx.reshape(x.shape)), grads
 
 
@@ -704,12 +700,7 @@ class Linear(LayerType):
     def backward(self, cfg, x, y, gy, params, param_grads=True):
         from .kernels import grad
         gx, gw, gb = grad.linear_backward(x, params["weight"], gy, param_grads=param_grads)
-        grads = {}
-        if param_grads:
-            grads["weight"] = gw
-            if "bias" in params:
-                grads["bias"] = gb
-        return gx, grads
+        return gx, (_weight_bias_grads(params, gw, gb) if param_grads else {})
 
     def forward_batch(self, cfg, x, params):
         from .kernels import dense
@@ -720,12 +711,7 @@ class Linear(LayerType):
         x, gy = _check_grad_batch(self, x, gy)
         gx, gw, gb = grad.linear_backward_batch(x, params["weight"], gy,
                                                 param_grads=param_grads)
-        grads = {}
-        if param_grads:
-            grads["weight"] = gw
-            if "bias" in params:
-                grads["bias"] = gb
-        return gx, grads
+        return gx, (_weight_bias_grads(params, gw, gb) if param_grads else {})
 
 
 def _uniform_init(shapes: dict[str, Shape], fan_in: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -757,3 +743,8 @@ def layer_type(raw, index: int | None) -> LayerType:
         known = ", ".join(LAYER_TYPES)
         raise ctx.error(f"unknown layer type {short_repr(name)} (known: {known})", "type")
     return LAYER_TYPES[name]
+
+
+def _weight_bias_grads(params: dict, gw, gb) -> dict:
+    """The gradient dict of a layer with a weight and an optional bias (conv, linear)."""
+    return {"weight": gw, "bias": gb} if "bias" in params else {"weight": gw}

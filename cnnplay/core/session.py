@@ -228,15 +228,20 @@ class Session:
 
     def replace(self, network: Network, input_array: np.ndarray | None = None,
                 input_source: dict | None = None, spec: dict | None = None) -> None:
-        """Take a whole network (e.g. from a file) and optionally a new input."""
+        """Take a whole network (e.g. from a file) and optionally a new input. The training
+        state of the network it replaces goes with it (a caller with the new network's own
+        state sets it afterwards)."""
         x = self._state.input_array if input_array is None else _as_input(input_array)
         spec = self._with_ids(copy.deepcopy(spec if spec is not None else network.to_dict()))
         spec["input"] = list(x.shape)
         net = Network.from_dict(spec, seed=network.seed, partial=True, reuse=network)
-        changes = {"spec": spec, "network": net}
+        trained = self._state.training is not None
+        changes = {"spec": spec, "network": net, "training": None}
         if input_array is not None:
             changes.update(input_array=x, input_source=dict(input_source or {}), input_notes=())
         self._replace(**changes)
+        if trained:
+            self.training_changed.emit()
 
     def insert_layer(self, index: int, layer: dict) -> object:
         """Insert a layer dict at `index` (0..len); returns its id."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import replace
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from ...bundled import resource
 from ...core.errors import InputError, NetworkError
 from ...core.lessons import Lesson, bundled_lessons
-from ...core.network import Network
+from ..background import run_off_gui_thread
+from ..examples import Example, apply_example, read_example
 from ..input_panel import load_input
 from .highlight import Highlight, resolve_target
 
@@ -60,12 +62,14 @@ class LessonRunner(QObject):
         return None if self.current is None else self.lessons[self.current]
 
     def open(self, index: int) -> bool:
-        """Set the stage for lesson `index`; False (and a message) if it cannot be set up."""
+        """Set the stage for lesson `index`; False (and a message) if it cannot be set up.
+        Files are read and the data set made off the GUI thread (background.run_off_gui_thread)."""
         lesson = self.lessons[index]
+        from .. import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
         try:
-            spec, params = self._network_of(lesson)
-            x, source, notes = load_input(lesson.source)
-            dataset = self._dataset_of(lesson)
+            example, (x, source, notes), dataset = run_off_gui_thread(
+                lambda: (self.example_of(lesson), load_input(lesson.source), self._dataset_of(lesson)),
+                f"Opening the lesson {lesson.title!r}")
         except (NetworkError, InputError, ValueError, OSError) as e:  # DatasetError is a ValueError
             self.window.show_message(f"Lesson {lesson.title!r} cannot be opened: {e}", "error")
             return False
@@ -73,20 +77,8 @@ class LessonRunner(QObject):
             s = self.session
             self._saved = (s.state, copy.copy(s.selection), dict(s.view),
                            (s.dataset, s.dataset_reference, s.classes))
-
-        def setup(s):
-            spec_x = dict(spec, input=list(x.shape))
-            net = Network.from_dict(spec_x, seed=s.seed, partial=True)
-            s.replace(net, input_array=x, input_source=source, spec=spec_x)
-            if notes:
-                s.set_input_notes(notes)
-            for key, arrays in params.items():
-                i = int(key)
-                if i < len(s.network):
-                    s.set_layer_params(i, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
-            return True
-
-        if not self.editor.edit(f"Lesson: {lesson.title}", setup):
+        if not self.editor.edit(f"Lesson: {lesson.title}",
+                                lambda s: apply_example(s, example, x, source, notes) or True):
             return False
         if dataset is not None:
             self.session.set_dataset(dataset)
@@ -138,20 +130,19 @@ class LessonRunner(QObject):
         return self.open(self.current - 1)
 
     # -- pieces ----------------------------------------------------------------------
-    def _network_of(self, lesson: Lesson) -> tuple[dict, dict]:
-        """(description, hand-set or trained weights by layer index)."""
-        if lesson.spec is not None:
-            return copy.deepcopy(lesson.spec), lesson.params
-        from ...bundled import resource
-        trained = resource("examples", f"{lesson.example}.cnnplay")
-        if trained.is_file():
-            from ...core.fileformat import load_bundle
-            net, _ = load_bundle(trained)
-            params = {str(i): net.params(i) for i in range(len(net)) if net.params(i)}
-            return net.to_dict(), dict(params, **lesson.params)
-        from ..examples import read_example
-        ex = read_example(resource("examples", f"{lesson.example}.json"))
-        return copy.deepcopy(ex.spec), dict(ex.params, **lesson.params)
+    def example_of(self, lesson: Lesson) -> Example:
+        """The lesson's network as an Example (a bundled one, or its own description),
+        with the lesson's hand-set weights on top."""
+        if lesson.spec is None:
+            folder = resource("examples")
+            path = next((p for p in (folder / f"{lesson.example}.cnnplay", folder / f"{lesson.example}.json")
+                         if p.is_file()), None)
+            if path is None:
+                raise NetworkError(f"lesson {lesson.name}: there is no bundled example {lesson.example!r}")
+            example = read_example(path)
+        else:
+            example = Example(lesson.name, lesson.title, "", copy.deepcopy(lesson.spec), dict(lesson.source), {})
+        return replace(example, params=dict(example.params, **lesson.params))
 
     def _dataset_of(self, lesson: Lesson):
         if lesson.dataset is None:
