@@ -112,10 +112,16 @@ def run() -> list[str]:
         pauses.append(time.perf_counter() - t)
         p.train()
         _wait(app, lambda: p.running())
+        # A real change every time: dilation 2, 1, 2, ... (the network starts at 1; setting the
+        # value it already has changes nothing, so training would rightly go on and never pause).
+        d = 2 - k % 2
+        keys = s.network.layer_keys()
         t = time.perf_counter()
-        window.editor.update_layer(4, merge=False, dilation=1 + k % 2, padding=1 + k % 2)
+        window.editor.update_layer(4, merge=False, dilation=d, padding=d)
         _wait(app, c.forward_is_current)
         edits.append(time.perf_counter() - t)
+        if s.network.layer_keys() == keys:
+            raise RuntimeError(f"edit {k} did not change the network (dilation {d})")
         _wait(app, lambda: not p.running())
     lines.append(f"while training: click -> field on screen {_ms(clicks)}; edit -> maps on screen (pauses "
                  f"training) {_ms(edits)}; Pause -> training stopped {_ms(pauses)} (goal <= 50 ms)")
