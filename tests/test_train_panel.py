@@ -251,3 +251,64 @@ def test_the_trained_examples_open_with_their_classes_curves_and_data(window, qt
     digits = next(p for p in trained if p.stem == "trained_digits")
     window.open_example(digits)
     assert window.session.training.progress.epochs_log[-1]["test_acc"] > 0.9
+
+
+@pytest.mark.parametrize("how", ["close", "reset then close", "deleted without a close"])
+def test_closing_the_window_while_training_runs_prints_nothing(qtbot, home, monkeypatch, capfd, how):
+    """The training thread is inside a batch when the window goes (held there by the test,
+    as a long batch would be); once the batch ends the run must not publish to the deleted
+    panel: no "Signal source has been deleted", no exception in any thread, nothing logged."""
+    import logging
+    import threading
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from cnnplay.core.training import Trainer
+
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    logged = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("cnnplay").addHandler(handler)
+    try:
+        inside, release = threading.Event(), threading.Event()
+        step = Trainer.step
+
+        def held_step(self, x, y):
+            if self.steps >= 2:  # the third batch waits until the window is gone
+                inside.set()
+                assert release.wait(WAIT / 1000)
+            return step(self, x, y)
+
+        monkeypatch.setattr(Trainer, "step", held_step)
+        w = create_window(session=small_session())
+        w.show()
+        qtbot.waitExposed(w)
+        p = ready(qtbot, w)
+        p.set_setting(epochs=100)
+        assert p.train()
+        run = p.run
+        qtbot.waitUntil(inside.is_set, timeout=WAIT)
+        assert run.is_alive()
+        if how == "reset then close":
+            p.reset_weights()  # the run is dropped while its batch still runs
+            assert not p.running() and run.is_alive()
+        if how != "deleted without a close":
+            w.close()
+        w.deleteLater()  # what the end of main(), pytest-qt or a script's last reference do
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        del w, p
+        release.set()
+        qtbot.waitUntil(lambda: not run.is_alive(), timeout=WAIT)
+        QCoreApplication.processEvents()
+    finally:
+        logging.getLogger("cnnplay").removeHandler(handler)
+    out, err = capfd.readouterr()
+    assert "has been deleted" not in err + out
+    assert not thread_errors, [str(e.exc_value) for e in thread_errors]
+    assert not logged, logged

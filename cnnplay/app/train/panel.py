@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from ...core.errors import InputError, NetworkError
 from ..input_panel import dataset_source
 from .charts import ConfusionMatrix, Curves, Gallery
-from .run import Snapshot, TrainingRun, copy_network
+from .run import Gate, Snapshot, TrainingRun, copy_network
 from .state import OPTIMIZERS, Training, gallery_order
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,19 @@ class _Bridge(QObject):
     load_progress = Signal(object, int, int)  # (token, done, total)
 
 
+def _emitter(gate: Gate, signal):
+    """signal.emit(*args) from a worker thread, through `gate`: nothing once the gate is
+    closed (the panel closes it before it goes), and nothing either when the bridge was
+    deleted first (a window deleted without being closed): the thread ends quietly."""
+
+    def emit(*args) -> None:
+        try:
+            gate.call(signal.emit, *args)
+        except RuntimeError:  # "Signal source has been deleted": nobody listens any more
+            gate.close()
+    return emit
+
+
 def layers_reset(old, new) -> list[int]:
     """Indices of `new`'s layers with parameters that did not come over from `old` (by id and shapes)."""
     if old is None:
@@ -98,6 +111,7 @@ class TrainPanel(QWidget):
         self._rate = 0.0
         self._default = Training()
         self.bridge = _Bridge(self)
+        self._load_gate = Gate()  # the loader threads' emits; closed when the panel goes
         self.bridge.snapshot.connect(self._on_snapshot)
         self.bridge.loaded.connect(self._on_loaded)
         self.bridge.load_progress.connect(self._on_load_progress)
@@ -146,10 +160,14 @@ class TrainPanel(QWidget):
         self._on_training_changed()
 
     def _unlink(self):
-        for sig, slot in self._links:
-            sig.disconnect(slot)
+        self._load_gate.close()
         if self.run is not None:
-            self.run.stop()
+            self.run.close()
+        for sig, slot in self._links:
+            try:
+                sig.disconnect(slot)
+            except (RuntimeError, TypeError):  # the session went first
+                pass
 
     # == building ==========================================================================
     def _build_data_box(self) -> QWidget:
@@ -460,25 +478,23 @@ class TrainPanel(QWidget):
         self.load_bar.setRange(0, 0)
         self.load_bar.setFormat(what)
         self.load_bar.show()
-        bridge = self.bridge
+        loaded = _emitter(self._load_gate, self.bridge.loaded)
+        progress = _emitter(self._load_gate, self.bridge.load_progress)
 
         def stop():
-            return self._load_token is not token
-
-        def progress(done, total):
-            bridge.load_progress.emit(token, done, total)
+            return self._load_token is not token or self._load_gate.closed
 
         def work():
             try:
-                result = make(stop, progress)
-                bridge.loaded.emit(token, result, None)
+                result = make(stop, lambda done, total: progress(token, done, total))
+                loaded(token, result, None)
             except (InputError, NetworkError, ValueError, OSError) as e:
-                bridge.loaded.emit(token, None, str(e))
+                loaded(token, None, str(e))
             except MemoryError:
-                bridge.loaded.emit(token, None, "not enough memory for this data set")
+                loaded(token, None, "not enough memory for this data set")
             except Exception as e:  # a bug: log it, say it
                 log.exception("loading a data set failed")
-                bridge.loaded.emit(token, None, f"internal error while loading ({type(e).__name__}: {e})")
+                loaded(token, None, f"internal error while loading ({type(e).__name__}: {e})")
 
         threading.Thread(target=work, name="cnnplay-dataset", daemon=True).start()
 
@@ -675,9 +691,9 @@ class TrainPanel(QWidget):
         self._expected_keys = self.session.network.layer_keys()
         self._trained_net = self.session.network
         t = replace(t, reset_note="")
-        bridge = self.bridge
         holder = {}
-        run = TrainingRun(net, t, train, test, lambda snap: bridge.snapshot.emit(holder["run"], snap),
+        emit = _emitter(Gate(), self.bridge.snapshot)  # the run's own gate (run.close()) comes first
+        run = TrainingRun(net, t, train, test, lambda snap: emit(holder["run"], snap),
                           max_batches=max_batches)
         holder["run"] = run
         self.run = run
@@ -695,15 +711,15 @@ class TrainPanel(QWidget):
         self.progress_bar.setFormat(self.progress_bar.format() + " (pausing...)")
         return True
 
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """The window closes: stop the run (what it published last is in the session)."""
+    def shutdown(self) -> None:
+        """The window closes: the run and any loader stop and publish nothing more, so the
+        panel may go at once (what the run published last is in the session). The GUI does
+        not wait for the batch in progress; the process's exit does (run.join_all_at_exit)."""
         run, self.run = self.run, None
         self._load_token = None
+        self._load_gate.close()
         if run is not None:
-            run.stop()
-            run.thread.join(timeout)
-            from ..lingering import keep_until_finished
-            keep_until_finished(self.bridge, run.thread)
+            run.close()
 
     def running(self) -> bool:
         return self.run is not None
@@ -719,7 +735,7 @@ class TrainPanel(QWidget):
         """Stop the run and ignore what it still sends (the session moved on)."""
         run, self.run = self.run, None
         if run is not None:
-            run.stop()
+            run.close()  # what it would still send is of no use: the session moved on
         self._sync_buttons()
         if note:
             self.note_label.setText(note)

@@ -17,6 +17,12 @@ immutable snapshots that the worker and the views share). It publishes a
 every PUBLISH_SECONDS, at the end of every epoch and when it stops; the Train
 panel puts it into the session on the GUI thread.
 
+Publishing goes through a gate (`Gate`): after `close()` returns, the run never
+calls `publish` again, so its owner may delete the Qt object that publish emits
+from (the window closed while a batch was running). The GUI never waits for the
+thread; only the process's exit does (`join_all_at_exit`), so that no kernel is
+still running while the interpreter shuts down.
+
 The order of the samples is fixed by the settings' seed and the epoch
 (a permutation per epoch), so a run that was paused, saved and reopened
 continues with exactly the batches it would have had.
@@ -24,10 +30,12 @@ continues with exactly the batches it would have had.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,6 +47,47 @@ from .state import Evaluation, Progress, Settings, Training, confusion_matrix
 log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 0.25  # parameters reach the session (and the maps) at most 4 times a second
 TRAIN_ACCURACY_SAMPLES = 1000  # the train accuracy of an epoch is measured on at most this many
+EXIT_JOIN_SECONDS = 5.0  # at the process's exit, how long the running batches may take to end
+
+
+class Gate:
+    """Calls that stop for good at close(): once close() has returned, call() calls nothing.
+
+    The lock is held only while a call runs (a queued Qt emit: microseconds), so
+    close() on the GUI thread never waits for a batch."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open = True
+
+    def call(self, fn, *args) -> bool:
+        with self._lock:
+            if not self._open:
+                return False
+            fn(*args)
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+
+_live: "weakref.WeakSet[TrainingRun]" = weakref.WeakSet()
+
+
+@atexit.register
+def join_all_at_exit(timeout: float = EXIT_JOIN_SECONDS) -> None:
+    """The process ends: every run stops publishing and stops; wait (bounded) for the batches."""
+    runs = list(_live)
+    for r in runs:
+        r.close()
+    end = time.monotonic() + timeout
+    for r in runs:
+        r.thread.join(max(0.0, end - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -116,7 +165,8 @@ class TrainingRun:
     """Train `net` (a private copy) on `train` from `training`'s position; evaluate on `test`.
 
     max_batches: stop after that many updates (Step = 1); None: to the last epoch.
-    publish(snapshot) is called on the training thread (the panel queues it to the GUI).
+    publish(snapshot) is called on the training thread (the panel queues it to the GUI),
+    never after close() has returned.
     """
 
     def __init__(self, net: Network, training: Training, train, test, publish, max_batches: int | None = None,
@@ -128,14 +178,28 @@ class TrainingRun:
         self.max_batches = max_batches
         self.evaluate_only = evaluate_only
         self._stop = threading.Event()
+        self._gate = Gate()
         self.thread = threading.Thread(target=self._main, name="cnnplay-train", daemon=True)
 
     def start(self) -> None:
+        _live.add(self)
         self.thread.start()
 
     def stop(self) -> None:
         """Ask the run to stop before its next batch (the GUI never waits for it)."""
         self._stop.set()
+
+    def close(self) -> None:
+        """Stop, and publish nothing more from now on (the receiver is going away)."""
+        self._stop.set()
+        self._gate.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
+
+    def _publish(self, snap: Snapshot) -> None:
+        self._gate.call(self.publish, snap)
 
     @property
     def stopping(self) -> bool:
@@ -149,12 +213,14 @@ class TrainingRun:
         try:
             self._train()
         except Exception as e:  # never a traceback in the user's face; the log has it
+            if self._gate.closed:
+                return  # nobody listens any more (and the error may be the receiver going away)
             if isinstance(e, (NetworkError, InputError, ValueError, MemoryError)):
                 msg = str(e) if not isinstance(e, MemoryError) else "out of memory; try a smaller batch"
             else:
                 log.error("training failed:\n%s", traceback.format_exc())
                 msg = f"internal error while training ({type(e).__name__}: {e}); details are in the log file"
-            self.publish(Snapshot(self._params(), self.training, final=True, error=msg))
+            self._publish(Snapshot(self._params(), self.training, final=True, error=msg))
 
     def _params(self) -> list:
         return [{k: np.array(v) for k, v in self.net.params(i).items()} for i in range(len(self.net))]
@@ -176,7 +242,7 @@ class TrainingRun:
         if self.evaluate_only:
             t = replace(t, progress=p)
             self.training = self._evaluated(tr, t, k)
-            self.publish(Snapshot(self._params(), self.training, final=True))
+            self._publish(Snapshot(self._params(), self.training, final=True))
             return
         t0 = time.perf_counter()
         last = t0
@@ -211,7 +277,7 @@ class TrainingRun:
                     t = self._evaluated(tr, t, k)
                     p = t.progress
                 self.training = t
-                self.publish(Snapshot(self._params(), t, rate=done / max(now - t0, 1e-9)))
+                self._publish(Snapshot(self._params(), t, rate=done / max(now - t0, 1e-9)))
                 last = now
         now = time.perf_counter()
         p = replace(p, batch_losses=p.with_batches(pending), seconds=base_seconds + now - t0)
@@ -220,7 +286,7 @@ class TrainingRun:
             t = self._evaluated(tr, t, k)  # a Step shows its effect on the test set at once
             p = t.progress
         self.training = t
-        self.publish(Snapshot(self._params(), t, final=True, finished=finished,
+        self._publish(Snapshot(self._params(), t, final=True, finished=finished,
                               rate=done / max(now - t0, 1e-9)))
 
     def _epoch_done(self, tr, p: Progress, pending, k: int) -> Progress:
