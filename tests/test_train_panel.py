@@ -312,3 +312,31 @@ def test_closing_the_window_while_training_runs_prints_nothing(qtbot, home, monk
     assert "has been deleted" not in err + out
     assert not thread_errors, [str(e.exc_value) for e in thread_errors]
     assert not logged, logged
+
+
+def test_the_train_buttons_fit_the_dock_at_the_default_window_size(qtbot, home):
+    from PySide6.QtCore import QCoreApplication
+
+    w = create_window(session=small_session())
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: getattr(w, "_docks_sized", False), timeout=WAIT)
+    QCoreApplication.processEvents()  # the queued first sizing of the docks
+    # The window's default size (offscreen has no real screen: the size it takes without one)
+    # and the docks' default widths for it.
+    w.resize(1500, 920)
+    w._size_docks()
+    w.train_dock.raise_()
+    p = w.train_panel
+    buttons = [p.train_button, p.pause_button, p.step_button, p.reset_button]
+    qtbot.waitUntil(lambda: all(b.isVisible() for b in buttons), timeout=WAIT)
+    QCoreApplication.processEvents()
+    viewport = w.train_dock.widget().viewport()
+    assert w.train_dock.width() <= 320  # a narrow side column, as in the app
+    for b in buttons:
+        assert b.width() >= b.sizeHint().width(), (b.text(), b.width(), b.sizeHint().width(), w.width())
+        right = b.mapTo(viewport, b.rect().topRight()).x()
+        assert 0 <= b.mapTo(viewport, b.rect().topLeft()).x() and right < viewport.width(), (b.text(), right)
+        assert b.toolTip() and any(k in b.toolTip() for k in ("F5", "F10", "Ctrl+Shift+R"))
+    w.close()

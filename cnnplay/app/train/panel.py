@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox,
-                               QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGridLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from ...core.errors import InputError, NetworkError
@@ -175,6 +175,9 @@ class TrainPanel(QWidget):
         v = QVBoxLayout(box)
         v.setContentsMargins(6, 6, 6, 6)
         self.source_box = QComboBox()
+        # The longest item would make the panel wider than its column: shown shortened, the list in full.
+        self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source_box.setMinimumContentsLength(18)
         from ...datasets import BUILTIN
         for name, spec in BUILTIN.items():
             self.source_box.addItem(spec.title, name)
@@ -356,19 +359,21 @@ class TrainPanel(QWidget):
         w = QWidget()
         v = QVBoxLayout(w)
         v.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
+        # Two rows of two: four buttons side by side do not fit the narrow right-hand column.
+        row = QGridLayout()
+        row.setContentsMargins(0, 0, 0, 0)
         self.train_button = QPushButton("Train")
         self.pause_button = QPushButton("Pause")
         self.step_button = QPushButton("Step")
         self.reset_button = QPushButton("Reset weights")
-        for b, key, tip, slot in ((self.train_button, "train", "Train until the last epoch", self.train),
+        for n, (b, key, tip, slot) in enumerate(((self.train_button, "train", "Train until the last epoch", self.train),
                                   (self.pause_button, "pause", "Pause after the current batch", self.pause),
                                   (self.step_button, "step", "Train on one batch", self.step),
                                   (self.reset_button, "reset", "Back to the initial weights (undoable)",
-                                   self.reset_weights)):
+                                   self.reset_weights))):
             b.setToolTip(f"{tip} ({SHORTCUTS[key]})")
             b.clicked.connect(slot)
-            row.addWidget(b)
+            row.addWidget(b, n // 2, n % 2)
             sc = QShortcut(QKeySequence(SHORTCUTS[key]), self.window if self.window is not None else self)
             sc.setContext(Qt.ShortcutContext.WindowShortcut if self.window is not None
                           else Qt.ShortcutContext.WidgetWithChildrenShortcut)
