@@ -340,3 +340,43 @@ def test_the_train_buttons_fit_the_dock_at_the_default_window_size(qtbot, home):
         assert 0 <= b.mapTo(viewport, b.rect().topLeft()).x() and right < viewport.width(), (b.text(), right)
         assert b.toolTip() and any(k in b.toolTip() for k in ("F5", "F10", "Ctrl+Shift+R"))
     w.close()
+
+
+def test_a_trained_example_shows_its_test_samples_with_labels_at_once(window, qtbot, monkeypatch):
+    import threading
+
+    from cnnplay.app.train import run as run_module
+
+    threads = []
+    evaluate = run_module.evaluate
+
+    def recording(*args):
+        threads.append(threading.current_thread())
+        return evaluate(*args)
+
+    monkeypatch.setattr(run_module, "evaluate", recording)
+    p = window.train_panel
+    from cnnplay.app.examples import example_paths
+    index = [q.stem for q in example_paths()].index("trained_shapes")
+    window.examples_menu.actions()[index].trigger()  # File > Examples > the trained shapes classifier
+    s = window.session
+    assert s.input_source["kind"] == "dataset" and s.output_classes() is not None
+    steps = window.undo_stack.count()
+    assert s.training.progress.steps > 0 and s.training.evaluation is None  # predictions are not saved
+    qtbot.waitUntil(lambda: s.dataset is not None and len(p.gallery.shown) > 0, timeout=WAIT)
+    assert not p.running() and s.training.progress.steps > 0  # no training ran: only predictions
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    test = p.split()[1]
+    ev = s.training.evaluation
+    assert len(ev.predicted) == len(test.y)
+    scores = np.asarray(s.network.forward(test.x)[-1])
+    np.testing.assert_array_equal(ev.predicted, scores.argmax(axis=1))
+    assert len(p.gallery.shown) == min(len(test.y), p.gallery.COUNT)
+    classes = list(s.classes)
+    for button, entry in zip(p.gallery.buttons, p.gallery.shown):
+        i = entry[0]
+        text = button.text()
+        assert text.startswith(classes[int(ev.predicted[i])])
+        if ev.predicted[i] != test.y[i]:
+            assert f"true: {classes[int(test.y[i])]}" in text
+    assert window.undo_stack.count() == steps  # the predictions are no edit: no undo step

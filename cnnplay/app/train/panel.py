@@ -62,6 +62,7 @@ class _Bridge(QObject):
     snapshot = Signal(object, object)  # (run, Snapshot)
     loaded = Signal(object, object, object)  # (token, (Dataset, messages) or None, error message or None)
     load_progress = Signal(object, int, int)  # (token, done, total)
+    evaluated = Signal(object, object)  # (key, Evaluation or None)
 
 
 def _emitter(gate: Gate, signal):
@@ -115,6 +116,8 @@ class TrainPanel(QWidget):
         self.bridge.snapshot.connect(self._on_snapshot)
         self.bridge.loaded.connect(self._on_loaded)
         self.bridge.load_progress.connect(self._on_load_progress)
+        self.bridge.evaluated.connect(self._on_evaluated)
+        self._eval_key = None  # (network, training, test set) whose predictions are being made
         _import_training()  # rule 3: the training modules are imported here, before a run's thread starts
 
         lay = QVBoxLayout(self)
@@ -826,9 +829,56 @@ class TrainPanel(QWidget):
         ev = t.evaluation
         if split is None or ev is None or len(ev.predicted) != len(split[1].y):
             self.gallery.set_samples(None, None, None, classes, [])
+            self._evaluate_if_missing()
             return
         test = split[1]
         self.gallery.set_samples(test.x, test.y, ev, classes, gallery_order(test.y, ev.predicted, ev.confidence))
+
+    def _evaluate_if_missing(self) -> None:
+        """A trained network with its data set but no test predictions (a file or an example
+        just opened: predictions are not saved): make them on a thread of their own, so the
+        gallery shows the test samples with their labels at once, not after the next epoch."""
+        t, split = self.session.training, self.split()
+        if self.run is not None or split is None or not isinstance(t, Training) or t.progress.steps == 0:
+            return
+        test = split[1]
+        if t.evaluation is not None and len(t.evaluation.predicted) == len(test.y):
+            return
+        if len(test.y) == 0 or self.mismatch() != (None, None):
+            return
+        net = self.session.network
+        key = (net, t, test)
+        if self._eval_key is not None and all(a is b for a, b in zip(self._eval_key, key)):
+            return  # already on its way
+        self._eval_key = key
+        emit = _emitter(self._load_gate, self.bridge.evaluated)
+        settings, classes = t.settings, list(test.classes)
+
+        def work():
+            ev = None
+            try:
+                from .run import evaluate, make_trainer
+                tr, _ = make_trainer(copy_network(net), settings, None, classes)
+                _, _, ev = evaluate(tr, test.x, test.y, len(classes))
+            except Exception:  # the gallery stays empty until the next epoch; the log says why
+                log.exception("predicting the test samples failed")
+            emit(key, ev)
+
+        threading.Thread(target=work, name="cnnplay-evaluate", daemon=True).start()
+
+    def _on_evaluated(self, key, ev) -> None:
+        if self._eval_key is None or not all(a is b for a, b in zip(self._eval_key, key)):
+            return
+        self._eval_key = None
+        split = self.split()
+        t = self.session.training
+        # Only for the state it was made from: training, an edit or another file since: dropped.
+        net, t0, test = key
+        if ev is None or self.run is not None or split is None or split[1] is not test \
+                or not isinstance(t, Training) or t.progress is not t0.progress or t.evaluation is not None \
+                or self.session.network.layer_keys() != net.layer_keys():
+            return
+        self.session.set_training(replace(t, evaluation=ev))
 
     def _sync_buttons(self) -> None:
         running = self.run is not None
