@@ -78,6 +78,11 @@ def _emitter(gate: Gate, signal):
     return emit
 
 
+def _same_objects(a, b) -> bool:
+    """Whether two tuples (or None) hold the very same objects, position by position."""
+    return a is not None and b is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 def layers_reset(old, new) -> list[int]:
     """Indices of `new`'s layers with parameters that did not come over from `old` (by id and shapes)."""
     if old is None:
@@ -848,7 +853,7 @@ class TrainPanel(QWidget):
             return
         net = self.session.network
         key = (net, t, test)
-        if self._eval_key is not None and all(a is b for a, b in zip(self._eval_key, key)):
+        if _same_objects(self._eval_key, key):
             return  # already on its way
         self._eval_key = key
         emit = _emitter(self._load_gate, self.bridge.evaluated)
@@ -867,7 +872,7 @@ class TrainPanel(QWidget):
         threading.Thread(target=work, name="cnnplay-evaluate", daemon=True).start()
 
     def _on_evaluated(self, key, ev) -> None:
-        if self._eval_key is None or not all(a is b for a, b in zip(self._eval_key, key)):
+        if not _same_objects(self._eval_key, key):
             return
         self._eval_key = None
         split = self.split()
