@@ -127,7 +127,8 @@ def test_conv1d_backward_through_the_layer():
 
 
 def ref_maxpool_backward(x, gy, kernel, stride, padding):
-    """Loops: the first maximum of each window, in row-major scan order."""
+    """Loops: the first maximum of each window, in row-major scan order; a NaN
+    always takes (PyTorch's rule: the last NaN wins)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     gx = np.zeros(x.shape)
     for c in range(gy.shape[0]):
@@ -137,7 +138,8 @@ def ref_maxpool_backward(x, gy, kernel, stride, padding):
                 for ky in range(kh):
                     for kx in range(kw):
                         iy, ix = oy * sh - ph + ky, ox * sw - pw + kx
-                        if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2] and (where is None or x[c, iy, ix] > best):
+                        if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2] and (
+                                where is None or x[c, iy, ix] > best or np.isnan(x[c, iy, ix])):
                             best, where = x[c, iy, ix], (iy, ix)
                 gx[c, where[0], where[1]] += gy[c, oy, ox]
     return gx
@@ -159,6 +161,29 @@ def test_pool_backward(c, k, s, p, hw, ties, seed):
     np.testing.assert_allclose(gx, ref_maxpool_backward(x, gy, k, s, p), rtol=1e-6, atol=1e-6)
     gx = grad.avgpool2d_backward(gy, x.shape, k, s, p)
     close(gx, fd_grad(lambda a: float((gy * ref_pool(a, k, s, p, "avg")).sum()), x, h=1e-3))
+
+
+@pytest.mark.parametrize("k", [(2, 2), (3, 3), (1, 2), (2, 3)])
+@pytest.mark.parametrize("hw", [(9, 75), (4, 4), (7, 3)])
+def test_tiled_maxpool_backward_with_ties_and_nans(k, hw):
+    """Windows that tile the map (kernel == stride, no padding) take their own
+    kernel: rows and columns outside every window get 0, ties the first
+    maximum, and rows holding a NaN the scan's rule."""
+    if any(n < kk for n, kk in zip(hw, k)):
+        pytest.skip("the window does not fit")
+    rng = np.random.default_rng(sum(k) * 100 + hw[1])
+    x = rng.integers(-2, 3, (3, *hw)).astype(np.float32)
+    x[1, rng.integers(0, hw[0], 3), rng.integers(0, hw[1], 3)] = np.nan
+    x[2, 0, :] = np.nan
+    gy = f32(rng, 3, hw[0] // k[0], hw[1] // k[1])
+    gy[0, 0, 0] = np.inf  # masks keep any value exactly
+    gx = grad.maxpool2d_backward(x, gy, k, k, (0, 0))
+    want = ref_maxpool_backward(x, gy, k, k, (0, 0))
+    np.testing.assert_array_equal(gx, want.astype(np.float32))
+    # and the general kernel (overlapping windows) agrees with the same reference on NaNs
+    gy = f32(rng, 3, hw[0] - k[0] + 1, hw[1] - k[1] + 1)
+    gx = grad.maxpool2d_backward(x, gy, k, (1, 1), (0, 0))
+    np.testing.assert_allclose(gx, ref_maxpool_backward(x, gy, k, (1, 1), (0, 0)), rtol=1e-6, atol=1e-6)
 
 
 def test_maxpool_routes_to_the_argmax_only():

@@ -310,6 +310,7 @@ def test_background_processes_report_every_kernel(tmp_path):
     state, steps_done, steps_total, kernels = done.stdout.split("\n")[0].split()
     assert state == "finished" and int(steps_done) == int(steps_total) >= 6
     names = done.stdout.split("\n")[1].split()
-    for k in (conv._direct, conv._make_source, pool._pool, pointwise._affine_leaky, norm._layernorm, dense._linear):
+    for k in (conv._direct, conv._make_source, pool._pool, pool._pool_tiles, pointwise._affine_leaky, norm._layernorm,
+              dense._linear):
         assert coldstart.kernel_name(k) in names
     assert any(".grad." in n for n in names)

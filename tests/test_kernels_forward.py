@@ -153,6 +153,11 @@ POOL_CASES = [
     (2, 4, 141, (3, 5), (2, 4), (1, 2)),     # stride-4 tap group + a single tap, padding
     (3, 1, 130, (1, 4), (1, 4), (0, 0)),     # 1D, kernel = stride = 4
     (2, 1, 66, (1, 2), (1, 2), (0, 1)),      # 1D, kernel = stride = 2, padding
+    # windows that tile the map (kernel == stride, no padding) have a kernel of their own
+    (3, 9, 75, (2, 2), (2, 2), (0, 0)),      # 2x2, an odd row and column left over
+    (2, 10, 9, (3, 3), (3, 3), (0, 0)),      # 3x3 tiles
+    (2, 6, 8, (2, 4), (2, 4), (0, 0)),       # unequal sides
+    (3, 1, 131, (1, 2), (1, 2), (0, 0)),     # 1D
 ]
 
 

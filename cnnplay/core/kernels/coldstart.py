@@ -206,5 +206,5 @@ def prepare() -> bool:
     (the app calls this on the GUI thread, before its other threads start). True when
     they are all ready."""
     from . import conv, dense, norm, pointwise, pool
-    return ready(conv._make_source, conv._direct, pool._pool, pointwise._affine_leaky, norm._layernorm,
-                 dense._linear)
+    return ready(conv._make_source, conv._direct, pool._pool, pool._pool_tiles, pointwise._affine_leaky,
+                 norm._layernorm, dense._linear)

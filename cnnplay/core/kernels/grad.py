@@ -510,6 +510,66 @@ def _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx):
                 gc[where[j]] += g[j]
 
 
+@njit(cache=True, parallel=True)
+def _maxpool_tiles_bwd(x, gy, kh, kw, gx):
+    """Non-overlapping windows (kernel == stride, padding 0), a job per plane:
+    each window's gy goes to its first maximum in row-major order (the last NaN
+    wins, as in _maxpool_bwd and PyTorch); every other pixel, and the rows and
+    columns no window covers, get 0. Writes all of gx, so gx need not be zeroed.
+    2x2 windows (the usual pool) take a vectorized row; a row with a NaN, and
+    other window sizes, the plain scan."""
+    p_n, h, w = x.shape
+    _, ho, wo = gy.shape
+    for p in prange(p_n):
+        gx[p, ho * kh:, :] = 0.0  # rows below the last window
+        gx[p, :ho * kh, wo * kw:] = 0.0  # columns right of the last window
+        for oy in range(ho):
+            if not (kh == 2 and kw == 2 and _maxpool_2x2_row(x[p], gy[p], oy, gx[p])):
+                _maxpool_tile_row(x[p], gy[p], oy, kh, kw, gx[p])
+
+
+@njit(cache=True)
+def _maxpool_tile_row(x, gy, oy, kh, kw, gx):
+    """One row of windows of one plane, scanned window by window."""
+    for ox in range(gy.shape[1]):
+        y0, x0 = oy * kh, ox * kw
+        best, by, bx = x[y0, x0], y0, x0
+        for iy in range(y0, y0 + kh):
+            for ix in range(x0, x0 + kw):
+                v = x[iy, ix]
+                if v > best or v != v:  # PyTorch: a NaN always takes
+                    best, by, bx = v, iy, ix
+                gx[iy, ix] = 0.0
+        gx[by, bx] = gy[oy, ox]
+
+
+@njit(cache=True)
+def _maxpool_2x2_row(x, gy, oy, gx) -> bool:
+    """One row of 2x2 windows without branches (the compiler vectorizes it): the
+    maximum, then a bit mask per tap that keeps gy at the first tap equal to it.
+    False (the row to be redone by the scan) when the row holds a NaN."""
+    x0, x1 = x[2 * oy], x[2 * oy + 1]
+    g = gy[oy].view(np.int32)  # masks select gy's bits: exact for any value
+    g0, g1 = gx[2 * oy].view(np.int32), gx[2 * oy + 1].view(np.int32)
+    nan = np.int32(0)
+    for j in range(g.shape[0]):
+        a0, a1, a2, a3 = x0[2 * j], x0[2 * j + 1], x1[2 * j], x1[2 * j + 1]
+        nan |= np.int32(a0 != a0) | np.int32(a1 != a1) | np.int32(a2 != a2) | np.int32(a3 != a3)
+        b01 = a1 if a1 > a0 else a0
+        b23 = a3 if a3 > a2 else a2
+        m = b23 if b23 > b01 else b01
+        i0 = np.int32(a0 == m)
+        i1 = np.int32(a1 == m) & (1 - i0)
+        i2 = np.int32(a2 == m) & (1 - i0 - i1)
+        i3 = 1 - i0 - i1 - i2
+        gj = g[j]
+        g0[2 * j] = gj & -i0
+        g0[2 * j + 1] = gj & -i1
+        g1[2 * j] = gj & -i2
+        g1[2 * j + 1] = gj & -i3
+    return nan == 0
+
+
 def _pool_args(kernel, stride, padding, name):
     (kh, kw), (sh, sw), (ph, pw) = (_pair(kernel, "kernel"), _pair(stride, "stride"),
                                     _pair(padding, "padding"))
@@ -530,10 +590,15 @@ def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
-    if not ready(_maxpool_bwd):  # still compiling (first start): numpy meanwhile
+    tiled = kh == sh and kw == sw and ph == pw == 0
+    if not ready(_maxpool_tiles_bwd if tiled else _maxpool_bwd):  # first start: numpy meanwhile
         return numpy_path.maxpool2d_backward(x, gy, (kh, kw), (sh, sw), (ph, pw))
-    gx = np.zeros_like(x)
-    _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx)
+    if tiled:
+        gx = np.empty_like(x)
+        _maxpool_tiles_bwd(x, gy, kh, kw, gx)
+    else:
+        gx = np.zeros_like(x)
+        _maxpool_bwd(x, gy, kh, kw, sh, sw, ph, pw, gx)
     return gx
 
 

@@ -7,6 +7,10 @@ For stride 2 and 4, groups of 2 or 4 neighbouring taps are read as one
 interleaved group (vectorized shuffles) instead of strided gathers.
 Max pooling pads with -inf; average pooling counts padded zeros (PyTorch's
 count_include_pad=True): the sum is always divided by kh*kw.
+
+Windows that tile the map (kernel == stride, no padding: the usual 2x2 pool)
+take `_pool_tiles` instead: a job is one channel plane, each input pixel is
+read once, and the common 2-wide window is one shuffle-vectorized loop.
 """
 
 from __future__ import annotations
@@ -141,6 +145,49 @@ def _pool_row(x, c, oy, kh, kw, sh, sw, ph, pw, avg, group, scale, out):
             out[j] *= scale
 
 
+@njit(cache=True, parallel=True)
+def _pool_tiles(x, kh, kw, avg, y):
+    """Non-overlapping windows (kernel == stride, padding 0) over planes x (P, H, W):
+    the same values as _pool (max: the first strictly greater value wins)."""
+    p_n, ho, wo = y.shape
+    scale = np.float32(1.0 / (kh * kw))
+    fill = np.float32(0.0) if avg else np.float32(-np.inf)
+    for p in prange(p_n):
+        for oy in range(ho):
+            out = y[p, oy]
+            for j in range(wo):
+                out[j] = fill
+            for ky in range(kh):
+                xr = x[p, oy * kh + ky]
+                if kw == 2:  # one interleaved pair per output: vectorized shuffles
+                    if avg:
+                        for j in range(wo):
+                            out[j] += xr[2 * j] + xr[2 * j + 1]
+                    else:
+                        for j in range(wo):
+                            a, b, v = xr[2 * j], xr[2 * j + 1], out[j]
+                            v = a if a > v else v
+                            out[j] = b if b > v else v
+                else:
+                    for j in range(wo):
+                        v = out[j]
+                        for kx in range(kw):
+                            e = xr[j * kw + kx]
+                            if avg:
+                                v += e
+                            elif e > v:
+                                v = e
+                        out[j] = v
+            if avg:
+                for j in range(wo):
+                    out[j] *= scale
+
+
+def tiles(kernel, stride, padding) -> bool:
+    """True when the windows tile the map: kernel == stride and no padding."""
+    return tuple(kernel) == tuple(stride) and not any(padding)
+
+
 @one_at_a_time
 def _run(x, kernel, stride, padding, avg):
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -151,11 +198,15 @@ def _run(x, kernel, stride, padding, avg):
     wo = window_output(x.shape[2], kw, sw, pw)
     if ho < 1 or wo < 1:
         raise ValueError(f"pool2d: kernel {kh}x{kw} does not fit the padded input")
-    pool = sized(_pool, x.shape[0] * ho * wo * kh * kw, 300_000)
+    tiled = tiles((kh, kw), (sh, sw), (ph, pw))
+    pool = sized(_pool_tiles if tiled else _pool, x.shape[0] * ho * wo * kh * kw, 300_000)
     if not ready(pool):  # still compiling (first start): numpy meanwhile
         return numpy_path.pool(x, (kh, kw), (sh, sw), (ph, pw), avg)
     y = np.empty((x.shape[0], ho, wo), np.float32)
-    pool(x, kh, kw, sh, sw, ph, pw, avg, y)
+    if tiled:
+        pool(x, kh, kw, avg, y)
+    else:
+        pool(x, kh, kw, sh, sw, ph, pw, avg, y)
     return y
 
 

@@ -37,6 +37,9 @@ OTHER = [
         {"type": "flatten"}, {"type": "linear", "out_features": 3}]},
     {"input": [2, 40], "layers": [
         {"type": "maxpool1d", "kernel_size": 2}, {"type": "avgpool1d", "kernel_size": 2}]},
+    {"input": [2, 9, 9], "layers": [  # overlapping windows (the others tile their maps)
+        {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1},
+        {"type": "avgpool2d", "kernel_size": 2, "stride": 1}]},
 ]
 GROUPS = {"conv": CONV, "other": OTHER}
 NICE = 5  # the background processes' scheduling priority, below the app's
