@@ -126,3 +126,68 @@ def test_serial_twins_compute_exactly_what_the_parallel_kernels_do(monkeypatch):
     twin = original(pool._pool)
     assert twin.py_func.__qualname__ == "_pool_serial" and not twin.targetoptions.get("parallel")
     assert launch.sized(pool._pool, 10**9, 300_000) is pool._pool  # big work stays parallel
+
+
+def test_a_thread_inside_priority_launches_first():
+    """While the compute worker is inside launch.priority(), another thread (training)
+    waits before its next kernel launch, and goes on as soon as the block ends."""
+    events = []
+    inside, release = threading.Event(), threading.Event()
+
+    @launch.one_at_a_time
+    def kernel(what):
+        events.append(what)
+
+    def urgent():
+        with launch.priority():
+            kernel("urgent kernel")  # the priority thread itself never waits
+            inside.set()
+            release.wait(10)
+            kernel("urgent kernel 2")
+
+    t = threading.Thread(target=urgent)
+    t.start()
+    assert inside.wait(10)
+    other = threading.Thread(target=kernel, args=("training kernel",))
+    other.start()
+    other.join(0.3)
+    assert other.is_alive() and events == ["urgent kernel"]  # held back while the block is open
+    release.set()
+    t.join(10)
+    other.join(10)
+    assert not other.is_alive()
+    assert events == ["urgent kernel", "urgent kernel 2", "training kernel"]
+
+
+def test_priority_never_deadlocks_with_a_wrapper_inside_a_wrapper():
+    """A thread already inside a wrapper (holding the launch lock) finishes its nested
+    calls even when a priority thread is waiting for that lock."""
+    events = []
+    entered, go = threading.Event(), threading.Event()
+
+    @launch.one_at_a_time
+    def inner(what):
+        events.append(what)
+
+    @launch.one_at_a_time
+    def outer():
+        entered.set()
+        go.wait(10)
+        inner("nested")
+
+    def urgent():
+        with launch.priority():
+            inner("urgent")
+
+    a = threading.Thread(target=outer)
+    a.start()
+    assert entered.wait(10)
+    b = threading.Thread(target=urgent)
+    b.start()
+    b.join(0.2)
+    assert b.is_alive()  # waits for the lock the other thread holds
+    go.set()
+    a.join(10)
+    b.join(10)
+    assert not a.is_alive() and not b.is_alive()
+    assert events == ["nested", "urgent"]

@@ -380,3 +380,35 @@ def test_a_trained_example_shows_its_test_samples_with_labels_at_once(window, qt
         if ev.predicted[i] != test.y[i]:
             assert f"true: {classes[int(test.y[i])]}" in text
     assert window.undo_stack.count() == steps  # the predictions are no edit: no undo step
+
+
+def test_an_expensive_live_refresh_is_shown_less_often_and_the_next_run_knows(window, qtbot, monkeypatch):
+    """Showing a snapshot that costs the GUI thread 80 ms of CPU at 4 a second would take a
+    third of the time: the run publishes less often, and the next run starts at that rate."""
+    import time
+
+    from cnnplay.app.train import run as run_module
+    p = ready(qtbot, window)
+    s = window.session
+    shown = p._refresh_progress
+
+    def expensive():
+        end = time.thread_time() + 0.08
+        while time.thread_time() < end:  # CPU time on the GUI thread, as painting would take
+            pass
+        shown()
+
+    monkeypatch.setattr(p, "_refresh_progress", expensive)
+    p.set_setting(epochs=1000)
+    assert p._publish_interval == run_module.PUBLISH_SECONDS
+    assert p.train()
+    run = p.run
+    qtbot.waitUntil(lambda: run.publish_interval > 1.5 * run_module.PUBLISH_SECONDS, timeout=WAIT)
+    p.pause()
+    wait_idle(qtbot, p)
+    learned = p._publish_interval
+    assert learned > 1.5 * run_module.PUBLISH_SECONDS and s.training.progress.steps > 0
+    assert p.train()
+    assert p.run.publish_interval == learned
+    p.pause()
+    wait_idle(qtbot, p)

@@ -9,7 +9,8 @@ signals, queued to the GUI thread. `synchronous=True` runs requests in the
 caller's thread, for tests that need exact ordering.
 
 One thread only: numba's default threading layer is not safe for concurrent
-parallel calls.
+parallel calls. Forward passes and fields run under `launch.priority()`: a
+training run on its own thread pauses between kernels while they compute.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.cache import Cancelled, ForwardCache
 from ..core.errors import NetworkError
+from ..core.kernels import launch
 from ..core.network import Network
 from .lingering import keep_until_finished
 
@@ -206,12 +208,16 @@ class ComputeWorker(QObject):
 
     def _run(self, request) -> None:
         try:
-            if request.kind == "forward":
-                self._forward(request)
-            elif request.kind.startswith("task:"):
-                self._task(request)
+            if request.kind.startswith("task:"):
+                self._task(request)  # background work: takes turns with training
             else:
-                self._field(request)
+                # what the user waits for (new maps, a clicked unit's field): a running
+                # training pauses between its kernels until this is done
+                with launch.priority():
+                    if request.kind == "forward":
+                        self._forward(request)
+                    else:
+                        self._field(request)
         except Cancelled:
             if self._cancelled():
                 if request.kind == "forward":

@@ -16,6 +16,7 @@ import traceback
 from . import paths
 
 log = logging.getLogger("cnnplay")
+GIL_SWITCH_SECONDS = 0.001  # see create_window
 
 
 def setup_logging() -> None:
@@ -91,6 +92,10 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     from .autosave import Restored
     from .gui_gc import collect_on_gui_thread
     collect_on_gui_thread()  # before the worker starts: Qt objects must die on this thread
+    # A thread that wants the GIL waits up to the switch interval for a thread running
+    # Python (training, between its kernels): 1 ms instead of 5 keeps the GUI and the
+    # compute worker answering while training runs.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     import_before_threads()
     restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()

@@ -25,9 +25,10 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QWidget)
 
 from ...core.errors import InputError, NetworkError
+from ...core.kernels import launch
 from ..input_panel import dataset_source
 from .charts import ConfusionMatrix, Curves, Gallery
-from .run import Gate, Snapshot, TrainingRun, copy_network
+from .run import PUBLISH_SECONDS, Gate, Snapshot, TrainingRun, copy_network, refresh_interval
 from .state import OPTIMIZERS, Training, gallery_order
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class TrainPanel(QWidget):
         self._load_token = None
         self._split_cache = None
         self._rate = 0.0
+        self._meter = None  # (run, (wall, GUI CPU, priority) seconds) at its last snapshot
+        self._publish_interval = PUBLISH_SECONDS  # adapted to the refresh's cost, run after run
         self._default = Training()
         self.bridge = _Bridge(self)
         self._load_gate = Gate()  # the loader threads' emits; closed when the panel goes
@@ -709,6 +712,7 @@ class TrainPanel(QWidget):
         run = TrainingRun(net, t, train, test, lambda snap: emit(holder["run"], snap),
                           max_batches=max_batches)
         holder["run"] = run
+        run.publish_interval = self._publish_interval  # what the last run learned it costs
         self.run = run
         self._run_text = "Step" if max_batches == 1 else "Train"
         self._started_at = time.monotonic()
@@ -756,6 +760,7 @@ class TrainPanel(QWidget):
     def _on_snapshot(self, run, snap: Snapshot) -> None:
         if run is not self.run:
             return  # a run that was dropped: the session moved on
+        self._meter_refresh(run)
         current = self.training()
         t = replace(snap.training, settings=current.settings)
         self._publishing = True
@@ -802,6 +807,17 @@ class TrainPanel(QWidget):
         self._sync_settings()
         self._refresh_progress()
         self._refresh_results()
+
+    def _meter_refresh(self, run) -> None:
+        """Adapt the run's publish interval to what showing its snapshots costs: the GUI
+        thread's CPU time and the compute worker's priority time since the last snapshot
+        (training waits for both), against the wall time (run.refresh_interval)."""
+        now = (time.perf_counter(), time.thread_time(), launch.priority_seconds())
+        last, self._meter = self._meter, (run, now)
+        if last is not None and last[0] is run:
+            (w0, c0, p0), (w1, c1, p1) = last[1], now
+            run.publish_interval = refresh_interval(run.publish_interval, (c1 - c0) + (p1 - p0), w1 - w0)
+            self._publish_interval = run.publish_interval
 
     def _refresh_progress(self) -> None:
         t = self.training()

@@ -14,8 +14,13 @@ rule 1).
 The run trains its own copy of the network (the session's Network objects are
 immutable snapshots that the worker and the views share). It publishes a
 `Snapshot` (copies of the parameters, the progress, the trainer state) at most
-every PUBLISH_SECONDS, at the end of every epoch and when it stops; the Train
+every `publish_interval` seconds, at the end of every epoch and when it stops; the Train
 panel puts it into the session on the GUI thread.
+
+How often: the panel adapts `publish_interval` (`refresh_interval`) so that what the window spends on showing the snapshots
+(the GUI thread's CPU time, the compute worker's passes, during which training
+waits) stays within REFRESH_BUDGET of the time: from 4 times a second down to
+once every 2 s on a slow machine or a big network.
 
 Publishing goes through a gate (`Gate`): after `close()` returns, the run never
 calls `publish` again, so its owner may delete the Qt object that publish emits
@@ -46,8 +51,22 @@ from .state import Evaluation, Progress, Settings, Training, confusion_matrix
 
 log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 0.25  # parameters reach the session (and the maps) at most 4 times a second
+PUBLISH_SECONDS_MAX = 2.0  # ... and, however slow the refresh, at least every 2 s
+REFRESH_BUDGET = 0.05  # the share of the time the live refresh may take from training
 TRAIN_ACCURACY_SAMPLES = 1000  # the train accuracy of an epoch is measured on at most this many
 EXIT_JOIN_SECONDS = 5.0  # at the process's exit, how long the running batches may take to end
+
+
+def refresh_interval(current: float, cost: float, wall: float, budget: float = REFRESH_BUDGET) -> float:
+    """The next publish interval, from what the last `wall` seconds of refreshes cost
+    (`cost` seconds: GUI CPU time plus compute-worker time): the interval at which
+    that cost would be `budget` of the time, moved halfway there (one noisy
+    measurement does not swing it), within [PUBLISH_SECONDS, PUBLISH_SECONDS_MAX]."""
+    if wall <= 0 or cost < 0:
+        return current
+    wanted = cost / wall * current / budget  # cost per refresh / budget
+    nxt = (current * wanted) ** 0.5
+    return min(max(nxt, PUBLISH_SECONDS), PUBLISH_SECONDS_MAX)
 
 
 class Gate:
@@ -179,6 +198,7 @@ class TrainingRun:
         self.evaluate_only = evaluate_only
         self._stop = threading.Event()
         self._gate = Gate()
+        self.publish_interval = PUBLISH_SECONDS  # the panel adapts it (refresh_interval)
         self.thread = threading.Thread(target=self._main, name="cnnplay-train", daemon=True)
 
     def start(self) -> None:
@@ -269,7 +289,7 @@ class TrainingRun:
             epoch_end = p.batch >= per_epoch
             if epoch_end:
                 p = self._epoch_done(tr, p, pending, k)
-            if epoch_end or now - last >= PUBLISH_SECONDS:
+            if epoch_end or now - last >= self.publish_interval:
                 p = replace(p, batch_losses=p.with_batches(pending), seconds=base_seconds + now - t0)
                 pending = []
                 t = replace(t, progress=p, trainer=tr.state())

@@ -10,12 +10,21 @@ from several threads would each be enough. So every public wrapper that launches
 a parallel kernel holds this lock: uncontended it costs well under a microsecond
 per layer, and the kernels use all cores anyway.
 
+Who goes first: a thread inside `priority()` (the app's compute worker, while
+it computes what the user is waiting for: new maps, a clicked unit's field).
+While one is inside, every other thread waits before its next outermost
+kernel launch, so a training run pauses between two kernels instead of taking
+turns with the worker kernel by kernel (Python's locks are not fair: the
+training thread, which launches its next kernel microseconds after the last,
+would win most turns, and a click would wait for many training kernels).
+
 On the thread count that runs fastest now: see `ThreadPolicy` below. Serially
 when starting a parallel loop is slow: see `sized`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -23,6 +32,48 @@ from collections import OrderedDict
 
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
 _depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
+_turns = threading.Condition()
+_urgent = 0  # threads inside priority() now
+_priority_seconds = 0.0  # wall time spent inside outermost priority() blocks, all threads
+_local = threading.local()  # per thread: .urgent (priority() depth), .inside (wrapper depth)
+
+
+@contextlib.contextmanager
+def priority():
+    """Kernels launched by this thread inside the block go before any other thread's:
+    those wait before their next launch until no thread is inside a priority block."""
+    global _urgent, _priority_seconds
+    with _turns:
+        _urgent += 1
+    _local.urgent = getattr(_local, "urgent", 0) + 1
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        _local.urgent -= 1
+        with _turns:
+            _urgent -= 1
+            if not _local.urgent:
+                _priority_seconds += time.perf_counter() - t0
+            if not _urgent:
+                _turns.notify_all()
+
+
+def priority_seconds() -> float:
+    """Wall seconds spent inside priority() blocks so far (time other threads' kernels
+    were held back): the training panel weighs what its live refresh costs with it."""
+    with _turns:
+        return _priority_seconds
+
+
+def _wait_for_turn() -> None:
+    """Before a thread's outermost launch: wait while another thread has priority.
+    (Never inside a wrapper: that thread holds the lock the priority thread needs.)"""
+    if getattr(_local, "urgent", 0) or getattr(_local, "inside", 0):
+        return
+    with _turns:
+        while _urgent:
+            _turns.wait()
 
 
 def one_at_a_time(fn):
@@ -32,6 +83,14 @@ def one_at_a_time(fn):
 
     @functools.wraps(fn)
     def serialized(*args, **kwargs):
+        _wait_for_turn()
+        _local.inside = getattr(_local, "inside", 0) + 1
+        try:
+            return _locked(args, kwargs)
+        finally:
+            _local.inside -= 1
+
+    def _locked(args, kwargs):
         global _depth
         with _LOCK:
             if _depth:  # inside another wrapper: its choice holds
