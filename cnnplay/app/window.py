@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockWidget, QFileDialog, QFrame,
                                QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
-                               QPushButton, QScrollArea, QSizePolicy, QTextEdit, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QStyle, QTextEdit, QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_all, save_network
@@ -129,8 +129,8 @@ class MainWindow(QMainWindow):
         self.palette_dock = self.add_dock(self.palette, "Layers", Qt.DockWidgetArea.LeftDockWidgetArea, "palette")
         self.stack_dock = self.add_dock(self.stack, "Network", Qt.DockWidgetArea.LeftDockWidgetArea, "stack")
         self.splitDockWidget(self.palette_dock, self.stack_dock, Qt.Orientation.Horizontal)
-        self.input_dock = self.add_dock(_scrolling(self.input_panel), "Input", Qt.DockWidgetArea.LeftDockWidgetArea,
-                                        "input")
+        self.input_dock = self.add_dock(_scrolling(self.input_panel, sideways=False), "Input",
+                                        Qt.DockWidgetArea.LeftDockWidgetArea, "input")
         self.splitDockWidget(self.palette_dock, self.input_dock, Qt.Orientation.Vertical)
         self.inspector_dock = self.add_dock(self.inspector, "Layer settings", Qt.DockWidgetArea.RightDockWidgetArea,
                                             "inspector")
@@ -702,12 +702,18 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(1, lambda: self.restoreState(state))
 
 
-def _scrolling(w: QWidget) -> QScrollArea:
-    """A dock's content that scrolls when the dock is short, instead of squashing its boxes."""
+def _scrolling(w: QWidget, sideways: bool = True) -> QScrollArea:
+    """A dock's content that scrolls when the dock is short, instead of squashing its boxes.
+    Not `sideways`: never a horizontal scroll bar, and the dock is never narrower than
+    the content's controls (so none is cut off at the right)."""
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(w)
+    if not sideways:
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = area.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        area.setMinimumWidth(w.minimumSizeHint().width() + bar)
     return area
 
 
