@@ -237,6 +237,10 @@ class MainWindow(QMainWindow):
                 return dock
         return None
 
+    def tabifyDockWidget(self, first: QDockWidget, second: QDockWidget) -> None:
+        """QMainWindow's, without its stray tab bar (see tabify_docks)."""
+        tabify_docks(self, first, second, super().tabifyDockWidget)
+
     def add_dock(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea,
                  name: str | None = None) -> QDockWidget:
         """Add a dock (other engineers: one line, e.g. window.add_dock(UnitReadout(...), "Unit"))."""
@@ -700,6 +704,20 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         if state is not None:
             QTimer.singleShot(1, lambda: self.restoreState(state))
+
+
+def tabify_docks(window: QMainWindow, first: QDockWidget, second: QDockWidget, tabify=None) -> None:
+    """window.tabifyDockWidget(first, second) (or `tabify`), without a stray tab bar:
+    tabifying in a second dock area while the layout is pending (as when the window
+    is built) makes Qt (6.11) create that area's tab bar twice and leave the first
+    copy in the window, a duplicate of the tabs at a stale place. With the layout
+    switched off meanwhile, it makes one."""
+    layout = window.layout()
+    layout.setEnabled(False)
+    try:
+        (tabify or window.tabifyDockWidget)(first, second)
+    finally:
+        layout.setEnabled(True)
 
 
 def _scrolling(w: QWidget, sideways: bool = True) -> QScrollArea:
