@@ -153,7 +153,7 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
 
 
 def test_in_the_window_the_tabs_wait_then_follow_the_selection(qtbot, home):
-    """The two docks sit behind the concept tabs and compute nothing there; a click on
+    """The two docks sit behind the Training results tab and compute nothing there; a click on
     the Computation tab fills it for the selected unit, through the real worker thread."""
     from PySide6.QtWidgets import QTabBar
 

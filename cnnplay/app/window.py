@@ -16,7 +16,8 @@ from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockWidget, QFileDialog, QFrame,
                                QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPlainTextEdit,
-                               QPushButton, QScrollArea, QSizePolicy, QStyle, QTextEdit, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QStyle, QTabWidget, QTextEdit,
+                               QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
 from ..core.fileformat import load_all, save_network
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 FILE_FILTER = "cnnplay networks (*.cnnplay);;All files (*)"
 OPEN_FILTER = "Networks (*.cnnplay *.onnx);;cnnplay networks (*.cnnplay);;ONNX models (*.onnx);;All files (*)"
 MAX_RECENT = 8
+# The dock layout saved on close is restored only if it has this version: a layout
+# saved before the docks were rearranged (version 0: nine tabs in the right-hand
+# column, their titles cut to "Ke...") gives way to the current default.
+LAYOUT_VERSION = 1
 
 
 class MessageBanner(QFrame):
@@ -119,6 +124,9 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        # The right-hand column is narrow and its tabs many (concept panels, Train):
+        # their tabs stand on its outer edge, titles running down, each one whole.
+        self.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.East)
 
         # Docks -------------------------------------------------------------------------
         self.palette = Palette()
@@ -151,7 +159,8 @@ class MainWindow(QMainWindow):
 
         self._build_status_bar()
         self._build_menus()
-        # Concept panels (issue 9): tabified docks under the inspector.
+        # Concept panels (issue 9): tabified docks under the inspector. Under the maps:
+        # Training results, the microscope and Lessons, tabs in the wide bottom area.
         from .concepts.docks import add_concept_docks
         self.concept_docks = add_concept_docks(self)
         # Training (issue 13): a "Train" tab beside the concept tabs.
@@ -193,9 +202,9 @@ class MainWindow(QMainWindow):
         screen = self.screen()
         avail = screen.availableGeometry() if screen is not None else None
         if avail is None or avail.width() < 400:
-            self.resize(1500, 920)
+            self.resize(*default_size(None))
         else:
-            self.resize(min(1680, int(avail.width() * 0.96)), min(1050, int(avail.height() * 0.94)))
+            self.resize(*default_size((avail.width(), avail.height())))
             self.move(avail.center() - self.rect().center())
         # Narrow side columns so the feature maps get the room (after all docks exist).
         QTimer.singleShot(0, self._size_docks)
@@ -219,6 +228,9 @@ class MainWindow(QMainWindow):
         concept = next(iter(getattr(self, "concept_docks", {}).values()), None)
         if concept is not None:
             self.resizeDocks([self.inspector_dock, concept], [330, 560], Qt.Orientation.Vertical)
+        results = getattr(self, "train_results_dock", None)
+        if results is not None:  # the tabs under the maps: the maps keep most of the height
+            self.resizeDocks([results], [min(240, max(self.height() // 4, 160))], Qt.Orientation.Vertical)
 
     # === Central area: the feature-map views (issue 6) ===================================
     # The ONE place where the central widget is created. The views engineer replaces
@@ -693,7 +705,7 @@ class MainWindow(QMainWindow):
             self.autosaver.shutdown()
         self.worker.shutdown(2.0)
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
         super().closeEvent(event)
 
@@ -703,7 +715,7 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         if state is not None:
-            QTimer.singleShot(1, lambda: self.restoreState(state))
+            QTimer.singleShot(1, lambda: self.restoreState(state, LAYOUT_VERSION))
 
 
 def tabify_docks(window: QMainWindow, first: QDockWidget, second: QDockWidget, tabify=None) -> None:
@@ -718,6 +730,15 @@ def tabify_docks(window: QMainWindow, first: QDockWidget, second: QDockWidget, t
         (tabify or window.tabifyDockWidget)(first, second)
     finally:
         layout.setEnabled(True)
+
+
+def default_size(available: tuple[int, int] | None) -> tuple[int, int]:
+    """The window's size at start on a screen with this much room (width, height);
+    None: the screen is unknown."""
+    if available is None:
+        return 1500, 920
+    w, h = available
+    return min(1680, int(w * 0.96)), min(1050, int(h * 0.94))
 
 
 def _scrolling(w: QWidget, sideways: bool = True) -> QScrollArea:

@@ -10,11 +10,16 @@ from .runner import LessonRunner
 
 
 def add_lessons(window) -> LessonRunner:
-    """A Lessons dock (tabified with the concept panels) and Help > Lessons."""
+    """A Lessons dock (a tab under the maps, beside Training results and the
+    microscope; else with the concept panels) and Help > Lessons."""
     runner = LessonRunner(window)
     panel = LessonsPanel(runner)
-    dock = window.add_dock(panel, "Lessons", Qt.DockWidgetArea.RightDockWidgetArea, "lessons")
-    first = next(iter(getattr(window, "concept_docks", {}).values()), None)
+    first = getattr(window, "train_results_dock", None)
+    where = Qt.DockWidgetArea.BottomDockWidgetArea
+    if first is None:
+        first = next(iter(getattr(window, "concept_docks", {}).values()), None)
+        where = Qt.DockWidgetArea.RightDockWidgetArea
+    dock = window.add_dock(panel, "Lessons", where, "lessons")
     if first is not None:
         window.tabifyDockWidget(first, dock)
         first.raise_()

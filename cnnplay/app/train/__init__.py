@@ -17,6 +17,7 @@ def add_train_dock(window):
     concept = next(iter(getattr(window, "concept_docks", {}).values()), None)
     if concept is not None:
         window.tabifyDockWidget(concept, dock)
+        concept.raise_()  # the first concept tab in front; Train's tab stays in view
     elif getattr(window, "inspector_dock", None) is not None:
         window.splitDockWidget(window.inspector_dock, dock, Qt.Orientation.Vertical)
     results = QScrollArea()
