@@ -279,11 +279,11 @@ def test_closing_the_window_while_training_runs_prints_nothing(qtbot, home, monk
         inside, release = threading.Event(), threading.Event()
         step = Trainer.step
 
-        def held_step(self, x, y):
+        def held_step(self, x, y, **kw):
             if self.steps >= 2:  # the third batch waits until the window is gone
                 inside.set()
                 assert release.wait(WAIT / 1000)
-            return step(self, x, y)
+            return step(self, x, y, **kw)
 
         monkeypatch.setattr(Trainer, "step", held_step)
         w = create_window(session=small_session())

@@ -276,6 +276,30 @@ def test_refused_step_changes_nothing(args, needle):
         np.array_equal(opt[k][b], tr._opt_state[k][b]) for k in opt for b in opt[k])
 
 
+@pytest.mark.parametrize("after", [0, 3, 9])  # asked before layer 0, mid-forward, mid-backward
+def test_a_cancelled_step_changes_nothing_and_the_next_step_is_as_if_it_never_ran(after):
+    from cnnplay.core.errors import Cancelled
+    nets = [Network.from_dict(SPEC, seed=0) for _ in range(2)]
+    trs = [Trainer(n, optimizer="sgd", lr=0.1, momentum=0.9) for n in nets]
+    x, y = data()
+    for tr in trs:
+        tr.step(x, y)
+    before, keys = snapshot(nets[0]), nets[0].layer_keys()
+    asked = []
+
+    def cancel():
+        asked.append(1)
+        return len(asked) > after
+
+    with pytest.raises(Cancelled):
+        trs[0].step(x[::-1], y[::-1], cancel=cancel)
+    assert len(asked) == after + 1  # asked between layers until it said yes
+    assert same(before, snapshot(nets[0])) and nets[0].layer_keys() == keys and trs[0].steps == 1
+    # running statistics, optimizer buffers, history: all as before, bit for bit
+    assert trs[0].step(x, y, cancel=lambda: False) == trs[1].step(x, y)
+    assert same(snapshot(nets[0]), snapshot(nets[1]))
+
+
 def test_batchnorm_on_features_needs_two_samples():
     net = Network.from_dict({"input": [1, 6, 6], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 3},
                                                              {"type": "batchnorm"}]})

@@ -135,7 +135,7 @@ def run() -> list[str]:
              f"{statistics.median(b):6.1f} batches/s (refreshed every {p._publish_interval:.2f} s); slowdown "
              f"{statistics.median(ratios):.3f}x [{ratios[1]:.2f}-{ratios[-2]:.2f}] (goal <= 1.10)"]
 
-    clicks, edits, pauses = [], [], []
+    clicks, edits, pauses, shown = [], [], [], []
     for k in range(REPEATS):
         p.set_setting(epochs=1000)
         p.train()
@@ -144,10 +144,13 @@ def run() -> list[str]:
         s.select_unit(4, (k % 16, 3 + k % 3, 4))
         _wait(app, c.field_is_current)
         clicks.append(time.perf_counter() - t)
+        run = p.run
         t = time.perf_counter()
         p.pause()
-        _wait(app, lambda: not p.running())
+        _wait(app, lambda: not run.is_alive())
         pauses.append(time.perf_counter() - t)
+        _wait(app, lambda: not p.running())
+        shown.append(time.perf_counter() - t)
         p.train()
         _wait(app, lambda: p.running())
         # A real change every time: dilation 2, 1, 2, ... (the network starts at 1; setting the

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...core.errors import InputError, NetworkError
+from ...core.errors import Cancelled, InputError, NetworkError
 from ...core.network import Network
 from .state import Evaluation, Progress, Settings, Training, confusion_matrix
 
@@ -206,7 +206,8 @@ class TrainingRun:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ask the run to stop before its next batch (the GUI never waits for it)."""
+        """Ask the run to stop: the batch in progress is dropped at its next layer (the
+        weights stay as the last finished batch left them; the GUI never waits)."""
         self._stop.set()
 
     def close(self) -> None:
@@ -280,7 +281,10 @@ class TrainingRun:
                 break
             order = batch_order(n, s.seed, p.epoch)
             idx = order[p.batch * bs:(p.batch + 1) * bs]
-            loss = float(tr.step(xs[idx], ys[idx]))
+            try:  # Pause stops within the batch (between two layers): the batch is not counted
+                loss = float(tr.step(xs[idx], ys[idx], cancel=self._stop.is_set))
+            except Cancelled:
+                break
             done += 1
             pending.append((p.steps, loss))
             self._epoch_losses.append(loss)

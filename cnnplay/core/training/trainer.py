@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from ..errors import NetworkError, short_repr
+from ..errors import Cancelled, NetworkError, short_repr
 from ..layers import BatchNorm, describe_shape
 from . import optim
 from .batchnorm import BatchNormTrain
@@ -57,6 +57,11 @@ _EVAL_BATCH = 256
 
 
 _INPUT_GRAD: dict[type, bool] = {}
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
 
 
 def _takes_input_grad(t) -> bool:
@@ -255,24 +260,27 @@ class Trainer:
         """The learning rate of the current epoch (after the schedule)."""
         return optim.scheduled_lr(self.settings, self.epoch)
 
-    def gradients(self, x, y):
+    def gradients(self, x, y, cancel=None):
         """(loss, correct, grads, new running stats) of one training-mode pass; changes nothing.
 
         grads: {(layer, name): float32 gradient of the batch's mean loss};
-        running: {layer: {"running_mean", "running_var"}} for batch-norm layers."""
+        running: {layer: {"running_mean", "running_var"}} for batch-norm layers.
+        cancel: None or a callable asked between layers; when it returns True the
+        pass stops with `Cancelled` (the app's Pause does not wait for the batch)."""
         self._check_net_unchanged()
         x, y = self.check_batch(x, y)
         net = self.net
         n = x.shape[0]
         net.check_batch_memory(n, TRAIN_MAPS_FACTOR, "a training step")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are refused below
-            return self._gradients(x, y)
+            return self._gradients(x, y, cancel)
 
-    def _gradients(self, x, y):
+    def _gradients(self, x, y, cancel=None):
         net, n = self.net, x.shape[0]
         acts, bn, running = [x], {}, {}
         h = x
         for i, t in enumerate(net.layer_types):
+            _check(cancel)
             p = net.params(i)
             if isinstance(t, BatchNorm):
                 positions = math.prod(h.shape[2:])
@@ -293,6 +301,7 @@ class Trainer:
         hits = correct(logits, y)
         grads = {}
         for i in range(len(net) - 1, -1, -1):
+            _check(cancel)
             t = net.layer_types[i]
             need_gx = i > 0
             if i in bn:
@@ -311,10 +320,12 @@ class Trainer:
                                    "(or reset the weights)", i, name, net.layer_types[i].name)
         return loss, hits, grads, running
 
-    def step(self, x, y) -> float:
+    def step(self, x, y, cancel=None) -> float:
         """One optimizer update on batch x (N, *input_shape) with labels y (N,);
-        the batch's mean loss before the update. All or nothing (see the module doc)."""
-        loss, hits, grads, running = self.gradients(x, y)
+        the batch's mean loss before the update. All or nothing (see the module doc):
+        a `cancel` that returns True between two layers (see `gradients`) raises
+        `Cancelled` and nothing changes."""
+        loss, hits, grads, running = self.gradients(x, y, cancel)
         n = np.asarray(y).shape[0]
         self._apply(grads, running)
         self.history.add_batch(loss, hits / n)
