@@ -321,3 +321,39 @@ def test_gemm_in_small_column_blocks(monkeypatch):
         _, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, algorithm="gemm")
         pt = np.stack([patches(np.asarray(x[i], np.float64), (k, k), (s, s), (p, p), (d, d), 0.0) for i in range(2)])
         close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ({"type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 2, "padding": 1}, (3, 9, 8)),
+    ({"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2}, (2, 30)),  # views each call
+])
+def test_a_training_step_builds_each_conv_source_once(spec, shape):
+    """Inside conv.reuse_sources() (a training step), the weight gradient reads the source
+    the forward pass built for the same input (a 1D layer's input is a new view each call:
+    the memory it views is the key); the gradient of gy's source is not kept; the results
+    are bit for bit those computed without it."""
+    from cnnplay import Network
+    from cnnplay.core.kernels import conv
+    net = Network.from_dict({"input": list(shape), "layers": [spec]})
+    rng = np.random.default_rng(1)
+    x = rand(rng, (3, *shape))
+    y = net.layer_forward_batch(0, x)
+    gy = rand(rng, y.shape)
+    want = net.layer_backward_batch(0, x, y, gy, param_grads=True)
+    with conv.reuse_sources():
+        y2 = net.layer_forward_batch(0, x)
+        memo = conv._reuse.memo
+        assert len(memo) == 1
+        kept = next(iter(memo.values()))[1]
+        with conv.reuse_sources():  # nested: the outer block's memo serves
+            got = net.layer_backward_batch(0, x, y2, gy, param_grads=True)
+            assert conv._reuse.memo is memo
+        assert len(memo) == 1 and next(iter(memo.values()))[1] is kept
+        # the lookup the weight gradient made: a fresh view of x's memory finds the kept source
+        plan = next(iter(memo))[3]
+        view = x[:, :, None, :] if x.ndim == 3 else x[...]
+        assert conv._source(view, plan, None, None) is kept
+    assert conv._reuse.memo is None  # nothing is kept after the block
+    assert np.array_equal(y, y2)
+    assert np.array_equal(got[0], want[0])
+    assert all(np.array_equal(got[1][k], want[1][k]) for k in want[1])

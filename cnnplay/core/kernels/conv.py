@@ -46,6 +46,8 @@ whichever pool ran last, see kernels/__init__.py.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -328,9 +330,10 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None
 
 @one_at_a_time
 def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None,
-                 algorithm=None) -> np.ndarray:
+                 algorithm=None, remember_source=True) -> np.ndarray:
     """PyTorch Conv2d on a batch: x (N, Ci, H, W) -> (N, Co, Ho, Wo).
-    algorithm: None (chosen per layer shape, see `choose`), "direct" or "gemm"."""
+    algorithm: None (chosen per layer shape, see `choose`), "direct" or "gemm".
+    remember_source: inside `reuse_sources()`, keep x's source for the weight gradient."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or x.shape[0] < 1:
@@ -352,7 +355,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         for i in range(nb):  # still compiling (first start): numpy meanwhile
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
         return y
-    src = _source(x, plan, stride, padding)
+    src = _source(x, plan, stride, padding, remember=remember_source)
     n_total = (nb - 1) * plan.length + plan.n
     if algo == "gemm":
         wmat, bias = _packed(w, b, version, "gemm")
@@ -364,13 +367,43 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     return y
 
 
-def _source(x, plan, stride, padding) -> np.ndarray:
-    """The flat phase-split source of a batch x (N, Ci, H, W)."""
+def _source(x, plan, stride, padding, remember=False) -> np.ndarray:
+    """The flat phase-split source of a batch x (N, Ci, H, W); inside `reuse_sources()`
+    the one built (with remember=True) for the same x and geometry."""
+    memo = getattr(_reuse, "memo", None)
+    key = None
+    if memo is not None:  # the memory x views (a 1D layer's input is a new view each call)
+        key = (x.__array_interface__["data"][0], x.shape, x.strides, plan)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit[1]
     nb = x.shape[0]
     src = np.empty((plan.phases * x.shape[1], nb * plan.length), np.float32)
     make_source = sized(_make_source, src.size, 1 << 19)
     make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
-    return src.reshape(-1)
+    src = src.reshape(-1)
+    if memo is not None and remember:
+        memo[key] = (x, src)  # x is kept alive: its memory cannot be reused meanwhile
+    return src
+
+
+_reuse = threading.local()
+
+
+@contextlib.contextmanager
+def reuse_sources():
+    """Inside the block, this thread builds the source of each conv input once: the
+    forward pass's, kept, serves the weight gradient of the backward pass (a training
+    step built it twice: an eighth of the step). The inputs must not change inside
+    the block; what is kept is about the size of the conv layers' inputs."""
+    if getattr(_reuse, "memo", None) is not None:  # nested: the outer block's memo serves
+        yield
+        return
+    _reuse.memo = {}
+    try:
+        yield
+    finally:
+        _reuse.memo = None
 
 
 # -- the GEMM formulation ------------------------------------------------------------
@@ -441,6 +474,7 @@ def choose(plan, co: int, nb: int = 1) -> str:
 
 _PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first
 PACKED_BYTES = 64 << 20  # the packed weights kept at most (old versions drop out first)
+_packed_total = 0  # bytes in _PACKED
 
 
 def cached(version, kind: str, make):
@@ -458,10 +492,15 @@ def cached(version, kind: str, make):
         return hit
     out = make()
     _PACKED[key] = out
-    total = sum(a.nbytes for v in _PACKED.values() for a in v if a is not None)
-    while total > PACKED_BYTES and len(_PACKED) > 1:
-        total -= sum(a.nbytes for a in _PACKED.popitem(last=False)[1] if a is not None)
+    global _packed_total
+    _packed_total += _nbytes(out)
+    while _packed_total > PACKED_BYTES and len(_PACKED) > 1:
+        _packed_total -= _nbytes(_PACKED.popitem(last=False)[1])
     return out
+
+
+def _nbytes(arrays) -> int:
+    return sum(a.nbytes for a in arrays if a is not None)
 
 
 def _packed(w, b, version, kind):

@@ -394,7 +394,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         wf = conv.cached(version, "flipped", lambda: (
             np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)),))[0]
         gx = conv.conv2d_batch(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw),
-                               version=None if version is None else (version, "flipped"), algorithm=algorithm)
+                               version=None if version is None else (version, "flipped"), algorithm=algorithm,
+                               remember_source=False)
         return gx, gw, gb
     if gpad is None:
         gpad = np.empty((co, rowlen), np.float32)

@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from ..errors import Cancelled, NetworkError, short_repr
+from ..kernels.conv import reuse_sources
 from ..layers import BatchNorm, describe_shape
 from . import optim
 from .batchnorm import BatchNormTrain
@@ -272,7 +273,8 @@ class Trainer:
         net = self.net
         n = x.shape[0]
         net.check_batch_memory(n, TRAIN_MAPS_FACTOR, "a training step")
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are refused below
+        # non-finite results are refused below; each conv input's source serves forward and backward
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), reuse_sources():
             return self._gradients(x, y, cancel)
 
     def _gradients(self, x, y, cancel=None):
