@@ -76,11 +76,11 @@ def _row(label, ours, theirs, flops, peak, algo):
 
 
 def run() -> list[str]:
-    import numba
-
     from ..core import Network
+    from ..core.kernels import launch
 
-    threads = numba.get_num_threads()
+    threads = launch.POLICY.threads  # all cores (numba.get_num_threads() is what the last launch on
+    # this thread used: 1 after a serial kernel, which would give PyTorch one thread)
     torch = torch_or_none(threads)
     other = f"PyTorch {torch.__version__}" if torch is not None else "numpy im2col+matmul"
     peak = matmul_gflops()

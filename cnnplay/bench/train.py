@@ -284,12 +284,11 @@ def _profile(net, x, y, runs=5):
 
 
 def run() -> list[str]:
-    import numba
-
     from ..core import Network
-    from ..core.kernels import conv
+    from ..core.kernels import conv, launch
 
-    threads = numba.get_num_threads()
+    threads = launch.POLICY.threads  # all cores (numba.get_num_threads() is what the last launch on
+    # this thread used: 1 after a serial kernel, which would give PyTorch one thread)
     torch = torch_or_none(threads)
     other = f"PyTorch {torch.__version__}" if torch is not None else "a numpy reference (no torch)"
     lines = [f"float32, {threads} threads each; ours vs {other}; {ROUNDS} interleaved rounds; SGD lr {LR} "
