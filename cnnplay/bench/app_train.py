@@ -165,7 +165,8 @@ def run() -> list[str]:
             raise RuntimeError(f"edit {k} did not change the network (dilation {d})")
         _wait(app, lambda: not p.running())
     lines.append(f"while training: click -> field on screen {_ms(clicks)}; edit -> maps on screen (pauses "
-                 f"training) {_ms(edits)}; Pause -> training stopped {_ms(pauses)} (goal <= 50 ms)")
+                 f"training) {_ms(edits)}; Pause -> training stopped {_ms(pauses)} (goal <= 50 ms), "
+                 f"-> the panel shows it paused {_ms(shown)}")
     p.shutdown()
     window.close()
     gc.enable()

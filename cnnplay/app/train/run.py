@@ -17,10 +17,11 @@ immutable snapshots that the worker and the views share). It publishes a
 every `publish_interval` seconds, at the end of every epoch and when it stops; the Train
 panel puts it into the session on the GUI thread.
 
-How often: the panel adapts `publish_interval` (`refresh_interval`) so that what the window spends on showing the snapshots
-(the GUI thread's CPU time, the compute worker's passes, during which training
-waits) stays within REFRESH_BUDGET of the time: from 4 times a second down to
-once every 2 s on a slow machine or a big network.
+How often: the panel adapts `publish_interval` (`refresh_interval`) so that
+what the window spends on showing the snapshots (the GUI thread's CPU time, the
+compute worker's passes, during which training waits) stays within
+REFRESH_BUDGET of the time: from 4 times a second down to once every 2 s on a
+slow machine or a big network.
 
 Publishing goes through a gate (`Gate`): after `close()` returns, the run never
 calls `publish` again, so its owner may delete the Qt object that publish emits
@@ -60,8 +61,9 @@ EXIT_JOIN_SECONDS = 5.0  # at the process's exit, how long the running batches m
 def refresh_interval(current: float, cost: float, wall: float, budget: float = REFRESH_BUDGET) -> float:
     """The next publish interval, from what the last `wall` seconds of refreshes cost
     (`cost` seconds: GUI CPU time plus compute-worker time): the interval at which
-    that cost would be `budget` of the time, moved halfway there (one noisy
-    measurement does not swing it), within [PUBLISH_SECONDS, PUBLISH_SECONDS_MAX]."""
+    that cost would be `budget` of the time, moved halfway there (the geometric
+    mean of the two: one noisy measurement does not swing it), within
+    [PUBLISH_SECONDS, PUBLISH_SECONDS_MAX]."""
     if wall <= 0 or cost < 0:
         return current
     wanted = cost / wall * current / budget  # cost per refresh / budget

@@ -483,6 +483,7 @@ def cached(version, kind: str, make):
     The least recently used entries drop out first once PACKED_BYTES is
     exceeded (every training step makes new versions); without a version,
     make() runs every call."""
+    global _packed_total
     if version is None:
         return make()
     key = (version, kind)
@@ -492,7 +493,6 @@ def cached(version, kind: str, make):
         return hit
     out = make()
     _PACKED[key] = out
-    global _packed_total
     _packed_total += _nbytes(out)
     while _packed_total > PACKED_BYTES and len(_PACKED) > 1:
         _packed_total -= _nbytes(_PACKED.popitem(last=False)[1])

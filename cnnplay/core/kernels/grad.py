@@ -47,6 +47,7 @@ from ..geometry import window_output
 from . import numpy_path
 from .coldstart import ready
 from .launch import one_at_a_time, sized
+from .pool import tiles
 
 _FM = {"contract"}
 
@@ -591,7 +592,7 @@ def maxpool2d_backward(x, gy, kernel, stride, padding=(0, 0)) -> np.ndarray:
     want = (c, window_output(h, kh, sh, ph, 1), window_output(w, kw, sw, pw, 1))
     if gy.shape != want or min(want) < 1:
         raise ValueError(f"maxpool2d_backward: gy is {gy.shape}, the output is {want}")
-    tiled = kh == sh and kw == sw and ph == pw == 0
+    tiled = tiles((kh, kw), (sh, sw), (ph, pw))
     if not ready(_maxpool_tiles_bwd if tiled else _maxpool_bwd):  # first start: numpy meanwhile
         return numpy_path.maxpool2d_backward(x, gy, (kh, kw), (sh, sw), (ph, pw))
     if tiled:
