@@ -191,3 +191,41 @@ def test_priority_never_deadlocks_with_a_wrapper_inside_a_wrapper():
     b.join(10)
     assert not a.is_alive() and not b.is_alive()
     assert events == ["nested", "urgent"]
+
+
+def test_a_hold_keeps_other_threads_kernels_back_until_released_or_expired():
+    """The GUI holds training's kernel launches from a user's request until its result is
+    painted; the compute worker (exempt) never waits for it; a forgotten hold expires."""
+    import time
+    events = []
+
+    @launch.one_at_a_time
+    def kernel(what):
+        events.append(what)
+
+    h = launch.hold(30.0)
+    try:
+        other = threading.Thread(target=kernel, args=("training",))
+        other.start()
+        other.join(0.3)
+        assert other.is_alive() and events == []  # held back
+
+        def worker():
+            launch.exempt()
+            kernel("worker")
+
+        w = threading.Thread(target=worker)
+        w.start()
+        w.join(10)
+        assert events == ["worker"]  # the exempt thread went through
+        assert h.held
+    finally:
+        h.release()
+    other.join(10)
+    assert events == ["worker", "training"] and not h.held
+
+    # a hold nobody releases stops holding at its deadline
+    h = launch.hold(0.2)
+    t0 = time.monotonic()
+    kernel("after expiry")
+    assert time.monotonic() - t0 >= 0.15 and events[-1] == "after expiry" and not h.held

@@ -412,3 +412,24 @@ def test_an_expensive_live_refresh_is_shown_less_often_and_the_next_run_knows(wi
     assert p.run.publish_interval == learned
     p.pause()
     wait_idle(qtbot, p)
+
+
+def test_a_click_while_training_holds_training_back_until_its_field_is_painted(window, qtbot):
+    """The click's request holds training's kernel launches back (launch.hold) so the
+    field is computed and painted without sharing the cores; then training goes on."""
+    from cnnplay.core.kernels import launch
+    p = ready(qtbot, window)
+    s, c = window.session, window.controller
+    p.set_setting(epochs=1000)
+    assert p.train()
+    qtbot.waitUntil(lambda: s.training.progress.steps >= 1, timeout=WAIT)
+    s.select_unit(0, (0, 2, 2))
+    hold = c._hold
+    assert hold is not None and hold.held and c.holding()  # held from the request on
+    qtbot.waitUntil(c.field_is_current, timeout=WAIT)
+    qtbot.waitUntil(lambda: not c.holding(), timeout=5000)  # released once the field is painted
+    assert not hold.held and not launch._holds
+    steps = s.training.progress.steps
+    qtbot.waitUntil(lambda: s.training.progress.steps > steps, timeout=WAIT)  # training went on
+    p.pause()
+    wait_idle(qtbot, p)

@@ -173,6 +173,7 @@ class ComputeWorker(QObject):
 
     # -- the worker thread ------------------------------------------------------------
     def _loop(self) -> None:
+        launch.exempt()  # the GUI's holds wait for this thread's results, never the reverse
         while True:
             with self._cond:
                 while not self._pending and not self._stopping:
@@ -200,6 +201,12 @@ class ComputeWorker(QObject):
 
     def _newer_forward_waiting(self) -> bool:
         return self._cancelled() or (not self.synchronous and ("forward" in self._pending or self._stopping))
+
+    def interactive_idle(self) -> bool:
+        """No forward pass or field is running or waiting (background tasks may be)."""
+        with self._cond:
+            busy = self._running and self._current is not None and not self._current.kind.startswith("task:")
+            return not busy and "forward" not in self._pending and "field" not in self._pending
 
     def _interactive_waiting(self) -> bool:
         """A forward pass or a field is waiting: background tasks step aside."""

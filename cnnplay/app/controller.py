@@ -11,17 +11,24 @@ layers not computed with it). `resume()` computes the rest.
 
 A compute error is kept with the layer it happened in (`compute_error()`), so
 the layer stack can show it on that layer's row.
+
+From a request until its result is painted, the controller holds other threads'
+kernel launches back (`launch.hold`, at most HOLD_SECONDS): a training run then
+leaves the cores to the worker and to the painting, and the window answers as
+fast as when nothing trains.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..core.kernels import launch
 from ..core.session import Session
 from .compute import ComputeWorker, FieldRequest, FieldResult, ForwardRequest, ForwardResult
 
 CANCEL_DELAY_MS = 300  # a forward pass running this long can be cancelled
 CANCELLED = "cancelled"  # the message the views show on layers a cancel left uncomputed
+HOLD_SECONDS = 0.5  # a request holds training back at most this long (a slow pass: training goes on)
 
 
 class ComputeController(QObject):
@@ -47,6 +54,7 @@ class ComputeController(QObject):
         self._slow_timer.setSingleShot(True)
         self._slow_timer.setInterval(CANCEL_DELAY_MS)
         self._slow_timer.timeout.connect(lambda: self._set_cancellable(self.running is not None))
+        self._hold: launch.Hold | None = None
         worker.forward_done.connect(self._on_forward)
         worker.field_done.connect(self._on_field)
         worker.failed.connect(self._on_failed)
@@ -55,6 +63,8 @@ class ComputeController(QObject):
         worker.forward_started.connect(self._on_started)
         worker.forward_ended.connect(self._on_ended)
         worker.cancelled.connect(self._on_cancelled)
+        for done in (worker.forward_done, worker.field_done, worker.failed, worker.failed_at, worker.cancelled):
+            done.connect(self._release_after_paint)  # after the handlers above: the views have the result
         session.network_changed.connect(self.request_forward)
         session.input_changed.connect(self.request_forward)
         session.selection_changed.connect(self.request_field)
@@ -66,6 +76,7 @@ class ComputeController(QObject):
     def request_forward(self) -> None:
         s = self.session
         self._cancelled_state = None
+        self._hold_launches()
         self.worker.submit(ForwardRequest(s.network, s.input_array, s.input_token))
         self.forward_changed.emit()  # views may now show "recomputing"
 
@@ -92,6 +103,7 @@ class ComputeController(QObject):
                 self.field_changed.emit()
             return
         layer, unit = sel
+        self._hold_launches()
         self.worker.submit(FieldRequest(s.network, s.input_array, s.input_token, layer, unit,
                                         effective=bool(s.view.get("show_effective"))))
 
@@ -193,7 +205,33 @@ class ComputeController(QObject):
             self.cancellable = on
             self.cancellable_changed.emit(on)
 
+    # -- holding training back while the user waits --------------------------------------
+    def _hold_launches(self) -> None:
+        if self.worker.synchronous:
+            return  # the requests run on this thread: nothing to hold back
+        if self._hold is None:
+            self._hold = launch.hold(HOLD_SECONDS)
+        else:
+            self._hold.extend(HOLD_SECONDS)
+
+    def holding(self) -> bool:
+        """Whether a request of this window holds other threads' kernels back now."""
+        return self._hold is not None and self._hold.held
+
+    def _release_after_paint(self, *_) -> None:
+        """A result arrived: release the hold once what it changed is painted (a 0 ms
+        timer runs after the paint events the result posted), unless more is coming."""
+        if self._hold is not None:
+            QTimer.singleShot(0, self._release)
+
+    def _release(self) -> None:
+        if self._hold is not None and self.worker.interactive_idle():
+            self._hold.release()
+            self._hold = None
+
     def _on_busy(self, what: str) -> None:
+        if not what:
+            self._release_after_paint()
         if not what and self.forward_cancelled():
             self.message.emit(self.cancelled_text())
             return

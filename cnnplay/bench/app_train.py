@@ -99,6 +99,7 @@ def run() -> list[str]:
     batches = min(BATCHES, -(-len(train) // 32))
 
     def alone() -> float:
+        _wait(app, lambda: c.forward_is_current() and not c.holding())  # the window is done
         out = []
         r = TrainingRun(copy_network(s.network), Training(settings=settings), train, test, out.append,
                         max_batches=batches)

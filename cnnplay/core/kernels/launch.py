@@ -17,6 +17,12 @@ kernel launch, so a training run pauses between two kernels instead of taking
 turns with the worker kernel by kernel (Python's locks are not fair: the
 training thread, which launches its next kernel microseconds after the last,
 would win most turns, and a click would wait for many training kernels).
+A `hold()` does the same across threads and event-loop turns: the GUI holds
+one from a user's request until its result is painted, so that training does
+not share the cores with the painting either. Holds expire after the seconds
+they were given (a hold that is never released cannot stall training), and a
+thread marked with `exempt()` (the compute worker, whose results the GUI
+waits for) never waits for one.
 
 On the thread count that runs fastest now: see `ThreadPolicy` below. Serially
 when starting a parallel loop is slow: see `sized`.
@@ -35,7 +41,41 @@ _depth = 0  # wrappers running inside the lock (only the outermost one chooses t
 _turns = threading.Condition()
 _urgent = 0  # threads inside priority() now
 _priority_seconds = 0.0  # wall time spent inside outermost priority() blocks, all threads
-_local = threading.local()  # per thread: .urgent (priority() depth), .inside (wrapper depth)
+_holds: dict = {}  # Hold -> its deadline (time.monotonic())
+_local = threading.local()  # per thread: .urgent (priority() depth), .inside (wrapper depth), .exempt
+
+
+class Hold:
+    """Other threads' kernel launches wait while this is held and not past its deadline."""
+
+    def __init__(self, seconds: float):
+        self.extend(seconds)
+
+    def extend(self, seconds: float) -> None:
+        """Held until `seconds` from now at the latest (again, if it was released)."""
+        with _turns:
+            _holds[self] = time.monotonic() + seconds
+
+    def release(self) -> None:
+        with _turns:
+            if _holds.pop(self, None) is not None:
+                _turns.notify_all()
+
+    @property
+    def held(self) -> bool:
+        with _turns:
+            return _holds.get(self, 0.0) > time.monotonic()
+
+
+def hold(seconds: float) -> Hold:
+    """Hold other threads' next kernel launches back for at most `seconds` (see the
+    module doc); `release()` it as soon as possible."""
+    return Hold(seconds)
+
+
+def exempt() -> None:
+    """This thread never waits for a hold (the compute worker: the holder waits for it)."""
+    _local.exempt = True
 
 
 @contextlib.contextmanager
@@ -67,13 +107,23 @@ def priority_seconds() -> float:
 
 
 def _wait_for_turn() -> None:
-    """Before a thread's outermost launch: wait while another thread has priority.
-    (Never inside a wrapper: that thread holds the lock the priority thread needs.)"""
+    """Before a thread's outermost launch: wait while another thread has priority or
+    a hold is on. (Never inside a wrapper: that thread holds the lock the priority
+    thread needs.)"""
     if getattr(_local, "urgent", 0) or getattr(_local, "inside", 0):
         return
+    exempt_ = getattr(_local, "exempt", False)
     with _turns:
-        while _urgent:
-            _turns.wait()
+        while True:
+            now = time.monotonic()
+            for h in [h for h, d in _holds.items() if d <= now]:
+                del _holds[h]  # expired
+            if exempt_ or not _holds:
+                if not _urgent:
+                    return
+                _turns.wait()
+            else:  # wake at the latest when the last hold expires
+                _turns.wait(max(_holds.values()) - now)
 
 
 def one_at_a_time(fn):
