@@ -7,7 +7,11 @@ Each example is a built-in data set, a small network and a few epochs of trainin
 with a fixed seed, through the same training run the app's Train panel uses
 (cnnplay/app/train/run.py), so the file opens with its curves, confusion matrix,
 class names and optimizer state, and Train continues where it stopped. The input
-shown is a sample of the test set. Each takes well under two minutes on 2 cores.
+shown is a sample of the test set: the first one from `sample` on that the trained
+network gets right with a probability of at least SURE (a first impression should
+not be a mistake; the gallery shows those). Each takes well under two minutes on 2
+cores. `python scripts/train_examples.py --pick-only` keeps the weights and only
+chooses the sample again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from cnnplay.core.network import Network  # noqa: E402
 from cnnplay.datasets import make_builtin  # noqa: E402
 
 OUT = ROOT / "resources" / "examples"
+SURE = 0.9  # the shown sample's class probability at least
 
 EXAMPLES = {
     "trained_shapes": dict(
@@ -77,15 +82,59 @@ EXAMPLES = {
 }
 
 
+def example_spec(name: str, ds) -> dict:
+    return {"input": list(ds.sample_shape), "layers": [dict(layer, id=f"L{i + 1}") for i, layer in
+                                                        enumerate(EXAMPLES[name]["layers"])]}
+
+
+def shown_sample(net: Network, test, start: int) -> int:
+    """The first test sample from `start` on that `net` classifies right with a
+    probability of at least SURE (else `start`)."""
+    from cnnplay.core.training.loss import softmax
+    for i in list(range(start, len(test.y))) + list(range(start)):
+        p = softmax(np.asarray(net.forward(test.x[i])[-1], np.float64)[None])[0]
+        if int(np.argmax(p)) == int(test.y[i]) and p[int(test.y[i])] >= SURE:
+            return i
+    return start
+
+
+def save_example(name: str, net: Network, ds, test, training, trainer) -> Path:
+    ex = EXAMPLES[name]
+    s = training.settings
+    spec = example_spec(name, ds)
+    i = shown_sample(net, test, ex["sample"])
+    source = dataset_source(ds.reference, i, f"test sample {i} ({ds.classes[int(test.y[i])]})",
+                            {"test_fraction": s.test_fraction, "seed": s.seed})
+    extra = {"title": ex["title"], "description": ex["description"], "spec": spec, "input_source": source,
+             "dataset": {"reference": ds.reference, "classes": list(ds.classes)},
+             "training": training.to_json()}
+    path = OUT / f"{name}.cnnplay"
+    save_network(net, path, extra=extra, training=trainer)
+    return path
+
+
+def pick_again(name: str) -> Path:
+    """Choose the shown sample of an existing example again, weights untouched."""
+    from cnnplay.app.train.state import Training as T
+    from cnnplay.core.fileformat import load_all
+    ex = EXAMPLES[name]
+    path = OUT / f"{name}.cnnplay"
+    net, extra, trainer = load_all(path)
+    ds = make_builtin(ex["dataset"][0], **ex["dataset"][1])
+    training = T.from_json(extra["training"], trainer)
+    _, test = ds.split(training.settings.test_fraction, training.settings.seed)
+    path = save_example(name, net, ds, test, training, trainer)
+    print(f"{name}: shows {load_all(path)[1]['input_source']['name']}")
+    return path
+
+
 def train_example(name: str) -> Path:
     ex = EXAMPLES[name]
     ds_name, ds_params = ex["dataset"]
     ds = make_builtin(ds_name, **ds_params)
     s = ex["settings"]
     train, test = ds.split(s.test_fraction, s.seed)
-    spec = {"input": list(ds.sample_shape), "layers": [dict(layer, id=f"L{i + 1}") for i, layer in
-                                                        enumerate(ex["layers"])]}
-    net = Network.from_dict(spec, seed=0)
+    net = Network.from_dict(example_spec(name, ds), seed=0)
     snaps = []
     run = TrainingRun(copy_network(net), Training(settings=s), train, test, snaps.append)
     t0 = time.perf_counter()
@@ -97,27 +146,22 @@ def train_example(name: str) -> Path:
         if arrays:
             net.set_params(i, **arrays)
     log = snap.training.progress.epochs_log[-1]
-    i = ex["sample"]
-    source = dataset_source(ds.reference, i, f"test sample {i} ({ds.classes[int(test.y[i])]})",
-                            {"test_fraction": s.test_fraction, "seed": s.seed})
-    extra = {"title": ex["title"], "description": ex["description"], "spec": spec, "input_source": source,
-             "dataset": {"reference": ds.reference, "classes": list(ds.classes)},
-             "training": snap.training.to_json()}
-    path = OUT / f"{name}.cnnplay"
-    save_network(net, path, extra=extra, training=snap.training.trainer)
+    path = save_example(name, net, ds, test, snap.training, snap.training.trainer)
     print(f"{name}: {s.epochs} epochs in {time.perf_counter() - t0:.1f} s, test accuracy {log['test_acc']:.1%} "
           f"(train {log['train_acc']:.1%}), {path.stat().st_size / 1024:.0f} KB -> {path.relative_to(ROOT)}")
     return path
 
 
 def main(argv: list[str]) -> int:
+    pick_only = "--pick-only" in argv
+    argv = [a for a in argv if a != "--pick-only"]
     names = argv or list(EXAMPLES)
     unknown = [n for n in names if n not in EXAMPLES and f"trained_{n}" not in EXAMPLES]
     if unknown:
         print(f"unknown example(s) {', '.join(unknown)}; choose from {', '.join(EXAMPLES)}", file=sys.stderr)
         return 2
     for n in names:
-        train_example(n if n in EXAMPLES else f"trained_{n}")
+        (pick_again if pick_only else train_example)(n if n in EXAMPLES else f"trained_{n}")
     return 0
 
 
