@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from cnnplay.app.lessons.runner import LessonRunner
+from cnnplay.app.lessons.runner import LessonRunner, panel_height
 from cnnplay.app.main import create_window
 from cnnplay.core.session import Session
 
@@ -36,6 +36,7 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
     s.select_unit(0, (2, 5, 7))
     s.set_view(levels="channel")
     own = s.state
+    bottom = window.train_results_dock.height()  # the tabs under the maps, before any lesson
     assert len(runner.lessons) >= 13
     for i, lesson in enumerate(runner.lessons):
         assert runner.open(i), lesson.name
@@ -63,6 +64,9 @@ def test_every_lesson_sets_its_stage_and_leaving_restores_the_users_work(qtbot, 
             dock = window.dock_titled(lesson.panel)
             assert dock is not None and dock.isVisible(), lesson.panel
             qtbot.waitUntil(lambda: not dock.visibleRegion().isEmpty())  # in front of its tab group
+            if window.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea:  # room to see it
+                # taller than the tabs under the maps were: as tall as asked where the window has room
+                qtbot.waitUntil(lambda: dock.height() >= min(panel_height(window.height()), bottom + 60))
         target = runner.highlighted
         assert isinstance(target, QWidget), f"{lesson.name}: no control {lesson.highlight!r}"
         assert target.findChild(QWidget, "lessonHighlight") is not None

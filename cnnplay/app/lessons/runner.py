@@ -12,7 +12,7 @@ import copy
 import logging
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 
 from ...bundled import resource
 from ...core.errors import InputError, NetworkError
@@ -24,6 +24,11 @@ from .highlight import Highlight, resolve_target
 
 log = logging.getLogger(__name__)
 DONE_KEY = "lessons/done"
+
+
+def panel_height(window_height: int) -> int:
+    """How tall a lesson makes its panel under the maps: 45 % of the window, at most 460 px."""
+    return min(460, int(window_height * 0.45))
 
 
 class LessonRunner(QObject):
@@ -167,6 +172,7 @@ class LessonRunner(QObject):
             if dock is not None:
                 dock.show()
                 dock.raise_()
+                self._give_room(dock)
         self._highlight.clear()
         if lesson.highlight:
             target = resolve_target(self.window, lesson.highlight)
@@ -174,6 +180,16 @@ class LessonRunner(QObject):
                 log.warning("lesson %s: no control %r to highlight", lesson.name, lesson.highlight)
             else:
                 self._highlight.show(target)
+
+    def _give_room(self, dock) -> None:
+        """A panel under the maps is short by default (the maps keep the height): the
+        lesson's panel gets `panel_height()` so that what it points at is in view."""
+        w = self.window
+        if not hasattr(w, "dockWidgetArea") or w.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            return
+        want = panel_height(w.height())
+        if dock.height() < want:
+            w.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     @property
     def highlighted(self):
