@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -30,7 +30,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 class StaleOverlay(QLabel):
-    """A dimmed veil with a word on it, over data that is being recomputed."""
+    """A dimmed veil with a word on it, over data that is being recomputed.
+
+    cover(text, delay_ms): a veil asked for with a delay shows only if it is still
+    wanted then: a recompute that ends sooner (most edits) never veils, so the maps
+    do not flash and are not painted twice more (showing and hiding a translucent
+    veil repaints the maps under it)."""
 
     def __init__(self, parent: QWidget):
         super().__init__(parent)
@@ -39,19 +44,33 @@ class StaleOverlay(QLabel):
         self.setStyleSheet("background: rgba(23, 25, 29, 170); color: #e8eaed; font-style: italic;")
         self.hide()
         self._covering = None
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.timeout.connect(lambda: self._show(self._covering))
 
-    def cover(self, text: str | None) -> None:
+    def cover(self, text: str | None, delay_ms: int = 0) -> None:
         text = text or None
         if text == self._covering:
             return
         self._covering = text
+        self._later.stop()
+        if not text:
+            self.hide()
+        elif delay_ms and self.isHidden():
+            self._later.start(delay_ms)
+        else:
+            self._show(text)
+
+    def covering(self) -> str | None:
+        """The word the veil shows, or is about to show (None: the maps are unveiled)."""
+        return self._covering
+
+    def _show(self, text: str | None) -> None:
         if text:
             self.setText(text)
             self.setGeometry(self.parentWidget().rect())
             self.raise_()
             self.show()
-        else:
-            self.hide()
 
 
 class LayerCard(QFrame):
@@ -175,12 +194,14 @@ class LayerCard(QFrame):
         self._show_pager(False)
         self.stale.cover(None)
 
-    def set_stale(self, text: str | None) -> None:
+    def set_stale(self, text: str | None, delay_ms: int = 0) -> None:
+        """Veil the maps with `text` (None: unveil); with delay_ms, only if still stale then."""
         if self.array is None and text:
             self.stack.setCurrentWidget(self.message)
             self.message.setText("")
             self._set_height(80)
-        self.stale.cover(text)
+            delay_ms = 0  # nothing on screen to keep
+        self.stale.cover(text, delay_ms)
 
     classes = None  # class names of a classifier's output (its bars then show softmax probabilities)
 

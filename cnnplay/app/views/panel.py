@@ -27,6 +27,7 @@ from .kernels import KernelsView
 from .readout import UnitReadout
 
 RECOMPUTING = "recomputing…"
+VEIL_DELAY_MS = 150  # a recompute that ends sooner is never veiled (no flash, no extra repaints)
 
 STYLE = """
 #mapsPanel { background: #17191d; }
@@ -316,7 +317,7 @@ class MapsPanel(QWidget):
                     card.show_output(res.outputs[i], per_channel, classes=classes if last else None)
                     card.set_stale(None)
                 else:
-                    card.set_stale(RECOMPUTING)
+                    card.set_stale(RECOMPUTING, VEIL_DELAY_MS)
             elif i == len(net):
                 err = s.error
                 card.set_header(i, str(spec_layers[i].get("type", "?")), None, note="invalid")
@@ -484,5 +485,5 @@ class MapsPanel(QWidget):
     def _on_failed(self, message: str) -> None:
         self.status.setText(message)
         for card in self.cards:
-            if card.stale.isVisible():
+            if card.stale.covering():  # veiled, or about to be
                 card.set_stale(f"not computed: {message}")
