@@ -143,6 +143,10 @@ def test_top_patches_preferred_input_and_saliency(qtbot, tmp_path):
     assert exc.saliency is not None and exc.saliency[1].class_index == int(np.argmax(scores))
     np.testing.assert_array_equal(exc.overlay.image.image, exc.saliency[1].map)
     assert exc.overlay.image.isVisible() and "saliency: why" in exc.overlay.label.textItem.toPlainText()
+    # short, so it fits on a small input image (it was cut off: 'saliency: why "square" (clas');
+    # the note under the checkbox says the rest
+    text = exc.overlay.label.textItem.toPlainText()
+    assert "(class" not in text and len(text) <= 24 and "(class" in exc.sal_note.text()
     # a clicked class bar: its saliency
     other = (int(np.argmax(scores)) + 1) % 3
     session.select_unit(5, (other,))

@@ -385,8 +385,9 @@ class ExcitesPanel(QWidget):
         how = "predicted" if k == value.predicted else "clicked"
         self.sal_note.setText(f"Why {name}, {how}, score {fmt(value.scores[k])}: the heat map on the input "
                               "is the saliency |d score / d input| (summed over the input's channels)")
-        if self.overlay is not None:
-            self.overlay.show(value.map, f"saliency: why {name}")
+        if self.overlay is not None:  # short: the label sits on the (small) input image
+            short = f"\u201c{classes[k]}\u201d" if k < len(classes) else f"class {k}"
+            self.overlay.show(value.map, f"saliency: why {short}")
 
 
 class SaliencyOverlay:
