@@ -394,3 +394,16 @@ def test_concept_panels_behind_other_tabs_wait_until_their_tab_is_clicked(window
     qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(tab).center())
     qtbot.waitUntil(lambda: shift.result is not None, timeout=20000)
     assert shift.result[0].network is window.session.network
+
+
+def test_the_selected_unit_readout_is_never_cut_off(window, qtbot):
+    """The Selected unit dock is short: its readout scrolls, as tall as its text needs."""
+    s, c = window.session, window.controller
+    qtbot.waitUntil(c.forward_is_current, timeout=20000)
+    s.select_unit(0, (0, 2, 2))
+    qtbot.waitUntil(c.field_is_current, timeout=20000)
+    readout = window.central.readout
+    qtbot.waitUntil(lambda: "padding" in readout.text() or "field" in readout.text(), timeout=5000)
+    window.resizeDocks([window.central.unit_dock], [100], Qt.Orientation.Vertical)  # a short dock
+    qtbot.waitUntil(lambda: window.central.unit_dock.height() < readout.heightForWidth(readout.width()))
+    assert readout.height() >= readout.heightForWidth(readout.width())  # every line is there to scroll to

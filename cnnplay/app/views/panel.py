@@ -471,7 +471,14 @@ class MapsPanel(QWidget):
         if not hasattr(window, "add_dock"):
             return []
         self.readout.setMinimumHeight(90)
-        dock = window.add_dock(self.readout, "Selected unit", Qt.LeftDockWidgetArea, "unit")
+        # the dock is short (the input panel above has the room): a long readout scrolls
+        # instead of losing its last lines at the bottom edge
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        area.setWidget(self.readout)
+        dock = window.add_dock(area, "Selected unit", Qt.LeftDockWidgetArea, "unit")
         below = getattr(window, "input_dock", None)
         if below is not None:
             window.splitDockWidget(below, dock, Qt.Vertical)
