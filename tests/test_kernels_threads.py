@@ -205,10 +205,11 @@ def test_a_hold_keeps_other_threads_kernels_back_until_released_or_expired():
 
     h = launch.hold(30.0)
     try:
+        kernel("holder")  # the thread that holds it never waits for its own hold
         other = threading.Thread(target=kernel, args=("training",))
         other.start()
         other.join(0.3)
-        assert other.is_alive() and events == []  # held back
+        assert other.is_alive() and events == ["holder"]  # held back
 
         def worker():
             launch.exempt()
@@ -217,15 +218,18 @@ def test_a_hold_keeps_other_threads_kernels_back_until_released_or_expired():
         w = threading.Thread(target=worker)
         w.start()
         w.join(10)
-        assert events == ["worker"]  # the exempt thread went through
+        assert events == ["holder", "worker"]  # the exempt thread went through
         assert h.held
     finally:
         h.release()
     other.join(10)
-    assert events == ["worker", "training"] and not h.held
+    assert events == ["holder", "worker", "training"] and not h.held
 
     # a hold nobody releases stops holding at its deadline
-    h = launch.hold(0.2)
+    box = []
+    t = threading.Thread(target=lambda: box.append(launch.hold(0.2)))
+    t.start()
+    t.join(10)
     t0 = time.monotonic()
     kernel("after expiry")
-    assert time.monotonic() - t0 >= 0.15 and events[-1] == "after expiry" and not h.held
+    assert time.monotonic() - t0 >= 0.15 and events[-1] == "after expiry" and not box[0].held

@@ -20,9 +20,9 @@ would win most turns, and a click would wait for many training kernels).
 A `hold()` does the same across threads and event-loop turns: the GUI holds
 one from a user's request until its result is painted, so that training does
 not share the cores with the painting either. Holds expire after the seconds
-they were given (a hold that is never released cannot stall training), and a
-thread marked with `exempt()` (the compute worker, whose results the GUI
-waits for) never waits for one.
+they were given (a hold that is never released cannot stall training); the
+thread that took a hold, and a thread marked with `exempt()` (the compute
+worker, whose results the GUI waits for), never wait for it.
 
 On the thread count that runs fastest now: see `ThreadPolicy` below. Serially
 when starting a parallel loop is slow: see `sized`.
@@ -46,9 +46,11 @@ _local = threading.local()  # per thread: .urgent (priority() depth), .inside (w
 
 
 class Hold:
-    """Other threads' kernel launches wait while this is held and not past its deadline."""
+    """Other threads' kernel launches wait while this is held and not past its deadline
+    (the thread that took it never waits for it: it may compute, e.g. a synchronous worker)."""
 
     def __init__(self, seconds: float):
+        self.owner = threading.get_ident()
         self.extend(seconds)
 
     def extend(self, seconds: float) -> None:
@@ -113,17 +115,19 @@ def _wait_for_turn() -> None:
     if getattr(_local, "urgent", 0) or getattr(_local, "inside", 0):
         return
     exempt_ = getattr(_local, "exempt", False)
+    me = threading.get_ident()
     with _turns:
         while True:
             now = time.monotonic()
             for h in [h for h, d in _holds.items() if d <= now]:
                 del _holds[h]  # expired
-            if exempt_ or not _holds:
+            others = [] if exempt_ else [d for h, d in _holds.items() if h.owner != me]
+            if not others:
                 if not _urgent:
                     return
                 _turns.wait()
             else:  # wake at the latest when the last hold expires
-                _turns.wait(max(_holds.values()) - now)
+                _turns.wait(max(others) - now)
 
 
 def one_at_a_time(fn):
