@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from cnnplay.app.input_panel import dataset_source  # noqa: E402
 from cnnplay.app.train.run import TrainingRun, copy_network  # noqa: E402
 from cnnplay.app.train.state import Settings, Training  # noqa: E402
-from cnnplay.core.fileformat import save_network  # noqa: E402
+from cnnplay.core.fileformat import load_all, save_network  # noqa: E402
 from cnnplay.core.network import Network  # noqa: E402
 from cnnplay.datasets import make_builtin  # noqa: E402
 
@@ -115,13 +115,11 @@ def save_example(name: str, net: Network, ds, test, training, trainer) -> Path:
 
 def pick_again(name: str) -> Path:
     """Choose the shown sample of an existing example again, weights untouched."""
-    from cnnplay.app.train.state import Training as T
-    from cnnplay.core.fileformat import load_all
     ex = EXAMPLES[name]
     path = OUT / f"{name}.cnnplay"
     net, extra, trainer = load_all(path)
     ds = make_builtin(ex["dataset"][0], **ex["dataset"][1])
-    training = T.from_json(extra["training"], trainer)
+    training = Training.from_json(extra["training"], trainer)
     _, test = ds.split(training.settings.test_fraction, training.settings.seed)
     path = save_example(name, net, ds, test, training, trainer)
     print(f"{name}: shows {load_all(path)[1]['input_source']['name']}")

@@ -12,8 +12,9 @@
 
 x is (N, C, ...) (channels on axis 1; a flat (N, F) input has F channels at
 one position). Statistics and sums are accumulated in float64 from the
-float32 data; outputs are float32 (kernels: core/kernels/batchnorm_train.py). Every other layer's training mode is its
-inference mode (see the layer types' forward_batch / backward_batch).
+float32 data; outputs are float32 (kernels: core/kernels/batchnorm_train.py).
+Every other layer's training mode is its inference mode (see the layer types'
+forward_batch / backward_batch).
 """
 
 from __future__ import annotations
