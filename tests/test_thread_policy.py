@@ -35,8 +35,21 @@ class Machine:
 def test_idle_machine_runs_parallel_after_one_serial_probe():
     m = Machine(t_parallel=0.005, t_serial=0.009)
     p = ThreadPolicy(threads=2, clock=m.clock)
-    _, used = m.run(p, calls=3)
-    assert used == [2, 1, 2]
+    _, used = m.run(p, calls=4)
+    assert used == [2, 2, 1, 2]  # a warm-up, a measured parallel call, the serial probe
+    assert p.choice("k") == 2
+
+
+def test_a_slow_first_call_is_a_warm_up_not_a_measurement():
+    # the first call packs the weights and touches new memory: here 10x a later
+    # parallel call, slower than the serial probe, which must not win because of it
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    assert p.choose("k") == 2
+    p.record("k", 2, 0.050)
+    m.now += 0.06
+    _, used = m.run(p, calls=20)
+    assert used[:3] == [2, 1, 2] and set(used[2:]) == {2}
     assert p.choice("k") == 2
 
 

@@ -203,8 +203,11 @@ def _numpy_meanwhile() -> bool:
 # 2 threads then ran default-256 8x slower than 1 (issue 18). Memory-bound kernels
 # (a ReLU on a 64 MB map) gain nothing from a second thread here either. So every
 # wrapper call is timed, per (wrapper, shapes) key, with all threads and with one:
-# the first call runs on all threads, the second on one (a probe), then the faster
-# one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS,
+# the first call warms up on all threads and is not counted (it packs the weights
+# and touches new memory: 2-20x a later call, which made the serial probe after it
+# win every time and a bench's pass run serially until the next probe), the second
+# runs on all threads, the third on one (a probe), then the faster one wins
+# (hysteresis 10 %). The other count is probed again after PROBE_SECONDS,
 # doubling the wait each time it loses (up to 64x), and at once when a call takes
 # twice as long as that key's recent best (the machine just got busy; the older
 # times of that count are then dropped). Estimates are the best of the last few
@@ -255,12 +258,12 @@ class ThreadPolicy:
         if threads not in (1, top):
             return
         s = self._keys.get(key)
-        if s is None:
-            s = self._keys[key] = _KeyStats(top)
+        if s is None:  # the first call warms up: not a measurement (see the comment above)
+            self._keys[key] = _KeyStats(top)
             if len(self._keys) > self.MAX_KEYS:
                 self._keys.popitem(last=False)
-        else:
-            self._keys.move_to_end(key)
+            return
+        self._keys.move_to_end(key)
         now = self.clock()
         before = s.best(threads)
         times = s.times[threads]
