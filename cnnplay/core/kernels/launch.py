@@ -36,6 +36,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from . import coldstart
+
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
 _depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
 _turns = threading.Condition()
@@ -112,6 +114,8 @@ def _wait_for_turn() -> None:
     """Before a thread's outermost launch: wait while another thread has priority or
     a hold is on. (Never inside a wrapper: that thread holds the lock the priority
     thread needs.)"""
+    if not _holds and not _urgent:  # the common case, without the lock (a stale read
+        return                      # only lets one launch through as it would a moment earlier)
     if getattr(_local, "urgent", 0) or getattr(_local, "inside", 0):
         return
     exempt_ = getattr(_local, "exempt", False)
@@ -185,14 +189,14 @@ def _shapes(args) -> tuple:
 
 
 def _use_threads(n: int) -> None:
-    import numba
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)  # per calling thread
+    if getattr(_local, "threads", None) != n:  # per calling thread, like numba's (only we set it)
+        import numba
+        numba.set_num_threads(n)
+        _local.threads = n
 
 
 def _numpy_meanwhile() -> bool:
     """First start: calls may run on the numpy path; their times say nothing."""
-    from . import coldstart
     return coldstart.compiling() or coldstart.mode() == "numpy"
 
 
