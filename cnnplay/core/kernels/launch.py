@@ -209,13 +209,20 @@ def _numpy_meanwhile() -> bool:
 # wrapper call is timed, per (wrapper, shapes) key, with all threads and with one:
 # the first call warms up on all threads and is not counted (it packs the weights
 # and touches new memory: 2-20x a later call, which made the serial probe after it
-# win every time and a bench's pass run serially until the next probe), the second
-# runs on all threads, the third on one (a probe), then the faster one wins
-# (hysteresis 10 %). The other count is probed again after PROBE_SECONDS,
-# doubling the wait each time it loses (up to 64x), and at once when a call takes
-# twice as long as that key's recent best (the machine just got busy; the older
-# times of that count are then dropped). Estimates are the best of the last few
-# runs: noise only ever adds time.
+# win every time and a bench's pass run serially until the next probe), then all
+# threads and one alternate until each was measured FIRST times, then the faster
+# one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS
+# (two calls: the first wakes its idle threads and is not counted),
+# doubling the wait each time it loses (up to 64x), and at once when two calls in
+# a row take twice as long as that key's recent best (the machine just got busy;
+# the older times of that count are then dropped). Two, not one: on a shared
+# virtual machine single calls stall now and then, and acting on one made a conv
+# that runs 2x faster on two threads run on one for seconds to minutes (wide-128:
+# 1.5x its time in half the blocks of 100 passes). And the other way: a call much
+# quicker than its count's recent best means the machine got quieter (such a VM
+# runs everything 2-3x slower for seconds at a time), so the other count is
+# probed at once instead of after the backed-off wait. Estimates are the best of
+# the last few runs: noise only ever adds time.
 
 class ThreadPolicy:
     """Chooses 1 or `threads` threads per key from the times recorded for it.
@@ -224,7 +231,9 @@ class ThreadPolicy:
     timings, no real time)."""
 
     SAMPLES = 3
+    FIRST = 2
     MARGIN = 1.1
+    QUICKER = 0.6
     PROBE_SECONDS = 2.0
     MAX_BACKOFF = 64
     MAX_KEYS = 512
@@ -247,10 +256,10 @@ class ThreadPolicy:
         s = self._keys.get(key)
         if top <= 1:
             return 1
-        if s is None or not s.times[top]:
+        if s is None:
             return top
-        if not s.times[1]:
-            return 1
+        if not s.decided:  # the first estimates: both counts FIRST times, alternately
+            return top if len(s.times[top]) <= len(s.times[1]) else 1
         other = 1 if s.choice == top else top
         if self.clock() >= s.next_probe:
             s.probing = True
@@ -268,43 +277,63 @@ class ThreadPolicy:
                 self._keys.popitem(last=False)
             return
         self._keys.move_to_end(key)
+        if s.probing and not s.probe_warmed:
+            # a probe's first call wakes the other count's threads (idle since the last
+            # probe; on a virtual machine waking an idle core costs up to a few hundred
+            # microseconds): not a measurement, the next call probes again
+            s.probe_warmed = True
+            return
         now = self.clock()
         before = s.best(threads)
         times = s.times[threads]
         sudden = before is not None and seconds > 2 * before
-        if sudden:  # the machine got busy: earlier runs no longer tell
+        if sudden and not s.suspect[threads]:
+            # one slow call is not yet a busy machine (a shared or virtual machine
+            # stalls a call now and then): the next call of this count tells
+            s.suspect[threads] = True
+            return
+        s.suspect[threads] = False
+        # much quicker than this count's recent best: the machine got quieter (noise
+        # only adds time), so the other count's times are stale: probe it next
+        quicker = before is not None and seconds < self.QUICKER * before
+        if sudden:  # twice in a row: the machine got busy, earlier runs no longer tell
             times[:] = [seconds]
         else:
             times.append(seconds)
             del times[:-self.SAMPLES]
         t_top, t_one = s.best(top), s.best(1)
-        if t_top is None or t_one is None:
-            return
+        if not s.decided:
+            if min(len(s.times[top]), len(s.times[1])) < self.FIRST:
+                return
+            s.decided = True
         old = s.choice
         if s.choice == top and t_top > self.MARGIN * t_one:
             s.choice = 1
         elif s.choice == 1 and self.MARGIN * t_top < t_one:
             s.choice = top
         if s.probing:  # a probe that lost waits twice as long before the next one
-            s.probing = False
+            s.probing = s.probe_warmed = False
             s.backoff = 1 if s.choice != old else min(self.MAX_BACKOFF, s.backoff * 2)
             s.next_probe = now + self.PROBE_SECONDS * s.backoff
-        elif s.next_probe == 0.0:  # both measured once: the periodic probes start
+        elif s.next_probe == 0.0:  # the first estimates are in: the periodic probes start
             s.next_probe = now + self.PROBE_SECONDS
-        if sudden and threads == s.choice:
+        if (sudden or (quicker and threads == old)) and threads == s.choice:
             s.next_probe = now  # try the other count next time
 
     def choice(self, key) -> int | None:
-        """The count `key` runs on outside probes (None before it was measured both ways)."""
+        """The count `key` runs on outside probes (None before its first estimates)."""
         s = self._keys.get(key)
-        return None if s is None or not s.times[1] or not s.times[self.threads] else s.choice
+        return None if s is None or not s.decided else s.choice
 
 
 class _KeyStats:
-    __slots__ = ("times", "choice", "next_probe", "backoff", "probing")
+    __slots__ = ("times", "choice", "next_probe", "backoff", "probing", "probe_warmed", "suspect", "decided")
 
     def __init__(self, top: int):
         self.times = {1: [], top: []}
+        self.decided = False  # both counts measured FIRST times
+        self.probe_warmed = False
+        self.suspect = {1: False, top: False}  # the last call of that count was suddenly slow
         self.choice = top
         self.next_probe = 0.0
         self.backoff = 1
