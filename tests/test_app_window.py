@@ -209,6 +209,50 @@ def test_an_error_row_grows_to_show_the_whole_message(window, qtbot):
     assert seen[300][0] > seen[1200][0] == delegate.ROW_HEIGHT
 
 
+def test_an_edit_repaints_only_the_rows_that_changed(window, qtbot):
+    """Editing one layer's settings announces that row alone and repaints only its rect (a
+    QListView lays out and repaints every row on any dataChanged); the rows read the new
+    network. A change that makes a row taller still lays the rows out again."""
+    from PySide6.QtCore import QEvent, QObject
+    view = window.stack.view
+    model = view.model()
+    qtbot.waitUntil(window.controller.forward_is_current)
+    qtbot.wait(50)
+    changed, painted = [], []
+    model.dataChanged.connect(lambda a, b, *_: changed.append((a.row(), b.row())))
+
+    class Paints(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Paint:
+                painted.append(ev.region().boundingRect())
+            return False
+
+    spy = Paints()
+    view.viewport().installEventFilter(spy)
+    window.editor.update_layer(0, merge=False, dilation=2, padding=2)
+    qtbot.waitUntil(lambda: len(painted) > 0)
+    qtbot.wait(50)
+    assert changed == [(0, 0)]  # the shapes after it stay: their rows read the same
+    assert row_texts(window) == [r.text() for r in session_rows(window.session)]
+    assert "d2" in row_texts(window)[0]
+    row0 = view.visualRect(model.index(0))
+    assert all(row0.contains(r) for r in painted), (row0, painted)
+
+    # A change of the output shapes: every row after the edited one reads anew.
+    changed.clear()
+    window.editor.update_layer(0, merge=False, out_channels=6)
+    assert changed == [(i, i) for i in range(5)]  # 6 channels from layer 0 on: every shape changed
+    assert row_texts(window) == [r.text() for r in session_rows(window.session)]
+
+    # An error message makes its row taller: the rows are laid out again.
+    window.editor.update_layer(2, kernel_size=40)
+    delegate = view.itemDelegate()
+    rect = lambda i: view.visualRect(model.index(i))  # noqa: E731
+    qtbot.waitUntil(lambda: rect(2).height() > delegate.ROW_HEIGHT and rect(3).top() == rect(2).bottom() + 1)
+    assert [rect(i).height() for i in (0, 1, 3, 4)] == [delegate.ROW_HEIGHT] * 4
+    view.viewport().removeEventFilter(spy)
+
+
 def test_float_field_validates_as_you_type(window, qtbot):
     window.session.select_layer(1)
     window.inspector.type_combo.setCurrentIndex(window.inspector.type_combo.findData("leaky_relu"))
