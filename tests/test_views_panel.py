@@ -364,3 +364,50 @@ def test_the_input_fills_its_view_without_axes(qtbot):
     # the view is no more than a few pixels larger than the image on either axis
     assert x0 <= 0 and y0 <= 0 and x1 >= w and y1 >= h
     assert (x1 - x0) <= w * 1.1 and (y1 - y0) <= h * 1.1
+
+
+def test_kernels_keep_their_picture_when_an_edit_keeps_the_weights(qtbot):
+    """Dilation and padding change the layer's summary, not its weights: the kernels view
+    keeps the image it shows (no re-upload, no repaint) and only its title changes; new
+    weights are drawn anew."""
+    session, worker, controller, panel = make(qtbot)
+    session.select_layer(2)
+    view = panel.kernels.mosaic
+    shown, levels = view.image.image, view.bar.levels()
+    session.update_layer(2, dilation=1, padding=1)
+    assert session.network.summaries[2] in panel.kernels.title.text() and "d2" not in panel.kernels.title.text()
+    assert view.image.image is shown and view.bar.levels() == levels
+    w = session.network.params(2)["weight"]
+    np.testing.assert_array_equal(view.image.image, view.grid.mosaic(w.reshape(15, 3, 3), fill=view.gap_value))
+    session.set_layer_params(2, weight=np.asarray(w) * 3)
+    assert view.image.image is not shown
+    np.testing.assert_array_equal(view.image.image, view.grid.mosaic(np.asarray(w).reshape(15, 3, 3) * 3,
+                                                                   fill=view.gap_value))
+    m = float(np.abs(w).max()) * 3
+    np.testing.assert_allclose(view.bar.levels(), (-m, m), rtol=1e-6)
+
+
+def test_colour_bars_follow_the_maps_levels_and_colours(qtbot):
+    """Each mosaic's colour bar shows its levels and colour map (diverging around 0 when
+    the layer has negative values) through edits and view settings; it is set again only
+    when they change."""
+    from cnnplay.app.views import style
+    session, worker, controller, panel = make(qtbot)
+
+    def check():
+        for card in panel.cards:
+            view = card.current_view()
+            if view is not None and hasattr(view, "bar"):
+                assert view.bar.levels() == tuple(view.levels)
+                assert view.bar.colorMap() is style.colormap(view.diverging)
+
+    check()
+    assert panel.cards[0].current_view().diverging and not panel.cards[1].current_view().diverging  # conv, relu
+    session.update_layer(0, out_channels=4)
+    check()
+    session.set_view(levels="channel")
+    check()
+    assert panel.cards[1].current_view().bar.levels() == (0.0, 1.0)
+    session.set_view(levels="layer")
+    check()
+

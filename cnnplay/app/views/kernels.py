@@ -43,6 +43,7 @@ class KernelsView(QWidget):
         key = (_owner(weight), layer, summary)
         if self.source is not None and self.source[0] is key[0] and self.source[1:] == key[1:]:
             return  # already on screen
+        same_weights = weight is not None and self.source is not None and self.source[0] is key[0]
         self.source = key if weight is not None else None
         if weight is None:
             self.weight = None
@@ -50,15 +51,19 @@ class KernelsView(QWidget):
             self.stack.setCurrentWidget(self.message)
             self.setMaximumHeight(90)  # the input gets the room
             return
-        self.setMaximumHeight(16777215)
         w = weight if weight.ndim == 4 else weight[:, :, None, :]
         n_out, n_in = w.shape[:2]
         shown = w[:MAX_OUT, :MAX_IN]
-        self.weight, self.n_in = shown, shown.shape[1]
-        tiles = np.ascontiguousarray(shown.reshape((-1,) + shown.shape[2:]), dtype=np.float32)
-        lo, hi = g.finite_range(tiles)
-        m = max(abs(lo), abs(hi), 1e-12)
-        self.mosaic.set_maps(tiles, tuple(range(len(tiles))), False, (-m, m), cols=self.n_in)
+        if not same_weights:
+            # New weights: draw them. The same weight array under a new summary (an edit of
+            # the layer's other settings: dilation, padding, stride) keeps its picture and
+            # only the title changes (no re-upload, no repaint of the kernels and their bar).
+            self.setMaximumHeight(16777215)
+            self.weight, self.n_in = shown, shown.shape[1]
+            tiles = np.ascontiguousarray(shown.reshape((-1,) + shown.shape[2:]), dtype=np.float32)
+            lo, hi = g.finite_range(tiles)
+            m = max(abs(lo), abs(hi), 1e-12)
+            self.mosaic.set_maps(tiles, tuple(range(len(tiles))), False, (-m, m), cols=self.n_in)
         more = "" if (n_out, n_in) == shown.shape[:2] else \
             f" <span style='color:#9aa0aa'>(first {shown.shape[0]}×{shown.shape[1]} of {n_out}×{n_in})</span>"
         self.title.setText(f"<b>Weights</b>&nbsp; layer {layer} &nbsp;{summary}"

@@ -116,12 +116,18 @@ class MosaicView(_MapView):
         if per_channel:
             shown = g.per_channel_normalized(shown, div)
             levels = (-1.0, 1.0) if div else (0.0, 1.0)
+        colours_changed = old is None or div != self.diverging
+        levels_changed = old is None or tuple(levels) != tuple(self.levels)
         self.levels, self.diverging = levels, div
         image_levels, self.gap_value = style.gap_levels(levels)
         self.image.setImage(self.grid.mosaic(shown, fill=self.gap_value), autoLevels=False, levels=image_levels,
                             lut=style.lut_with_gap(div))
-        self.bar.setColorMap(style.colormap(div))
-        self.bar.setLevels(values=levels)
+        # The colour bar only when it changes: setting the same map or range again rebuilds
+        # its gradient or re-lays out its axis, and repaints both.
+        if colours_changed:
+            self.bar.setColorMap(style.colormap(div))
+        if levels_changed:
+            self.bar.setLevels(values=levels)
         if old is None or old.shape != self.grid.shape:
             self.home()
         self._draw_overlays()
