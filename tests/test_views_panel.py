@@ -411,3 +411,35 @@ def test_colour_bars_follow_the_maps_levels_and_colours(qtbot):
     session.set_view(levels="layer")
     check()
 
+
+def test_the_readout_keeps_the_last_field_until_the_edited_one_is_in(qtbot):
+    """After an edit the selected unit's readout keeps the last field while the new one is
+    computed (as the maps keep theirs): no 'computing' flash when it comes soon, which
+    would lay the readout out twice; it says it is computing once that lasts over
+    VEIL_DELAY_MS; the new field replaces it as soon as it is in."""
+    from cnnplay.app.views.panel import VEIL_DELAY_MS
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 2, 3))
+    before = panel.readout.text()
+    assert "box" in before and "d2" in before
+    shown = []
+    panel.readout.setText = lambda text, _set=panel.readout.setText: (shown.append(text), _set(text))
+    worker.hold = True
+    session.update_layer(2, dilation=1, padding=1)  # comes in soon: straight to the new field
+    assert panel.readout.text() == before and not controller.field_is_current()
+    worker.release()
+    assert controller.field_is_current()
+    after = panel.readout.text()
+    assert "d2" not in after and "box" in after and after != before
+    assert shown == [after]
+    row = session.network.receptive_field_table()[2]
+    assert f"RF size {row.size[0]}×{row.size[1]}" in after
+
+    worker.hold = True
+    session.update_layer(2, dilation=2, padding=1)  # takes long: says so after VEIL_DELAY_MS
+    assert panel.readout.text() == after
+    qtbot.waitUntil(lambda: "computing the receptive field" in panel.readout.text(), timeout=VEIL_DELAY_MS + 2000)
+    assert "d2" in panel.readout.text()  # the new layer, no field numbers yet
+    worker.release()
+    assert controller.field_is_current() and "computing" not in panel.readout.text()
+    assert panel.readout.text() == before  # the same network as at first: the same field
