@@ -38,6 +38,22 @@ def test_default_limit_has_a_ceiling(monkeypatch):
     assert memory.limit_bytes() == 1 << 29
 
 
+def test_available_memory_is_read_at_most_every_cache_seconds(monkeypatch):
+    """Every edit checks the budget on the GUI thread: /proc/meminfo is read again only
+    after CACHE_SECONDS, and the value then follows the OS."""
+    reads, now = [], [1000.0]
+    monkeypatch.setattr(memory, "_read_available", lambda: reads.append(now[0]) or (len(reads) << 30))
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(memory, "_cached", (float("-inf"), 0))
+    assert memory.available_bytes() == 1 << 30
+    now[0] += memory.CACHE_SECONDS / 2
+    assert memory.available_bytes() == 1 << 30 and memory.limit_bytes() == 1 << 29 and len(reads) == 1
+    now[0] += memory.CACHE_SECONDS
+    assert memory.available_bytes() == 2 << 30 and len(reads) == 2
+    now[0] -= 10 * memory.CACHE_SECONDS  # a clock that went back: read again
+    assert memory.available_bytes() == 3 << 30
+
+
 @pytest.mark.parametrize("spec, layer", [
     # 100k channels on the default working size
     ({"input": [3, 256, 256], "layers": [{"type": "conv2d", "out_channels": 100_000, "kernel_size": 3}]}, 0),
