@@ -130,6 +130,34 @@ def test_an_edit_during_training_pauses_it_and_keeps_unchanged_layers(window, qt
     assert s.network.params(4)["weight"].shape[0] == 5 and np.array_equal(s.network.params(0)["weight"], conv)
 
 
+def test_an_edit_during_training_shows_its_maps_before_the_note_lays_the_panel_out(window, qtbot):
+    """The note an edit leaves (training paused, which layers were reset) is in the label
+    at once, but the label keeps its height until the edit's maps are on screen: a taller
+    note moves the curves and everything under them (a relayout and a repaint of 10-15 ms
+    that would delay the maps). Then it grows to show the whole note."""
+    from PySide6.QtCore import QPoint
+    p = ready(qtbot, window)
+    s, c = window.session, window.controller
+    window.train_dock.raise_()
+    qtbot.waitUntil(p.note_label.isVisible)
+    p.set_setting(epochs=200)
+    assert p.train()
+    qtbot.waitUntil(lambda: s.training is not None and s.training.progress.steps >= 2, timeout=WAIT)
+    label = p.note_label
+    height, curves_at = label.height(), p.curves.mapTo(p, QPoint(0, 0))
+    seen = []
+    c.forward_changed.connect(lambda: seen.append((c.forward_is_current(), label.height(),
+                                                   p.curves.mapTo(p, QPoint(0, 0)))))
+    window.editor.update_layer(0, merge=False, dilation=2, padding=2)  # the conv layer keeps its weights
+    assert not p.running() and "paused" in label.text() and "kept" in label.text()
+    assert label.height() == height
+    qtbot.waitUntil(c.forward_is_current, timeout=WAIT)
+    assert (True, height, curves_at) in seen  # the maps came with the panel as it was
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()) > height, timeout=5000)
+    assert label.minimumHeight() == 0 and label.maximumHeight() == 16777215
+    assert p.curves.mapTo(p, QPoint(0, 0)).y() > curves_at.y()  # the note has its room now
+
+
 def test_clicking_a_gallery_sample_makes_it_the_input(window, qtbot):
     p = ready(qtbot, window)
     assert p.step()

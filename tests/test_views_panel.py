@@ -443,3 +443,22 @@ def test_the_readout_keeps_the_last_field_until_the_edited_one_is_in(qtbot):
     worker.release()
     assert controller.field_is_current() and "computing" not in panel.readout.text()
     assert panel.readout.text() == before  # the same network as at first: the same field
+
+
+def test_when_shown_runs_once_the_edits_results_are_in(qtbot):
+    """controller.when_shown(fn): fn runs after the forward pass and the selected unit's
+    field for the session as it is now are in (and painted), not before; with nothing
+    on its way, on the next turns of the event loop."""
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 2, 3))
+    ran = []
+    controller.when_shown(lambda: ran.append("idle"))
+    qtbot.waitUntil(lambda: ran == ["idle"])
+    worker.hold = True
+    session.update_layer(2, dilation=1, padding=1)
+    controller.when_shown(lambda: ran.append((controller.forward_is_current(), controller.field_is_current())))
+    qtbot.wait(100)
+    assert ran == ["idle"]  # the edit's maps and field are not in: it waits
+    worker.release()
+    qtbot.waitUntil(lambda: len(ran) == 2)
+    assert ran[1] == (True, True)

@@ -15,12 +15,14 @@ the layer stack can show it on that layer's row.
 From a request until its result is painted, the controller holds other threads'
 kernel launches back (`launch.hold`, at most HOLD_SECONDS): a training run then
 leaves the cores to the worker and to the painting, and the window answers as
-fast as when nothing trains.
+fast as when nothing trains. `when_shown(fn)` runs fn once the results for the
+session as it is now are painted: work the user does not wait for goes after the
+maps.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
 
 from ..core.kernels import launch
 from ..core.session import Session
@@ -29,6 +31,9 @@ from .compute import ComputeWorker, FieldRequest, FieldResult, ForwardRequest, F
 CANCEL_DELAY_MS = 300  # a forward pass running this long can be cancelled
 CANCELLED = "cancelled"  # the message the views show on layers a cancel left uncomputed
 HOLD_SECONDS = 0.5  # a request holds training back at most this long (a slow pass: training goes on)
+_SETTLE = QEvent.Type(QEvent.registerEventType())  # the second step of "painted" (see _settle_soon)
+_LOW = int(Qt.EventPriority.LowEventPriority.value)
+SHOWN_AT_LATEST_MS = 1000  # when_shown callbacks run after this long whatever happens
 
 
 class ComputeController(QObject):
@@ -55,6 +60,14 @@ class ComputeController(QObject):
         self._slow_timer.setInterval(CANCEL_DELAY_MS)
         self._slow_timer.timeout.connect(lambda: self._set_cancellable(self.running is not None))
         self._hold: launch.Hold | None = None
+        self._when_shown: list = []  # callbacks waiting until the results are painted (when_shown)
+        self._shown_timer = QTimer(self)  # ... but no longer than SHOWN_AT_LATEST_MS
+        self._shown_timer.setSingleShot(True)
+        self._shown_timer.setInterval(SHOWN_AT_LATEST_MS)
+        self._shown_timer.timeout.connect(self._run_when_shown)
+        self._settling = False  # a settle (two event-loop steps) is under way
+        self._settle_again = False  # a result came in during it: its paint comes later
+        self._field_failed = None  # the last field request that failed
         worker.forward_done.connect(self._on_forward)
         worker.field_done.connect(self._on_field)
         worker.failed.connect(self._on_failed)
@@ -163,6 +176,8 @@ class ComputeController(QObject):
         self.field_changed.emit()
 
     def _on_failed(self, request, message: str) -> None:
+        if getattr(request, "kind", None) == "field":
+            self._field_failed = request
         self.failed.emit(message)
 
     def _on_failed_at(self, request, layer, message: str, partial) -> None:
@@ -218,16 +233,77 @@ class ComputeController(QObject):
         """Whether a request of this window holds other threads' kernels back now."""
         return self._hold is not None and self._hold.held
 
+    def when_shown(self, fn) -> None:
+        """Run fn() once the window shows the session as it is now: the forward pass and
+        the selected unit's field for it are in (or failed, or were cancelled) and painted.
+        For what the user does not wait for: a panel's note that lays the panel out again
+        (moving, and so repainting, the curves under it) then does not delay the maps.
+        Called during an edit, it waits for that edit's results (the check runs after the
+        edit's handlers have made their requests)."""
+        self._when_shown.append(fn)
+        if not self._shown_timer.isActive():
+            self._shown_timer.start()  # at the latest: whatever happens, the callbacks run
+        QTimer.singleShot(0, self._check_shown)
+
+    def _check_shown(self) -> None:
+        if self._when_shown and self._answered():
+            self._settle_soon()  # answered already: run them once that is painted
+        # else the answer's arrival settles (_release_after_paint)
+
+    def _answered(self) -> bool:
+        """The views hold the results for the session as it is now (or their failure)."""
+        s = self.session
+        if not (self.forward_is_current() or self.forward_cancelled() or self.compute_error() is not None):
+            return False
+        sel = s.selected_unit
+        r = self._field_failed
+        return sel is None or self.field_is_current() or (
+            r is not None and r.network is s.network and r.input_token == s.input_token and (r.layer, r.unit) == sel)
+
     def _release_after_paint(self, *_) -> None:
-        """A result arrived: release the hold once what it changed is painted (a 0 ms
-        timer runs after the paint events the result posted), unless more is coming."""
-        if self._hold is not None:
-            QTimer.singleShot(0, self._release)
+        """A result arrived: release the hold and run the when_shown callbacks once what it
+        changed is painted, unless more is coming."""
+        if self._hold is not None or self._when_shown:
+            self._settle_soon()
+
+    def _settle_soon(self) -> None:
+        """Two steps after the views took the result: a queued call (0 ms timer) runs after
+        the updates the result queued (pyqtgraph's scenes report their changes with a queued
+        call, which asks for the paint); it posts a low-priority event, which comes after
+        the window's paint request (Qt posts those at low priority too) and so after the
+        paint. A result that comes in meanwhile starts the two steps again."""
+        if self._settling:
+            self._settle_again = True
+            return
+        self._settling = True
+        QTimer.singleShot(0, self._post_settle)
+
+    def _post_settle(self) -> None:
+        QCoreApplication.postEvent(self, QEvent(_SETTLE), _LOW)
+
+    def event(self, ev) -> bool:
+        if ev.type() == _SETTLE:
+            self._settling = False
+            if self._settle_again:
+                self._settle_again = False
+                self._settle_soon()
+            else:
+                self._release()
+            return True
+        return super().event(ev)
 
     def _release(self) -> None:
         if self._hold is not None and self.worker.interactive_idle():
             self._hold.release()
             self._hold = None
+        if self._when_shown and self._answered():
+            self._run_when_shown()
+
+    def _run_when_shown(self) -> None:
+        self._shown_timer.stop()
+        callbacks, self._when_shown = self._when_shown, []
+        for fn in callbacks:
+            fn()
 
     def _on_busy(self, what: str) -> None:
         if not what:

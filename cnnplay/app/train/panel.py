@@ -396,6 +396,7 @@ class TrainPanel(QWidget):
         v.addWidget(self.progress_bar)
         self.note_label = QLabel()
         self.note_label.setWordWrap(True)
+        self.note_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.note_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         v.addWidget(self.note_label)
         self._sync_buttons()
@@ -546,7 +547,32 @@ class TrainPanel(QWidget):
     def _say(self, text: str, kind: str) -> None:
         if self.window is not None and hasattr(self.window, "show_message"):
             self.window.show_message(text, kind)
-        self.note_label.setText(text)
+        self._set_note(text)
+
+    _note_hold = None  # the note whose label keeps its old height until the maps are shown
+
+    def _set_note(self, text: str, after_maps: bool = False) -> None:
+        """The note under the progress bar. after_maps: the note comes with an edit, whose
+        new maps the user waits for: the label says it at once but keeps its height until
+        they are on screen (a taller note moves the curves and all under it down: a relayout
+        and a repaint of 10-15 ms that would delay the maps), then grows to fit."""
+        label = self.note_label
+        when_shown = getattr(getattr(self.window, "controller", None), "when_shown", None)
+        if after_maps and when_shown is not None and label.isVisible():
+            if self._note_hold is None:
+                label.setFixedHeight(label.height())
+            token = self._note_hold = object()
+            label.setText(text)
+            when_shown(lambda: self._release_note(token))
+            return
+        self._release_note(self._note_hold)
+        label.setText(text)
+
+    def _release_note(self, token) -> None:
+        if token is not None and token is self._note_hold:
+            self._note_hold = None
+            self.note_label.setMinimumHeight(0)
+            self.note_label.setMaximumHeight(16777215)  # QWIDGETSIZE_MAX: as tall as the note needs
 
     def split(self):
         """(train, test) of the attached data set for the current settings (cached)."""
@@ -716,7 +742,7 @@ class TrainPanel(QWidget):
         self.run = run
         self._run_text = "Step" if max_batches == 1 else "Train"
         self._started_at = time.monotonic()
-        self.note_label.setText("")
+        self._set_note("")
         run.start()
         self._sync_buttons()
         return True
@@ -746,16 +772,16 @@ class TrainPanel(QWidget):
             self._drop_run("")
         keep = self.training().settings
         self.editor.edit("Reset weights", lambda s: s.reset_weights(Training(settings=keep)))
-        self.note_label.setText("Every layer is back at its initial weights; the curves start again.")
+        self._set_note("Every layer is back at its initial weights; the curves start again.")
 
-    def _drop_run(self, note: str) -> None:
+    def _drop_run(self, note: str, after_maps: bool = False) -> None:
         """Stop the run and ignore what it still sends (the session moved on)."""
         run, self.run = self.run, None
         if run is not None:
             run.close()  # what it would still send is of no use: the session moved on
         self._sync_buttons()
         if note:
-            self.note_label.setText(note)
+            self._set_note(note, after_maps)
 
     def _on_snapshot(self, run, snap: Snapshot) -> None:
         if run is not self.run:
@@ -778,9 +804,9 @@ class TrainPanel(QWidget):
             if snap.error:
                 self._say(f"Training stopped: {snap.error}", "error")
             elif snap.finished:
-                self.note_label.setText(f"Done: {t.settings.epochs} epochs.")
+                self._set_note(f"Done: {t.settings.epochs} epochs.")
             if t.reset_note and not snap.error:
-                self.note_label.setText((self.note_label.text() + " " + t.reset_note).strip())
+                self._set_note((self.note_label.text() + " " + t.reset_note).strip())
         self._refresh_progress()
 
     def _on_network_changed(self) -> None:
@@ -800,7 +826,7 @@ class TrainPanel(QWidget):
                     "the other layers keep their trained weights.")
         else:
             note = "Training paused: the network changed. Every layer kept its trained weights."
-        self._drop_run(note)
+        self._drop_run(note, after_maps=True)  # the edit's maps first, then the panel's relayout
         self._refresh_progress()
 
     def _on_training_changed(self) -> None:
