@@ -219,3 +219,50 @@ def test_enlarge_button_and_the_double_click_hint(qtbot, home):
     assert card.back.isVisible() and not card.enlarge.isVisible()
     qtbot.mouseClick(card.back, Qt.LeftButton)
     assert card.enlarged is None and len(card.mosaic.grid.channels) == 4
+
+
+def test_the_maps_column_is_as_tall_as_its_cards_and_keeps_its_height_through_edits(qtbot, home):
+    """The column of layer cards ends at the last card (no blank space under it) and keeps
+    its height when an edit changes a summary but no card's size: resizing the column
+    repaints every map in sight. Cards out of view (not drawn yet) count with the height
+    they have."""
+    from PySide6.QtCore import QEvent, QObject
+    spec = {"input": [1, 24, 24], "layers": [
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 5, "padding": 2}, {"type": "batchnorm"},
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 4}]}
+    # the real worker, as in the app: the cards out of sight get their maps while out of sight
+    w = create_window(session=Session(spec, rng_input((1, 24, 24)), {"kind": "test"}))
+    qtbot.addWidget(w)
+    w.resize(1600, 1000)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(w.controller.forward_is_current)
+    panel = w.central
+    container, lay = panel.container, panel.cards_layout
+
+    def content_height():
+        m = lay.contentsMargins()
+        cards = [c for c in panel.cards if not c.isHidden()]
+        return sum(c.height() for c in cards) + lay.spacing() * (len(cards) - 1) + m.top() + m.bottom()
+
+    qtbot.waitUntil(lambda: container.height() == max(content_height(), panel.scroll.viewport().height()))
+    assert not panel.cards[-1].in_view  # the last cards are out of sight
+    heights, total, resized = [c.height() for c in panel.cards], container.height(), []
+
+    class Resizes(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Resize:
+                resized.append(ev.size().height())
+            return False
+
+    spy = Resizes()
+    container.installEventFilter(spy)
+    for d in (2, 1, 2):  # a longer summary ("p2, d2"), a shorter one, ...: the same output shape
+        w.editor.update_layer(4, merge=False, dilation=d, padding=d)
+        qtbot.waitUntil(w.controller.forward_is_current)
+        qtbot.wait(50)
+        assert [c.height() for c in panel.cards] == heights
+        assert container.height() == total and resized == []
+    container.removeEventFilter(spy)

@@ -435,6 +435,25 @@ class LayerCard(QFrame):
         else:
             self.info.setText(f"feature {unit[0]}  = {v}")
 
+    def sizeHint(self):
+        """As tall as the card is at its width (its layout's height for that width), and
+        so is its minimum (the vertical policy is fixed). The defaults sized the wrapped
+        title for a width of their own choosing, a line or more off depending on the
+        summary's length; as the card's minimum in the maps' column that made the column
+        taller than its cards (blank space under the last one) and change height when an
+        edit changed a summary's length: the whole column, every map in sight, was
+        repainted."""
+        return self._at_width(super().sizeHint())
+
+    def minimumSizeHint(self):
+        return self._at_width(super().minimumSizeHint())
+
+    def _at_width(self, hint):
+        width = self.width() if self.width() > 100 else self.view_width
+        if self.layout() is not None and self.layout().hasHeightForWidth():
+            hint.setHeight(self.heightForWidth(width))
+        return hint
+
     view_probe = None  # callable(card) -> bool: is the card in the scroll area's view? (set by the panel)
 
     def moveEvent(self, ev):
@@ -444,6 +463,8 @@ class LayerCard(QFrame):
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        if ev.size().width() != ev.oldSize().width():
+            self.updateGeometry()  # the size hints follow the width (_at_width): the layout asks again
         if self.view_probe is not None:
             self.set_in_view(self.view_probe(self))
         a = self.array
@@ -453,6 +474,8 @@ class LayerCard(QFrame):
             n = len(self.enlarged_or_page_channels(a))
             if self.tile_layout(a, n) != self._rendered[-1]:
                 self._render()  # more or fewer columns, larger or smaller tiles
+        elif a is not None and a.ndim == 3 and self.enlarged is None and self._dirty:
+            self._render()  # never drawn yet (out of sight): its height follows the width all the same
         if a is None and self.stack.currentWidget() is self.message and self.message.text():
             self._set_height(self._message_height())
         if self.stale.isVisible():
