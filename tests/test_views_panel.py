@@ -462,3 +462,18 @@ def test_when_shown_runs_once_the_edits_results_are_in(qtbot):
     worker.release()
     qtbot.waitUntil(lambda: len(ran) == 2)
     assert ran[1] == (True, True)
+
+
+def test_the_readout_keeps_only_a_field_it_shows(qtbot):
+    """A unit selected again after an edit made while nothing was selected: the readout
+    had no field of it on screen to keep, so it says at once that it is computing."""
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 2, 3))
+    session.select_unit(None)
+    assert "Click a unit" in panel.readout.text()
+    session.update_layer(2, dilation=1, padding=1)
+    worker.hold = True
+    session.select_unit(2, (1, 2, 3))
+    assert "computing the receptive field" in panel.readout.text() and "d2" not in panel.readout.text()
+    worker.release()
+    assert controller.field_is_current() and "box" in panel.readout.text()

@@ -434,6 +434,7 @@ class MapsPanel(QWidget):
             card.set_overlays(field=field, selected=selected)
         if sel is None:
             self._end_readout_wait()
+            self._readout_shows = None
             self.input_view.set_field(None)
             self.readout.clear_unit()
             return
@@ -446,10 +447,11 @@ class MapsPanel(QWidget):
             pending = "computing the effective field…" if show_eff and f.effective is None else ""
             self.readout.show_unit(layer, net.summaries[layer], unit, self._table_row(net, layer), f.on_input,
                                    pending=pending)
+            self._readout_shows = sel
             return
         if f is None or f.on_input is None:
             self.input_view.set_field(None)  # (else the old field stays until the new one is here)
-        if f is not None and (f.request.layer, f.request.unit) == sel and self._readout_wait != "late":
+        if self._readout_shows == sel and self._readout_wait != "late":
             # The same unit, its field for the network just edited a few ms away: the readout
             # keeps the last field meanwhile (as the maps and the input keep theirs), so that it
             # does not flash "computing..." and lay itself out twice; if the field takes
@@ -459,12 +461,14 @@ class MapsPanel(QWidget):
                 self._readout_later.start()
             return
         self._readout_wait = "late"
+        self._readout_shows = None
         self.readout.show_unit(layer, net.summaries[layer], unit, self._table_row(net, layer), None,
                                pending="computing the receptive field…")
 
     # The readout's wait for a recomputed field: None (showing a current field), "waiting"
     # (keeping the last one, VEIL_DELAY_MS at most) or "late" (saying it is computing).
     _readout_wait = None
+    _readout_shows = None  # the (layer, unit) whose field the readout shows (None: none, or pending)
 
     def _end_readout_wait(self) -> None:
         self._readout_wait = None
