@@ -464,6 +464,20 @@ def test_when_shown_runs_once_the_edits_results_are_in(qtbot):
     assert ran[1] == (True, True)
 
 
+def test_a_deleted_controller_drops_its_queued_when_shown_steps(qtbot):
+    """when_shown's steps wait for later turns of the event loop; a controller deleted
+    meanwhile (its window closed) drops them: they ran on the deleted object and raised
+    in the event loop (pytest-qt fails a test on that)."""
+    import shiboken6
+    session, worker, controller, panel = make(qtbot)
+    qtbot.waitUntil(controller.forward_is_current)
+    ran = []
+    controller.when_shown(lambda: ran.append(True))  # answered: would run two turns later
+    shiboken6.delete(controller)
+    qtbot.wait(100)
+    assert ran == [] and not shiboken6.isValid(controller)
+
+
 def test_the_readout_keeps_only_a_field_it_shows(qtbot):
     """A unit selected again after an edit made while nothing was selected: the readout
     had no field of it on screen to keep, so it says at once that it is computing."""

@@ -243,7 +243,7 @@ class ComputeController(QObject):
         self._when_shown.append(fn)
         if not self._shown_timer.isActive():
             self._shown_timer.start()  # at the latest: whatever happens, the callbacks run
-        QTimer.singleShot(0, self._check_shown)
+        QTimer.singleShot(0, self, self._check_shown)  # with self as context: dropped if it is deleted first
 
     def _check_shown(self) -> None:
         if self._when_shown and self._answered():
@@ -276,7 +276,7 @@ class ComputeController(QObject):
             self._settle_again = True
             return
         self._settling = True
-        QTimer.singleShot(0, self._post_settle)
+        QTimer.singleShot(0, self, self._post_settle)  # (the window may close meanwhile)
 
     def _post_settle(self) -> None:
         QCoreApplication.postEvent(self, QEvent(_SETTLE), _LOW)
