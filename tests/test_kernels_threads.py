@@ -233,3 +233,32 @@ def test_a_hold_keeps_other_threads_kernels_back_until_released_or_expired():
     t0 = time.monotonic()
     kernel("after expiry")
     assert time.monotonic() - t0 >= 0.15 and events[-1] == "after expiry" and not box[0].held
+
+
+def test_an_excused_thread_stops_waiting_for_a_hold():
+    """A training run asked to stop (Pause) no longer waits for the window's hold: it
+    finishes its layer and reaches its cancellation point at once, not when the hold
+    lets go; other threads still wait."""
+    events = []
+
+    @launch.one_at_a_time
+    def kernel(what):
+        events.append(what)
+
+    h = launch.hold(30.0)
+    try:
+        stopping = threading.Thread(target=kernel, args=("stopping",))
+        other = threading.Thread(target=kernel, args=("other",))
+        stopping.start()
+        other.start()
+        stopping.join(0.3)
+        assert stopping.is_alive() and events == []  # held back, like any training kernel
+        launch.excuse(stopping)
+        stopping.join(10)
+        assert not stopping.is_alive() and events == ["stopping"] and h.held
+        other.join(0.3)
+        assert other.is_alive()  # the hold still holds the others
+    finally:
+        h.release()
+    other.join(10)
+    assert events == ["stopping", "other"]

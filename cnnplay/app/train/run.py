@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ...core.errors import Cancelled, InputError, NetworkError
+from ...core.kernels import launch
 from ...core.network import Network
 from .state import Evaluation, Progress, Settings, Training, confusion_matrix
 
@@ -209,12 +210,15 @@ class TrainingRun:
 
     def stop(self) -> None:
         """Ask the run to stop: the batch in progress is dropped at its next layer (the
-        weights stay as the last finished batch left them; the GUI never waits)."""
+        weights stay as the last finished batch left them; the GUI never waits). Its
+        kernels stop waiting for the window's holds: a hold on (a click's field not
+        painted yet) would keep the layer in progress from reaching that point."""
         self._stop.set()
+        launch.excuse(self.thread)
 
     def close(self) -> None:
         """Stop, and publish nothing more from now on (the receiver is going away)."""
-        self._stop.set()
+        self.stop()
         self._gate.close()
 
     @property

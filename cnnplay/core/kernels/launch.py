@@ -34,6 +34,7 @@ import contextlib
 import functools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 
 from . import coldstart
@@ -45,6 +46,7 @@ _urgent = 0  # threads inside priority() now
 _priority_seconds = 0.0  # wall time spent inside outermost priority() blocks, all threads
 _holds: dict = {}  # Hold -> its deadline (time.monotonic())
 _local = threading.local()  # per thread: .urgent (priority() depth), .inside (wrapper depth), .exempt
+_excused = weakref.WeakSet()  # threads asked to stop: they no longer wait (excuse())
 
 
 class Hold:
@@ -80,6 +82,16 @@ def hold(seconds: float) -> Hold:
 def exempt() -> None:
     """This thread never waits for a hold (the compute worker: the holder waits for it)."""
     _local.exempt = True
+
+
+def excuse(thread: threading.Thread) -> None:
+    """`thread` (a training run asked to stop) no longer waits for holds or priority,
+    and stops waiting now: it finishes the layer in progress, whose kernels it would
+    otherwise launch only when the hold lets go (up to its deadline), and reaches its
+    next cancellation point. (Kept as a weak reference: it goes with the thread.)"""
+    with _turns:
+        _excused.add(thread)
+        _turns.notify_all()
 
 
 @contextlib.contextmanager
@@ -120,8 +132,11 @@ def _wait_for_turn() -> None:
         return
     exempt_ = getattr(_local, "exempt", False)
     me = threading.get_ident()
+    current = threading.current_thread()
     with _turns:
         while True:
+            if current in _excused:
+                return
             now = time.monotonic()
             for h in [h for h, d in _holds.items() if d <= now]:
                 del _holds[h]  # expired
