@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 from cnnplay.app.layer_stack import LAYER_MIME, ROW_MIME, _small_font, handle_drop, row_mime, session_rows
 from cnnplay.app.main import create_window
 from cnnplay.core.session import Session
+from qt_events import EventRecorder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -213,22 +214,15 @@ def test_an_edit_repaints_only_the_rows_that_changed(window, qtbot):
     """Editing one layer's settings announces that row alone and repaints only its rect (a
     QListView lays out and repaints every row on any dataChanged); the rows read the new
     network. A change that makes a row taller still lays the rows out again."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
     view = window.stack.view
     model = view.model()
     qtbot.waitUntil(window.controller.forward_is_current)
     qtbot.wait(50)
-    changed, painted = [], []
+    changed = []
     model.dataChanged.connect(lambda a, b, *_: changed.append((a.row(), b.row())))
-
-    class Paints(QObject):
-        def eventFilter(self, obj, ev):
-            if ev.type() == QEvent.Type.Paint:
-                painted.append(ev.region().boundingRect())
-            return False
-
-    spy = Paints()
-    view.viewport().installEventFilter(spy)
+    spy = EventRecorder(view.viewport(), QEvent.Type.Paint, lambda ev: ev.region().boundingRect())
+    painted = spy.seen
     window.editor.update_layer(0, merge=False, dilation=2, padding=2)
     qtbot.waitUntil(lambda: len(painted) > 0)
     qtbot.wait(50)
@@ -250,7 +244,7 @@ def test_an_edit_repaints_only_the_rows_that_changed(window, qtbot):
     rect = lambda i: view.visualRect(model.index(i))  # noqa: E731
     qtbot.waitUntil(lambda: rect(2).height() > delegate.ROW_HEIGHT and rect(3).top() == rect(2).bottom() + 1)
     assert [rect(i).height() for i in (0, 1, 3, 4)] == [delegate.ROW_HEIGHT] * 4
-    view.viewport().removeEventFilter(spy)
+    spy.remove()
 
 
 def test_float_field_validates_as_you_type(window, qtbot):

@@ -128,15 +128,23 @@ def test_serial_twins_compute_exactly_what_the_parallel_kernels_do(monkeypatch):
     assert launch.sized(pool._pool, 10**9, 300_000) is pool._pool  # big work stays parallel
 
 
-def test_a_thread_inside_priority_launches_first():
-    """While the compute worker is inside launch.priority(), another thread (training)
-    waits before its next kernel launch, and goes on as soon as the block ends."""
+def recording_kernel():
+    """A kernel launched through the wrappers' lock and turns, and the list of what its
+    calls were given, in the order they ran."""
     events = []
-    inside, release = threading.Event(), threading.Event()
 
     @launch.one_at_a_time
     def kernel(what):
         events.append(what)
+
+    return kernel, events
+
+
+def test_a_thread_inside_priority_launches_first():
+    """While the compute worker is inside launch.priority(), another thread (training)
+    waits before its next kernel launch, and goes on as soon as the block ends."""
+    kernel, events = recording_kernel()
+    inside, release = threading.Event(), threading.Event()
 
     def urgent():
         with launch.priority():
@@ -197,11 +205,7 @@ def test_a_hold_keeps_other_threads_kernels_back_until_released_or_expired():
     """The GUI holds training's kernel launches from a user's request until its result is
     painted; the compute worker (exempt) never waits for it; a forgotten hold expires."""
     import time
-    events = []
-
-    @launch.one_at_a_time
-    def kernel(what):
-        events.append(what)
+    kernel, events = recording_kernel()
 
     h = launch.hold(30.0)
     try:
@@ -239,11 +243,7 @@ def test_an_excused_thread_stops_waiting_for_a_hold():
     """A training run asked to stop (Pause) no longer waits for the window's hold: it
     finishes its layer and reaches its cancellation point at once, not when the hold
     lets go; other threads still wait."""
-    events = []
-
-    @launch.one_at_a_time
-    def kernel(what):
-        events.append(what)
+    kernel, events = recording_kernel()
 
     h = launch.hold(30.0)
     try:

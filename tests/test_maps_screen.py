@@ -14,6 +14,7 @@ from cnnplay.app.main import create_window
 from cnnplay.app.views import grid as g
 from cnnplay.bundled import resource
 from cnnplay.core.session import Session
+from qt_events import EventRecorder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -226,7 +227,7 @@ def test_the_maps_column_is_as_tall_as_its_cards_and_keeps_its_height_through_ed
     its height when an edit changes a summary but no card's size: resizing the column
     repaints every map in sight. Cards out of view (not drawn yet) count with the height
     they have."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
     spec = {"input": [1, 24, 24], "layers": [
         {"type": "conv2d", "out_channels": 8, "kernel_size": 5, "padding": 2}, {"type": "batchnorm"},
         {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
@@ -249,20 +250,13 @@ def test_the_maps_column_is_as_tall_as_its_cards_and_keeps_its_height_through_ed
 
     qtbot.waitUntil(lambda: container.height() == max(content_height(), panel.scroll.viewport().height()))
     assert not panel.cards[-1].in_view  # the last cards are out of sight
-    heights, total, resized = [c.height() for c in panel.cards], container.height(), []
-
-    class Resizes(QObject):
-        def eventFilter(self, obj, ev):
-            if ev.type() == QEvent.Type.Resize:
-                resized.append(ev.size().height())
-            return False
-
-    spy = Resizes()
-    container.installEventFilter(spy)
+    heights, total = [c.height() for c in panel.cards], container.height()
+    spy = EventRecorder(container, QEvent.Type.Resize, lambda ev: ev.size().height())
+    resized = spy.seen
     for d in (2, 1, 2):  # a longer summary ("p2, d2"), a shorter one, ...: the same output shape
         w.editor.update_layer(4, merge=False, dilation=d, padding=d)
         qtbot.waitUntil(w.controller.forward_is_current)
         qtbot.wait(50)
         assert [c.height() for c in panel.cards] == heights
         assert container.height() == total and resized == []
-    container.removeEventFilter(spy)
+    spy.remove()

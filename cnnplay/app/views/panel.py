@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider,
                                QSplitter, QVBoxLayout, QWidget)
@@ -196,12 +196,6 @@ class MapsPanel(QWidget):
         controller.field_changed.connect(self.refresh_field)
         controller.message.connect(self.status.setText)
         controller.failed.connect(self._on_failed)
-        # The readout of a unit whose field is being recomputed (an edit) keeps the last
-        # field up to VEIL_DELAY_MS, as the maps keep theirs; then it says it is computing.
-        self._readout_later = QTimer(self)
-        self._readout_later.setSingleShot(True)
-        self._readout_later.setInterval(VEIL_DELAY_MS)
-        self._readout_later.timeout.connect(self._readout_late)
         self._scrolled_to = session.selected_layer
         self._session_links = [(session.input_changed, self.refresh_input),
                                (session.selection_changed, self.refresh_selection),
@@ -433,50 +427,24 @@ class MapsPanel(QWidget):
                 field = card.field  # the new field is a few ms away: keep the old one until then
             card.set_overlays(field=field, selected=selected)
         if sel is None:
-            self._end_readout_wait()
-            self._readout_shows = None
             self.input_view.set_field(None)
             self.readout.clear_unit()
             return
         layer, unit = sel
         show_eff = bool(s.view.get("show_effective"))
         if current:
-            self._end_readout_wait()
             eff = f.effective if show_eff else None
             self.input_view.set_field(f.on_input, eff)
             pending = "computing the effective field…" if show_eff and f.effective is None else ""
             self.readout.show_unit(layer, net.summaries[layer], unit, self._table_row(net, layer), f.on_input,
                                    pending=pending)
-            self._readout_shows = sel
             return
         if f is None or f.on_input is None:
             self.input_view.set_field(None)  # (else the old field stays until the new one is here)
-        if self._readout_shows == sel and self._readout_wait != "late":
-            # The same unit, its field for the network just edited a few ms away: the readout
-            # keeps the last field meanwhile (as the maps and the input keep theirs), so that it
-            # does not flash "computing..." and lay itself out twice; if the field takes
-            # longer than VEIL_DELAY_MS, it says so then.
-            if self._readout_wait is None:
-                self._readout_wait = "waiting"
-                self._readout_later.start()
-            return
-        self._readout_wait = "late"
-        self._readout_shows = None
+        # the field for the network just edited is usually a few ms away: the readout keeps
+        # the unit's last field meanwhile, as the maps and the input keep theirs
         self.readout.show_unit(layer, net.summaries[layer], unit, self._table_row(net, layer), None,
-                               pending="computing the receptive field…")
-
-    # The readout's wait for a recomputed field: None (showing a current field), "waiting"
-    # (keeping the last one, VEIL_DELAY_MS at most) or "late" (saying it is computing).
-    _readout_wait = None
-    _readout_shows = None  # the (layer, unit) whose field the readout shows (None: none, or pending)
-
-    def _end_readout_wait(self) -> None:
-        self._readout_wait = None
-        self._readout_later.stop()
-
-    def _readout_late(self) -> None:
-        self._readout_wait = "late"
-        self._apply_overlays()
+                               pending="computing the receptive field…", delay_ms=VEIL_DELAY_MS)
 
     def _table_row(self, net, layer: int):
         table = self._table(net)

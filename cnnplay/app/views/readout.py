@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel
 
 AXES = {2: ("y", "x"), 1: ("l",)}
@@ -54,9 +54,28 @@ class UnitReadout(QLabel):
         self.setMargin(6)
         self.setMinimumWidth(120)
         self.setText(self.EMPTY)
+        self.showing = None  # (layer, unit) whose receptive field is on screen, else None
+        self._later = QTimer(self)  # a delayed "computing" text (show_unit's delay_ms)
+        self._later.setSingleShot(True)
+        self._later.timeout.connect(lambda: self.setText(self._later_text))
+        self._later_text = ""
 
     def clear_unit(self) -> None:
+        self._later.stop()
+        self.showing = None
         self.setText(self.EMPTY)
 
-    def show_unit(self, *args, **kwargs) -> None:
-        self.setText(readout_html(*args, **kwargs))
+    def show_unit(self, layer: int, summary: str, unit, row, field, pending: str = "", delay_ms: int = 0) -> None:
+        """The unit, its field's figures and a note of what is still being computed. Without
+        a field and with delay_ms, a readout showing this unit's last field keeps it that
+        long (the new one usually comes sooner: no flash of "computing...", no second
+        layout of the dock), like the maps' veil (StaleOverlay.cover)."""
+        html = readout_html(layer, summary, unit, row, field, pending=pending)
+        if field is None and delay_ms and self.showing == (layer, unit):
+            self._later_text = html
+            if not self._later.isActive():
+                self._later.start(delay_ms)
+            return
+        self._later.stop()
+        self.showing = (layer, unit) if field is not None else None
+        self.setText(html)
