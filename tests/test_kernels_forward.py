@@ -157,6 +157,7 @@ POOL_CASES = [
     (3, 9, 75, (2, 2), (2, 2), (0, 0)),      # 2x2, an odd row and column left over
     (2, 10, 9, (3, 3), (3, 3), (0, 0)),      # 3x3 tiles
     (2, 6, 8, (2, 4), (2, 4), (0, 0)),       # unequal sides
+    (2, 9, 19, (4, 4), (4, 4), (0, 0)),      # 4x4 tiles, rows and columns left over
     (3, 1, 131, (1, 2), (1, 2), (0, 0)),     # 1D
 ]
 

@@ -10,7 +10,8 @@ count_include_pad=True): the sum is always divided by kh*kw.
 
 Windows that tile the map (kernel == stride, no padding: the usual 2x2 pool)
 take `_pool_tiles` instead: a job is one channel plane, each input pixel is
-read once, and the common 2-wide window is one shuffle-vectorized loop.
+read once, and the common 2- and 4-wide windows (2x2 maps, a 1D signal's 4)
+are one shuffle-vectorized loop each.
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ def _pool_tiles(x, kh, kw, avg, y):
                             a, b, v = xr[2 * j], xr[2 * j + 1], out[j]
                             v = a if a > v else v
                             out[j] = b if b > v else v
+                elif kw == 4:  # the 1D signal's usual window: one interleaved group of 4
+                    if avg:
+                        for j in range(wo):
+                            out[j] = out[j] + xr[4 * j] + xr[4 * j + 1] + xr[4 * j + 2] + xr[4 * j + 3]
+                    else:
+                        for j in range(wo):
+                            a, b, c, d, v = xr[4 * j], xr[4 * j + 1], xr[4 * j + 2], xr[4 * j + 3], out[j]
+                            v = a if a > v else v
+                            v = b if b > v else v
+                            v = c if c > v else v
+                            out[j] = d if d > v else v
                 else:
                     for j in range(wo):
                         v = out[j]
