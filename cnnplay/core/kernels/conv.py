@@ -11,11 +11,12 @@ n = oy*Wq + ox of channel co is then
 over the Ci*kh*kw taps k: each tap reads a *contiguous* run of the source, for
 any stride, padding and dilation. One parallel kernel evaluates it: a job is a
 block of 4 output channels x ~768 positions; the accumulators stay in L1 and
-each pass over them applies 4 taps with 16 hoisted weights, a unit-stride loop
-the compiler turns into AVX-512/AVX2 FMAs. What is chosen per layer shape:
-the phase split (stride > 1; stride 2, the common case, by a vectorized
-deinterleave), the chunk of positions per job (even chunks, enough jobs for
-every thread), and zero padding of channels and taps to blocks of 4.
+each pass over them applies 3 taps with 12 weights held in registers, a
+unit-stride loop the compiler turns into AVX-512/AVX2 FMAs. What is chosen per
+layer shape: the phase split (stride > 1; stride 2, the common case, by a
+vectorized deinterleave), the chunk of positions per job (even chunks, enough
+jobs for every thread), and zero padding of channels to blocks of 4 and of
+taps to blocks of 3.
 
 Batches: the samples' sources are laid end to end (sample b's full grid
 starts at position b*length), so a batch is just more positions of the same
@@ -25,7 +26,7 @@ computed and dropped by the store.
 Two algorithms, chosen per layer shape by `choose` (the single-sample path,
 the batched path and the backward's stride-1 input gradient all ask it):
 
-- "direct" (above): few channels (< 64 in or out). Its 4-channel x 4-tap
+- "direct" (above): few channels (< 64 in or out). Its 4-channel x 3-tap
   block is full, and no column buffer is needed.
 - "gemm": 64+ input and output channels. im2col on the full grid (each tap's
   run is one contiguous copy, `_gather`), then numpy's matmul (BLAS, a packed,
@@ -111,8 +112,9 @@ class _Plan:
         self.length = max(self.hq * self.wq, int(tap_off.max()) + self.n)
         ci_idx = np.arange(ci)
         # tap k = ci*kh*kw + t (PyTorch's weight order) reads source row rows[k] at
-        # offset taps[k]; padded to a multiple of 4 taps (a padded tap reads row 0, offset 0)
-        kpad = -(-(ci * kh * kw) // 4) * 4
+        # offset taps[k]; padded to whole blocks of the direct kernel (a padded tap
+        # reads row 0, offset 0, with weight 0)
+        kpad = padded_taps(ci * kh * kw)
         self.rows = np.zeros(kpad, np.int64)
         self.taps = np.zeros(kpad, np.int64)
         self.rows[:ci * kh * kw] = (tap_phase[None, :] * ci + ci_idx[:, None]).ravel()
@@ -196,17 +198,21 @@ def _source_rows(x, c, py, sh, sw, ph, pw, hq, wq, col0, length, out):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _direct(src, off, wt, bias, nchunk, ho, wq, wo, seg, n_total, y):
-    """y (N, Co, ho, wo) from the flat source; wt (K, Co_pad), K and Co_pad multiples
-    of 4, bias (Co_pad,) (the wrapper pads with zeros). Sample b's full grid starts
-    at position b*seg: the batch is more positions of the same reduction (the
-    positions between samples are computed and dropped).
+    """y (N, Co, ho, wo) from the flat source; wt (K, Co_pad), K a multiple of
+    TAPS and Co_pad of CHANNELS, bias (Co_pad,) (the wrapper pads with zeros).
+    Sample b's full grid starts at position b*seg: the batch is more positions
+    of the same reduction (the positions between samples are computed and
+    dropped).
 
     One job: 4 output channels x nchunk positions. The accumulators (4 rows)
-    stay in L1; each pass over them applies 4 taps with 16 hoisted weights, so
-    every 4 source loads feed 16 multiply-adds. 4 x 4, not 8 x 4: 32 weights
-    do not fit AVX2's 16 vector registers, and the spilled ones cost a load per
-    multiply-add (8 x 4 ran at 0.80-0.85x the speed of 4 x 4 on a Zen 3). The
-    first pass starts from the bias instead of zeros."""
+    stay in L1; each pass over them applies 3 taps, so every 3 source loads
+    feed 12 multiply-adds. The block is 4 x 3 because its 12 weights, 3 source
+    vectors and the accumulator being updated fill AVX2's 16 vector registers
+    exactly: with 4 x 4 (16 weights) or 8 x 4 the compiler spilled weights to
+    the stack, a load per multiply-add, and 4 x 3 ran at 0.88-0.91x the time of
+    4 x 4 on every 3x3 and 7x7 layer of the bench (Zen 3). For a 3x3 kernel a
+    pass is one kernel row of one channel: its three runs share cache lines.
+    The first pass starts from the bias instead of zeros."""
     k_total = off.shape[0]
     co = y.shape[1]
     nblk = wt.shape[1] // 4
@@ -224,30 +230,40 @@ def _direct(src, off, wt, bias, nchunk, ho, wq, wo, seg, n_total, y):
         a1 = acc[1, :nc]
         a2 = acc[2, :nc]
         a3 = acc[3, :nc]
-        b0, b1, b2, b3 = bias[c0:c0 + 4]
+        b0 = bias[c0]
+        b1 = bias[c0 + 1]
+        b2 = bias[c0 + 2]
+        b3 = bias[c0 + 3]
         for j in range(nc):
             a0[j] = b0
             a1[j] = b1
             a2[j] = b2
             a3[j] = b3
-        for k in range(0, k_total, 4):
-            s0 = src[off[k + 0] + n0:off[k + 0] + n0 + nc]
+        for k in range(0, k_total, 3):
+            s0 = src[off[k] + n0:off[k] + n0 + nc]
             s1 = src[off[k + 1] + n0:off[k + 1] + n0 + nc]
             s2 = src[off[k + 2] + n0:off[k + 2] + n0 + nc]
-            s3 = src[off[k + 3] + n0:off[k + 3] + n0 + nc]
-            w00, w01, w02, w03 = wt[k + 0, c0:c0 + 4]
-            w10, w11, w12, w13 = wt[k + 1, c0:c0 + 4]
-            w20, w21, w22, w23 = wt[k + 2, c0:c0 + 4]
-            w30, w31, w32, w33 = wt[k + 3, c0:c0 + 4]
+            # single elements, not slices unpacked: fewer instructions per pass
+            w00 = wt[k, c0]
+            w01 = wt[k, c0 + 1]
+            w02 = wt[k, c0 + 2]
+            w03 = wt[k, c0 + 3]
+            w10 = wt[k + 1, c0]
+            w11 = wt[k + 1, c0 + 1]
+            w12 = wt[k + 1, c0 + 2]
+            w13 = wt[k + 1, c0 + 3]
+            w20 = wt[k + 2, c0]
+            w21 = wt[k + 2, c0 + 1]
+            w22 = wt[k + 2, c0 + 2]
+            w23 = wt[k + 2, c0 + 3]
             for j in range(nc):
                 v0 = s0[j]
                 v1 = s1[j]
                 v2 = s2[j]
-                v3 = s3[j]
-                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
-                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
-                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
-                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
+                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2
+                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2
+                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2
+                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2
         _store(acc, c0, min(4, co - c0), n0, nc, ho, wq, wo, seg, y)
 
 
@@ -343,7 +359,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         _gemm(src, plan, wmat, bias if b is not None else None, n_total, nb, y)
     else:
         wt, bias = _packed(w, b, version, "direct")
-        _direct(src, plan.offsets(nb), wt, bias, _chunk(n_total, wt.shape[1] // 4), plan.ho, plan.wq, plan.wo,
+        _direct(src, plan.offsets(nb), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho, plan.wq, plan.wo,
                 plan.length, n_total, y)
     return y
 
@@ -445,7 +461,7 @@ def _gemm(src, plan, wmat, bias, n_total, nb, y):
 
 def choose(plan, co: int, nb: int = 1) -> str:
     """"gemm" (im2col + BLAS) or "direct" for one layer shape. The direct kernel
-    wins with few channels (its 4 x 4 register block is full and it needs no
+    wins with few channels (its 4 x 3 register block is full and it needs no
     column buffer); the GEMM wins on channel-heavy layers, where BLAS's packed,
     cache-blocked micro-kernel runs near peak and the im2col copy is small next
     to the K = Ci*kh*kw multiply-adds per output. 1x1 convs need no copy at all."""
@@ -484,20 +500,28 @@ def _nbytes(arrays) -> int:
     return sum(a.nbytes for a in arrays if a is not None)
 
 
+TAPS, CHANNELS = 3, 4  # the direct kernel's block: taps per pass x output channels per job
+
+
+def padded_taps(k: int) -> int:
+    """K taps padded to whole blocks of the direct kernel."""
+    return -(-k // TAPS) * TAPS
+
+
 def _packed(w, b, version, kind):
     """The weights in the layout an algorithm reads, packed once per parameter version.
 
-    direct: (K_pad, Co_pad) transposed, zero-padded to blocks of 4 taps x 4
-    channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
+    direct: (K_pad, Co_pad) transposed, zero-padded to blocks of TAPS taps x
+    CHANNELS channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
     def make():
         co = w.shape[0]
         k = w[0].size
-        cop = -(-co // 4) * 4
+        cop = -(-co // CHANNELS) * CHANNELS
         bias = np.zeros(cop, np.float32)
         if b is not None:
             bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
         if kind == "direct":
-            wt = np.zeros((-(-k // 4) * 4, cop), np.float32)
+            wt = np.zeros((padded_taps(k), cop), np.float32)
             wt[:k, :co] = w.reshape(co, k).T
         else:
             wt = np.ascontiguousarray(w.reshape(co, k), dtype=np.float32)
