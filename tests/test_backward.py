@@ -163,7 +163,7 @@ def test_pool_backward(c, k, s, p, hw, ties, seed):
     close(gx, fd_grad(lambda a: float((gy * ref_pool(a, k, s, p, "avg")).sum()), x, h=1e-3))
 
 
-@pytest.mark.parametrize("k", [(2, 2), (3, 3), (1, 2), (2, 3)])
+@pytest.mark.parametrize("k", [(2, 2), (3, 3), (1, 2), (1, 4), (2, 3)])
 @pytest.mark.parametrize("hw", [(9, 75), (4, 4), (7, 3)])
 def test_tiled_maxpool_backward_with_ties_and_nans(k, hw):
     """Windows that tile the map (kernel == stride, no padding) take their own
