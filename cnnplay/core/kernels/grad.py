@@ -96,10 +96,11 @@ def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, length, gx):
                 continue
             dst = gx[b, c, yy]
             base = i * wq
-            if sw == 1:
-                x0 = j0 + px - pw
+            if sw == 1:  # slices: computed indices kept wraparound checks (scalar copies)
+                d = dst[j0 + px - pw:j1 + px - pw]
+                r = row[base + j0:base + j1]
                 for j in range(j1 - j0):
-                    dst[x0 + j] = row[base + j0 + j]
+                    d[j] = r[j]
             else:
                 for j in range(j0, j1):
                     dst[j * sw + px - pw] = row[base + j]
@@ -263,12 +264,14 @@ def _full_grid(gy, wq, pad, length, out):
             for j in range(pad):
                 out[c, j] = 0.0
         for oy in range(ho):
-            base = oy * wq
+            # a slice per row: o[oy*wq + ox] kept a wraparound check per index
+            # and compiled to scalar copies
+            r = o[oy * wq:(oy + 1) * wq]
             g = gy[b, c, oy]
             for ox in range(wo):
-                o[base + ox] = g[ox]
+                r[ox] = g[ox]
             for ox in range(wo, wq):
-                o[base + ox] = 0.0
+                r[ox] = 0.0
         for j in range(ho * wq, length):
             o[j] = 0.0
 
