@@ -805,19 +805,20 @@ def _layernorm_bwd(x3, gy3, weight, eps, gx3, pw, pb):
         bi = job // nch
         n0 = (job - bi * nch) * _LN_CHUNK
         n = min(n_all, n0 + _LN_CHUNK) - n0
-        x = x3[bi, :, n0:n0 + n]
-        gy = gy3[bi, :, n0:n0 + n]
-        gx = gx3[bi, :, n0:n0 + n]
+        # rows of the full arrays (x3[bi, c, n0:n0 + n]): a block x3[bi, :, n0:n0 + n]
+        # taken first is a strided 2D view, and its loops compiled to scalar code
         mu = np.zeros(n, np.float64)
         var = np.zeros(n, np.float64)
         for c in range(c_n):
+            xr = x3[bi, c, n0:n0 + n]
             for i in range(n):
-                mu[i] += x[c, i]
+                mu[i] += xr[i]
         for i in range(n):
             mu[i] /= c_n
         for c in range(c_n):
+            xr = x3[bi, c, n0:n0 + n]
             for i in range(n):
-                d = x[c, i] - mu[i]
+                d = xr[i] - mu[i]
                 var[i] += d * d
         rstd = np.empty(n, np.float64)
         for i in range(n):
@@ -826,23 +827,28 @@ def _layernorm_bwd(x3, gy3, weight, eps, gx3, pw, pb):
         mg = np.zeros(n, np.float64)
         mgx = np.zeros(n, np.float64)
         for c in range(c_n):
+            xr = x3[bi, c, n0:n0 + n]
+            gr = gy3[bi, c, n0:n0 + n]
             wc = np.float64(weight[c])
             sw = 0.0
             sb = 0.0
             for i in range(n):
-                xhat = (x[c, i] - mu[i]) * rstd[i]
-                g = gy[c, i] * wc
+                xhat = (xr[i] - mu[i]) * rstd[i]
+                g = gr[i] * wc
                 mg[i] += g
                 mgx[i] += g * xhat
-                sw += gy[c, i] * xhat
-                sb += gy[c, i]
+                sw += gr[i] * xhat
+                sb += gr[i]
             pw[job, c] = sw
             pb[job, c] = sb
         for c in range(c_n):
+            xr = x3[bi, c, n0:n0 + n]
+            gr = gy3[bi, c, n0:n0 + n]
+            dr = gx3[bi, c, n0:n0 + n]
             wc = np.float64(weight[c])
             for i in range(n):
-                xhat = (x[c, i] - mu[i]) * rstd[i]
-                gx[c, i] = rstd[i] * (gy[c, i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
+                xhat = (xr[i] - mu[i]) * rstd[i]
+                dr[i] = rstd[i] * (gr[i] * wc - mg[i] / c_n - xhat * mgx[i] / c_n)
 
 
 def layernorm_backward(x2, gy2, weight, eps):
