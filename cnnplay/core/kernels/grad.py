@@ -729,9 +729,11 @@ def avgpool2d_backward(gy, x_shape, kernel, stride, padding=(0, 0)) -> np.ndarra
 # ---------------------------------------------------------------------------
 # Normalization
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
 def _batchnorm_bwd(x, gy, weight, mean, var, eps, gx, gw, gb):
-    """x, gy, gx (N, C, P); one job per channel."""
+    """x, gy, gx (N, C, P); one job per channel. Reassociating the float64 sums
+    lets them vectorize (strictly in order they were a scalar chain); each stays
+    in one job, so the result does not depend on the thread count."""
     nb, c_n, n = x.shape
     for c in prange(c_n):
         rstd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
