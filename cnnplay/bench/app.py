@@ -6,7 +6,8 @@
   ones after it are recomputed.
 - a view setting: how many forward passes it starts (should be none) and its redraw time.
 - click -> field on screen: select a unit until box + mask overlays are drawn.
-- start-up: a fresh process until live maps are on screen, with a warm kernel cache.
+- start-up: a fresh process until live maps are on screen, with a warm kernel cache
+  and compiled bytecode.
 """
 
 from __future__ import annotations
@@ -117,8 +118,11 @@ def run() -> list[str]:
     window.close()
     gc.enable()  # the window collected on its GUI timer; the sections after this have no event loop
 
-    # Start-up in a fresh process; the first run also warms the kernel cache.
+    # Start-up in a fresh process; the first run also warms the kernel cache and
+    # writes the bytecode (as `pip install` leaves it: a machine set not to write
+    # any would compile every module of the app at each start).
     env = dict(os.environ, CNNPLAY_HOME=tempfile.mkdtemp(prefix="cnnplay-bench-start-"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     times = []
     for k in range(4):
         t = time.perf_counter()
