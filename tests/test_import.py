@@ -35,3 +35,28 @@ w.close()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:] + out.stdout
     assert "cnnplay-compute" in out.stdout and "cnnplay-autosave" in out.stdout
+
+
+_NUMPY_SEES = """
+import os, sys
+seen = []
+class Watch:  # records the variable when numpy (which loads OpenBLAS) is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" and not seen:
+            seen.append(os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+sys.meta_path.insert(0, Watch())
+import cnnplay
+print(seen[0])
+"""
+
+
+def test_openblas_threads_sleep_soon_unless_the_user_set_it():
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when numpy loads it: `import cnnplay`
+    sets it before numpy is imported, and keeps a value the user set."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", _NUMPY_SEES], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["12"], out.stderr + out.stdout
+    out = subprocess.run([sys.executable, "-c", _NUMPY_SEES], capture_output=True, text=True,
+                         env=dict(env, OPENBLAS_THREAD_TIMEOUT="20"))
+    assert out.returncode == 0 and out.stdout.split() == ["20"], out.stderr + out.stdout

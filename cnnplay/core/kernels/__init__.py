@@ -14,8 +14,12 @@ milliseconds), which took a core from the next matmul and doubled its time. Its
 GOMP_SPINCOUNT is lowered here (before numba starts its threads; unless already
 set) so that they spin ~0.1 ms: long enough that the kernels of one pass, which
 follow each other within microseconds, still find them awake, short enough that
-a matmul after them has the cores to itself. (OpenBLAS's idle threads yield the
-core while they wait.)
+a matmul after them has the cores to itself. The other way round, OpenBLAS's idle
+threads busy-wait 2^28 cycles (about 0.1 s) after every matmul, yielding but
+runnable: a conv layer after a GEMM layer ran at half speed (the direct kernel at
+46-56 GFLOP/s instead of 94-112 on 64-512 channels). OPENBLAS_THREAD_TIMEOUT=12
+(2^12 cycles) is set in cnnplay/__init__.py, before numpy loads OpenBLAS (unless
+already set; numpy imported before cnnplay keeps OpenBLAS's default).
 
 The compiled-kernel cache lives in the platform's cache folder (set here, before
 numba is first imported, unless NUMBA_CACHE_DIR is already set), so caching
