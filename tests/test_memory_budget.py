@@ -180,7 +180,9 @@ GEOMETRIES = [
     ([1, 8, 8], {"type": "conv2d", "out_channels": 1, "kernel_size": 1, "padding": 200, "stride": 150}),
     ([4, 9, 9], {"type": "conv2d", "out_channels": 2, "kernel_size": [2, 3], "stride": [3, 1], "padding": [5, 0]}),
     ([1, 6, 6], {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": 60, "dilation": 40}),
-    ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),  # GEMM
+    ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),
+    ([64, 15, 13], {"type": "conv2d", "out_channels": 80, "kernel_size": 3, "padding": 1}),  # Winograd
+    ([64, 9, 9], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "stride": 2, "padding": 1}),  # GEMM
     ([48, 8, 8], {"type": "conv2d", "out_channels": 96, "kernel_size": 1}),                  # pointwise
     ([2, 50], {"type": "conv1d", "out_channels": 3, "kernel_size": 5, "padding": 30, "stride": 3}),
     ([3, 40], {"type": "conv1d", "out_channels": 8, "kernel_size": 3, "padding": 1}),

@@ -344,7 +344,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     gw (Co, Ci, kh, kw), gb (Co,). param_grads=False: gw and gb are None and x
     is only read for its shape; input_grad=False: gx is None (a first layer).
     version: the layer's parameter version (packed weights are kept per version).
-    algorithm: None (chosen per layer shape) or "direct" / "gemm", for tests.
+    algorithm: None (chosen per layer shape) or "direct" / "gemm" / "winograd", for tests.
     """
     from . import conv
     x = _f32(x, "conv2d_backward: x", 4)
@@ -379,7 +379,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
-        algo = algorithm or conv.choose(plan, co, nb)
+        # the weight gradient has no Winograd form here: im2col + BLAS for channel-heavy layers
+        algo = conv.choose(plan, co, nb, winograd=False) if algorithm in (None, "winograd") else algorithm
         gw = np.empty((co, plan.k), np.float32)
         if algo == "gemm":
             _grad_weight_gemm(gpad, maxoff, src, off, n_total, plan.ntap, conv.gemm_budget(gy.nbytes), gw)
