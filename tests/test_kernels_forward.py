@@ -360,3 +360,16 @@ def test_conv2d_rejects_bad_geometry():
         conv.conv2d(x, w, None, (1, 1), (0, 0), (3, 3))  # spans 7 > 5
     with pytest.raises(ValueError):
         conv.conv2d(x, np.ones((3, 4, 3, 3), np.float32), None, (1, 1), (0, 0), (1, 1))
+
+
+def test_the_direct_kernel_takes_taps_phase_by_phase():
+    """With a stride, the direct kernel's taps go phase image by phase image (a pass
+    then reads one image); with stride 1 they keep PyTorch's weight order."""
+    plan = conv._plan(5, 12, 12, 3, 3, (2, 2), (1, 1), (1, 1))
+    k = plan.k
+    order = plan.direct_order[:k]
+    assert sorted(order) == list(range(k)) and list(plan.direct_order[k:]) == list(range(k, len(plan.rows)))
+    phase = (plan.rows[:k] // 5)[order]
+    assert np.all(np.diff(phase) >= 0) and len(set(phase)) == 4
+    flat = conv._plan(5, 12, 12, 3, 3, (1, 1), (1, 1), (2, 2))
+    assert np.array_equal(flat.direct_order, np.arange(len(flat.rows)))

@@ -86,14 +86,17 @@ def _plan(*geometry) -> "_Plan":
 class _Plan:
     """Geometry of one convolution in the phase-split, full-grid form."""
 
-    def offsets(self, nb: int) -> np.ndarray:
+    def offsets(self, nb: int, direct: bool = False) -> np.ndarray:
         """Where each tap's run starts in the flat source of a batch of nb (rows of
-        nb*length floats)."""
-        off = self._offsets.get(nb)
+        nb*length floats): in PyTorch's weight order, or in the direct kernel's
+        (`direct_order`)."""
+        off = self._offsets.get((nb, direct))
         if off is None:
             off = self.rows * (nb * self.length) + self.taps
+            if direct:
+                off = off[self.direct_order]
             if len(self._offsets) < 8:
-                self._offsets[nb] = off
+                self._offsets[nb, direct] = off
         return off
 
     def __init__(self, ci, h, w, kh, kw, stride, padding, dilation):
@@ -127,6 +130,14 @@ class _Plan:
         self.rows[:ci * kh * kw] = (tap_phase[None, :] * ci + ci_idx[:, None]).ravel()
         self.taps[:ci * kh * kw] = np.broadcast_to(tap_off[None, :], (ci, kh * kw)).ravel()
         self.maxoff = int(tap_off.max())
+        # the direct kernel's tap order: by stride phase, then channel, then offset, so
+        # that a pass's three taps read one phase image (with stride 2 PyTorch's order
+        # reads two per pass: 1.1x the time); stride 1 keeps PyTorch's order (padded
+        # taps stay last)
+        k = ci * kh * kw
+        order = np.lexsort((self.taps[:k], self.rows[:k] % ci, self.rows[:k] // ci))
+        self.direct_order = np.concatenate([order, np.arange(k, kpad)])
+        self.direct_key = ("direct", ci, kh, kw, stride, dilation)  # what the order depends on
         self._offsets = {}
         self.phases = sh * sw
         self.k = ci * kh * kw
@@ -378,9 +389,9 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         wmat, bias = _packed(w, b, version, "gemm")
         _gemm(src, plan, wmat, bias if b is not None else None, n_total, nb, y)
     else:
-        wt, bias = _packed(w, b, version, "direct")
-        _direct(src, plan.offsets(nb), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho, plan.wq, plan.wo,
-                plan.length, n_total, y)
+        wt, bias = _packed(w, b, version, plan.direct_key, plan.direct_order)
+        _direct(src, plan.offsets(nb, direct=True), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho,
+                plan.wq, plan.wo, plan.length, n_total, y)
     return y
 
 
@@ -540,11 +551,12 @@ def _bias(b, co: int) -> np.ndarray:
     return np.zeros(co, np.float32) if b is None else np.asarray(b, dtype=np.float32).reshape(co)
 
 
-def _packed(w, b, version, kind):
+def _packed(w, b, version, kind, order=None):
     """The weights in the layout an algorithm reads, packed once per parameter version.
 
-    direct: (K_pad, Co_pad) transposed, zero-padded to blocks of TAPS taps x
-    CHANNELS channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
+    direct (kind: the plan's direct_key): (K_pad, Co_pad) transposed, its taps in
+    the plan's direct_order, zero-padded to blocks of TAPS taps x CHANNELS
+    channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
     def make():
         co = w.shape[0]
         k = w[0].size
@@ -552,9 +564,9 @@ def _packed(w, b, version, kind):
         bias = np.zeros(cop, np.float32)
         if b is not None:
             bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
-        if kind == "direct":
+        if order is not None:
             wt = np.zeros((padded_taps(k), cop), np.float32)
-            wt[:k, :co] = w.reshape(co, k).T
+            wt[:k, :co] = w.reshape(co, k).T[order[:k]]
         else:
             wt = np.ascontiguousarray(w.reshape(co, k), dtype=np.float32)
         return wt, bias
