@@ -24,16 +24,28 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-# G g G^T: the kernel transform, in float64 (exact halves), once per parameter version
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
 
 
 def kernel_transform(w: np.ndarray) -> np.ndarray:
-    """U (16, Co, Ci) float32 from 3x3 weights w (Co, Ci, 3, 3): U[4a+b] = (G w G^T)[a, b]."""
-    u = np.einsum("ai,ocij,bj->aboc", _G, w.astype(np.float64), _G)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]), dtype=np.float32)
+    """U (16, Co, Ci) float32 from 3x3 weights w (Co, Ci, 3, 3): U[4a+b] = (G w G^T)[a, b],
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Whole (Co, Ci)
+    planes at a time: once per parameter version, which in training is every step
+    (9 ms for 512 x 512 channels; an einsum took 160)."""
+    w = np.asarray(w, dtype=np.float32)
+    co, ci = w.shape[:2]
+    g = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # g[i, j]: the (Co, Ci) plane of row i, column j
+    t = np.empty((4, 3, co, ci), np.float32)  # G g
+    t[0], t[3] = g[0], g[2]
+    s = g[0] + g[2]
+    t[1] = (s + g[1]) * 0.5
+    t[2] = (s - g[1]) * 0.5
+    u = np.empty((4, 4, co, ci), np.float32)  # (G g) G^T
+    u[:, 0], u[:, 3] = t[:, 0], t[:, 2]
+    s = t[:, 0] + t[:, 2]
+    u[:, 1] = (s + t[:, 1]) * 0.5
+    u[:, 2] = (s - t[:, 1]) * 0.5
+    return u.reshape(16, co, ci)
 
 
 @njit(cache=True, parallel=True)
