@@ -276,7 +276,7 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
                                     (16, 32, 3, 1, 1, "direct")):
         plan = conv._plan(ci, 9, 8, k, k, (s, s), (pad, pad), (1, 1))
         assert conv.choose(plan, co, 2) == want
-        assert conv.choose(plan, co, 2, winograd=False) == ("gemm" if want == "winograd" else want)
+        assert conv.choose(plan, co, 2, allow_winograd=False) == ("gemm" if want == "winograd" else want)
         x, w, b = rand(rng, (2, ci, 9, 8)), rand(rng, (co, ci, k, k)) * 0.1, rand(rng, (co,))
         cfg = {"kernel_size": (k, k), "stride": (s, s), "padding": (pad, pad), "dilation": (1, 1)}
         y = conv.conv2d_batch(x, w, b, s, pad, 1, version=("test", ci, co, k, s))

@@ -422,8 +422,8 @@ class Conv(WindowedLayer):
         # im2col + BLAS (channel-heavy layers): column blocks of at most half the
         # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
         gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
-        if conv.winograd_geometry(kh, kw, w.stride, w.dilation) and min(ci, co) >= conv.CHANNEL_HEAVY:
-            gemm += winograd.workspace_bytes(ci, co, ho, wo)  # channel-heavy 3x3 (conv.choose)
+        if conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation)) == "winograd":
+            gemm += winograd.workspace_bytes(ci, co, ho, wo)
         forward = 4 * (phases * ci * length + kp * co8 + co8) + 8 * (3 * kp + 4 * taps) + gemm
         flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
         backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd

@@ -142,7 +142,6 @@ class _Plan:
         self.phases = sh * sw
         self.k = ci * kh * kw
         self.ntap = kh * kw
-        self.off = self.offsets(1)
         # 1x1, stride 1, no padding: the source is the input itself
         self.pointwise = kh == kw == sh == sw == 1 and ph == pw == 0
         self.winograd = winograd_geometry(kh, kw, stride, dilation)
@@ -493,18 +492,23 @@ def _gemm(src, plan, wmat, bias, n_total, nb, y):
 CHANNEL_HEAVY = 64  # input and output channels from which a layer goes to BLAS
 
 
-def choose(plan, co: int, nb: int = 1, winograd: bool = True) -> str:
+def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     """"winograd", "gemm" (im2col + BLAS) or "direct" for one layer shape. The
     direct kernel wins with few channels (its 4 x 3 register block is full and
     it needs no column buffer); channel-heavy layers go to BLAS, where a packed,
     cache-blocked micro-kernel runs near peak: 3x3 ones with stride 1 (most of
     VGG- and ResNet-like models) as Winograd F(2x2, 3x3), 2.25x fewer
-    multiply-adds (winograd=False: not offered, as for the weight gradient),
+    multiply-adds (allow_winograd=False: not offered, as for the weight gradient),
     the others as im2col + one product (1x1 convs need no copy at all)."""
-    ci = plan.k // plan.ntap
+    return choose_shape(plan.k // plan.ntap, co, plan.winograd and allow_winograd)
+
+
+def choose_shape(ci: int, co: int, winograd: bool) -> str:
+    """`choose` from the channel counts and whether the geometry takes Winograd
+    (winograd_geometry): also what the memory rule (layers.py) asks."""
     if ci < CHANNEL_HEAVY or co < CHANNEL_HEAVY:
         return "direct"
-    return "winograd" if winograd and plan.winograd else "gemm"
+    return "winograd" if winograd else "gemm"
 
 
 _PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first
@@ -562,8 +566,7 @@ def _packed(w, b, version, kind, order=None):
         k = w[0].size
         cop = -(-co // CHANNELS) * CHANNELS
         bias = np.zeros(cop, np.float32)
-        if b is not None:
-            bias[:co] = np.asarray(b, dtype=np.float32).reshape(co)
+        bias[:co] = _bias(b, co)
         if order is not None:
             wt = np.zeros((padded_taps(k), cop), np.float32)
             wt[:k, :co] = w.reshape(co, k).T[order[:k]]

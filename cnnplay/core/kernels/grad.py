@@ -380,7 +380,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
         # the weight gradient has no Winograd form here: im2col + BLAS for channel-heavy layers
-        algo = conv.choose(plan, co, nb, winograd=False) if algorithm in (None, "winograd") else algorithm
+        algo = conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, "winograd") else algorithm
         gw = np.empty((co, plan.k), np.float32)
         if algo == "gemm":
             _grad_weight_gemm(gpad, maxoff, src, off, n_total, plan.ntap, conv.gemm_budget(gy.nbytes), gw)
