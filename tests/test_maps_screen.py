@@ -197,6 +197,13 @@ def test_right_click_shows_cnnplay_actions_not_pyqtgraphs(qtbot, home, monkeypat
     texts = shown[-1]
     assert "Enlarge channel 0" in texts and "Export layer as PNG..." in texts and "Select this unit" in texts
     assert not {"View All", "Export...", "Mouse Mode", "Plot Options"} & set(texts)
+    assert view.view_box.menu is None  # pyqtgraph's own menu is never built
+    # the training charts have cnnplay's menu too
+    for plot in (w.train_panel.curves.loss_plot, w.train_panel.curves.acc_plot):
+        vb = plot.getPlotItem().getViewBox()
+        assert vb.menuEnabled() and vb.menu is None
+        chart_texts = [a.text() for a in vb.cnnplay_menu(None).actions()]
+        assert "Export chart as SVG..." in chart_texts and "Save view as PNG..." in chart_texts
     path = str(tmp_path / "chart.svg")
     monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (path, ""))
     growth = w.concept_panels["RF growth"]

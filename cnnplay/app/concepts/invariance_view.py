@@ -84,7 +84,7 @@ class InvarianceView(QWidget):
         self.measure_box.currentIndexChanged.connect(self.redraw)
         form.addRow("border", self.mode_box)
         form.addRow("measure", self.measure_box)
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(viewBox=style.ZoomViewBox())
         self.plot.setBackground(style.BACKGROUND)
         pi = self.plot.getPlotItem()
         pi.hideButtons()

@@ -13,6 +13,8 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from ..views import style
+
 TRAIN = "#4e9af1"
 TEST = "#f39c12"
 RAW = "#4e9af155"
@@ -35,11 +37,12 @@ class Curves(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = pg.PlotWidget()
-        self.acc_plot = pg.PlotWidget()
+        self.loss_plot = pg.PlotWidget(viewBox=style.ZoomViewBox())
+        self.acc_plot = pg.PlotWidget(viewBox=style.ZoomViewBox())
         for plot, title in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
             plot.setBackground("#1f2227")
             pi = plot.getPlotItem()
+            style.own_menu(pi.getViewBox(), plot, f"training-{title}", chart=pi)
             pi.showGrid(x=True, y=True, alpha=0.15)
             pi.setLabel("left", title)
             pi.setLabel("bottom", "epoch")

@@ -67,7 +67,6 @@ class MosaicView(_MapView):
         super().__init__(parent)
         self.canvas = style.graphics_widget()
         vb = style.ZoomViewBox(lockAspect=True, invertY=True)
-        vb.setMenuEnabled(True)
         self.canvas.addItem(vb, 0, 0)
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=style.colormap(False), interactive=False, width=10)
         self.canvas.addItem(self.bar, 0, 1)

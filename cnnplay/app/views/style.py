@@ -93,11 +93,19 @@ def pen(color, width: float = 1.5, style=Qt.SolidLine):
 
 
 class ZoomViewBox(pg.ViewBox):
-    """A view box that zooms with Ctrl+wheel only, so the wheel scrolls the page."""
+    """A view box that zooms with Ctrl+wheel only, so the wheel scrolls the page.
+
+    Its right-click menu is cnnplay's (`own_menu`): pyqtgraph's own menu, never
+    shown, is not built (5 ms per view box, a dozen of them in the window)."""
 
     def __init__(self, *args, wheel_zoom: bool = False, **kwargs):
+        kwargs.setdefault("enableMenu", False)
         super().__init__(*args, **kwargs)
         self.wheel_zoom = wheel_zoom
+        self.cnnplay_menu = None  # set by own_menu
+
+    def menuEnabled(self) -> bool:
+        return self.cnnplay_menu is not None or super().menuEnabled()
 
     def wheelEvent(self, ev, axis=None):
         if self.wheel_zoom or ev.modifiers() & Qt.ControlModifier:
@@ -113,14 +121,13 @@ def graphics_widget() -> pg.GraphicsLayoutWidget:
     return w
 
 
-def own_menu(view_box: pg.ViewBox, widget: QWidget, name: str, actions=None, chart=None) -> None:
+def own_menu(view_box: ZoomViewBox, widget: QWidget, name: str, actions=None, chart=None) -> None:
     """Give a view box cnnplay's own right-click menu instead of pyqtgraph's internal one.
 
     `actions(scene_pos)` -> [(text, callable, tooltip)] adds the owner's entries (e.g.
     enlarge a channel, export the layer); `chart` (a PlotItem or layout) adds "Export
     chart as SVG...". Every menu ends with "Reset zoom" and "Save view as PNG...".
     """
-    view_box.setMenuEnabled(True)
     view_box.cnnplay_menu = lambda scene_pos=None: context_menu(view_box, widget, name, actions, chart, scene_pos)
 
     def raise_menu(ev):
