@@ -56,3 +56,32 @@ def test_every_window_turns_automatic_collection_off(qtbot, home):
     w = create_window()
     qtbot.addWidget(w)
     assert not gc.isenabled()
+
+
+def test_a_full_collection_waits_for_a_quarter_more_long_lived_objects():
+    """CPython's rule: the oldest generation is collected only once the objects that
+    reached it since its last collection are a quarter of those it held then."""
+    collect_on_gui_thread()
+    keep = []
+
+    def due(generation):  # the interpreter's counts as just before a collection of `generation`
+        while gc.get_count()[0] <= gc.get_threshold()[0]:
+            keep.append([])
+        if generation == 2:
+            while gc.get_count()[2] <= gc.get_threshold()[2]:
+                gc.collect(1)
+                while gc.get_count()[0] <= gc.get_threshold()[0]:
+                    keep.append([])
+
+    due(2)
+    assert collect_due() == 2  # the first time: nothing is known of the oldest generation
+    held = len(gc.get_objects(generation=2))
+    due(2)  # a few thousand new long-lived objects: far fewer than a quarter more
+    assert len(gc.get_objects(generation=2)) - held < held / 4
+    assert collect_due() in (0, 1) and gc.get_count()[2] > gc.get_threshold()[2]
+    garbage = [[] for _ in range(held // 4 + 1000)]  # now a quarter more, promoted by gen-1 collections
+    for _ in range(gc.get_threshold()[2]):  # (the rule is asked again only that many collections later)
+        gc.collect(1)
+    due(2)
+    assert collect_due() == 2 and gc.get_count()[2] == 0
+    del garbage, keep

@@ -158,9 +158,13 @@ def test_a_trainer_can_check_its_batch_against_the_same_rule():
 
 
 def _traced_peak(fn) -> int:
-    """Peak bytes numpy allocates (traced) while fn runs, beyond what was live before."""
+    """Peak bytes numpy allocates (traced) while fn runs, beyond what was live before.
+    Only blocks allocated after tracing starts count, so earlier garbage does not
+    matter (a full collection first took 0.5 s late in the test run); no collection
+    runs meanwhile."""
     import gc
-    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -169,6 +173,8 @@ def _traced_peak(fn) -> int:
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
+        if enabled:
+            gc.enable()
     del result
     return peak
 
