@@ -73,15 +73,19 @@ def test_a_full_collection_waits_for_a_quarter_more_long_lived_objects():
                 while gc.get_count()[0] <= gc.get_threshold()[0]:
                     keep.append([])
 
+    def promote_many():  # as many new long-lived objects as the oldest generation holds
+        keep.append([[] for _ in range(len(gc.get_objects(generation=2)))])
+        for _ in range(gc.get_threshold()[2]):  # (the rule is asked again only that many collections later)
+            gc.collect(1)
+
+    promote_many()
     due(2)
-    assert collect_due() == 2  # the first time: nothing is known of the oldest generation
+    assert collect_due() == 2 and gc.get_count()[2] == 0
     held = len(gc.get_objects(generation=2))
     due(2)  # a few thousand new long-lived objects: far fewer than a quarter more
     assert len(gc.get_objects(generation=2)) - held < held / 4
     assert collect_due() in (0, 1) and gc.get_count()[2] > gc.get_threshold()[2]
-    garbage = [[] for _ in range(held // 4 + 1000)]  # now a quarter more, promoted by gen-1 collections
-    for _ in range(gc.get_threshold()[2]):  # (the rule is asked again only that many collections later)
-        gc.collect(1)
+    promote_many()
     due(2)
     assert collect_due() == 2 and gc.get_count()[2] == 0
-    del garbage, keep
+    keep.clear()

@@ -55,7 +55,7 @@ def _full_collection_pays(count: int, threshold: int) -> bool:
     the GUI thread for the app's ~180,000 objects). Counting them takes a few ms,
     so it is asked again only `threshold` younger collections later."""
     global _asked_at
-    if _asked_at and count < _asked_at + threshold:
+    if _asked_at and 0 <= count - _asked_at < threshold:  # (a count below: someone else collected all)
         return False
     _asked_at = count
     return len(gc.get_objects(generation=2)) - _long_lived >= _long_lived / 4
