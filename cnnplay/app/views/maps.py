@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from . import grid as g
 from . import style
+from .colorbar import ColorBar
 
 
 class _MapView(QWidget):
@@ -68,7 +69,7 @@ class MosaicView(_MapView):
         self.canvas = style.graphics_widget()
         vb = style.ZoomViewBox(lockAspect=True, invertY=True)
         self.canvas.addItem(vb, 0, 0)
-        self.bar = pg.ColorBarItem(values=(0, 1), colorMap=style.colormap(False), interactive=False, width=10)
+        self.bar = ColorBar(values=(0, 1), colormap=style.colormap(False), width=10)
         self.canvas.addItem(self.bar, 0, 1)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.tint = pg.ImageItem(axisOrder="row-major")
