@@ -113,7 +113,11 @@ class _Plan:
             raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dh}x{dw}) does not fit the "
                              f"{hp}x{wp} padded input")
         self.hq = -(-hp // sh)
-        self.wq = -(-wp // sw)
+        # with stride 1 across, a row's right padding is the next row's left padding
+        # (rows W + pw apart, not W + 2pw): a tap left of column 0 reads this row's
+        # zeros, one right of column W - 1 the next row's. Fewer positions on small
+        # maps (8 px, padding 1: 9 columns instead of 10)
+        self.wq = max(w + pw, self.wo) if sw == 1 else -(-wp // sw)
         ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
         ky, kx = ky.ravel(), kx.ravel()
         tap_off = (ky // sh) * self.wq + kx // sw
