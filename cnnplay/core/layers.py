@@ -413,6 +413,9 @@ class Conv(WindowedLayer):
         h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = w.kernel, w.stride, w.padding, w.dilation
         ho, wo = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
+        # conv._Plan's geometry, or a little more (with stride 1 across its rows share a
+        # padding column), without its per-tap arrays: a huge layer is refused before
+        # anything of its size is allocated
         hq, wq = -(-(h + 2 * ph) // sh), -(-(wd + 2 * pw) // sw)
         maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
         length = max(hq * wq, maxoff + ho * wq)

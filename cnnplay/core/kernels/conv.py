@@ -2,7 +2,9 @@
 
 Every case is reduced to the same form. The zero-padded input is split by
 stride phase into `sh*sw` phase images, all of one common size Hq x Wq and
-flattened into `src` (phases, Ci, L). On the "full grid" of Ho rows of Wq
+flattened into `src` (phases, Ci, L); with stride 1 across, neighbouring rows
+share their padding column (Wq = W + pw: a row's right padding is the next
+row's left). On the "full grid" of Ho rows of Wq
 columns (the last Wq - Wo columns of each row are discarded), output position
 n = oy*Wq + ox of channel co is then
 
