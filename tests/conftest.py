@@ -39,22 +39,11 @@ WARM_UP = [
 
 
 def _fill_an_empty_kernel_cache_in_parallel():
-    """An empty kernel cache (CI): compile in the app's two background processes at
-    once (coldstart.GROUPS, one core each) instead of one after the other here."""
-    import subprocess
-
+    """An empty kernel cache (CI): compile in the app's background processes, all at
+    once (one core each), instead of one kernel after the other here."""
     from cnnplay.core.kernels import coldstart, conv
-    if coldstart._in_disk_cache(conv._direct):
-        return
-    import cnnplay
-    root = os.path.dirname(os.path.dirname(os.path.abspath(cnnplay.__file__)))  # the copy the tests import
-    env = dict(os.environ, CNNPLAY_KERNELS="numba", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    procs = [subprocess.Popen([sys.executable, "-m", "cnnplay.core.kernels.warmup", group], env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-             for group in coldstart.GROUPS]
-    for p in procs:
-        p.wait()  # (a failure shows below: the warm-up then compiles here)
+    if not coldstart._in_disk_cache(conv._direct):
+        coldstart.fill_cache()  # (a failure shows below: the warm-up then compiles here)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -117,24 +117,37 @@ def start() -> None:
         _state = "running"
         _t_start = time.perf_counter()
     try:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-        env = dict(os.environ, CNNPLAY_KERNELS="numba", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-        if not sys.executable:
-            raise OSError("no Python executable to run the compiler in")
         for group in GROUPS:
             err = tempfile.TemporaryFile()
-            p = subprocess.Popen([sys.executable, "-m", "cnnplay.core.kernels.warmup", group], env=env,
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
-                                 creationflags=flags)
+            p = _launch(group, stdout=subprocess.PIPE, stderr=err, text=True)
             _procs.append(p)
             threading.Thread(target=_follow, args=(p, err, group), name=f"cnnplay-compile-{group}",
                              daemon=True).start()
     except Exception as e:  # compile here instead, on first use
         log.warning("cannot compile kernels in the background (%s); compiling on first use", e)
         _finish("failed")
+
+
+def _launch(group: str, **popen) -> subprocess.Popen:
+    """A background process compiling one group of kernels (warmup.py) into the
+    cache, with the package this process imported, on one thread."""
+    if not sys.executable:
+        raise OSError("no Python executable to run the compiler in")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = dict(os.environ, CNNPLAY_KERNELS="numba", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+    return subprocess.Popen([sys.executable, "-m", "cnnplay.core.kernels.warmup", group], env=env,
+                            stdin=subprocess.DEVNULL, creationflags=flags, **popen)
+
+
+def fill_cache() -> bool:
+    """Compile every kernel into the on-disk cache in the background processes, all
+    at once, and wait for them (for a caller with nothing to compute meanwhile: the
+    tests on an empty cache). True when every process ended well."""
+    procs = [_launch(group, stdout=subprocess.DEVNULL) for group in GROUPS]
+    return all(p.wait() == 0 for p in procs)
 
 
 def _follow(p, err, group) -> None:
