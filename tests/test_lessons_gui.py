@@ -136,3 +136,31 @@ def test_closing_the_window_during_a_lesson_keeps_the_users_work(qtbot, home):
     net, extra = load_bundle(paths.autosave_path())  # what the next start restores
     assert [layer["type"] for layer in extra["spec"]["layers"]] == ["conv2d", "relu"]
     assert net.input_shape == (1, 24, 24)
+
+
+def test_lessons_that_open_slowly_keep_the_window_alive(qtbot, window, monkeypatch):
+    """While a lesson's files load (here slowed to 0.3 s, a slow disk) the window runs
+    a local event loop: the previous lesson's maps arrive and its cards resize and
+    re-tile meanwhile. Re-tiling inside the card's resize event crashed PySide (a
+    segfault, lesson 9 opened after lesson 8); the cards now re-tile just after."""
+    import time
+
+    from cnnplay.app.lessons import runner as runner_module
+    real = runner_module.load_input
+
+    def slow(source):
+        time.sleep(0.3)
+        return real(source)
+
+    monkeypatch.setattr(runner_module, "load_input", slow)
+    runner, s = window.lessons, window.session
+    names = [lesson.name for lesson in runner.lessons]
+    for name in ("07_stride", "08_dilation", "09_stacking", "10_receptive_field_growth"):
+        i = names.index(name)
+        assert runner.open(i), name
+        assert runner.current == i and s.error is None
+        assert [layer["type"] for layer in s.layers] == [
+            layer["type"] for layer in runner.example_of(runner.lessons[i]).spec["layers"]]
+    card = window.findChild(QWidget, "layerCard")
+    assert card is not None
+    qtbot.waitUntil(lambda: card.array is not None)  # the last lesson's maps are drawn

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
+from .. import background
 from . import grid as g
 from .maps import BarsView, LanesView, MosaicView
 
@@ -163,6 +164,17 @@ class LayerCard(QFrame):
         self.info.setFixedHeight(self.info.fontMetrics().height())
         self._show_pager(False)
         self._aspect = 3.5
+        # While a file or lesson opens, the window runs a local event loop
+        # (background.run_off_gui_thread). A card resized then re-tiles just after its
+        # resize event, from the event loop, not inside it: re-tiling inside it changes
+        # the height of the card's own content, which resizes the maps' graphics views
+        # within the card's resize, and there PySide 6.11 crashed (a segfault in a view
+        # box's resize; lesson 9 opened after lesson 8). Elsewhere it re-tiles at once,
+        # so the column's layout settles in one pass.
+        self._relayout = QTimer(self)
+        self._relayout.setSingleShot(True)
+        self._relayout.setInterval(0)
+        self._relayout.timeout.connect(self._after_resize)
 
     # -- header ------------------------------------------------------------------------
     def set_header(self, index: int, summary: str, shape, note: str = "") -> None:
@@ -467,6 +479,13 @@ class LayerCard(QFrame):
             self.updateGeometry()  # the size hints follow the width (_at_width): the layout asks again
         if self.view_probe is not None:
             self.set_in_view(self.view_probe(self))
+        if background.busy():
+            self._relayout.start()  # coalesced: one relayout for a burst of resizes
+        else:
+            self._after_resize()
+
+    def _after_resize(self) -> None:
+        """The tiles and the content's height at the card's new size."""
         a = self.array
         if a is not None and a.ndim == 3 and self.enlarged is not None:
             self._set_height(self._enlarged_height(a))  # the enlarged channel follows the width
