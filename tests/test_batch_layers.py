@@ -266,8 +266,8 @@ def test_both_conv_algorithms(algo, n, ci, co, k, s, p, d, hw, bias, seed):
 def test_the_chooser_sends_channel_heavy_layers_to_blas():
     """The chooser: channel-heavy 3x3 layers with stride 1 run as Winograd, other
     channel-heavy ones (1x1, stride 2, 5x5) as GEMM, few channels on the direct
-    kernel (the weight gradient is never offered Winograd); all give the
-    reference values."""
+    kernel (allow_winograd=False: the weight gradient's choice while Winograd's
+    gradient kernels are still compiling); all give the reference values."""
     from cnnplay.core.kernels import conv
     rng = np.random.default_rng(7)
     for ci, co, k, s, pad, want in ((64, 64, 3, 1, 1, "winograd"), (70, 65, 3, 1, 0, "winograd"),
@@ -289,8 +289,8 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
 def test_winograd(n, ci, co, p, hw, bias, tiny_blocks, seed):
     """Winograd F(2x2, 3x3), forced, on any 3x3 stride-1 geometry (odd and even
     outputs, padding 0-2, a budget of one tile row or the default): the forward
-    pass and, through the backward pass's stride-1 input gradient, the flipped
-    kernel, against the references."""
+    pass, the weight gradient and, through the backward pass's stride-1 input
+    gradient, the flipped kernel, against the references."""
     from cnnplay.core.kernels import conv, grad, winograd
     assume(all(m + 2 * pp >= 3 for m, pp in zip(hw, p)))
     rng = np.random.default_rng(seed)
@@ -304,9 +304,19 @@ def test_winograd(n, ci, co, p, hw, bias, tiny_blocks, seed):
         y = conv.conv2d_batch(x, w, b, 1, p, 1, algorithm="winograd")
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], params) for i in range(n)]))
         gy = rand(rng, y.shape)
-        gx, _, _ = grad.conv2d_backward_batch(x, w, gy, 1, p, 1, param_grads=False, algorithm="winograd")
+        gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, p, 1, algorithm="winograd")
     finally:
         winograd.BUDGET = budget
+    # the parameter gradients: every output's gradient times the input under each tap
+    xp = np.zeros((n, ci, hw[0] + 2 * p[0], hw[1] + 2 * p[1]))
+    xp[:, :, p[0]:p[0] + hw[0], p[1]:p[1] + hw[1]] = x
+    gw_ref = np.zeros((co, ci, 3, 3))
+    for ky in range(3):
+        for kx in range(3):
+            gw_ref[:, :, ky, kx] = np.einsum("nohw,nihw->oi", gy.astype(np.float64),
+                                             xp[:, :, ky:ky + y.shape[2], kx:kx + y.shape[3]])
+    close(gw, gw_ref)
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
     gxp = np.zeros((n, ci, hw[0] + 2 * p[0], hw[1] + 2 * p[1]))
     contrib = np.einsum("nohw,oikl->niklhw", gy.astype(np.float64), w.astype(np.float64))
     ho, wo = y.shape[2:]
@@ -347,6 +357,32 @@ def test_packed_weights_follow_the_parameter_version():
     p["weight"] = np.asarray(p["weight"]) * -3
     y3 = net.layer_types[0].forward_batch(cfg, x, p)
     close(y3, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
+
+
+def test_winograd_gradients_follow_the_parameter_version():
+    """The backward pass of a Winograd layer keeps the flipped kernel's transform
+    per parameter version: after set_params its input gradient uses the new
+    weights, and its weight gradient matches the reference each time."""
+    from cnnplay import Network
+    net = Network.from_dict({"input": [64, 5, 6], "layers": [
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}]})
+    rng = np.random.default_rng(3)
+    x = rand(rng, (2, 64, 5, 6))
+    gy = rand(rng, (2, 64, 5, 6))
+    xp = np.zeros((2, 64, 7, 8))
+    xp[:, :, 1:6, 1:7] = x
+    for scale in (1.0, -2.0):
+        net.set_params(0, weight=np.asarray(net.params(0)["weight"]) * scale)
+        w = np.asarray(net.params(0)["weight"], np.float64)
+        gx, grads = net.layer_backward_batch(0, x, net.layer_forward_batch(0, x), gy)
+        gxp = np.zeros_like(xp)
+        gw = np.zeros(w.shape)
+        for ky in range(3):
+            for kx in range(3):
+                gxp[:, :, ky:ky + 5, kx:kx + 6] += np.einsum("nohw,oi->nihw", gy.astype(np.float64), w[:, :, ky, kx])
+                gw[:, :, ky, kx] = np.einsum("nohw,nihw->oi", gy.astype(np.float64), xp[:, :, ky:ky + 5, kx:kx + 6])
+        close(gx, gxp[:, :, 1:6, 1:7])
+        close(grads["weight"], gw)
 
 
 def test_gemm_in_small_column_blocks(monkeypatch):

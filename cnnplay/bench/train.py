@@ -50,6 +50,14 @@ WORKLOADS = {
         {"type": "conv1d", "out_channels": 32, "kernel_size": 5, "padding": 2}, {"type": "relu"},
         {"type": "maxpool1d", "kernel_size": 2}, {"type": "flatten"},
         {"type": "linear", "out_features": 5}]}, 32, 5),
+    "channels 3x32x32, 64-128 ch, batch 16": ({"input": [3, 32, 32], "layers": [  # Winograd layers
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"},
+        {"type": "linear", "out_features": 10}]}, 16, 10),
 }
 
 # channel-heavy and 1x1 layers (issue 18): (in channels, out channels, kernel, map size)

@@ -39,7 +39,8 @@ the batched path and the backward's stride-1 input gradient all ask it):
   convolutions with stride 1 and no padding skip im2col: the input is its own
   column matrix.
 - "winograd": 64+ input and output channels, 3x3, stride 1, no dilation:
-  Winograd F(2x2, 3x3), 2.25x fewer multiply-adds (winograd.py).
+  Winograd F(2x2, 3x3), 2.25x fewer multiply-adds (winograd.py); the
+  training engine's weight and input gradients of such layers too.
 
 Weights are packed (transposed, padded / reshaped) once per parameter version
 (`cached`: the network passes its version with the parameters), not per call.
@@ -504,7 +505,8 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     it needs no column buffer); channel-heavy layers go to BLAS, where a packed,
     cache-blocked micro-kernel runs near peak: 3x3 ones with stride 1 (most of
     VGG- and ResNet-like models) as Winograd F(2x2, 3x3), 2.25x fewer
-    multiply-adds (allow_winograd=False: not offered, as for the weight gradient),
+    multiply-adds (allow_winograd=False: not offered; the weight gradient's choice
+    while Winograd's gradient kernels are still compiling),
     the others as im2col + one product (1x1 convs need no copy at all)."""
     return choose_shape(plan.k // plan.ntap, co, plan.winograd and allow_winograd)
 

@@ -35,7 +35,10 @@ input gradient adds, per phase image, shifted runs of the zero-padded output
 gradient (blocks of 4 input channels, or one channel per job for 1-2
 channels), and the phase images are stitched back into the input's layout.
 At stride 1 with 8+ input channels the input gradient is instead the forward
-convolution (conv.py) of gy with the flipped, transposed kernel.
+convolution (conv.py) of gy with the flipped, transposed kernel. Where the
+forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
+the weight gradient in the transformed domain (winograd.weight_grad), the
+input gradient with the flipped kernel's transform taken straight from w.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import numpy_path
+from . import numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pool import tiles
@@ -370,16 +373,23 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     n_total = (nb - 1) * length + plan.n
     rowlen = maxoff + nb * length
 
+    # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py)
+    wino = plan.winograd and (algorithm or conv.choose(plan, co, nb)) == "winograd"
+    wino_gw = wino and ready(*winograd.GRAD_KERNELS)
+    stride1_gx = sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
+
     gx = gw = gb = None
     gpad = None
-    if param_grads or not (sh == sw == 1 and ci >= 8):
+    if (param_grads and not wino_gw) or not stride1_gx:
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
     if param_grads:
         gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+    if wino_gw and param_grads:
+        gw = winograd.weight_grad(x, gy, (ph, pw))
+    elif param_grads:
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
-        # the weight gradient has no Winograd form here: im2col + BLAS for channel-heavy layers
         algo = conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, "winograd") else algorithm
         gw = np.empty((co, plan.k), np.float32)
         if algo == "gemm":
@@ -392,10 +402,15 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if not input_grad:
         return None, gw, gb
 
-    if sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw:
+    if stride1_gx:
         # stride 1, enough input channels: the input gradient is a forward
         # convolution of gy with the flipped, transposed kernel (the forward's
         # algorithm choice applies)
+        if wino and ready(*winograd.KERNELS):  # its transform straight from w, no flipped copy
+            u = conv.cached(version, "winograd-flipped", lambda: (winograd.kernel_transform(w, flip=True),))[0]
+            gx = np.empty_like(x)
+            winograd.conv3x3(gy, u, np.zeros(ci, np.float32), (2 - ph, 2 - pw), gx)
+            return gx, gw, gb
         wf = conv.cached(version, "flipped", lambda: (
             np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)),))[0]
         gx = conv.conv2d_batch(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw),

@@ -17,6 +17,18 @@ The transforms are parallel numba kernels, the 16 products one batched
 numpy matmul (BLAS). The tiles are taken a block of tile rows at a time, so
 that V and M together stay within BUDGET (8 MB, the cap of the GEMM path's
 column buffer) whatever the map size.
+
+The training engine's weight gradient has the same form (`weight_grad`): the
+forward pass is linear in U, so with gY a tile's 2x2 output gradient
+
+    gM[e] = (A gY A^T)[e]                            per tile and output channel
+    gU[e] = sum over tiles of gM[e] @ V[e]^T          (Co x tiles) @ (tiles x Ci), BLAS
+    gw    = G^T gU G                                 per output and input channel
+
+again 2.25x fewer multiply-adds than im2col + one product. The input
+gradient is the forward convolution of the flipped kernel, whose transform
+is the forward's with rows and columns 0 and 3 swapped (G J = P G, J the
+reversal, P that swap) and the channels transposed (`kernel_transform(flip=True)`).
 """
 
 from __future__ import annotations
@@ -27,25 +39,41 @@ from numba import njit, prange
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
 
 
-def kernel_transform(w: np.ndarray) -> np.ndarray:
+def kernel_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
     """U (16, Co, Ci) float32 from 3x3 weights w (Co, Ci, 3, 3): U[4a+b] = (G w G^T)[a, b],
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Whole (Co, Ci)
-    planes at a time: once per parameter version, which in training is every step
-    (9 ms for 512 x 512 channels; an einsum took 160)."""
-    w = np.asarray(w, dtype=np.float32)
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]; flip=True: the
+    transform (16, Ci, Co) of the flipped, transposed kernel the input gradient
+    convolves with. Once per parameter version, which in training is every step."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
     co, ci = w.shape[:2]
-    g = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # g[i, j]: the (Co, Ci) plane of row i, column j
-    t = np.empty((4, 3, co, ci), np.float32)  # G g
-    t[0], t[3] = g[0], g[2]
-    s = g[0] + g[2]
-    t[1] = (s + g[1]) * 0.5
-    t[2] = (s - g[1]) * 0.5
-    u = np.empty((4, 4, co, ci), np.float32)  # (G g) G^T
-    u[:, 0], u[:, 3] = t[:, 0], t[:, 2]
-    s = t[:, 0] + t[:, 2]
-    u[:, 1] = (s + t[:, 1]) * 0.5
-    u[:, 2] = (s - t[:, 1]) * 0.5
-    return u.reshape(16, co, ci)
+    u = np.empty((16, ci, co) if flip else (16, co, ci), np.float32)
+    _kernel_transform(w.reshape(co, ci, 9), flip, u)
+    return u
+
+
+@njit(cache=True, parallel=True)
+def _kernel_transform(w, flip, u):
+    """u[4a+b, o, c] = (G w[o, c] G^T)[a, b] for the 3x3 kernels w (Co, Ci, 9);
+    flip: u[4p(a)+p(b), c, o] instead, p swapping 0 and 3. One job per row of u,
+    so a job writes whole rows (numpy on whole planes made 16 temporaries:
+    11 ms for 512 x 512 channels)."""
+    nrow, ncol = u.shape[1], u.shape[2]
+    for r in prange(nrow):
+        t = np.empty((4, 3), np.float32)
+        for q in range(ncol):
+            g = w[q, r] if flip else w[r, q]
+            for j in range(3):  # G g
+                t[0, j], t[3, j] = g[j], g[6 + j]
+                s = g[j] + g[6 + j]
+                t[1, j] = (s + g[3 + j]) * np.float32(0.5)
+                t[2, j] = (s - g[3 + j]) * np.float32(0.5)
+            for a in range(4):  # (G g) G^T
+                s = t[a, 0] + t[a, 2]
+                row = (t[a, 0], (s + t[a, 1]) * np.float32(0.5), (s - t[a, 1]) * np.float32(0.5), t[a, 2])
+                fa = 3 - a if flip and a % 3 == 0 else a
+                for b in range(4):
+                    fb = 3 - b if flip and b % 3 == 0 else b
+                    u[4 * fa + fb, r, q] = row[b]
 
 
 @njit(cache=True, parallel=True)
@@ -137,33 +165,74 @@ def _runs4(a, start, step, n):
         a[start + 3 * step:start + 3 * step + n]
 
 
-KERNELS = (_input_transform, _output_transform, _input_row, _output_row, _runs4)
+@njit(cache=True, parallel=True)
+def _grad_output_transform(gyp, r0, r1, tw, m, plane, n):
+    """gM[e, o, t] = (A gY A^T)[e] for tile rows [r0, r1) of the output gradients
+    gyp (N, Co, 2*th, 2*tw) (zero beyond the real outputs), into the flat m laid
+    out as _input_transform's v: the adjoint of _output_transform. One job per
+    sample and output channel, a row of tiles at a time."""
+    nb, co = gyp.shape[0], gyp.shape[1]
+    rows = r1 - r0
+    for job in prange(nb * co):
+        b = job // co
+        o = job - b * co
+        h = np.empty((4, tw), np.float32)
+        for i in range(r0, r1):
+            g0, g1 = gyp[b, o, 2 * i], gyp[b, o, 2 * i + 1]
+            for j in range(tw):  # the tile's gY = [[h0, h1], [h2, h3]], as unit-stride runs
+                h[0, j], h[1, j] = g0[2 * j], g0[2 * j + 1]
+                h[2, j], h[3, j] = g1[2 * j], g1[2 * j + 1]
+            t0 = o * n + (b * rows + i - r0) * tw
+            for r in range(4):  # row r of A gY: (p, q); then (p, q) A^T = (p, p + q, p - q, -q)
+                a = 4 * r * plane + t0
+                w0, w1 = m[a:a + tw], m[a + plane:a + plane + tw]
+                w2, w3 = m[a + 2 * plane:a + 2 * plane + tw], m[a + 3 * plane:a + 3 * plane + tw]
+                for j in range(tw):
+                    if r == 0:
+                        p, q = h[0, j], h[1, j]
+                    elif r == 1:
+                        p, q = h[0, j] + h[2, j], h[1, j] + h[3, j]
+                    elif r == 2:
+                        p, q = h[0, j] - h[2, j], h[1, j] - h[3, j]
+                    else:
+                        p, q = -h[2, j], -h[3, j]
+                    w0[j], w1[j], w2[j], w3[j] = p, p + q, p - q, -q
 
 
-def _rows_per_block(ci: int, co: int, th: int, tw: int, nb: int) -> int:
-    """Tile rows per block: V and M (16 x (Ci + Co) floats per tile) within BUDGET."""
-    return max(1, min(th, BUDGET // (16 * (ci + co) * tw * nb * 4)))
+def _rows_per_block(ci: int, co: int, th: int, tw: int, nb: int, budget: int | None = None) -> int:
+    """Tile rows per block: V and M (16 x (Ci + Co) floats per tile) within budget
+    (default BUDGET, read at each call: the tests shrink it)."""
+    return max(1, min(th, (BUDGET if budget is None else budget) // (16 * (ci + co) * tw * nb * 4)))
 
 
-def workspace_bytes(ci: int, co: int, ho: int, wo: int) -> int:
+def _grad_budget(ci: int, co: int) -> int:
+    """weight_grad's budget for V and M: BUDGET, or gU's size if larger. Each block
+    adds its product to gU (16 x Co x Ci, 16 MB for 512 x 512 channels), and its
+    tiles are the product's inner dimension: with few tiles per block, re-reading
+    gU and BLAS's short products cost more than the larger V and M."""
+    return max(BUDGET, 4 * 16 * co * ci)
+
+
+def workspace_bytes(ci: int, co: int, ho: int, wo: int, weight_grad: bool = False) -> int:
     """What conv3x3 allocates for one sample (the padded maps, V and M), its input
-    having ci channels or co (the backward's flipped kernel)."""
+    having ci channels or co (the backward's flipped kernel); weight_grad: what
+    `weight_grad` allocates besides (the padded output gradient, gU and a part)."""
     th, tw = -(-ho // 2), -(-wo // 2)
     rows = _rows_per_block(ci, co, th, tw, 1)
-    return 4 * (max(ci, co) * (2 * th + 2) * (2 * tw + 2) + 16 * (ci + co) * (rows * tw + 16))
+    total = 4 * (max(ci, co) * (2 * th + 2) * (2 * tw + 2) + 16 * (ci + co) * (rows * tw + 16))
+    if weight_grad:
+        rows = _rows_per_block(ci, co, th, tw, 1, _grad_budget(ci, co))
+        total += 4 * (co * 4 * th * tw + 16 * (ci + co) * (rows * tw + 16) + 2 * 16 * co * ci + co * ci * 9)
+    return total
 
 
 def conv3x3(x, u, bias, padding, y) -> None:
     """y (N, Co, Ho, Wo) = the stride-1 3x3 convolution of x (N, Ci, H, W) with the
     transformed kernel u (16, Co, Ci) and bias (Co,), zero padding (ph, pw)."""
-    nb, ci, h, w = x.shape
+    nb, ci = x.shape[:2]
     co, ho, wo = y.shape[1:]
-    ph, pw = padding
     th, tw = -(-ho // 2), -(-wo // 2)
-    # zero-padded maps holding every tile's 4x4 block (one row/column more for odd outputs)
-    xp = np.zeros((nb, ci, 2 * th + 2, 2 * tw + 2), np.float32)
-    hh, ww = min(h, 2 * th + 2 - ph), min(w, 2 * tw + 2 - pw)
-    xp[:, :, ph:ph + hh, pw:pw + ww] = x[:, :, :hh, :ww]
+    xp = _padded_input(x, padding, th, tw)
     rows = _rows_per_block(ci, co, th, tw, nb)
     n_max = nb * rows * tw
     vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
@@ -177,6 +246,72 @@ def conv3x3(x, u, bias, padding, y) -> None:
         _output_transform(mflat, mplane, n, bias, r0, r1, tw, y)
 
 
+def weight_grad(x, gy, padding) -> np.ndarray:
+    """gw (Co, Ci, 3, 3), summed over the batch, of the stride-1 3x3 convolution of
+    x (N, Ci, H, W) with zero padding (ph, pw) whose output gradient is
+    gy (N, Co, Ho, Wo): gU[e] = sum over tiles of gM[e] @ V[e]^T, a block of tile
+    rows at a time as in conv3x3, then gw = G^T gU G."""
+    nb, ci = x.shape[:2]
+    co, ho, wo = gy.shape[1:]
+    th, tw = -(-ho // 2), -(-wo // 2)
+    xp = _padded_input(x, padding, th, tw)
+    gyp = np.zeros((nb, co, 2 * th, 2 * tw), np.float32)  # the cropped outputs' gradient is 0
+    gyp[:, :, :ho, :wo] = gy
+    rows = _rows_per_block(ci, co, th, tw, nb, _grad_budget(ci, co))
+    n_max = nb * rows * tw
+    vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
+    gu = part = None
+    for r0 in range(0, th, rows):
+        r1 = min(th, r0 + rows)
+        n = nb * (r1 - r0) * tw
+        vplane, v = _planes(vflat, ci, n)
+        mplane, m = _planes(mflat, co, n)
+        _input_transform(xp, r0, r1, tw, vflat, vplane, n)
+        _grad_output_transform(gyp, r0, r1, tw, mflat, mplane, n)
+        if gu is None:
+            gu = np.matmul(m, v.transpose(0, 2, 1))  # (16, Co, Ci); BLAS takes V^T as it lies
+        else:
+            part = np.matmul(m, v.transpose(0, 2, 1), out=part)
+            gu += part
+    gw = np.empty((co, ci, 9), np.float32)
+    _adjoint_kernel_transform(gu, gw)
+    return gw.reshape(co, ci, 3, 3)
+
+
+@njit(cache=True, parallel=True)
+def _adjoint_kernel_transform(gu, gw):
+    """gw[o, c] (3x3) = G^T gU[:, o, c] G for gU (16, Co, Ci): the rows of G^T are
+    (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0), (0, 1/2, 1/2, 1). One job per output
+    channel (numpy on whole planes: 13 ms for 512 x 512 channels)."""
+    co, ci = gu.shape[1], gu.shape[2]
+    half = np.float32(0.5)
+    for o in prange(co):
+        t = np.empty((3, 4), np.float32)
+        for c in range(ci):
+            for b in range(4):  # G^T gU, column b
+                s = (gu[4 + b, o, c] + gu[8 + b, o, c]) * half
+                t[0, b] = gu[b, o, c] + s
+                t[1, b] = (gu[4 + b, o, c] - gu[8 + b, o, c]) * half
+                t[2, b] = gu[12 + b, o, c] + s
+            g = gw[o, c]
+            for i in range(3):  # (G^T gU) G, row i
+                s = (t[i, 1] + t[i, 2]) * half
+                g[3 * i] = t[i, 0] + s
+                g[3 * i + 1] = (t[i, 1] - t[i, 2]) * half
+                g[3 * i + 2] = t[i, 3] + s
+
+
+def _padded_input(x, padding, th: int, tw: int) -> np.ndarray:
+    """x (N, Ci, H, W) zero-padded to hold every tile's 4x4 block (one row/column
+    more than the padding for odd outputs; rows beyond the tiles dropped)."""
+    nb, ci, h, w = x.shape
+    ph, pw = padding
+    xp = np.zeros((nb, ci, 2 * th + 2, 2 * tw + 2), np.float32)
+    hh, ww = min(h, 2 * th + 2 - ph), min(w, 2 * tw + 2 - pw)
+    xp[:, :, ph:ph + hh, pw:pw + ww] = x[:, :, :hh, :ww]
+    return xp
+
+
 def _planes(flat, rows: int, n: int):
     """(plane stride, (16, rows, n) view of flat): 16 matrices of rows x n, each
     plane one cache line further than a packed layout: planes a multiple of
@@ -184,3 +319,7 @@ def _planes(flat, rows: int, n: int):
     in the same L1 set, and the transforms ran at a third of their speed."""
     plane = rows * n + 16
     return plane, flat[:16 * plane].reshape(16, plane)[:, :rows * n].reshape(16, rows, n)
+
+
+KERNELS = (_input_transform, _output_transform, _input_row, _output_row, _runs4, _kernel_transform)
+GRAD_KERNELS = (_input_transform, _input_row, _grad_output_transform, _adjoint_kernel_transform)  # weight_grad's
