@@ -425,11 +425,10 @@ class Conv(WindowedLayer):
         # im2col + BLAS (channel-heavy layers): column blocks of at most half the
         # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
         gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
-        wino_grad = 0  # the Winograd weight gradient's buffers besides (backward only)
+        wino_grad = 0  # the Winograd weight gradient's buffers (backward only)
         if conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation)) == "winograd":
             gemm += winograd.workspace_bytes(ci, co, ho, wo)
-            wino_grad = winograd.workspace_bytes(ci, co, ho, wo, weight_grad=True) - winograd.workspace_bytes(
-                ci, co, ho, wo)
+            wino_grad = winograd.weight_grad_bytes(ci, co, ho, wo)
         forward = 4 * (phases * ci * length + kp * co8 + co8) + 8 * (3 * kp + 4 * taps) + gemm
         flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
         backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd

@@ -199,10 +199,9 @@ def _grad_output_transform(gyp, r0, r1, tw, m, plane, n):
                     w0[j], w1[j], w2[j], w3[j] = p, p + q, p - q, -q
 
 
-def _rows_per_block(ci: int, co: int, th: int, tw: int, nb: int, budget: int | None = None) -> int:
-    """Tile rows per block: V and M (16 x (Ci + Co) floats per tile) within budget
-    (default BUDGET, read at each call: the tests shrink it)."""
-    return max(1, min(th, (BUDGET if budget is None else budget) // (16 * (ci + co) * tw * nb * 4)))
+def _rows_per_block(ci: int, co: int, th: int, tw: int, nb: int, budget: int) -> int:
+    """Tile rows per block: V and M (16 x (Ci + Co) floats per tile) within budget."""
+    return max(1, min(th, budget // (16 * (ci + co) * tw * nb * 4)))
 
 
 def _grad_budget(ci: int, co: int) -> int:
@@ -213,37 +212,30 @@ def _grad_budget(ci: int, co: int) -> int:
     return max(BUDGET, 4 * 16 * co * ci)
 
 
-def workspace_bytes(ci: int, co: int, ho: int, wo: int, weight_grad: bool = False) -> int:
+def workspace_bytes(ci: int, co: int, ho: int, wo: int) -> int:
     """What conv3x3 allocates for one sample (the padded maps, V and M), its input
-    having ci channels or co (the backward's flipped kernel); weight_grad: what
-    `weight_grad` allocates besides (the padded output gradient, gU and a part)."""
+    having ci channels or co (the backward's flipped kernel)."""
     th, tw = -(-ho // 2), -(-wo // 2)
-    rows = _rows_per_block(ci, co, th, tw, 1)
-    total = 4 * (max(ci, co) * (2 * th + 2) * (2 * tw + 2) + 16 * (ci + co) * (rows * tw + 16))
-    if weight_grad:
-        rows = _rows_per_block(ci, co, th, tw, 1, _grad_budget(ci, co))
-        total += 4 * (co * 4 * th * tw + 16 * (ci + co) * (rows * tw + 16) + 2 * 16 * co * ci + co * ci * 9)
-    return total
+    rows = _rows_per_block(ci, co, th, tw, 1, BUDGET)
+    return 4 * (max(ci, co) * (2 * th + 2) * (2 * tw + 2) + 16 * (ci + co) * (rows * tw + 16))
+
+
+def weight_grad_bytes(ci: int, co: int, ho: int, wo: int) -> int:
+    """What weight_grad allocates for one sample: the padded maps, the padded
+    output gradient, V and M within its budget, gU and a part, and gw."""
+    th, tw = -(-ho // 2), -(-wo // 2)
+    rows = _rows_per_block(ci, co, th, tw, 1, _grad_budget(ci, co))
+    return 4 * (ci * (2 * th + 2) * (2 * tw + 2) + co * 4 * th * tw + 16 * (ci + co) * (rows * tw + 16)
+                + 2 * 16 * co * ci + co * ci * 9)
 
 
 def conv3x3(x, u, bias, padding, y) -> None:
     """y (N, Co, Ho, Wo) = the stride-1 3x3 convolution of x (N, Ci, H, W) with the
     transformed kernel u (16, Co, Ci) and bias (Co,), zero padding (ph, pw)."""
-    nb, ci = x.shape[:2]
     co, ho, wo = y.shape[1:]
-    th, tw = -(-ho // 2), -(-wo // 2)
-    xp = _padded_input(x, padding, th, tw)
-    rows = _rows_per_block(ci, co, th, tw, nb)
-    n_max = nb * rows * tw
-    vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
-    for r0 in range(0, th, rows):
-        r1 = min(th, r0 + rows)
-        n = nb * (r1 - r0) * tw  # the last block may be shorter: the same buffers, laid out for n
-        vplane, v = _planes(vflat, ci, n)
-        mplane, m = _planes(mflat, co, n)
-        _input_transform(xp, r0, r1, tw, vflat, vplane, n)
+    for r0, r1, n, v, m, mflat, mplane in _blocks(x, co, ho, wo, padding, BUDGET):
         np.matmul(u, v, out=m)
-        _output_transform(mflat, mplane, n, bias, r0, r1, tw, y)
+        _output_transform(mflat, mplane, n, bias, r0, r1, -(-wo // 2), y)
 
 
 def weight_grad(x, gy, padding) -> np.ndarray:
@@ -254,19 +246,10 @@ def weight_grad(x, gy, padding) -> np.ndarray:
     nb, ci = x.shape[:2]
     co, ho, wo = gy.shape[1:]
     th, tw = -(-ho // 2), -(-wo // 2)
-    xp = _padded_input(x, padding, th, tw)
     gyp = np.zeros((nb, co, 2 * th, 2 * tw), np.float32)  # the cropped outputs' gradient is 0
     gyp[:, :, :ho, :wo] = gy
-    rows = _rows_per_block(ci, co, th, tw, nb, _grad_budget(ci, co))
-    n_max = nb * rows * tw
-    vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
     gu = part = None
-    for r0 in range(0, th, rows):
-        r1 = min(th, r0 + rows)
-        n = nb * (r1 - r0) * tw
-        vplane, v = _planes(vflat, ci, n)
-        mplane, m = _planes(mflat, co, n)
-        _input_transform(xp, r0, r1, tw, vflat, vplane, n)
+    for r0, r1, n, v, m, mflat, mplane in _blocks(x, co, ho, wo, padding, _grad_budget(ci, co)):
         _grad_output_transform(gyp, r0, r1, tw, mflat, mplane, n)
         if gu is None:
             gu = np.matmul(m, v.transpose(0, 2, 1))  # (16, Co, Ci); BLAS takes V^T as it lies
@@ -276,6 +259,26 @@ def weight_grad(x, gy, padding) -> np.ndarray:
     gw = np.empty((co, ci, 9), np.float32)
     _adjoint_kernel_transform(gu, gw)
     return gw.reshape(co, ci, 3, 3)
+
+
+def _blocks(x, co: int, ho: int, wo: int, padding, budget: int):
+    """The tiles of an (Ho, Wo) output of x (N, Ci, H, W), a block of tile rows at a
+    time within `budget`: yields (r0, r1, n, V, M, M's flat buffer, its plane stride)
+    with V (16, Ci, n) already transformed and M (16, Co, n) to be filled. The
+    buffers are the same for every block (the last one laid out for its shorter n)."""
+    nb, ci = x.shape[:2]
+    th, tw = -(-ho // 2), -(-wo // 2)
+    xp = _padded_input(x, padding, th, tw)
+    rows = _rows_per_block(ci, co, th, tw, nb, budget)
+    n_max = nb * rows * tw
+    vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
+    for r0 in range(0, th, rows):
+        r1 = min(th, r0 + rows)
+        n = nb * (r1 - r0) * tw
+        vplane, v = _planes(vflat, ci, n)
+        mplane, m = _planes(mflat, co, n)
+        _input_transform(xp, r0, r1, tw, vflat, vplane, n)
+        yield r0, r1, n, v, m, mflat, mplane
 
 
 @njit(cache=True, parallel=True)
