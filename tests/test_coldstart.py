@@ -3,6 +3,7 @@ kernels) and the background-compile bookkeeping (with a fake process, no timing)
 
 import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -314,3 +315,26 @@ def test_background_processes_report_every_kernel(tmp_path):
               dense._linear):
         assert coldstart.kernel_name(k) in names
     assert any(".grad." in n for n in names)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: warm-ups are not serialised there")
+def test_a_second_warm_up_of_a_group_waits_for_the_first():
+    """Warm-ups of one group on one kernel cache run one at a time: while another
+    process holds the group's lock (here this one), a new warm-up says it is waiting
+    and compiles nothing; once the lock is free it runs every step."""
+    import os
+    import subprocess
+
+    import cnnplay
+    from cnnplay.core.kernels import warmup
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cnnplay.__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    with warmup.exclusive(["other"]):
+        p = subprocess.Popen([sys.executable, "-m", "cnnplay.core.kernels.warmup", "other"], env=env,
+                             stdout=subprocess.PIPE, text=True)
+        first, second = p.stdout.readline().split(), p.stdout.readline().split()
+        assert first[0] == "steps" and second == ["waiting"]
+        assert p.poll() is None  # still waiting: it cannot take the lock before we let go
+    rest = p.stdout.read().split("\n")
+    assert p.wait(600) == 0
+    assert sum(line == "step" for line in rest) == int(first[1])

@@ -7,12 +7,19 @@ field), then batches with parameter gradients (training). It reports on
 stdout, one line each: `steps N`, then per step `step` and `ready NAME ...`
 (every kernel compiled so far). The tests warm up with `warm_up()` too.
 
+One warm-up per group and kernel cache at a time (`exclusive`): a process
+whose app quit goes on filling the cache, so starting the app again (or
+several at once) would otherwise compile the same kernels in several
+processes side by side, each slowing the others and the app. A later one
+reports `waiting`, waits for the lock and then loads what the first stored.
+
 Running whole layers (not single kernels) keeps this in step with whatever
 kernels the layers use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -122,11 +129,33 @@ def main(argv: list[str]) -> int:
     todo = [s for g in argv for s in steps(g)]
     say = _Reporter()
     say("steps", len(todo))
-    for s in todo:
-        s()
-        say("step")
-        say("ready", " ".join(compiled_kernels()))
+    with exclusive(argv, on_wait=lambda: say("waiting")):
+        for s in todo:
+            s()
+            say("step")
+            say("ready", " ".join(compiled_kernels()))
     return 0
+
+
+@contextlib.contextmanager
+def exclusive(groups, on_wait=lambda: None):
+    """Hold the warm-up lock of these groups in this kernel cache (a file lock, let
+    go when the process ends however it ends); if another process holds it, call
+    on_wait() and wait for it. No lock where the platform has no flock (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"cnnplay-warmup-{'-'.join(groups)}.lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 class _Reporter:
