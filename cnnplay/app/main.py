@@ -17,6 +17,9 @@ from . import paths
 
 log = logging.getLogger("cnnplay")
 GIL_SWITCH_SECONDS = 0.001  # see create_window
+# The numpy path takes 0.1-0.3 ms per million mult-adds on a 2-vCPU VM (2-4x the numba
+# kernels): up to this many, a first pass on it ends before the kernels would have loaded.
+DEFER_LOADING_MACS = 2_000_000_000
 
 
 def setup_logging() -> None:
@@ -88,6 +91,7 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     from .examples import default_session
     from .input_panel import load_input
     from .window import MainWindow, kernels_compiling
+    from PySide6.QtCore import QTimer
 
     from .autosave import Restored
     from .gui_gc import collect_on_gui_thread
@@ -99,7 +103,8 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
     import_before_threads()
     restored = Restored(session) if session is not None else restore(load_input=load_input)
     session = restored.session if restored.session is not None else default_session()
-    from ..core.kernels import coldstart
+    from ..core.kernels import coldstart, loader
+    defer_kernel_loading(session)  # before the first forward pass asks for them
     coldstart.prepare()  # an empty kernel cache: compile in the background (threads start after the imports)
     first_start = not synchronous and kernels_compiling()
     worker = ComputeWorker(synchronous=synchronous)
@@ -116,7 +121,27 @@ def create_window(synchronous: bool = False, restore_layout: bool = False, sessi
         window.restore_layout()
     if restored.session is None:
         autosaver.save_now()  # the first start's session is saved at once
+    # The first event-loop turn comes after show(): from then on, once the first maps
+    # are painted, the cached kernels load (a no-op unless deferred above).
+    QTimer.singleShot(0, controller, lambda: controller.when_shown(loader.release))
     return window
+
+
+def defer_kernel_loading(session) -> bool:
+    """The first maps on the numpy path, the cached numba kernels loaded after them
+    (core/kernels/loader.py), unless the network is so big that numpy would take longer
+    than loading them. True if deferred."""
+    from ..core.kernels import coldstart, loader
+    if coldstart.mode() != "auto":
+        return False
+    try:
+        macs = sum(session.network.macs)
+    except Exception:  # noqa: BLE001 (a network that does not compute: nothing to lose)
+        macs = 0
+    if macs > DEFER_LOADING_MACS:
+        return False
+    loader.defer()
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 With an empty kernel cache (a first start, a new numba version, an edited
 kernel) compiling every kernel takes 10-30 s. Instead of waiting, a wrapper
 asks `ready(kernel)`: a kernel is ready when it is compiled in this process
-or stored in the on-disk cache (loading takes milliseconds). If it is not,
+or stored in the on-disk cache (loading takes milliseconds once numba's target
+is set up; the app defers that past its first maps, see loader.py). If it is not,
 the first such question starts `warmup` in two background processes (each
 compiles part of the kernels into the shared cache, forward kernels first,
 then backward) and the wrapper computes with `numpy_path` this time. As each
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from . import loader
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,8 @@ def ready(*kernels) -> bool:
         return True
     if _mode == "numpy":
         return False
-    for k in kernels:
-        if k.overloads or _ready(k):
-            continue
-        return False
-    return True
+    # All of them asked (no early return): while loading is deferred, each is queued.
+    return all([k.overloads or _ready(k) for k in kernels])
 
 
 def _ready(kernel) -> bool:
@@ -90,7 +90,7 @@ def _ready(kernel) -> bool:
     if cached is None:
         cached = _on_disk[name] = _in_disk_cache(kernel)
     if cached:
-        return True
+        return not loader.wanted(kernel, name)  # the app's start: loaded after the first maps
     start()
     return name in _done or _state == "failed"
 
@@ -217,7 +217,7 @@ def seconds() -> float | None:
 def prepare() -> bool:
     """Start the background compile now if the forward kernels are not in the cache
     (the app calls this on the GUI thread, before its other threads start). True when
-    they are all ready."""
+    they are all ready (while loading is deferred, cached ones are queued: False)."""
     from . import conv, dense, norm, pointwise, pool
     return ready(conv._make_source, conv._direct, pool._pool, pool._pool_tiles, pointwise._affine_leaky,
                  norm._layernorm, dense._linear)

@@ -37,7 +37,7 @@ import time
 import weakref
 from collections import OrderedDict
 
-from . import coldstart
+from . import coldstart, loader
 
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
 _depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
@@ -211,8 +211,9 @@ def _use_threads(n: int) -> None:
 
 
 def _numpy_meanwhile() -> bool:
-    """First start: calls may run on the numpy path; their times say nothing."""
-    return coldstart.compiling() or coldstart.mode() == "numpy"
+    """First start, or a start before the cached kernels are loaded: calls may run on
+    the numpy path; their times say nothing."""
+    return coldstart.compiling() or coldstart.mode() == "numpy" or loader.deferring()
 
 
 # -- the thread count: measured, per kernel and shape ----------------------------------------
