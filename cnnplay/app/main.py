@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     install_excepthook()
     from .palette import layer_icon
     app.setWindowIcon(QIcon(layer_icon("conv2d")))
+    from .splash import make_splash, show_splash
     splash = make_splash("Starting...")
-    splash.show()
-    app.processEvents()
+    show_splash(splash)
     window = create_window(restore_layout=True)
     install_excepthook(window)
     for arg in argv[1:]:
@@ -180,38 +180,6 @@ def open_from_command_line(window, arg: str) -> bool:
         window.show_message(f"{arg}: could not be opened ({type(e).__name__}: {e}). The app keeps running; "
                             f"details are in {paths.log_path()}.", "error")
         return False
-
-
-def make_splash(text: str):
-    """A small start-up card, shown at once so that the screen is never blank."""
-    from PySide6.QtCore import QRectF, Qt
-    from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
-    from PySide6.QtWidgets import QSplashScreen
-
-    from .palette import _icon_pixmap
-    pix = QPixmap(460, 200)
-    pix.fill(QColor("#f7f8fa"))
-    p = QPainter(pix)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setPen(QColor("#c9ced6"))
-    p.drawRect(0, 0, 459, 199)
-    for k, name in enumerate(("conv2d", "batchnorm", "relu", "maxpool2d", "linear")):
-        p.drawPixmap(28 + k * 40, 28, _icon_pixmap(name, 32))
-    p.setPen(QColor("#1f2937"))
-    f = QFont()
-    f.setPointSize(20)
-    f.setBold(True)
-    p.setFont(f)
-    p.drawText(QRectF(28, 76, 400, 40), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, "cnnplay")
-    f.setPointSize(10)
-    f.setBold(False)
-    p.setFont(f)
-    p.setPen(QColor("#4b5563"))
-    p.drawText(QRectF(28, 116, 410, 24), Qt.AlignmentFlag.AlignLeft, "A playground for convolutional networks")
-    p.setPen(QColor("#2e6da4"))
-    p.drawText(QRectF(28, 150, 410, 24), Qt.AlignmentFlag.AlignLeft, text)
-    p.end()
-    return QSplashScreen(pix)
 
 
 if __name__ == "__main__":
