@@ -167,7 +167,40 @@ def main(argv: list[str] | None = None) -> int:
             open_from_command_line(window, arg)
     window.show()
     splash.finish(window)
-    return app.exec()
+    code = app.exec()
+    end_process(window, code)
+    return code  # (not reached)
+
+
+def end_process(window, code: int) -> None:
+    """End the process once the app's work is on disk, without the interpreter's teardown.
+
+    Closing the window saved what matters (closeEvent: the autosave, written and
+    waited for, and the settings). The teardown after that took 0.4-0.6 s: clearing
+    ~170,000 objects module by module with full collections in between. So: the
+    window closed (if the event loop ended otherwise), what a normal exit runs first
+    (non-daemon threads joined, the atexit handlers: log files flushed, training runs
+    stopped and joined), the standard streams flushed, then os._exit. The daemon
+    threads left (compute worker, autosave writer, kernel loader) would have been
+    stopped mid-work by a normal exit as well."""
+    import atexit
+    import os
+    try:
+        if window is not None and window.isVisible():
+            window.close()  # app.quit() without a close: save as a close does
+    except RuntimeError:  # its C++ object is gone: it was closed
+        pass
+    me = threading.current_thread()
+    for t in threading.enumerate():
+        if t is not me and not t.daemon:
+            t.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 (a closed or broken stream: nothing to keep)
+            pass
+    os._exit(code)
 
 
 def open_from_command_line(window, arg: str) -> bool:
