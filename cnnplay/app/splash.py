@@ -29,7 +29,9 @@ class Splash(QWidget):
             self.move(screen.geometry().center() - self.rect().center())
 
     def paintEvent(self, event) -> None:
-        QPainter(self).drawPixmap(0, 0, self.pixmap)
+        p = QPainter(self)
+        p.drawPixmap(0, 0, self.pixmap)
+        p.end()
         self.painted = True
 
     def finish(self, window) -> None:
