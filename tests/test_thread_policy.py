@@ -196,3 +196,48 @@ def test_a_probe_does_not_count_the_call_that_wakes_the_idle_threads():
         used.append(n)
         last = n
     assert used == [2] * 6 and p.choice("k") == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, threads):
+    # A channel-heavy 3x3 layer spends most of its time in numpy's matmul (OpenBLAS):
+    # when the policy picks one thread (a busy machine), BLAS must run on one too.
+    from cnnplay.core.kernels import blas, conv, winograd
+    if not blas.available():
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 threads")
+    monkeypatch.setattr(launch, "_numpy_meanwhile", lambda: False)
+    x = np.random.default_rng(0).standard_normal((1, 64, 8, 8)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
+    conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd")  # compiled / loaded before the patch
+
+    class Fixed:
+        def choose(self, key):
+            return threads
+
+        def record(self, key, n, seconds):
+            pass
+
+    class CountingNumpy:  # winograd's numpy, whose matmul notes BLAS's thread count
+        def __init__(self):
+            self.seen = []
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def matmul(self, *args, **kwargs):
+            self.seen.append(blas.threads())
+            return np.matmul(*args, **kwargs)
+
+    other = 3 - threads
+    launch._use_threads(other)  # BLAS on the other count before the call
+    assert blas.threads() == other
+    counting = CountingNumpy()
+    monkeypatch.setattr(launch, "POLICY", Fixed())
+    monkeypatch.setattr(winograd, "np", counting)
+    conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd")
+    assert counting.seen and set(counting.seen) == {threads}
+    monkeypatch.undo()
+    launch._use_threads(numba.config.NUMBA_NUM_THREADS)
+    assert blas.threads() == numba.config.NUMBA_NUM_THREADS

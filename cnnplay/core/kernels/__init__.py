@@ -20,6 +20,7 @@ runnable: a conv layer after a GEMM layer ran at half speed (the direct kernel a
 46-56 GFLOP/s instead of 94-112 on 64-512 channels). OPENBLAS_THREAD_TIMEOUT=12
 (2^12 cycles) is set in cnnplay/__init__.py, before numpy loads OpenBLAS (unless
 already set; numpy imported before cnnplay keeps OpenBLAS's default).
+Both pools run on the thread count the launch policy chose (launch.py, blas.py).
 
 The compiled-kernel cache lives in the platform's cache folder (set here, before
 numba is first imported, unless NUMBA_CACHE_DIR is already set), so caching

@@ -37,7 +37,7 @@ import time
 import weakref
 from collections import OrderedDict
 
-from . import coldstart, loader
+from . import blas, coldstart, loader
 
 _LOCK = threading.RLock()  # re-entrant: a wrapper may call another wrapper
 _depth = 0  # wrappers running inside the lock (only the outermost one chooses threads)
@@ -204,10 +204,13 @@ def _shapes(args) -> tuple:
 
 
 def _use_threads(n: int) -> None:
+    """numba's threads and numpy's BLAS both on the chosen count (a Winograd or GEMM
+    layer's time is mostly its matmuls: their count must follow the policy too)."""
     if getattr(_local, "threads", None) != n:  # per calling thread, like numba's (only we set it)
         import numba
         numba.set_num_threads(n)
         _local.threads = n
+    blas.set_threads(n)  # process-wide; we are under _LOCK
 
 
 def _numpy_meanwhile() -> bool:

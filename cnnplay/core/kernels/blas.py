@@ -1,0 +1,95 @@
+"""The thread count of numpy's BLAS, set like numba's: the launch policy's choice.
+
+Channel-heavy convolutions multiply through numpy's matmul (OpenBLAS). The launch
+policy (launch.ThreadPolicy) measures each kernel on all threads and on one and
+picks the faster; without this module only numba's count followed that choice,
+and OpenBLAS went on running on every core. With the other core busy, a 64-channel
+Winograd layer's 16 products then took 11-13 ms per call (single calls 100-130 ms:
+a BLAS thread waiting for its core) against 7.7-8.0 ms on one thread.
+
+OpenBLAS's thread count is process-wide, not per thread as numba's is; it is set
+only under launch's lock, where one thread launches at a time. numpy's wheels ship
+OpenBLAS with prefixed, 64-bit-integer symbols (scipy_openblas_*64_); older or
+distribution builds export the plain names. The library is found among those the
+process has loaded (after numpy), so no second copy is opened. Where none is found
+(another BLAS, e.g. MKL or Accelerate), `set_threads` does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_", "openblas_set_num_threads")
+_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+            "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+_lock = threading.Lock()
+_found = None  # (setter, getter) once looked up; (None, None) when there is no OpenBLAS
+_current = None  # the count last set here
+
+
+def _loaded_libraries() -> list[str]:
+    """Paths of the shared libraries this process has mapped whose name says openblas."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(" ", 5)[-1].strip()
+                if "openblas" in path.lower() and path not in paths:
+                    paths.append(path)
+    except OSError:  # not Linux: look beside numpy instead
+        import glob
+        import os
+
+        import numpy
+        root = os.path.dirname(os.path.dirname(numpy.__file__))
+        for folder in ("numpy.libs", os.path.join("numpy", ".dylibs"), "numpy"):
+            paths += glob.glob(os.path.join(root, folder, "*openblas*"))
+    return paths
+
+
+def _lookup():
+    global _found
+    if _found is None:
+        import numpy  # noqa: F401  (loads OpenBLAS first)
+
+        setter = getter = None
+        for path in _loaded_libraries():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            setter = next((getattr(lib, n) for n in _SETTERS if hasattr(lib, n)), None)
+            getter = next((getattr(lib, n) for n in _GETTERS if hasattr(lib, n)), None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                getter.argtypes, getter.restype = [], ctypes.c_int
+                break
+            setter = getter = None
+        _found = (setter, getter)
+    return _found
+
+
+def available() -> bool:
+    """Whether numpy's BLAS is an OpenBLAS whose thread count can be set."""
+    return _lookup()[0] is not None
+
+
+def threads() -> int | None:
+    """OpenBLAS's thread count now (None without OpenBLAS)."""
+    getter = _lookup()[1]
+    return None if getter is None else int(getter())
+
+
+def set_threads(n: int) -> None:
+    """Let numpy's matmul use `n` threads (a no-op if it already does, or without OpenBLAS)."""
+    global _current
+    if n == _current:
+        return
+    with _lock:
+        setter = _lookup()[0]
+        if setter is not None:
+            setter(int(n))
+        _current = n
