@@ -264,33 +264,38 @@ def test_both_conv_algorithms(algo, n, ci, co, k, s, p, d, hw, bias, seed):
 
 
 def test_the_chooser_sends_channel_heavy_layers_to_blas():
-    """The chooser: channel-heavy 3x3 layers with stride 1 run as Winograd, other
+    """The chooser: channel-heavy 3x3 layers with stride 1 run as Winograd (F(4x4) up
+    to 128 channels, F(2x2) beyond), other
     channel-heavy ones (1x1, stride 2, 5x5) as GEMM, few channels on the direct
     kernel (allow_winograd=False: the weight gradient's choice while Winograd's
     gradient kernels are still compiling); all give the reference values."""
     from cnnplay.core.kernels import conv
     rng = np.random.default_rng(7)
-    for ci, co, k, s, pad, want in ((64, 64, 3, 1, 1, "winograd"), (70, 65, 3, 1, 0, "winograd"),
+    for ci, co, k, s, pad, want in ((64, 64, 3, 1, 1, "winograd4"), (70, 65, 3, 1, 0, "winograd4"),
+                                    (128, 128, 3, 1, 1, "winograd4"), (129, 64, 3, 1, 1, "winograd"),
+                                    (64, 160, 3, 1, 0, "winograd"),
                                     (128, 96, 1, 1, 0, "gemm"), (64, 64, 3, 2, 1, "gemm"),
                                     (64, 64, 5, 1, 2, "gemm"), (3, 16, 3, 1, 1, "direct"),
                                     (16, 32, 3, 1, 1, "direct")):
         plan = conv._plan(ci, 9, 8, k, k, (s, s), (pad, pad), (1, 1))
         assert conv.choose(plan, co, 2) == want
-        assert conv.choose(plan, co, 2, allow_winograd=False) == ("gemm" if want == "winograd" else want)
+        assert conv.choose(plan, co, 2, allow_winograd=False) == ("gemm" if "winograd" in want else want)
         x, w, b = rand(rng, (2, ci, 9, 8)), rand(rng, (co, ci, k, k)) * 0.1, rand(rng, (co,))
         cfg = {"kernel_size": (k, k), "stride": (s, s), "padding": (pad, pad), "dilation": (1, 1)}
         y = conv.conv2d_batch(x, w, b, s, pad, 1, version=("test", ci, co, k, s))
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 10), st.lists(st.integers(0, 2), min_size=2, max_size=2),
-       st.lists(st.integers(1, 9), min_size=2, max_size=2), st.booleans(), st.booleans(), st.integers(0, 2**31 - 1))
-def test_winograd(n, ci, co, p, hw, bias, tiny_blocks, seed):
-    """Winograd F(2x2, 3x3), forced, on any 3x3 stride-1 geometry (odd and even
-    outputs, padding 0-2, a budget of one tile row or the default): the forward
-    pass, the weight gradient and, through the backward pass's stride-1 input
-    gradient, the flipped kernel, against the references."""
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["winograd", "winograd4"]), st.integers(1, 3), st.integers(1, 12), st.integers(1, 10),
+       st.lists(st.integers(0, 2), min_size=2, max_size=2), st.lists(st.integers(1, 11), min_size=2, max_size=2),
+       st.booleans(), st.booleans(), st.integers(0, 2**31 - 1))
+def test_winograd(scheme, n, ci, co, p, hw, bias, tiny_blocks, seed):
+    """Winograd F(2x2, 3x3) and F(4x4, 3x3), forced, on any 3x3 stride-1 geometry
+    (outputs of every size modulo the tile, padding 0-2, a budget of one tile row
+    or the default): the forward pass, the weight gradient and, through the
+    backward pass's stride-1 input gradient, the flipped kernel, against the
+    references."""
     from cnnplay.core.kernels import conv, grad, winograd
     assume(all(m + 2 * pp >= 3 for m, pp in zip(hw, p)))
     rng = np.random.default_rng(seed)
@@ -301,10 +306,10 @@ def test_winograd(n, ci, co, p, hw, bias, tiny_blocks, seed):
     budget = winograd.BUDGET
     try:
         winograd.BUDGET = 1 if tiny_blocks else budget
-        y = conv.conv2d_batch(x, w, b, 1, p, 1, algorithm="winograd")
+        y = conv.conv2d_batch(x, w, b, 1, p, 1, algorithm=scheme)
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], params) for i in range(n)]))
         gy = rand(rng, y.shape)
-        gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, p, 1, algorithm="winograd")
+        gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, p, 1, algorithm=scheme)
     finally:
         winograd.BUDGET = budget
     # the parameter gradients: every output's gradient times the input under each tap
@@ -329,8 +334,9 @@ def test_winograd(n, ci, co, p, hw, bias, tiny_blocks, seed):
 def test_winograd_takes_only_3x3_stride_1():
     from cnnplay.core.kernels import conv
     x, w = np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32)
-    with pytest.raises(ValueError, match="Winograd"):
-        conv.conv2d_batch(x, w, None, 2, 1, 1, algorithm="winograd")
+    for scheme in ("winograd", "winograd4"):
+        with pytest.raises(ValueError, match="Winograd"):
+            conv.conv2d_batch(x, w, None, 2, 1, 1, algorithm=scheme)
 
 
 def test_packed_weights_follow_the_parameter_version():

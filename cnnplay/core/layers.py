@@ -426,8 +426,9 @@ class Conv(WindowedLayer):
         # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
         gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
         wino_grad = 0  # the Winograd weight gradient's buffers (backward only)
-        if conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation)) == "winograd":
-            gemm += winograd.workspace_bytes(ci, co, ho, wo)
+        scheme = winograd.SCHEMES.get(conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation)))
+        if scheme is not None:  # the forward and input gradient in its scheme, the weight gradient in F(2x2)
+            gemm += winograd.workspace_bytes(ci, co, ho, wo, scheme)
             wino_grad = winograd.weight_grad_bytes(ci, co, ho, wo)
         forward = 4 * (phases * ci * length + kp * co8 + co8) + 8 * (3 * kp + 4 * taps) + gemm
         flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))

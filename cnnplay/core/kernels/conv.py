@@ -38,9 +38,13 @@ the batched path and the backward's stride-1 input gradient all ask it):
   input channels (`column_blocks`), so peak memory stays about the maps. 1x1
   convolutions with stride 1 and no padding skip im2col: the input is its own
   column matrix.
-- "winograd": 64+ input and output channels, 3x3, stride 1, no dilation:
-  Winograd F(2x2, 3x3), 2.25x fewer multiply-adds (winograd.py); the
-  training engine's weight and input gradients of such layers too.
+- "winograd4" / "winograd": 64+ input and output channels, 3x3, stride 1, no
+  dilation: Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
+  multiply-adds; with 64-128 channels the products are short for BLAS and the
+  transforms' memory traffic dominates, which F(4x4) cuts per output), F(2x2,
+  3x3) beyond (2.25x fewer, more exact; long products, where its cheaper
+  transforms win), winograd.py; the training engine's input gradient of such
+  layers follows the forward's scheme, its weight gradient runs in F(2x2).
 
 Weights are packed (transposed, padded / reshaped) once per parameter version
 (`cached`: the network passes its version with the parameters), not per call.
@@ -357,8 +361,8 @@ def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None
 def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None,
                  algorithm=None, remember_source=True) -> np.ndarray:
     """PyTorch Conv2d on a batch: x (N, Ci, H, W) -> (N, Co, Ho, Wo).
-    algorithm: None (chosen per layer shape, see `choose`), "direct", "gemm" or "winograd"
-    (3x3, stride 1, no dilation).
+    algorithm: None (chosen per layer shape, see `choose`), "direct", "gemm", "winograd"
+    or "winograd4" (3x3, stride 1, no dilation).
     remember_source: inside `reuse_sources()`, keep x's source for the weight gradient."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
@@ -376,17 +380,18 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         if b is not None:
             y += bias[:co, None, None]
         return y
-    if algo == "winograd" and not plan.winograd:
+    scheme = winograd.SCHEMES.get(algo)
+    if scheme is not None and not plan.winograd:
         raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation, not {kh}x{kw}, "
                          f"stride {stride}, dilation {dilation}")
     make_source = sized(_make_source, plan.phases * ci * nb * plan.length, 1 << 19)
-    needs = {"gemm": (_gather, _store_all), "winograd": winograd.KERNELS}.get(algo, (_direct,))
+    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_all)}.get(algo, (_direct,))
     if not ready(make_source, *needs):
         for i in range(nb):  # still compiling (first start): numpy meanwhile
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
         return y
-    if algo == "winograd":
-        u, bias = cached(version, "winograd", lambda: (winograd.kernel_transform(w), _bias(b, co)))
+    if scheme is not None:
+        u, bias = cached(version, algo, lambda: (winograd.kernel_transform(w, scheme=scheme), _bias(b, co)))
         winograd.conv3x3(x, u, bias, padding, y)
         return y
     src = _source(x, plan, stride, padding, remember=remember_source)
@@ -500,15 +505,18 @@ CHANNEL_HEAVY = 64  # input and output channels from which a layer goes to BLAS
 
 
 def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
-    """"winograd", "gemm" (im2col + BLAS) or "direct" for one layer shape. The
-    direct kernel wins with few channels (its 4 x 3 register block is full and
-    it needs no column buffer); channel-heavy layers go to BLAS, where a packed,
-    cache-blocked micro-kernel runs near peak: 3x3 ones with stride 1 (most of
-    VGG- and ResNet-like models) as Winograd F(2x2, 3x3), 2.25x fewer
-    multiply-adds (allow_winograd=False: not offered; the weight gradient's choice
+    """"winograd4", "winograd", "gemm" (im2col + BLAS) or "direct" for one layer
+    shape. The direct kernel wins with few channels (its 4 x 3 register block is
+    full and it needs no column buffer); channel-heavy layers go to BLAS, where a
+    packed, cache-blocked micro-kernel runs near peak: 3x3 ones with stride 1 (most
+    of VGG- and ResNet-like models) as Winograd F(4x4, 3x3) or F(2x2, 3x3) (see
+    choose_shape; allow_winograd=False: not offered; the weight gradient's choice
     while Winograd's gradient kernels are still compiling),
     the others as im2col + one product (1x1 convs need no copy at all)."""
     return choose_shape(plan.k // plan.ntap, co, plan.winograd and allow_winograd)
+
+
+WINOGRAD4_MAX = 128  # channels (in and out) up to which a Winograd layer takes F(4x4)
 
 
 def choose_shape(ci: int, co: int, winograd: bool) -> str:
@@ -516,7 +524,9 @@ def choose_shape(ci: int, co: int, winograd: bool) -> str:
     (winograd_geometry): also what the memory rule (layers.py) asks."""
     if ci < CHANNEL_HEAVY or co < CHANNEL_HEAVY:
         return "direct"
-    return "winograd" if winograd else "gemm"
+    if not winograd:
+        return "gemm"
+    return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
 
 
 _PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first

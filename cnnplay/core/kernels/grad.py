@@ -37,8 +37,9 @@ channels), and the phase images are stitched back into the input's layout.
 At stride 1 with 8+ input channels the input gradient is instead the forward
 convolution (conv.py) of gy with the flipped, transposed kernel. Where the
 forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
-the weight gradient in the transformed domain (winograd.weight_grad), the
-input gradient with the flipped kernel's transform taken straight from w.
+the weight gradient in the transformed domain (winograd.weight_grad, F(2x2)),
+the input gradient in the forward's scheme with the flipped kernel's transform
+taken straight from w.
 """
 
 from __future__ import annotations
@@ -347,7 +348,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     gw (Co, Ci, kh, kw), gb (Co,). param_grads=False: gw and gb are None and x
     is only read for its shape; input_grad=False: gx is None (a first layer).
     version: the layer's parameter version (packed weights are kept per version).
-    algorithm: None (chosen per layer shape) or "direct" / "gemm" / "winograd", for tests.
+    algorithm: None (chosen per layer shape) or "direct" / "gemm" / "winograd" / "winograd4", for tests.
     """
     from . import conv
     x = _f32(x, "conv2d_backward: x", 4)
@@ -373,9 +374,15 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     n_total = (nb - 1) * length + plan.n
     rowlen = maxoff + nb * length
 
-    # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py)
-    wino = plan.winograd and (algorithm or conv.choose(plan, co, nb)) == "winograd"
-    wino_gw = wino and ready(*winograd.GRAD_KERNELS)
+    # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py).
+    # The input gradient in the forward's scheme; the weight gradient in F(2x2) unless
+    # a test asks for F(4x4): F(4x4)'s took 1.0-1.5x F(2x2)'s time on 64-128 channel
+    # layers (its 36 products gU[e] are as long, the tiles their inner dimension, and
+    # fewer tiles gain little) and rounds 5-10x coarser.
+    scheme = winograd.SCHEMES.get(algorithm or conv.choose(plan, co, nb)) if plan.winograd else None
+    wino = scheme is not None
+    gw_scheme = scheme if algorithm == winograd.F4.name else winograd.F2
+    wino_gw = wino and ready(*gw_scheme.grad_kernels)
     stride1_gx = sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
 
     gx = gw = gb = None
@@ -386,11 +393,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if param_grads:
         gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
     if wino_gw and param_grads:
-        gw = winograd.weight_grad(x, gy, (ph, pw))
+        gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme)
     elif param_grads:
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
-        algo = conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, "winograd") else algorithm
+        algo = conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES) else algorithm
         gw = np.empty((co, plan.k), np.float32)
         if algo == "gemm":
             _grad_weight_gemm(gpad, maxoff, src, off, n_total, plan.ntap, conv.gemm_budget(gy.nbytes), gw)
@@ -406,8 +413,9 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         # stride 1, enough input channels: the input gradient is a forward
         # convolution of gy with the flipped, transposed kernel (the forward's
         # algorithm choice applies)
-        if wino and ready(*winograd.KERNELS):  # its transform straight from w, no flipped copy
-            u = conv.cached(version, "winograd-flipped", lambda: (winograd.kernel_transform(w, flip=True),))[0]
+        if wino and ready(*scheme.kernels):  # its transform straight from w, no flipped copy
+            u = conv.cached(version, f"{scheme.name}-flipped",
+                            lambda: (winograd.kernel_transform(w, flip=True, scheme=scheme),))[0]
             gx = np.empty_like(x)
             winograd.conv3x3(gy, u, np.zeros(ci, np.float32), (2 - ph, 2 - pw), gx)
             return gx, gw, gb

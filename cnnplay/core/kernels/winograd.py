@@ -1,4 +1,8 @@
-"""Winograd F(2x2, 3x3): 3x3 convolutions with stride 1 and many channels.
+"""Winograd convolution: 3x3 convolutions with stride 1 and many channels.
+
+Two schemes (`Scheme`, `SCHEMES`), one mechanism: F(2x2, 3x3), described here,
+and F(4x4, 3x3) (winograd4.py: 4x4 output tiles from 6x6 inputs, 36 products,
+4x fewer multiply-adds, less exact). conv.choose_shape picks one per layer.
 
 Each 2x2 block of outputs (a tile) comes from a 4x4 block of the zero-padded
 input. In the transformed domain the 3x3 kernel becomes 4x4 and the 9
@@ -13,7 +17,7 @@ fewer), as 16 independent matrix products:
 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015.)
 The transforms only add and halve, so in float32 the results stay within a
 few 1e-7 of the direct sum (the tests hold them to the float64 reference).
-The transforms are parallel numba kernels, the 16 products one batched
+The transforms are parallel numba kernels, the 16 (36) products one batched
 numpy matmul (BLAS). The tiles are taken a block of tile rows at a time, so
 that V and M together stay within BUDGET (8 MB, the cap of the GEMM path's
 column buffer) whatever the map size.
@@ -28,26 +32,33 @@ forward pass is linear in U, so with gY a tile's 2x2 output gradient
 again 2.25x fewer multiply-adds than im2col + one product. The input
 gradient is the forward convolution of the flipped kernel, whose transform
 is the forward's with rows and columns 0 and 3 swapped (G J = P G, J the
-reversal, P that swap) and the channels transposed (`kernel_transform(flip=True)`).
+reversal, P that swap) and the channels transposed (`kernel_transform(flip=True)`;
+F(4x4)'s G has no such symmetry: it transforms the turned kernel as it reads it).
 """
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 from numba import njit, prange
+
+from . import winograd4
 
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
 
 
-def kernel_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
+def kernel_transform(w: np.ndarray, flip: bool = False, scheme: "Scheme | None" = None) -> np.ndarray:
     """U (16, Co, Ci) float32 from 3x3 weights w (Co, Ci, 3, 3): U[4a+b] = (G w G^T)[a, b],
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]; flip=True: the
-    transform (16, Ci, Co) of the flipped, transposed kernel the input gradient
-    convolves with. Once per parameter version, which in training is every step."""
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] (scheme F2, the
+    default; F4: (36, Co, Ci) with winograd4.G); flip=True: the transform (., Ci, Co)
+    of the flipped, transposed kernel the input gradient convolves with. Once per
+    parameter version, which in training is every step."""
+    sc = scheme or F2
     w = np.ascontiguousarray(w, dtype=np.float32)
     co, ci = w.shape[:2]
-    u = np.empty((16, ci, co) if flip else (16, co, ci), np.float32)
-    _kernel_transform(w.reshape(co, ci, 9), flip, u)
+    u = np.empty((sc.elems, ci, co) if flip else (sc.elems, co, ci), np.float32)
+    sc.kernel(w.reshape(co, ci, 9), flip, u)
     return u
 
 
@@ -199,85 +210,97 @@ def _grad_output_transform(gyp, r0, r1, tw, m, plane, n):
                     w0[j], w1[j], w2[j], w3[j] = p, p + q, p - q, -q
 
 
-def _rows_per_block(ci: int, co: int, th: int, tw: int, nb: int, budget: int) -> int:
-    """Tile rows per block: V and M (16 x (Ci + Co) floats per tile) within budget."""
-    return max(1, min(th, budget // (16 * (ci + co) * tw * nb * 4)))
+def _rows_per_block(elems: int, ci: int, co: int, th: int, tw: int, nb: int, budget: int) -> int:
+    """Tile rows per block: V and M (elems x (Ci + Co) floats per tile) within budget."""
+    return max(1, min(th, budget // (elems * (ci + co) * tw * nb * 4)))
 
 
-def _grad_budget(ci: int, co: int) -> int:
+def _grad_budget(elems: int, ci: int, co: int) -> int:
     """weight_grad's budget for V and M: BUDGET, or gU's size if larger. Each block
     adds its product to gU (16 x Co x Ci, 16 MB for 512 x 512 channels), and its
     tiles are the product's inner dimension: with few tiles per block, re-reading
     gU and BLAS's short products cost more than the larger V and M."""
-    return max(BUDGET, 4 * 16 * co * ci)
+    return max(BUDGET, 4 * elems * co * ci)
 
 
-def workspace_bytes(ci: int, co: int, ho: int, wo: int) -> int:
+def _tiles(sc: "Scheme", ho: int, wo: int) -> tuple[int, int]:
+    """Tile rows and columns covering an (Ho, Wo) output."""
+    return -(-ho // sc.tile), -(-wo // sc.tile)
+
+
+def workspace_bytes(ci: int, co: int, ho: int, wo: int, scheme: "Scheme | None" = None) -> int:
     """What conv3x3 allocates for one sample (the padded maps, V and M), its input
     having ci channels or co (the backward's flipped kernel)."""
-    th, tw = -(-ho // 2), -(-wo // 2)
-    rows = _rows_per_block(ci, co, th, tw, 1, BUDGET)
-    return 4 * (max(ci, co) * (2 * th + 2) * (2 * tw + 2) + 16 * (ci + co) * (rows * tw + 16))
+    sc = scheme or F2
+    th, tw = _tiles(sc, ho, wo)
+    rows = _rows_per_block(sc.elems, ci, co, th, tw, 1, BUDGET)
+    return 4 * (max(ci, co) * (sc.tile * th + 2) * (sc.tile * tw + 2)
+                + sc.elems * (ci + co) * (rows * tw + 16))
 
 
-def weight_grad_bytes(ci: int, co: int, ho: int, wo: int) -> int:
+def weight_grad_bytes(ci: int, co: int, ho: int, wo: int, scheme: "Scheme | None" = None) -> int:
     """What weight_grad allocates for one sample: the padded maps, the padded
     output gradient, V and M within its budget, gU and a part, and gw."""
-    th, tw = -(-ho // 2), -(-wo // 2)
-    rows = _rows_per_block(ci, co, th, tw, 1, _grad_budget(ci, co))
-    return 4 * (ci * (2 * th + 2) * (2 * tw + 2) + co * 4 * th * tw + 16 * (ci + co) * (rows * tw + 16)
-                + 2 * 16 * co * ci + co * ci * 9)
+    sc = scheme or F2
+    th, tw = _tiles(sc, ho, wo)
+    rows = _rows_per_block(sc.elems, ci, co, th, tw, 1, _grad_budget(sc.elems, ci, co))
+    return 4 * (ci * (sc.tile * th + 2) * (sc.tile * tw + 2) + co * sc.tile ** 2 * th * tw
+                + sc.elems * (ci + co) * (rows * tw + 16) + 2 * sc.elems * co * ci + co * ci * 9)
 
 
 def conv3x3(x, u, bias, padding, y) -> None:
     """y (N, Co, Ho, Wo) = the stride-1 3x3 convolution of x (N, Ci, H, W) with the
-    transformed kernel u (16, Co, Ci) and bias (Co,), zero padding (ph, pw)."""
+    transformed kernel u (16 or 36, Co, Ci: its scheme) and bias (Co,), zero
+    padding (ph, pw)."""
+    sc = SCHEMES[u.shape[0]]
     co, ho, wo = y.shape[1:]
-    for r0, r1, n, v, m, mflat, mplane in _blocks(x, co, ho, wo, padding, BUDGET):
+    for r0, r1, n, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, BUDGET):
         np.matmul(u, v, out=m)
-        _output_transform(mflat, mplane, n, bias, r0, r1, -(-wo // 2), y)
+        sc.output(mflat, mplane, n, bias, r0, r1, _tiles(sc, ho, wo)[1], y)
 
 
-def weight_grad(x, gy, padding) -> np.ndarray:
+def weight_grad(x, gy, padding, scheme: "Scheme | None" = None) -> np.ndarray:
     """gw (Co, Ci, 3, 3), summed over the batch, of the stride-1 3x3 convolution of
     x (N, Ci, H, W) with zero padding (ph, pw) whose output gradient is
     gy (N, Co, Ho, Wo): gU[e] = sum over tiles of gM[e] @ V[e]^T, a block of tile
     rows at a time as in conv3x3, then gw = G^T gU G."""
+    sc = scheme or F2
     nb, ci = x.shape[:2]
     co, ho, wo = gy.shape[1:]
-    th, tw = -(-ho // 2), -(-wo // 2)
-    gyp = np.zeros((nb, co, 2 * th, 2 * tw), np.float32)  # the cropped outputs' gradient is 0
+    th, tw = _tiles(sc, ho, wo)
+    gyp = np.zeros((nb, co, sc.tile * th, sc.tile * tw), np.float32)  # the cropped outputs' gradient is 0
     gyp[:, :, :ho, :wo] = gy
     gu = part = None
-    for r0, r1, n, v, m, mflat, mplane in _blocks(x, co, ho, wo, padding, _grad_budget(ci, co)):
-        _grad_output_transform(gyp, r0, r1, tw, mflat, mplane, n)
+    for r0, r1, n, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
+        sc.grad_output(gyp, r0, r1, tw, mflat, mplane, n)
         if gu is None:
-            gu = np.matmul(m, v.transpose(0, 2, 1))  # (16, Co, Ci); BLAS takes V^T as it lies
+            gu = np.matmul(m, v.transpose(0, 2, 1))  # (elems, Co, Ci); BLAS takes V^T as it lies
         else:
             part = np.matmul(m, v.transpose(0, 2, 1), out=part)
             gu += part
     gw = np.empty((co, ci, 9), np.float32)
-    _adjoint_kernel_transform(gu, gw)
+    sc.adjoint(gu, gw)
     return gw.reshape(co, ci, 3, 3)
 
 
-def _blocks(x, co: int, ho: int, wo: int, padding, budget: int):
+def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int):
     """The tiles of an (Ho, Wo) output of x (N, Ci, H, W), a block of tile rows at a
     time within `budget`: yields (r0, r1, n, V, M, M's flat buffer, its plane stride)
-    with V (16, Ci, n) already transformed and M (16, Co, n) to be filled. The
+    with V (elems, Ci, n) already transformed and M (elems, Co, n) to be filled. The
     buffers are the same for every block (the last one laid out for its shorter n)."""
     nb, ci = x.shape[:2]
-    th, tw = -(-ho // 2), -(-wo // 2)
-    xp = _padded_input(x, padding, th, tw)
-    rows = _rows_per_block(ci, co, th, tw, nb, budget)
+    th, tw = _tiles(sc, ho, wo)
+    xp = _padded_input(x, padding, sc.tile * th + 2, sc.tile * tw + 2)
+    rows = _rows_per_block(sc.elems, ci, co, th, tw, nb, budget)
     n_max = nb * rows * tw
-    vflat, mflat = np.empty(16 * (ci * n_max + 16), np.float32), np.empty(16 * (co * n_max + 16), np.float32)
+    vflat = np.empty(sc.elems * (ci * n_max + 16), np.float32)
+    mflat = np.empty(sc.elems * (co * n_max + 16), np.float32)
     for r0 in range(0, th, rows):
         r1 = min(th, r0 + rows)
         n = nb * (r1 - r0) * tw
-        vplane, v = _planes(vflat, ci, n)
-        mplane, m = _planes(mflat, co, n)
-        _input_transform(xp, r0, r1, tw, vflat, vplane, n)
+        vplane, v = _planes(vflat, sc.elems, ci, n)
+        mplane, m = _planes(mflat, sc.elems, co, n)
+        sc.input(xp, r0, r1, tw, vflat, vplane, n)
         yield r0, r1, n, v, m, mflat, mplane
 
 
@@ -304,25 +327,50 @@ def _adjoint_kernel_transform(gu, gw):
                 g[3 * i + 2] = t[i, 3] + s
 
 
-def _padded_input(x, padding, th: int, tw: int) -> np.ndarray:
-    """x (N, Ci, H, W) zero-padded to hold every tile's 4x4 block (one row/column
-    more than the padding for odd outputs; rows beyond the tiles dropped)."""
+def _padded_input(x, padding, hp: int, wp: int) -> np.ndarray:
+    """x (N, Ci, H, W) zero-padded to (hp, wp), the tiles' input blocks (more than the
+    padding where the tiles overhang the output; rows beyond the tiles dropped)."""
     nb, ci, h, w = x.shape
     ph, pw = padding
-    xp = np.zeros((nb, ci, 2 * th + 2, 2 * tw + 2), np.float32)
-    hh, ww = min(h, 2 * th + 2 - ph), min(w, 2 * tw + 2 - pw)
+    xp = np.zeros((nb, ci, hp, wp), np.float32)
+    hh, ww = min(h, hp - ph), min(w, wp - pw)
     xp[:, :, ph:ph + hh, pw:pw + ww] = x[:, :, :hh, :ww]
     return xp
 
 
-def _planes(flat, rows: int, n: int):
-    """(plane stride, (16, rows, n) view of flat): 16 matrices of rows x n, each
+def _planes(flat, elems: int, rows: int, n: int):
+    """(plane stride, (elems, rows, n) view of flat): elems matrices of rows x n, each
     plane one cache line further than a packed layout: planes a multiple of
-    4 KB apart (64 x 784 floats, say) put the 16 runs a tile row reads or writes
+    4 KB apart (64 x 784 floats, say) put the runs a tile row reads or writes
     in the same L1 set, and the transforms ran at a third of their speed."""
     plane = rows * n + 16
-    return plane, flat[:16 * plane].reshape(16, plane)[:, :rows * n].reshape(16, rows, n)
+    return plane, flat[:elems * plane].reshape(elems, plane)[:, :rows * n].reshape(elems, rows, n)
 
 
-KERNELS = (_input_transform, _output_transform, _input_row, _output_row, _runs4, _kernel_transform)
-GRAD_KERNELS = (_input_transform, _input_row, _grad_output_transform, _adjoint_kernel_transform)  # weight_grad's
+class Scheme(NamedTuple):
+    """One Winograd F(m x m, 3x3): its tile and the kernels that transform for it."""
+    name: str  # the algorithm's name (conv.choose_shape's answer)
+    tile: int  # outputs per tile side, m
+    elems: int  # (m + 2)^2: entries of a transformed tile, products per tile
+    kernel: Callable  # (w (Co, Ci, 9), flip, u): U = G w G^T
+    input: Callable  # (xp, r0, r1, tw, v, plane, n): V = B^T d B
+    output: Callable  # (m, plane, n, bias, r0, r1, tw, y): y = A^T M A + bias
+    grad_output: Callable  # (gyp, r0, r1, tw, m, plane, n): gM = A gY A^T
+    adjoint: Callable  # (gU, gw): gw = G^T gU G
+    kernels: tuple  # what the forward runs (coldstart.ready)
+    grad_kernels: tuple  # what weight_grad runs
+
+
+F2 = Scheme("winograd", 2, 16, _kernel_transform, _input_transform, _output_transform, _grad_output_transform,
+            _adjoint_kernel_transform,
+            (_input_transform, _output_transform, _input_row, _output_row, _runs4, _kernel_transform),
+            (_input_transform, _input_row, _grad_output_transform, _adjoint_kernel_transform))
+_w4 = winograd4
+F4 = Scheme("winograd4", 4, 36, _w4._kernel_transform, _w4._input_transform, _w4._output_transform,
+            _w4._grad_output_transform, _w4._adjoint_kernel_transform,
+            (_w4._input_transform, _w4._output_transform, _w4._input_row, _w4._output_row, _w4._kernel_transform,
+             _w4._product),
+            (_w4._input_transform, _w4._input_row, _w4._grad_output_transform, _w4._adjoint_kernel_transform,
+             _w4._product))
+SCHEMES = {16: F2, 36: F4, F2.name: F2, F4.name: F4}  # by transformed-tile size or by name
+NAMES = (F2.name, F4.name)
