@@ -7,7 +7,9 @@ GUI thread and never on the compute worker. The network goes into a regular
 user is still editing), the input source, view settings and selection; the input
 array itself is kept beside it as an .npy file, rewritten only when it changes.
 
-A corrupt autosave is moved aside (kept, renamed) and reported, never a crash.
+A corrupt autosave is moved aside (kept, renamed) and reported, never a crash;
+one whose only fault is its training state (optimizer buffers that no longer fit
+the network) is restored without what does not fit, and the message says what.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import atomic_write, load_all, network_bytes
+from ..core.fileformat import atomic_write, load_keeping_network, network_bytes
 from ..core.safe_read import read_regular_file
 from ..core.session import Session, dataset_info
 from . import paths
@@ -236,7 +238,8 @@ def restore(path: str | os.PathLike | None = None, input_path: str | os.PathLike
 
 
 def _session_from(path: Path, input_path: Path, load_input):
-    net, extra, trainer = load_all(path)
+    # A training state that does not fit costs only itself: the network is what matters.
+    net, extra, trainer, training_problem = load_keeping_network(path)
     extra = extra or {}
     spec = extra.get("spec")
     if not isinstance(spec, dict):
@@ -280,8 +283,15 @@ def _session_from(path: Path, input_path: Path, load_input):
         notes.append("The layer being edited could not be restored; the saved network is.")
     session.set_input_notes(input_notes)
     session.set_dataset_reference(*dataset_info(extra))
-    from .train.state import training_from_extra
-    session.set_training(training_from_extra(extra, trainer))
+    from .train.state import restored_training
+    try:
+        training, said = restored_training(extra, trainer, session.network, training_problem)
+    except Exception as e:  # a training state is not worth losing a network over
+        log.error("autosaved training state unusable:\n%s", traceback.format_exc())
+        training, said = None, f"Your network is restored, but its saved training state could not be ({e})."
+    session.set_training(training)
+    if said:
+        notes.append(said)
     view = extra.get("view")
     if isinstance(view, dict):
         try:

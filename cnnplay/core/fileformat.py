@@ -224,6 +224,10 @@ def load_bundle(path: str | os.PathLike) -> tuple[Network, dict | None]:
 def load_all(path: str | os.PathLike) -> tuple[Network, dict | None, dict | None]:
     """(network, extra, training state or None) from a .cnnplay file; the
     training state is Trainer.state()'s form (give it to Trainer.from_state)."""
+    return all_from_bytes(_file_bytes(path), os.fspath(path))
+
+
+def _file_bytes(path: str | os.PathLike) -> bytes:
     name = os.fspath(path)
     limit = max_file_bytes()
     try:  # a regular file only (never a FIFO, a device or /proc), at most `limit` bytes read
@@ -237,7 +241,7 @@ def load_all(path: str | os.PathLike) -> tuple[Network, dict | None, dict | None
         shown = memory.format_bytes(size) if size > limit else f"more than {memory.format_bytes(limit)}"
         raise FileFormatError(f"the file is {shown}, larger than any network cnnplay can hold "
                               f"({memory.format_bytes(limit)})", name)
-    return all_from_bytes(data, name)
+    return data
 
 
 def bundle_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict | None]:
@@ -247,8 +251,23 @@ def bundle_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dic
 
 def all_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict | None, dict | None]:
     """(network, extra, training state or None) from the bytes of a .cnnplay file."""
+    return _read(data, name, lenient=False)[:3]
+
+
+def load_keeping_network(path: str | os.PathLike) -> tuple[Network, dict | None, dict | None, str | None]:
+    """As load_all, but a training state that cannot be read (damaged, or claiming more
+    than the network could ever need) is left out instead of refusing the whole file:
+    (network, extra, training state or None, why it was left out or None). The network,
+    its weights and the extra are checked exactly as load_all checks them."""
+    return _read(_file_bytes(path), os.fspath(path), lenient=True)
+
+
+def _read(data: bytes, name: str, lenient: bool):
+    reader = _Reader(bytes(data), name, lenient)
     try:
-        return _Reader(bytes(data), name).read()
+        net, extra, training = reader.read()
+        problem = reader.training_problem
+        return net, extra, training, None if problem is None else problem.reason
     except NetworkError:
         raise
     except MemoryError:
@@ -260,9 +279,17 @@ def all_from_bytes(data: bytes, name: str = "<memory>") -> tuple[Network, dict |
 
 
 class _Reader:
-    def __init__(self, data: bytes, name: str):
+    def __init__(self, data: bytes, name: str, lenient: bool = False):
         self.data = data
         self.name = name
+        self.lenient = lenient  # a training state that cannot be read is left out, not fatal
+        self.training_problem: FileFormatError | None = None
+
+    def drop_training(self, error: FileFormatError) -> None:
+        """The training state is unusable: refuse the file, or (lenient) go on without it."""
+        if not self.lenient:
+            raise error
+        self.training_problem = error
 
     def fail(self, reason: str, member: str | None = None, key: str | None = None, **kw) -> FileFormatError:
         return FileFormatError(reason, self.name, member, key, **kw)
@@ -279,10 +306,10 @@ class _Reader:
             seed, extra = self.check_header(header)
             training = header.get("training")
             if training is not None and not has_training:
-                raise self.fail(f"field 'training' is present but the member {TRAINING} is missing",
-                                DESCRIPTION, "training")
+                training = self.drop_training(self.fail(
+                    f"field 'training' is present but the member {TRAINING} is missing", DESCRIPTION, "training"))
             if training is None and has_training:
-                raise self.fail(f"unexpected member(s) {TRAINING!r} (no field 'training' describes it)")
+                self.drop_training(self.fail(f"unexpected member(s) {TRAINING!r} (no field 'training' describes it)"))
             try:
                 net = Network.from_dict(header["network"], seed=seed)
             except NetworkError as e:
@@ -293,12 +320,19 @@ class _Reader:
             bound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in expected.values()) + 1024
             weights_bytes = self.read_member(z, members[WEIGHTS], None, bound)
             if training is not None:
-                shapes = self.training_shapes(training, expected)
-                tbound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in shapes.values()) + 1024
-                training_bytes = self.read_member(z, members[TRAINING], None, tbound)
+                try:
+                    shapes = self.training_shapes(training, expected)
+                    tbound = sum(math.prod(s) * 4 + MAX_NPY_HEADER + 512 for s in shapes.values()) + 1024
+                    training_bytes = self.read_member(z, members[TRAINING], None, tbound)
+                except FileFormatError as e:
+                    training = self.drop_training(e)
         if training is not None:
-            training = {k: v for k, v in training.items() if k != "array_shapes"}
-            training["arrays"] = self.read_weights(training_bytes, shapes, TRAINING)
+            try:
+                arrays = self.read_weights(training_bytes, shapes, TRAINING)
+                training = {k: v for k, v in training.items() if k != "array_shapes"}
+                training["arrays"] = arrays
+            except FileFormatError as e:
+                training = self.drop_training(e)
         for key, a in self.read_weights(weights_bytes, expected).items():
             i, pname = key.split("/", 1)
             try:
@@ -310,7 +344,11 @@ class _Reader:
 
     def training_shapes(self, training, expected: dict[str, tuple]) -> dict[str, tuple]:
         """The declared arrays of a training state, bounded: optimizer buffers
-        no larger than 2 per parameter, history no longer than MAX_TRAINING_HISTORY."""
+        no larger than 2 per parameter, history no longer than MAX_TRAINING_HISTORY.
+        Lenient, buffers that do not fit the network (a state saved after an edit
+        reshaped layers, sized for the network before the edit) count apart, within
+        the memory budget as any allocation: they are read so that core.training.fit
+        can name them, then left out."""
         where = "training.array_shapes"
         if not isinstance(training, dict):
             raise self.fail(f"field 'training' must be an object, not {_json_type(training)}", DESCRIPTION, "training")
@@ -319,7 +357,7 @@ class _Reader:
             raise self.fail(f"field '{where}' must be an object, not {_json_type(shapes)}", DESCRIPTION, where)
         out = {}
         params = sum(math.prod(s) for s in expected.values())
-        optimizer_total = 0
+        optimizer_total = stale_total = 0
         for key, shape in shapes.items():
             if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(n) and 0 <= n <= 2**40 for n in shape):
                 raise self.fail(f"field '{where}' entry {short_repr(key)} must be a list of sizes, not "
@@ -330,13 +368,22 @@ class _Reader:
                     raise self.fail(f"array {key} must be 1D with at most {MAX_TRAINING_HISTORY} entries, not "
                                     f"{tuple(shape)}", DESCRIPTION, where)
             elif key.startswith("optimizer/"):
-                optimizer_total += size
+                parts = key.split("/")
+                fits = len(parts) == 4 and expected.get(f"{parts[1]}/{parts[2]}") == tuple(shape)
+                if self.lenient and not fits:
+                    stale_total += size
+                else:
+                    optimizer_total += size
             else:
                 raise self.fail(f"unknown training array {short_repr(key)}", DESCRIPTION, where)
             out[key] = tuple(shape)
         if optimizer_total > 2 * params:
             raise self.fail(f"the optimizer arrays claim {optimizer_total} values, more than twice the network's "
                             f"{params} parameters: refused", DESCRIPTION, where)
+        if stale_total * 4 > memory.limit_bytes():
+            raise self.fail(f"the optimizer arrays that do not fit the network claim "
+                            f"{memory.format_bytes(stale_total * 4)}, more than the memory limit of "
+                            f"{memory.format_bytes(memory.limit_bytes())}: refused", DESCRIPTION, where)
         return out
 
     # -- zip ---------------------------------------------------------------------

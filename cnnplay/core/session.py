@@ -37,6 +37,7 @@ class State:
     # The trainer's saved state for this network (optimizer state, history, settings;
     # `cnnplay.Trainer.state()`), or None before any training. Part of the undo point,
     # so that undoing a training run also takes back its optimizer state and curves.
+    # It always fits `network` (see fit_training): a file written from the pair loads.
     training: object = None
 
 
@@ -169,7 +170,9 @@ class Session:
         return self._state.training
 
     def set_training(self, training) -> None:
-        """A new training state for the current network (not an undo step by itself)."""
+        """A new training state for the current network (not an undo step by itself);
+        what of it does not fit the network is left out (fit_training)."""
+        training = fit_training(training, self._state.network)
         if training is not self._state.training:
             self._state = replace(self._state, training=training)
             self.training_changed.emit()
@@ -183,6 +186,7 @@ class Session:
         for i, arrays in enumerate(params[:len(net)]):
             if arrays:
                 net.set_params(i, **arrays)
+        training = fit_training(training, net)
         changed_training = training is not self._state.training
         self._replace(network=net, training=training)
         if changed_training:
@@ -366,12 +370,19 @@ class Session:
     # -- internals ----------------------------------------------------------------
     def _replace(self, **changes) -> None:
         old = self._state
+        fitted = "network" in changes and "training" not in changes
+        if fitted:
+            # An edit: the training state keeps only what fits the new network (the
+            # optimizer buffers of a reshaped layer go; undo brings them back).
+            changes["training"] = fit_training(old.training, changes["network"], old.network)
         new = replace(old, **changes)
         input_changed = new.input_array is not old.input_array
         self._state = new
         if input_changed:
             self.input_token += 1
         self._after_change(input_changed)
+        if fitted and new.training is not old.training:
+            self.training_changed.emit()
 
     def _after_change(self, input_changed: bool) -> None:
         if input_changed:
@@ -417,6 +428,22 @@ class Session:
             lid = f"L{next(self._ids)}"
             if lid not in taken:
                 return lid
+
+
+def fit_training(training, network: Network, old: Network | None = None):
+    """`training` (see State.training) without what does not fit `network`: an object
+    with a `for_network(network, old)` method (the app's) does it itself; a
+    Trainer.state() goes through core.training.fit; anything else is kept as it is.
+    `old` is the network the state was made for (layers are matched by id)."""
+    if training is None or network is old:
+        return training
+    fit = getattr(training, "for_network", None)
+    if callable(fit):
+        return fit(network, old)
+    if isinstance(training, dict) and training.get("format") == "cnnplay-training":
+        from .training.fit import fit_state
+        return fit_state(training, network, old).state
+    return training
 
 
 def dataset_info(extra) -> tuple[dict | None, tuple[str, ...] | None]:

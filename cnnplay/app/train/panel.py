@@ -732,7 +732,7 @@ class TrainPanel(QWidget):
         net = copy_network(self.session.network)
         self._expected_keys = self.session.network.layer_keys()
         self._trained_net = self.session.network
-        t = replace(t, reset_note="")
+        # (an edit's note on the optimizer state it dropped stays: the run's end shows it)
         holder = {}
         emit = _emitter(Gate(), self.bridge.snapshot)  # the run's own gate (run.close()) comes first
         run = TrainingRun(net, t, train, test, lambda snap: emit(holder["run"], snap),
@@ -789,9 +789,11 @@ class TrainPanel(QWidget):
         self._meter_refresh(run)
         current = self.training()
         t = replace(snap.training, settings=current.settings)
+        # The run's last snapshot has said its note: the session keeps none for the next run.
+        stored = replace(t, reset_note="") if snap.final else t
         self._publishing = True
         try:
-            self.editor.edit(self._run_text, lambda s: s.set_trained(snap.params, t),
+            self.editor.edit(self._run_text, lambda s: s.set_trained(snap.params, stored),
                              merge_key=("train", self._run_id))
         finally:
             self._publishing = False

@@ -135,6 +135,22 @@ class Training:
     def with_settings(self, **changes) -> "Training":
         return replace(self, settings=replace(self.settings, **changes))
 
+    def for_network(self, network, old=None) -> "Training":
+        """This training for `network` after an edit of `old` (Session.fit_training): the
+        trainer state keeps only what fits (core.training.fit); the panel's next run
+        names what was dropped. Itself when everything fits."""
+        if self.trainer is None:
+            return self
+        from ...core.training.fit import fit_state
+        fitted = fit_state(self.trainer, network, old)
+        if fitted.state is self.trainer and not fitted.dropped:
+            return self
+        note = self.reset_note
+        if fitted.dropped:
+            said = f"Dropped what no longer fit the network: {fitted.summary()}; training starts it afresh."
+            note = said if not note or said in note else f"{note} {said}"
+        return replace(self, trainer=fitted.state, reset_note=note)
+
     def to_json(self) -> dict:
         """Settings and progress as JSON; the trainer's state goes into the .cnnplay file
         beside it (core/fileformat.py: network_bytes(..., training=trainer))."""
@@ -156,6 +172,29 @@ def training_from_extra(extra, trainer: dict | None = None) -> "Training | None"
     if not isinstance(d, dict):
         return None if trainer is None else Training(trainer=trainer)
     return Training.from_json(d, trainer if isinstance(trainer, dict) else None)
+
+
+def restored_training(extra, trainer: dict | None, network, problem: str | None = None,
+                      lead: str = "Your network is restored"):
+    """(Training or None, a message or None) for a saved session (see training_from_extra)
+    on `network`, the network restored from the same file: a trainer state that does not
+    fit it, wholly or in part, is left out (core.training.fit.checked_state) and the
+    message, starting with `lead`, says what and why. `problem` is why the file's trainer
+    state could not even be read (fileformat.load_keeping_network). Settings and curves
+    are always kept."""
+    from ...core.training.fit import checked_state
+    training = training_from_extra(extra, trainer)
+    lost = [f"the whole optimizer state ({problem})"] if problem else []
+    if training is not None and training.trainer is not None:
+        fitted = checked_state(training.trainer, network)
+        if fitted.dropped:
+            lost.append(fitted.summary())
+            training = replace(training, trainer=fitted.state)
+    if not lost:
+        return training, None
+    return training, (f"{lead}, but its saved training state did not fit it, so this was "
+                      f"left out: {'; '.join(lost)}. Train starts that afresh; the training settings and "
+                      "curves are kept.")
 
 
 def trainer_state(training) -> dict | None:
