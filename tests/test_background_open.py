@@ -124,8 +124,9 @@ def test_file_open_reads_the_network_off_the_gui_thread(window, tmp_path, monkey
     path = tmp_path / "net.cnnplay"
     save_network(Network.from_dict({"input": [1, 16, 16], "layers": [{"type": "relu"}, {"type": "relu"}]}), path)
     threads = []
-    real = window_module.load_all
-    monkeypatch.setattr(window_module, "load_all", lambda p: threads.append(threading.get_ident()) or real(p))
+    real = window_module.load_keeping_network
+    monkeypatch.setattr(window_module, "load_keeping_network",
+                        lambda p: threads.append(threading.get_ident()) or real(p))
     assert window.open_file(path)
     assert threads and threads[0] != threading.get_ident()
     assert len(window.session.network) == 2

@@ -155,3 +155,25 @@ def test_a_really_unreadable_autosave_is_still_moved_aside(qapp, home):
     r = restore()
     assert r.session is None and r.moved_to is not None and r.moved_to.exists()
     assert "could not be restored" in r.messages[0] and "truncated or damaged" in r.messages[0]
+
+
+def test_file_open_of_a_stale_training_state_opens_the_network_and_says_what_it_left_out(qtbot, home, tmp_path):
+    """A file saved by File > Save before the fix holds the same stale pair: File > Open
+    refused it whole ('optimizer arrays claim ...'); now the network opens."""
+    s = default_session()
+    stale = s.training.trainer
+    s.update_layer(0, out_channels=5)
+    path = tmp_path / "mine.cnnplay"
+    atomic_write(path, network_bytes(s.network, s.extra(), stale))
+    w = create_window(session=default_session())
+    qtbot.addWidget(w)
+    assert w.open_file(path)
+    s2 = w.session
+    assert s2.layers[0]["out_channels"] == 5
+    np.testing.assert_array_equal(s2.network.params(0)["weight"], s.network.params(0)["weight"])
+    assert w.banner.label.text() == (
+        "mine.cnnplay is open, but its saved training state did not fit it, so this was left out: the "
+        "optimizer state of layer 0 (conv2d) bias, weight; layer 1 (batchnorm) bias, weight; layer 4 "
+        "(conv2d) weight. Train starts that afresh; the training settings and curves are kept.")
+    assert_fits(s2.training, s2.network)
+    w.close()

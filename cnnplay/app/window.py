@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QDockW
                                QVBoxLayout, QWidget)
 
 from ..core.errors import InputError, NetworkError
-from ..core.fileformat import load_all, save_network
+from ..core.fileformat import load_keeping_network, save_network
 from ..core.session import Session, dataset_info
 from . import background, paths
 from .autosave import clean_stale_temp
@@ -514,9 +514,12 @@ class MainWindow(QMainWindow):
         if path.suffix.lower() == ".onnx":
             return self.interop.open_onnx(path)
         current_shape, current_source = self.session.input_array.shape, self.session.input_source
+        from .train.state import restored_training
 
         def read():  # off the GUI thread: the file, then an input that fits it
-            net, extra, trainer = load_all(path)
+            # A training state that does not fit the network costs only itself (said below).
+            net, extra, trainer, problem = load_keeping_network(path)
+            training, said = restored_training(extra, trainer, net, problem, lead=f"{path.name} is open")
             shape = tuple(net.input_shape)
             wanted = extra.get("input_source") if isinstance(extra, dict) else None
             wanted = wanted if isinstance(wanted, dict) else None
@@ -532,18 +535,15 @@ class MainWindow(QMainWindow):
                     loaded = input_for_shape(shape, current_source, preferred=wanted)
                 except InputError as e:
                     raise InputError(f"{path.name}: no input fits this network ({e})") from None
-            return net, extra, trainer, offer, loaded
+            return net, extra, training, said, offer, loaded
 
         from . import imageio  # noqa: F401 (imported on the GUI thread before the worker needs it)
         try:
-            net, extra, trainer, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
+            net, extra, training, said, offer, (x, source, notes) = run_off_gui_thread(read, f"Opening {path.name}")
         except (NetworkError, InputError) as e:
             self.show_message(str(e))
             return False
         spec = extra.get("spec") if isinstance(extra, dict) and isinstance(extra.get("spec"), dict) else net.to_dict()
-
-        from .train.state import training_from_extra
-        training = training_from_extra(extra, trainer)
 
         def do(s: Session):
             s.replace(net, input_array=x, input_source=source, spec=spec)
@@ -562,7 +562,9 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         self._update_title()
         if offer is not None and offer != self.session.input_source:
-            self.offer_input(offer, f"{path.name} was saved with another input.")
+            self.offer_input(offer, (f"{said} " if said else "") + f"{path.name} was saved with another input.")
+        elif said:
+            self.show_message(said, "warning")
         return True
 
     def offer_input(self, source: dict, why: str) -> None:

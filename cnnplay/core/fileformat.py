@@ -21,6 +21,8 @@ zip directory and the network's own parameter shapes before anything is
 inflated, so a zip bomb is refused without allocating. Every problem becomes a
 `FileFormatError` (a NetworkError) naming the file, the member and the field;
 nothing else escapes. Writing is atomic (temporary file, fsync, rename).
+`load_keeping_network` (the app's restore and Open) leaves out a training state
+that cannot be read instead of refusing the file; the rest is checked the same.
 """
 
 from __future__ import annotations
