@@ -317,6 +317,32 @@ def test_background_processes_report_every_kernel(tmp_path):
     assert any(".grad." in n for n in names)
 
 
+def test_the_warm_up_compiles_one_specialisation_per_kernel(tmp_path):
+    """Every kernel the warm-up runs compiles once: a second specialisation (a
+    read-only weight, a literal argument) is seconds of a cold start for nothing.
+    In a fresh process on the tests' warm cache, so other tests' calls do not count."""
+    import os
+    import subprocess
+    script = (
+        "import sys\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "from cnnplay.core.kernels import coldstart, launch, warmup\n"
+        "coldstart.set_mode('numba')\n"
+        "warmup.warm_up()\n"
+        "ks = [(n + '.' + k, len(v.signatures)) for n, m in list(sys.modules.items())\n"
+        "      if n.startswith('cnnplay.core.kernels') and m for k, v in vars(m).items()\n"
+        "      if isinstance(v, CPUDispatcher) and v.signatures]\n"
+        "ks += [('twin ' + t.py_func.__name__, len(t.signatures)) for t in launch._twins.values() if t.signatures]\n"
+        "print(len(ks)); print(' '.join(f'{k}={n}' for k, n in ks if n > 1))\n")
+    import cnnplay
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cnnplay.__file__)))
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=root),
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    count, twice = (done.stdout.split("\n") + [""])[:2]
+    assert int(count) >= 40 and twice.strip() == ""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: warm-ups are not serialised there")
 def test_a_second_warm_up_of_a_group_waits_for_the_first():
     """Warm-ups of one group on one kernel cache run one at a time: while another

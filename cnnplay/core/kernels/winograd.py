@@ -55,7 +55,8 @@ def kernel_transform(w: np.ndarray, flip: bool = False, scheme: "Scheme | None" 
     of the flipped, transposed kernel the input gradient convolves with. Once per
     parameter version, which in training is every step."""
     sc = scheme or F2
-    w = np.ascontiguousarray(w, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32).view()
+    w.flags.writeable = False  # always read-only: one compiled specialisation, not two (params are frozen)
     co, ci = w.shape[:2]
     u = np.empty((sc.elems, ci, co) if flip else (sc.elems, co, ci), np.float32)
     sc.kernel(w.reshape(co, ci, 9), flip, u)
