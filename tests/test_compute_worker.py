@@ -168,3 +168,59 @@ def test_a_worker_still_computing_outlives_its_closed_window(qtbot, monkeypatch)
     thread.join(5)
     qtbot.waitUntil(lambda: worker not in lingering.kept())
     assert not thread.is_alive() and errors == []
+
+
+def test_a_field_comes_with_every_earlier_map_and_the_effective_field_after_it(qtbot):
+    """A click's answer: the box and mask on the input and on every earlier map at once
+    (what the core's receptive_field gives each); in effective-field mode those come
+    first and the effective field follows in a second result with the same fields."""
+    from cnnplay.app.compute import FieldRequest
+
+    net = Network.from_dict({"input": [1, 12, 12], "layers": [
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2}, {"type": "conv2d", "out_channels": 2, "kernel_size": 3}]})
+    x = np.random.default_rng(0).random((1, 12, 12), dtype=np.float32)
+    worker = ComputeWorker(synchronous=True)
+    results = []
+    worker.field_done.connect(results.append)
+    worker.submit(FieldRequest(net, x, 1, 3, (1, 2, 1)))
+    assert len(results) == 1 and results[0].effective is None
+    r = results[0]
+    assert sorted(r.on_maps) == [0, 1, 2]
+    assert r.on_input.box == net.receptive_field(3, (1, 2, 1)).box
+    for k, f in r.on_maps.items():
+        want = net.receptive_field(3, (1, 2, 1), onto=k)
+        assert f.onto == k and f.box == want.box and np.array_equal(f.mask, want.mask)
+
+    results.clear()
+    worker.submit(FieldRequest(net, x, 1, 3, (1, 2, 1), effective=True))
+    assert len(results) == 2
+    first, second = results
+    assert first.effective is None and second.effective is not None
+    assert second.on_input is first.on_input and second.on_maps == first.on_maps  # drawn once
+    np.testing.assert_array_equal(second.effective, net.effective_receptive_field(x, 3, (1, 2, 1)))
+
+
+def test_the_busy_status_waits_so_quick_answers_never_change_it(qtbot, monkeypatch):
+    """The status says what is computing once it has run BUSY_DELAY_MS (then "Ready" when
+    it is over); a click's field, answered in a few ms, never changes it."""
+    from cnnplay.app.controller import BUSY_DELAY_MS, ComputeController
+    from cnnplay.core.session import Session
+
+    patch_slow_forward(monkeypatch, 0.1)  # six layers: 0.6 s
+    session = Session(SPEC, np.zeros((1, 8, 8), np.float32), {"kind": "test"})
+    worker = ComputeWorker()
+    messages = []
+    try:
+        controller = ComputeController(session, worker)
+        controller.message.connect(messages.append)
+        qtbot.waitUntil(lambda: "Computing layers 0-5..." in messages, timeout=5000)
+        qtbot.waitUntil(lambda: controller.forward_is_current() and messages[-1] == "Ready", timeout=10000)
+        messages.clear()
+        session.select_unit(5, (0, 1, 1))
+        qtbot.waitUntil(controller.field_is_current, timeout=5000)
+        qtbot.waitUntil(worker.idle, timeout=5000)
+        qtbot.wait(BUSY_DELAY_MS + 100)
+        assert messages == []
+    finally:
+        worker.shutdown()

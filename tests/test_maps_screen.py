@@ -139,13 +139,16 @@ def test_field_marks_on_a_shrunk_earlier_map_are_a_few_pixels_wide(qtbot, home):
     QApplication.processEvents()
     view = w.central.cards[0].mosaic
     assert w.session.network.receptive_field(1, (0, 100, 200), onto=0).box == ((100, 101), (200, 201))
-    xs, ys = view.box.getData()
+    x0, y0, x1, y1 = view.box.rects[0]
     per_px = view.view_box.width() / view.view_box.viewRect().width()
     assert per_px < 0.5  # the map is shrunk: one map px is less than a screen px
-    width = (np.nanmax(xs[:5]) - np.nanmin(xs[:5])) * per_px
-    assert width >= g.MIN_MARK_PX - 0.01
-    sel = w.central.cards[1].mosaic.marker.getData()[0]
-    assert (np.nanmax(sel[:5]) - np.nanmin(sel[:5])) * per_px >= g.MIN_MARK_PX - 0.01
+    assert (x1 - x0) * per_px >= g.MIN_MARK_PX - 0.01 and (y1 - y0) * per_px >= g.MIN_MARK_PX - 0.01
+    assert len(view.box.rects) == 4  # one per tile, each about the field's pixel
+    for t, (x0, y0, x1, y1) in enumerate(view.box.rects):
+        oy, ox = view.grid.origin(t)
+        assert x0 < ox + 200.5 < x1 and y0 < oy + 100.5 < y1
+    sx0, _, sx1, _ = w.central.cards[1].mosaic.marker.rects[0]  # the selected unit
+    assert (sx1 - sx0) * per_px >= g.MIN_MARK_PX - 0.01
 
 
 def test_png_export_of_a_layer_at_full_resolution(qtbot, home, tmp_path):

@@ -188,6 +188,21 @@ def test_box_and_mask_match_brute_force(net, data):
     unit = tuple(data.draw(st.integers(0, n - 1)) for n in shape)
     onto = data.draw(st.one_of(st.none(), st.integers(0, layer - 1))) if layer > 0 else None
     check_unit(net, layer, unit, onto)
+    check_all_maps(net, layer, unit)
+
+
+def check_all_maps(net, layer, unit):
+    """receptive_fields (one walk, what a click asks for) gives every earlier map the
+    field receptive_field gives it, and the input's."""
+    on_input, on_maps = net.receptive_fields(layer, unit)
+    assert sorted(on_maps) == list(range(layer))
+    for onto, got in [(None, on_input)] + sorted(on_maps.items()):
+        want = net.receptive_field(layer, unit, onto=onto)
+        assert (got.layer, got.unit, got.onto, got.shape, got.box, got.whole_map) == \
+            (want.layer, want.unit, want.onto, want.shape, want.box, want.whole_map)
+        assert all(np.array_equal(a, b) for a, b in zip(got.axis_masks, want.axis_masks))
+        np.testing.assert_array_equal(got.mask, want.mask)
+        assert not got.mask.flags.writeable and not any(m.flags.writeable for m in got.axis_masks)
 
 
 def test_every_unit_of_a_small_network():
@@ -199,6 +214,7 @@ def test_every_unit_of_a_small_network():
         for unit in itertools.product(*(range(n) for n in net.output_shapes[layer])):
             for onto in [None] + list(range(layer)):
                 check_unit(net, layer, unit, onto)
+            check_all_maps(net, layer, unit)
 
 
 def test_dilation_holes_stride_gaps_and_borders():
@@ -256,3 +272,6 @@ def test_bad_layer_unit_or_onto(layer, unit, onto):
     net = Network.from_dict({"input": [1, 6, 6], "layers": [conv(1, 3), {"type": "flatten"}]})
     with pytest.raises(NetworkError):
         net.receptive_field(layer, unit, onto=onto)
+    if onto is None:
+        with pytest.raises(NetworkError):
+            net.receptive_fields(layer, unit)

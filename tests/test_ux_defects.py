@@ -208,8 +208,9 @@ def test_default_network_in_examples_and_a_dilated_example_with_holes(qtbot, hom
     field = net.receptive_field(0, (0, h // 2, wd // 2))
     (y0, y1), (x0, x1) = field.box
     assert field.mask.sum() == 9 and (y1 - y0) * (x1 - x0) == 81  # 9 pixels spread over a 9x9 box
-    tint = w.central.input_view.image_view.tint.image
-    assert int(tint.sum()) == 9
+    iv = w.central.input_view.image_view
+    np.testing.assert_array_equal(iv.tint.covered(iv.shape), field.mask)
+    assert int(iv.tint.covered(iv.shape).sum()) == 9
 
 
 def test_padding_same_in_the_inspector_keeps_the_map_size(qtbot, home):

@@ -92,7 +92,8 @@ def test_boxes_clip_and_count_padding():
     assert g.padding_fraction(((-2, 3), (0, 2)), (5, 6)) == pytest.approx(2 / 5)
     assert g.padding_fraction(((0, 1), (0, 1)), (5, 6)) == 0.0
     grid = g.TileGrid((0, 1), 4, 4, cols=2)
-    xs, ys = g.tile_box_paths(grid, ((-1, 2), (1, 9)))
-    assert len(xs) == 12  # one closed rectangle (5 points + a break) per tile
-    assert (np.nanmin(xs), np.nanmax(xs)) == (1, 5 + 4)
-    assert (np.nanmin(ys), np.nanmax(ys)) == (0, 2)
+    rects = g.tile_box_rects(grid, ((-1, 2), (1, 9)))
+    assert rects == [(1, 0, 4, 2), (5 + 1, 0, 5 + 4, 2)]  # one rectangle per tile, clipped to it
+    assert g.tile_box_rects(grid, ((-3, -1), (1, 9))) == []  # only padding: nothing to outline
+    # a 1x1 field on a shrunk map: widened about its centre to `least` map px
+    assert g.tile_box_rects(grid, ((1, 2), (1, 2)), least=3) == [(0, 0, 3, 3), (5, 0, 8, 3)]

@@ -146,16 +146,18 @@ def test_input_overlay_equals_the_core_mask(qtbot):
     net = session.network
     rf = net.receptive_field(2, (1, 0, 9))
     iv = panel.input_view.image_view
-    shown = iv.tint.image > 0
+    shown = iv.tint.covered(iv.shape)
     np.testing.assert_array_equal(shown, rf.mask)
-    assert iv.tint.isVisible() and iv.hatch.isVisible()  # part of the box lies in padding
-    # earlier maps show the part of them that feeds the unit
+    assert iv.hatch.isVisible()  # part of the box lies in padding
+    # earlier maps show the part of them that feeds the unit, on every tile
     for k in (0, 1):
         view = panel.cards[k].current_view()
         on_map = net.receptive_field(2, (1, 0, 9), onto=k).mask
-        tint = view.tint.image > 0
-        oy, ox = view.grid.origin(0)
-        np.testing.assert_array_equal(tint[oy:oy + view.grid.h, ox:ox + view.grid.w], on_map)
+        tint = view.tint.covered(view.grid.shape)
+        for t in range(view.grid.n):
+            oy, ox = view.grid.origin(t)
+            np.testing.assert_array_equal(tint[oy:oy + view.grid.h, ox:ox + view.grid.w], on_map)
+        assert tint.sum() == view.grid.n * on_map.sum()  # nothing in the gaps
     assert "Layer 2" in panel.readout.text() and "padding" in panel.readout.text()
 
 
@@ -253,7 +255,8 @@ def test_selection_survives_an_edit_where_the_unit_still_exists(qtbot):
     session.update_layer(0, out_channels=8)
     assert session.selected_unit == (2, (1, 2, 3))
     rf = session.network.receptive_field(2, (1, 2, 3))
-    np.testing.assert_array_equal(panel.input_view.image_view.tint.image > 0, rf.mask)
+    iv = panel.input_view.image_view
+    np.testing.assert_array_equal(iv.tint.covered(iv.shape), rf.mask)
 
 
 def test_one_dimensional_layers_show_lanes_and_select_by_click(qtbot):
@@ -264,8 +267,9 @@ def test_one_dimensional_layers_show_lanes_and_select_by_click(qtbot):
     click_view(qtbot, lanes, 12.5, 2.5)
     assert session.selected_unit == (1, (2, 12))
     rf = session.network.receptive_field(1, (2, 12))
-    tint = panel.input_view.lanes.tint.image[0] > 0
-    np.testing.assert_array_equal(tint, rf.mask)
+    lanes_in = panel.input_view.lanes
+    tint = lanes_in.tint.covered((len(lanes_in.channels), lanes_in.length))
+    np.testing.assert_array_equal(tint, np.broadcast_to(rf.mask, tint.shape))  # across every lane
 
 
 def test_effective_field_toggle_shows_a_heat_map(qtbot):
@@ -315,7 +319,7 @@ def test_a_linear_unit_highlights_every_feature_of_the_flatten_bars_and_the_maps
     assert mask.all()
     np.testing.assert_array_equal(flat.field_heights(), np.where(mask, controller.forward.outputs[3], 0))
     view = panel.reveal(2).current_view()
-    assert view.tint.isVisible() and (view.tint.image > 0).sum() == 3 * 4 * 10  # every unit of every channel
+    assert view.tint.covered(view.grid.shape).sum() == 3 * 4 * 10  # every unit of every channel
     session.select_unit(3, (17,))  # a flatten unit: the bars show no field, only the selected bar
     assert controller.field_is_current()
     assert not flat.field_bars.isVisible() and flat.highlight.isVisible()
@@ -485,16 +489,169 @@ def test_a_deleted_controller_drops_its_queued_when_shown_steps(qtbot):
     assert ran == [] and not shiboken6.isValid(controller)
 
 
-def test_the_readout_keeps_only_a_field_it_shows(qtbot):
-    """A unit selected again after an edit made while nothing was selected: the readout
-    had no field of it on screen to keep, so it says at once that it is computing."""
+def test_the_readout_says_it_is_computing_only_when_the_field_is_late(qtbot):
+    """A unit selected while nothing was: the readout keeps its hint while the field is
+    computed (it comes in a few ms: written once), says it is computing once that lasts
+    over VEIL_DELAY_MS (then it shows no field of anything), and the field when it is in."""
+    from cnnplay.app.views.panel import VEIL_DELAY_MS
     session, worker, controller, panel = make(qtbot)
     click_unit(qtbot, panel.cards[2], (1, 2, 3))
     session.select_unit(None)
-    assert "Click a unit" in panel.readout.text()
+    assert "Click a unit" in panel.readout.text() and panel.readout.showing is None
     session.update_layer(2, dilation=1, padding=1)
     worker.hold = True
     session.select_unit(2, (1, 2, 3))
-    assert "computing the receptive field" in panel.readout.text() and "d2" not in panel.readout.text()
+    assert "Click a unit" in panel.readout.text()
+    qtbot.waitUntil(lambda: "computing the receptive field" in panel.readout.text(), timeout=VEIL_DELAY_MS + 2000)
+    assert "d2" not in panel.readout.text() and "box" not in panel.readout.text()
+    assert panel.readout.showing is None
     worker.release()
     assert controller.field_is_current() and "box" in panel.readout.text()
+    assert panel.readout.showing == (2, (1, 2, 3))
+
+
+def test_a_click_draws_the_field_on_every_earlier_map_and_writes_the_readout_once(qtbot):
+    """A click on a unit: on every earlier map the tint covers exactly the core's mask on
+    every tile and the box outlines the core's box (clipped to the map) on every tile; the
+    input shows the field on the input; the clicked map marks the unit and its tile; the
+    readout is written once, with the unit's field (no "computing" in between)."""
+    from cnnplay.app.views import grid as g
+    session, worker, controller, panel = make(qtbot)
+    click_unit(qtbot, panel.cards[2], (1, 2, 3))
+    shown = []
+    panel.readout.setText = lambda text, _set=panel.readout.setText: (shown.append(text), _set(text))
+    unit = (2, 1, 6)
+    click_unit(qtbot, panel.cards[2], unit)
+    assert session.selected_unit == (2, unit) and controller.field_is_current()
+    assert len(shown) == 1 and "unit (c 2, y 1, x 6)" in shown[0] and "box" in shown[0]
+    assert "computing" not in shown[0] and panel.readout.text() == shown[0]
+    net = session.network
+    for k in (0, 1):
+        field = net.receptive_field(2, unit, onto=k)
+        view = panel.cards[k].current_view()
+        grid = view.grid
+        tint = view.tint.covered(grid.shape)
+        for t in range(grid.n):
+            oy, ox = grid.origin(t)
+            np.testing.assert_array_equal(tint[oy:oy + grid.h, ox:ox + grid.w], field.mask)
+        assert tint.sum() == grid.n * field.mask.sum()
+        (y0, y1), (x0, x1) = g.clip_box(field.box, (grid.h, grid.w))
+        assert len(view.box.rects) == grid.n
+        for t, (bx0, by0, bx1, by1) in enumerate(view.box.rects):
+            oy, ox = grid.origin(t)
+            assert bx0 <= ox + x0 and ox + x1 <= bx1 and by0 <= oy + y0 and oy + y1 <= by1
+            assert (bx1 - bx0, by1 - by0) == (x1 - x0, y1 - y0) or min(x1 - x0, y1 - y0) < view.least()
+        assert view.marker.rects == ()  # the unit is not on this map
+    iv = panel.input_view.image_view
+    on_input = net.receptive_field(2, unit)
+    np.testing.assert_array_equal(iv.tint.covered(iv.shape), on_input.mask)
+    (y0, y1), (x0, x1) = g.clip_box(on_input.box, iv.shape)
+    assert iv.box.rects == ((x0, y0, x1, y1),)
+    clicked = panel.cards[2].current_view()
+    assert clicked.tint.block is None and clicked.box.rects == ()  # no field on the clicked map itself
+    oy, ox = clicked.grid.origin(clicked.grid.tile_of(2))
+    ux0, uy0, ux1, uy1 = clicked.marker.rects[0]
+    assert ux0 <= ox + 6 < ox + 7 <= ux1 and uy0 <= oy + 1 < oy + 2 <= uy1
+    assert clicked.marker.rects[1] == (ox - 0.5, oy - 0.5, ox + clicked.grid.w + 0.5, oy + clicked.grid.h + 0.5)
+
+    session.select_unit(None)  # Esc: every mark goes
+    for k in (0, 1, 2):
+        view = panel.cards[k].current_view()
+        assert view.tint.block is None and view.box.rects == () and view.marker.rects == ()
+    assert iv.tint.block is None and iv.box.rects == () and "Click a unit" in panel.readout.text()
+
+
+def test_an_effective_field_that_fails_leaves_the_box_and_stops_saying_computing(qtbot, monkeypatch):
+    """In effective-field mode the box and masks come first; when the effective field then
+    fails, they stay on screen and the readout no longer says it is computing it."""
+    from cnnplay import Network
+
+    def fail(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(Network, "effective_receptive_field", fail)
+    session, worker, controller, panel = make(qtbot)
+    panel.effective_box.setChecked(True)
+    failed = []
+    controller.failed.connect(failed.append)
+    session.select_unit(2, (0, 2, 5))
+    assert controller.field_is_current() and controller.field.effective is None and failed
+    iv = panel.input_view.image_view
+    np.testing.assert_array_equal(iv.tint.covered(iv.shape), session.network.receptive_field(2, (0, 2, 5)).mask)
+    assert "box" in panel.readout.text() and "computing" not in panel.readout.text()
+    assert not iv.heat.isVisible()
+
+
+def test_clicks_repaint_only_what_changed_and_leave_no_stale_marks(qtbot):
+    """The tint's patches and the boxes tell Qt only the rects they left and drew: after
+    each click, what the screen would hold (the last picture, repainted only where Qt
+    sent paint events) equals the maps drawn afresh, and the repainted area is a small
+    part of each map that changed."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtGui import QImage, QPainter, QRegion
+
+    x = np.random.default_rng(2).standard_normal((2, 44, 92)).astype(np.float32)  # fields small on the maps
+    session, worker, controller, panel = make(qtbot, x=x)
+    canvases = {k: panel.cards[k].current_view().canvas for k in (0, 1, 2)}
+    canvases["input"] = panel.input_view.image_view.plot
+    grabbing = [False]
+
+    def grab(canvas):
+        grabbing[0] = True  # (a grab paints the widget too: not a repaint Qt asked for)
+        try:
+            return canvas.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        finally:
+            grabbing[0] = False
+
+    class Painted(QObject):
+        def __init__(self):
+            super().__init__()
+            self.regions = {k: QRegion() for k in canvases}
+
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Paint and not grabbing[0]:
+                for k, c in canvases.items():
+                    if obj is c.viewport():
+                        self.regions[k] = self.regions[k].united(ev.region())
+            return False
+
+    def pixels(img):
+        a = np.frombuffer(img.constBits(), np.uint32).reshape(img.height(), img.bytesPerLine() // 4)
+        return a[:, :img.width()].copy()
+
+    painted = Painted()
+    screen = {}
+    for k, c in canvases.items():
+        c.viewport().installEventFilter(painted)
+        screen[k] = grab(c)
+    area = {k: 0 for k in canvases}
+
+    def settle():
+        for _ in range(5):
+            QApplication.processEvents()
+            for k, c in canvases.items():
+                r = painted.regions[k]
+                if not r.isEmpty():
+                    area[k] += sum(x.width() * x.height() for x in r)
+                    p = QPainter(screen[k])
+                    p.setClipRegion(r)
+                    p.drawImage(0, 0, grab(c))
+                    p.end()
+                    painted.regions[k] = QRegion()
+
+    try:
+        for layer, unit in [(2, (1, 2, 3)), (2, (0, 3, 4)), (1, (4, 0, 0)), (2, (2, 10, 19)), (4, (3,)),
+                            (3, (17,)), (0, (1, 5, 5)), (2, (1, 2, 3)), (2, (1, 0, 43))]:
+            area = {k: 0 for k in canvases}
+            session.select_unit(layer, unit)
+            assert controller.field_is_current()
+            settle()
+            for k, c in canvases.items():
+                np.testing.assert_array_equal(pixels(screen[k]), pixels(grab(c)), err_msg=f"{k} after {unit}")
+            if (layer, unit) == (2, (2, 10, 19)):  # a small field moved on two mosaics: small repaints
+                for k in (0, 1):
+                    vp = canvases[k].viewport()
+                    assert 0 < area[k] < 0.25 * vp.width() * vp.height()
+    finally:
+        for c in canvases.values():
+            c.viewport().removeEventFilter(painted)

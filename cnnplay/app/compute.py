@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -99,7 +99,7 @@ class FieldResult:
     request: FieldRequest
     on_input: object  # the core's receptive-field object for the input
     on_maps: dict = field(default_factory=dict)  # layer k -> field on layer k's output (k < layer)
-    effective: np.ndarray | None = None  # |d unit / d input| summed over channels
+    effective: np.ndarray | None = None  # |d unit / d input| summed over channels (None: not yet, or not asked)
     seconds: float = 0.0
 
 
@@ -289,13 +289,13 @@ class ComputeWorker(QObject):
         net = request.network
         self.busy.emit(f"receptive field of layer {request.layer} unit {request.unit}")
         t0 = time.perf_counter()
-        on_input = net.receptive_field(request.layer, request.unit)
-        on_maps = {k: net.receptive_field(request.layer, request.unit, onto=k) for k in range(request.layer)}
-        effective = None
+        on_input, on_maps = net.receptive_fields(request.layer, request.unit)  # one walk, every map
+        first = FieldResult(request, on_input, on_maps, None, time.perf_counter() - t0)
+        self.field_done.emit(first)  # box and masks now; with the effective field, that comes after
         if request.effective:
             outputs, _ = self._cache.run(net, request.x, request.input_token)
             effective = net.effective_receptive_field(request.x, request.layer, request.unit, outputs=outputs)
-        self.field_done.emit(FieldResult(request, on_input, on_maps, effective, time.perf_counter() - t0))
+            self.field_done.emit(replace(first, effective=effective, seconds=time.perf_counter() - t0))
 
     def _task(self, request: TaskRequest) -> None:
         self.busy.emit(request.name)

@@ -34,6 +34,7 @@ HOLD_SECONDS = 0.5  # a request holds training back at most this long (a slow pa
 _SETTLE = QEvent.Type(QEvent.registerEventType())  # the second step of "painted" (see _settle_soon)
 _LOW = int(Qt.EventPriority.LowEventPriority.value)
 SHOWN_AT_LATEST_MS = 1000  # when_shown callbacks run after this long whatever happens
+BUSY_DELAY_MS = 150  # the status says what is computing once it has run this long (a click's field never)
 
 
 class ComputeController(QObject):
@@ -68,6 +69,14 @@ class ComputeController(QObject):
         self._settling = False  # a settle (two event-loop steps) is under way
         self._settle_again = False  # a result came in during it: its paint comes later
         self._field_failed = None  # the last field request that failed
+        # The busy status ("Computing layers 3-11...") waits BUSY_DELAY_MS: what ends sooner
+        # (a click's field, most edits) never lays the status bar out twice for nothing.
+        self._busy_text = ""
+        self._busy_shown = False  # a busy status is on screen: "Ready" replaces it when idle
+        self._busy_timer = QTimer(self)
+        self._busy_timer.setSingleShot(True)
+        self._busy_timer.setInterval(BUSY_DELAY_MS)
+        self._busy_timer.timeout.connect(self._show_busy)
         worker.forward_done.connect(self._on_forward)
         worker.field_done.connect(self._on_field)
         worker.failed.connect(self._on_failed)
@@ -178,6 +187,8 @@ class ComputeController(QObject):
     def _on_failed(self, request, message: str) -> None:
         if getattr(request, "kind", None) == "field":
             self._field_failed = request
+            if self.field is not None and self.field.request is request:
+                self.field_changed.emit()  # its effective field failed: the views stop waiting for it
         self.failed.emit(message)
 
     def _on_failed_at(self, request, layer, message: str, partial) -> None:
@@ -306,9 +317,26 @@ class ComputeController(QObject):
             fn()
 
     def _on_busy(self, what: str) -> None:
-        if not what:
-            self._release_after_paint()
-        if not what and self.forward_cancelled():
-            self.message.emit(self.cancelled_text())
+        if what:
+            self._busy_text = what[:1].upper() + what[1:] + "..."
+            if self._busy_shown:
+                self.message.emit(self._busy_text)  # busy on screen already: say what now
+            elif not self._busy_timer.isActive():
+                self._busy_timer.start()
             return
-        self.message.emit(what[:1].upper() + what[1:] + "..." if what else "Ready")
+        self._release_after_paint()
+        self._busy_timer.stop()
+        shown, self._busy_shown = self._busy_shown, False
+        if self.forward_cancelled():
+            self.message.emit(self.cancelled_text())
+        elif shown:
+            self.message.emit("Ready")
+
+    def _show_busy(self) -> None:
+        self._busy_shown = True
+        self.message.emit(self._busy_text)
+
+    def field_failed(self) -> bool:
+        """Computing the field on screen failed part way (its effective field): nothing more comes."""
+        f, r = self.field, self._field_failed
+        return f is not None and r is f.request

@@ -9,6 +9,7 @@ checks build a Layout; a Network is a Layout with parameters.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 from . import memory
 from .errors import NetworkError, short_repr
@@ -159,22 +160,35 @@ class Layout:
         return [t.macs(c, self.input_shape_of(i), self.output_shapes[i])
                 for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
 
-    @property
-    def windows(self) -> list[Window | None]:
-        return [t.window(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs))]
+    # The description never changes, so what follows from it alone is worked out once
+    # per layout (a click on a unit asks for the windows and summaries again and again).
+    @cached_property
+    def windows(self) -> tuple[Window | None, ...]:
+        return tuple(t.window(c, self.input_shape_of(i)) for i, (t, c) in enumerate(zip(self.layer_types, self.configs)))
 
-    @property
-    def summaries(self) -> list[str]:
-        return [t.summary(c) for t, c in zip(self.layer_types, self.configs)]
+    @cached_property
+    def summaries(self) -> tuple[str, ...]:
+        return tuple(t.summary(c) for t, c in zip(self.layer_types, self.configs))
 
     # -- receptive fields (see receptive.py) ----------------------------------
     def receptive_field_table(self):
-        """One receptive.FieldRow per layer: size r, jump j and start per axis."""
+        """One receptive.FieldRow per layer: size r, jump j and start per axis (a tuple,
+        worked out once per layout)."""
+        return self._field_table
+
+    @cached_property
+    def _field_table(self):
         from . import receptive
-        return receptive.receptive_field_table(self)
+        return tuple(receptive.receptive_field_table(self))
 
     def receptive_field(self, layer: int, unit, onto: int | None = None):
         """The exact receptive.ReceptiveField of `unit` of `layer` on the input
         (or on layer `onto`'s output map)."""
         from . import receptive
         return receptive.receptive_field(self, layer, unit, onto)
+
+    def receptive_fields(self, layer: int, unit):
+        """The exact fields of `unit` of `layer` on the input and on every earlier
+        map, in one walk: (field on the input, {k: field on layer k's output})."""
+        from . import receptive
+        return receptive.receptive_fields(self, layer, unit)

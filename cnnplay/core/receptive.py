@@ -232,9 +232,26 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
         onto = _check_layer(net, onto, "layer (onto)")
         if onto >= layer:
             raise NetworkError(f"onto must be an earlier layer than {layer}, not {onto}", layer)
-    stop = -1 if onto is None else onto
-    target = net.input_shape if onto is None else net.output_shapes[onto]
+    for k, field in _walk(net, layer, unit, -1 if onto is None else onto):
+        if k == onto:
+            return field
+    raise AssertionError("the walk ends on the map asked for")  # pragma: no cover
 
+
+def receptive_fields(net, layer, unit) -> tuple[ReceptiveField, dict[int, ReceptiveField]]:
+    """The exact fields of `unit` of `layer` on the input and on every earlier map,
+    from one walk back through the network (each the same as receptive_field's):
+    (field on the input, {k: field on layer k's output for k < layer})."""
+    layer = _check_layer(net, layer)
+    unit = _check_unit(net, layer, unit)
+    on_maps = dict(_walk(net, layer, unit, -1))
+    on_input = on_maps.pop(None)
+    return on_input, on_maps
+
+
+def _walk(net, layer: int, unit: tuple[int, ...], stop: int):
+    """Walk back from `unit` of `layer` (checked) through layers layer..stop+1 and yield
+    (k, field on layer k's output) after each, k = layer-1 down to stop (None: the input)."""
     out_shape = net.output_shapes[layer]
     # state: spatial (per-axis masks and boxes) or flat (one feature or all)
     if len(out_shape) > 1:
@@ -263,15 +280,20 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
                     for m, u in zip(masks, pos):
                         m[u] = True
                     boxes = [(int(u), int(u) + 1) for u in pos]
-            continue
-        win = _axis_windows(net, i)
-        nxt_masks, nxt_boxes = [], []
-        for a, (k, s, p, d) in enumerate(win):
-            nxt_masks.append(_preimage(masks[a], in_shape[1 + a], k, s, p, d))
-            lo, hi = boxes[a]
-            nxt_boxes.append((lo * s - p, (hi - 1) * s - p + window_span(k, d)))
-        masks, boxes = nxt_masks, nxt_boxes
+        else:
+            win = _axis_windows(net, i)
+            nxt_masks, nxt_boxes = [], []
+            for a, (k, s, p, d) in enumerate(win):
+                nxt_masks.append(_preimage(masks[a], in_shape[1 + a], k, s, p, d))
+                lo, hi = boxes[a]
+                nxt_boxes.append((lo * s - p, (hi - 1) * s - p + window_span(k, d)))
+            masks, boxes = nxt_masks, nxt_boxes
+        yield (i - 1 if i > 0 else None), _field(layer, unit, i - 1 if i > 0 else None, in_shape,
+                                                 masks, boxes, feature, whole)
 
+
+def _field(layer, unit, onto, target, masks, boxes, feature, whole) -> ReceptiveField:
+    """The walk's state on map `target` (its shape) as a ReceptiveField."""
     if masks is None:  # onto a flat map
         n = target[0]
         m = np.zeros(n, bool)
@@ -286,7 +308,7 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
         axis_masks = tuple(masks)
         box = tuple((int(a), int(b)) for a, b in boxes)
     for m in axis_masks:
-        m.flags.writeable = False
+        m.flags.writeable = False  # (the walk only reads them from here on)
     if len(axis_masks) == 1:
         full = axis_masks[0].copy()
     else:

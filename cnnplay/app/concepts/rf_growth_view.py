@@ -94,7 +94,7 @@ class GrowthView(QWidget):
         current = self.layer_box.currentData()
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
-        windows, summaries = net.windows, net.summaries  # properties that compute every layer's
+        windows, summaries = net.windows, net.summaries  # every layer's (worked out once per layout)
         for i, t in enumerate(net.layer_types):
             if windows[i] is not None and {"kernel_size"} <= {f.name for f in t.fields}:
                 self.layer_box.addItem(f"{i}: {summaries[i]}", i)

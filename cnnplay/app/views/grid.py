@@ -279,17 +279,17 @@ def widen(a: float, b: float, least: float) -> tuple[float, float]:
     return c - least / 2, c + least / 2
 
 
-def tile_box_paths(grid: TileGrid, box, least: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Outline of a 2D box (clipped to a tile) in every tile of a mosaic, as one polyline;
-    drawn at least `least` map px wide and high (a 1x1 field on a shrunk map stays visible)."""
+def tile_box_rects(grid: TileGrid, box, least: float = 0.0) -> list[tuple[float, float, float, float]]:
+    """A 2D box (clipped to a tile) in every tile of a mosaic, as (x0, y0, x1, y1) in view
+    coordinates; at least `least` map px wide and high (a 1x1 field on a shrunk map stays visible)."""
     (y0, y1), (x0, x1) = clip_box(box, (grid.h, grid.w))
-    xs, ys = [], []
-    if y1 > y0 and x1 > x0:
-        y0, y1 = widen(y0, y1, least)
-        x0, x1 = widen(x0, x1, least)
-        for t in range(grid.n):
-            oy, ox = grid.origin(t)
-            px, py = rect_path(ox + x0, oy + y0, ox + x1, oy + y1)
-            xs += px
-            ys += py
-    return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    if not (y1 > y0 and x1 > x0):
+        return []
+    y0, y1 = widen(y0, y1, least)
+    x0, x1 = widen(x0, x1, least)
+    out = []
+    for t in range(grid.n):
+        oy, ox = grid.origin(t)
+        out.append((ox + x0, oy + y0, ox + x1, oy + y1))
+    return out
+

@@ -15,6 +15,8 @@ from . import grid as g
 from . import style
 from .cards import StaleOverlay, format_value, shape_text
 from .maps import LanesView
+from .marks import Marks
+from .tint import Tint
 
 
 class InputImageView(QWidget):
@@ -36,13 +38,13 @@ class InputImageView(QWidget):
         c.setAlpha(120)
         self.hatch.setBrush(QBrush(c, Qt.BDiagPattern))
         self.hatch.setPen(pg.mkPen(None))
-        self.tint = pg.ImageItem(axisOrder="row-major")
+        self.tint = Tint(style.FIELD, 110)  # the field's mask over its box
         self.heat = pg.ImageItem(axisOrder="row-major")
-        self.box = pg.PlotCurveItem(pen=style.pen(style.FIELD, 2))
-        self.full_box = pg.PlotCurveItem(pen=style.pen(style.PADDING, 1.5, Qt.DashLine))
+        self.box = Marks(style.pen(style.FIELD, 2))  # the box on the input
+        self.full_box = Marks(style.pen(style.PADDING, 1.5, Qt.DashLine))  # all of it, padding included
         for z, item in zip((-1, 0, 1, 2, 3, 4), (self.hatch, self.image, self.tint, self.heat, self.full_box, self.box)):
             item.setZValue(z)
-            vb.addItem(item)
+            vb.addItem(item, ignoreBounds=isinstance(item, (Tint, Marks)))
         style.own_menu(vb, self.plot, "input")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -80,25 +82,23 @@ class InputImageView(QWidget):
             return
         self.field, self.effective = field, effective
         h, w = self.shape
-        if field is None or np.shape(field.mask) != (h, w):
-            for item in (self.tint, self.heat, self.hatch):
+        if field is None or tuple(field.shape) != (h, w):
+            for item in (self.heat, self.hatch):
                 item.setVisible(False)
-            self.box.setData([], [])
-            self.full_box.setData([], [])
+            self.tint.show_mask(None)
+            self.box.set_rects(())
+            self.full_box.set_rects(())
             return
-        style.set_mask_image(self.tint, field.mask, style.FIELD, 110)
-        self.tint.setVisible(True)
         (y0, y1), (x0, x1) = field.box
         (cy0, cy1), (cx0, cx1) = g.clip_box(field.box, (h, w))
-        xs, ys = g.rect_path(cx0, cy0, cx1, cy1) if cy1 > cy0 and cx1 > cx0 else ([], [])
-        self.box.setData(np.array(xs, float), np.array(ys, float), connect="finite")
+        self.tint.show_mask(np.asarray(field.mask)[cy0:cy1, cx0:cx1], [(cx0, cy0, cx1 - cx0, cy1 - cy0)])
+        self.box.set_rects([(cx0, cy0, cx1, cy1)] if cy1 > cy0 and cx1 > cx0 else [])
         padded = g.padding_fraction(field.box, (h, w)) > 0
         if padded:
-            xs, ys = g.rect_path(x0, y0, x1, y1)
-            self.full_box.setData(np.array(xs, float), np.array(ys, float), connect="finite")
+            self.full_box.set_rects([(x0, y0, x1, y1)])
             self.hatch.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         else:
-            self.full_box.setData([], [])
+            self.full_box.set_rects(())
         self.hatch.setVisible(padded)
         if effective is not None and np.shape(effective) == (h, w):
             top = float(np.max(effective)) or 1.0

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from . import grid as g
 from . import style
 from .colorbar import ColorBar
+from .marks import Marks
+from .tint import Tint
 
 
 class _MapView(QWidget):
@@ -72,12 +74,12 @@ class MosaicView(_MapView):
         self.bar = ColorBar(values=(0, 1), colormap=style.colormap(False), width=10)
         self.canvas.addItem(self.bar, 0, 1)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.tint = pg.ImageItem(axisOrder="row-major")
-        self.box = pg.PlotCurveItem(connect="finite", pen=style.pen(style.FIELD, 1.2))
-        self.marker = pg.PlotCurveItem(connect="finite", pen=style.pen(style.SELECT, 2))
+        self.tint = Tint(style.FIELD, 95)  # the field's mask on every tile
+        self.box = Marks(style.pen(style.FIELD, 1.2))  # its box on every tile
+        self.marker = Marks(style.pen(style.SELECT, 2))  # the selected unit and its tile
         for z, item in enumerate((self.image, self.tint, self.box, self.marker)):
             item.setZValue(z)
-            vb.addItem(item)
+            vb.addItem(item, ignoreBounds=item is not self.image)
         style.own_menu(vb, self.canvas, name, actions)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -146,18 +148,20 @@ class MosaicView(_MapView):
         self._draw_marker()
 
     def _draw_field(self):
+        """The field's mask as a tint over its box on every tile (one small image), and the box."""
         grid, field = self.grid, self._field
-        mask = None if field is None else np.asarray(field.mask)
-        if grid is None or field is None or mask.shape != (grid.h, grid.w):
-            self.tint.setVisible(False)
-            self.box.setData([], [])
-        else:
-            stack = np.broadcast_to(mask, (grid.n,) + mask.shape)
-            covered = grid.mosaic(stack, fill=False, dtype=bool)
-            style.set_mask_image(self.tint, covered, style.FIELD, 95)
-            self.tint.setVisible(True)
-            xs, ys = g.tile_box_paths(grid, field.box, self.least())
-            self.box.setData(xs, ys)
+        if grid is None or field is None or tuple(field.shape) != (grid.h, grid.w):
+            self.tint.show_mask(None)
+            self.box.set_rects(())
+            return
+        (y0, y1), (x0, x1) = g.clip_box(field.box, (grid.h, grid.w))
+        block = np.asarray(field.mask)[y0:y1, x0:x1]
+        places = []
+        for t in range(grid.n):
+            oy, ox = grid.origin(t)
+            places.append((ox + x0, oy + y0, x1 - x0, y1 - y0))
+        self.tint.show_mask(block, places)
+        self.box.set_rects(g.tile_box_rects(grid, field.box, self.least()))
 
     def least(self) -> float:
         """The smallest mark in map px: g.MIN_MARK_PX on screen."""
@@ -170,15 +174,13 @@ class MosaicView(_MapView):
         grid, sel = self.grid, self._selected
         tile = None if grid is None or sel is None or len(sel) != 3 else grid.tile_of(sel[0])
         if tile is None or not (0 <= sel[1] < grid.h and 0 <= sel[2] < grid.w):
-            self.marker.setData([], [])
+            self.marker.set_rects(())
         else:
             oy, ox = grid.origin(tile)
             least = self.least()
             x0, x1 = g.widen(ox + sel[2], ox + sel[2] + 1, least)
             y0, y1 = g.widen(oy + sel[1], oy + sel[1] + 1, least)
-            px, py = g.rect_path(x0, y0, x1, y1)
-            tx, ty = g.rect_path(ox - 0.5, oy - 0.5, ox + grid.w + 0.5, oy + grid.h + 0.5)
-            self.marker.setData(np.array(px + tx), np.array(py + ty))
+            self.marker.set_rects([(x0, y0, x1, y1), (ox - 0.5, oy - 0.5, ox + grid.w + 0.5, oy + grid.h + 0.5)])
 
 
 class LanesView(_MapView):
@@ -193,14 +195,14 @@ class LanesView(_MapView):
         pi.setMouseEnabled(x=True, y=False)
         pi.hideButtons()
         vb = pi.getViewBox()
-        self.tint = pg.ImageItem(axisOrder="row-major")
-        self.box = pg.PlotCurveItem(connect="finite", pen=style.pen(style.FIELD, 1.2))
+        self.tint = Tint(style.FIELD, 70)  # the field's mask across all lanes
+        self.box = Marks(style.pen(style.FIELD, 1.2))
         self.heat = pg.ImageItem(axisOrder="row-major")
         self.curve = pg.PlotCurveItem(connect="finite", pen=style.pen(style.CURVE, 1))
-        self.marker = pg.PlotCurveItem(connect="finite", pen=style.pen(style.SELECT, 2))
+        self.marker = Marks(style.pen(style.SELECT, 2))
         for z, item in enumerate((self.tint, self.heat, self.curve, self.box, self.marker)):
             item.setZValue(z)
-            vb.addItem(item)
+            vb.addItem(item, ignoreBounds=isinstance(item, (Tint, Marks)))
         style.own_menu(vb, self.plot, name, actions, chart=pi)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -235,17 +237,13 @@ class LanesView(_MapView):
 
     def _draw_overlays(self):
         n, length, field = len(self.channels), self.length, self._field
-        mask = None if field is None else np.asarray(field.mask)
-        if field is None or mask.shape != (length,) or n == 0:
-            self.tint.setVisible(False)
-            self.box.setData([], [])
+        if field is None or tuple(field.shape) != (length,) or n == 0:
+            self.tint.show_mask(None)
+            self.box.set_rects(())
         else:
-            style.set_mask_image(self.tint, mask[None, :], style.FIELD, 70)
-            self.tint.setRect(QRectF(0, 0, length, n))
-            self.tint.setVisible(True)
             (a, b), = g.clip_box(field.box, (length,))
-            xs, ys = g.rect_path(a, 0, b, n) if b > a else ([], [])
-            self.box.setData(np.array(xs, float), np.array(ys, float))
+            self.tint.show_mask(np.asarray(field.mask)[None, a:b], [(a, 0, b - a, n)])
+            self.box.set_rects([(a, 0, b, n)] if b > a else [])
         eff = getattr(self, "_effective", None)
         if eff is None or n == 0 or np.shape(eff) != (length,):
             self.heat.setVisible(False)
@@ -260,10 +258,9 @@ class LanesView(_MapView):
         if sel is not None and len(sel) == 2 and sel[0] in self.channels and 0 <= sel[1] < length:
             lane = self.channels.index(sel[0])
         if lane is None:
-            self.marker.setData([], [])
+            self.marker.set_rects(())
         else:
-            xs, ys = g.rect_path(sel[1], lane, sel[1] + 1, lane + 1)
-            self.marker.setData(np.array(xs, float), np.array(ys, float))
+            self.marker.set_rects([(sel[1], lane, sel[1] + 1, lane + 1)])
 
 
 class BarsView(_MapView):

@@ -435,7 +435,8 @@ class MapsPanel(QWidget):
         if current:
             eff = f.effective if show_eff else None
             self.input_view.set_field(f.on_input, eff)
-            pending = "computing the effective field…" if show_eff and f.effective is None else ""
+            pending = ("computing the effective field…"
+                       if show_eff and f.effective is None and not c.field_failed() else "")
             self.readout.show_unit(layer, net.summaries[layer], unit, self._table_row(net, layer), f.on_input,
                                    pending=pending)
             return

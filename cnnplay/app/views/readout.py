@@ -57,7 +57,7 @@ class UnitReadout(QLabel):
         self.showing = None  # (layer, unit) whose receptive field is on screen, else None
         self._later = QTimer(self)  # a delayed "computing" text (show_unit's delay_ms)
         self._later.setSingleShot(True)
-        self._later.timeout.connect(lambda: self.setText(self._later_text))
+        self._later.timeout.connect(self._show_later)
         self._later_text = ""
 
     def clear_unit(self) -> None:
@@ -67,15 +67,24 @@ class UnitReadout(QLabel):
 
     def show_unit(self, layer: int, summary: str, unit, row, field, pending: str = "", delay_ms: int = 0) -> None:
         """The unit, its field's figures and a note of what is still being computed. Without
-        a field and with delay_ms, a readout showing this unit's last field keeps it that
-        long (the new one usually comes sooner: no flash of "computing...", no second
-        layout of the dock), like the maps' veil (StaleOverlay.cover)."""
+        a field and with delay_ms, the readout keeps what it shows (this unit's last field,
+        another unit's, or the hint) that long: the field usually comes sooner and is then
+        written once (no flash of "computing...", no second layout of the dock), as the
+        maps keep their overlays and veil late (StaleOverlay.cover)."""
         html = readout_html(layer, summary, unit, row, field, pending=pending)
-        if field is None and delay_ms and self.showing == (layer, unit):
+        if field is None and delay_ms:
             self._later_text = html
             if not self._later.isActive():
                 self._later.start(delay_ms)
             return
         self._later.stop()
         self.showing = (layer, unit) if field is not None else None
-        self.setText(html)
+        self._write(html)
+
+    def _show_later(self) -> None:
+        self.showing = None  # what it showed is gone; it says what is being computed
+        self._write(self._later_text)
+
+    def _write(self, html: str) -> None:
+        if html != self.text():  # the same text again (a second refresh): no new layout
+            self.setText(html)

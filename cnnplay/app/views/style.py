@@ -67,24 +67,6 @@ def heat_lut() -> np.ndarray:
     return np.concatenate([rgb, alpha[:, None]], axis=1).astype(np.uint8)
 
 
-def tint(mask: np.ndarray, color: QColor, alpha: int) -> np.ndarray:
-    """An RGBA image: `color` with `alpha` where mask is True, transparent elsewhere."""
-    return tint_lut(color.name(), alpha)[np.asarray(mask, bool).view(np.uint8)]
-
-
-@lru_cache(maxsize=None)
-def tint_lut(color: str, alpha: int) -> np.ndarray:
-    """Two-entry RGBA table: 0 transparent, 1 `color` at `alpha`."""
-    c = QColor(color)
-    return np.array([[0, 0, 0, 0], [c.red(), c.green(), c.blue(), alpha]], np.uint8)
-
-
-def set_mask_image(item, mask: np.ndarray, color: QColor, alpha: int) -> None:
-    """Show a bool mask as a tint: uploaded as 0/1 bytes, coloured by a 2-entry table at paint time."""
-    item.setImage(np.asarray(mask, bool).view(np.uint8), autoLevels=False, levels=(0, 1),
-                  lut=tint_lut(color.name(), alpha))
-
-
 def pen(color, width: float = 1.5, style=Qt.SolidLine):
     p = pg.mkPen(color, width=width)
     p.setStyle(style)
