@@ -1,6 +1,8 @@
 """The thread-count policy (core/kernels/launch.py), driven with made-up timings and a
 fake clock: deterministic, no real time measured."""
 
+import threading
+
 import numba
 import numpy as np
 import pytest
@@ -219,7 +221,7 @@ def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, 
         def record(self, key, n, seconds):
             pass
 
-    class CountingNumpy:  # winograd's numpy, whose matmul notes BLAS's thread count
+    class CountingNumpy:  # blas's numpy, whose matmul notes BLAS's thread count and its caller
         def __init__(self):
             self.seen = []
 
@@ -227,7 +229,7 @@ def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, 
             return getattr(np, name)
 
         def matmul(self, *args, **kwargs):
-            self.seen.append(blas.threads())
+            self.seen.append((blas.threads(), threading.get_ident()))
             return np.matmul(*args, **kwargs)
 
     other = 3 - threads
@@ -235,9 +237,42 @@ def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, 
     assert blas.threads() == other
     counting = CountingNumpy()
     monkeypatch.setattr(launch, "POLICY", Fixed())
-    monkeypatch.setattr(winograd, "np", counting)
+    monkeypatch.setattr(blas, "np", counting)
     conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd")
-    assert counting.seen and set(counting.seen) == {threads}
+    # one thread: one product call on one BLAS thread; two: the batch of products
+    # split in two, each part on its own thread with a single-threaded BLAS
+    assert counting.seen and {n for n, _ in counting.seen} == {1}
+    assert len({t for _, t in counting.seen}) == threads and len(counting.seen) % threads == 0
+    assert blas.threads() == threads  # the policy's count again after the split
     monkeypatch.undo()
     launch._use_threads(numba.config.NUMBA_NUM_THREADS)
     assert blas.threads() == numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch, shared", [(1, False), (3, False), (16, False), (5, True)])
+def test_batched_products_split_across_threads_match_plain_loops(threads, batch, shared):
+    # blas.batched_matmul splits a batch of products between threads: each part
+    # must land in its own slice of out, whatever the split, with a shared left
+    # matrix (a 1x1 convolution's weights) as with one per product (Winograd's)
+    from cnnplay.core.kernels import blas
+    rng = np.random.default_rng(batch)
+    a = rng.standard_normal((7, 5) if shared else (batch, 7, 5)).astype(np.float32)
+    b = rng.standard_normal((batch, 5, 9)).astype(np.float32)
+    out = np.full((batch, 7, 9), np.nan, np.float32)
+    before = blas.threads()
+    blas.set_threads(threads)
+    try:
+        got = blas.batched_matmul(a, b, out)
+        after = blas.threads()
+    finally:
+        blas.set_threads(before or 1)
+    want = np.zeros((batch, 7, 9))
+    for i in range(batch):
+        ai = a if shared else a[i]
+        for r in range(7):
+            for c in range(9):
+                want[i, r, c] = sum(float(ai[r, k]) * float(b[i, k, c]) for k in range(5))
+    assert got is out
+    assert np.max(np.abs(out - want)) <= 1e-5 * np.max(np.abs(want))
+    assert after == (threads if blas.available() else before)

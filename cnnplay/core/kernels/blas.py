@@ -18,7 +18,10 @@ process has loaded (after numpy), so no second copy is opened. Where none is fou
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
+
+import numpy as np
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
             "openblas_set_num_threads64_", "openblas_set_num_threads")
@@ -93,3 +96,40 @@ def set_threads(n: int) -> None:
         if setter is not None:
             setter(int(n))
         _current = n
+
+
+SPLIT = True  # batched products split across threads (False: one threaded BLAS call; for measurements)
+_pool = None  # helper threads for batched_matmul, started on first use
+
+
+def batched_matmul(a, b, out):
+    """out[i] = a[i] @ b[i] (a may be one matrix for all i): with n > 1 BLAS threads,
+    the batch is split into n parts, each multiplied on its own thread by a
+    single-threaded BLAS. OpenBLAS splits every product of a batch across its
+    threads and meets them again after each one: for Winograd's 16-36 short
+    products (K = 64-128) those meetings cost as much as the arithmetic.
+    The count stays the launch policy's choice; call under launch's lock."""
+    global _pool
+    n = _current or 1
+    parts = min(n, out.shape[0])
+    if parts <= 1 or not SPLIT or not available():
+        return np.matmul(a, b, out=out)
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
+                                   thread_name_prefix="cnnplay-blas")
+    bounds = np.linspace(0, out.shape[0], parts + 1).astype(int)
+    part = [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+    def mul(s):
+        np.matmul(a if a.ndim == 2 else a[s], b[s], out=out[s])
+
+    set_threads(1)
+    try:
+        jobs = [_pool.submit(mul, s) for s in part[1:]]
+        mul(part[0])
+        for j in jobs:
+            j.result()
+    finally:
+        set_threads(n)
+    return out

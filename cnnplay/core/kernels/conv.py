@@ -65,7 +65,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import numpy_path, winograd
+from . import blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 
@@ -376,7 +376,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     y = np.empty((nb, co, plan.ho, plan.wo), np.float32)
     if algo == "gemm" and plan.pointwise:  # 1x1, stride 1, no padding: x is its own im2col
         wmat, bias = _packed(w, b, version, "gemm")
-        np.matmul(wmat, x.reshape(nb, ci, -1), out=y.reshape(nb, co, -1))
+        blas.batched_matmul(wmat, x.reshape(nb, ci, -1), y.reshape(nb, co, -1))
         if b is not None:
             y += bias[:co, None, None]
         return y

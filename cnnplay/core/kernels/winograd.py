@@ -43,7 +43,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import winograd4
+from . import blas, winograd4
 
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
 
@@ -256,7 +256,7 @@ def conv3x3(x, u, bias, padding, y) -> None:
     sc = SCHEMES[u.shape[0]]
     co, ho, wo = y.shape[1:]
     for r0, r1, n, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, BUDGET):
-        np.matmul(u, v, out=m)
+        blas.batched_matmul(u, v, m)
         sc.output(mflat, mplane, n, bias, r0, r1, _tiles(sc, ho, wo)[1], y)
 
 
@@ -271,13 +271,14 @@ def weight_grad(x, gy, padding, scheme: "Scheme | None" = None) -> np.ndarray:
     th, tw = _tiles(sc, ho, wo)
     gyp = np.zeros((nb, co, sc.tile * th, sc.tile * tw), np.float32)  # the cropped outputs' gradient is 0
     gyp[:, :, :ho, :wo] = gy
-    gu = part = None
+    gu = np.empty((sc.elems, co, ci), np.float32)
+    part = None
     for r0, r1, n, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
         sc.grad_output(gyp, r0, r1, tw, mflat, mplane, n)
-        if gu is None:
-            gu = np.matmul(m, v.transpose(0, 2, 1))  # (elems, Co, Ci); BLAS takes V^T as it lies
+        if r0 == 0:  # (elems, Co, Ci); BLAS takes V^T as it lies
+            blas.batched_matmul(m, v.transpose(0, 2, 1), gu)
         else:
-            part = np.matmul(m, v.transpose(0, 2, 1), out=part)
+            part = blas.batched_matmul(m, v.transpose(0, 2, 1), np.empty_like(gu) if part is None else part)
             gu += part
     gw = np.empty((co, ci, 9), np.float32)
     sc.adjoint(gu, gw)
