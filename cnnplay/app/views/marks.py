@@ -12,6 +12,8 @@ from __future__ import annotations
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import QGraphicsItem
 
+from .overlay import Overlay
+
 
 class _Outline(QGraphicsItem):
     def __init__(self, pen, parent):
@@ -38,25 +40,14 @@ class _Outline(QGraphicsItem):
         self.setVisible(True)
 
 
-class Marks(QGraphicsItem):
+class Marks(Overlay):
     """Rectangles (x0, y0, x1, y1) in view coordinates, outlined with `pen`."""
 
     def __init__(self, pen, parent=None):
         super().__init__(parent)
-        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)  # its outlines draw
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._pen = pen
         self.rects: tuple[tuple[float, float, float, float], ...] = ()
         self._outlines: list[_Outline] = []
-
-    def boundingRect(self) -> QRectF:
-        return QRectF()
-
-    def paint(self, painter, option, widget=None) -> None:
-        pass
-
-    def dataBounds(self, axis, frac=1.0, orthoRange=None):
-        return None  # not part of the view's auto range
 
     def set_rects(self, rects) -> None:
         rects = tuple(tuple(float(v) for v in r) for r in rects)

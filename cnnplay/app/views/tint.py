@@ -18,6 +18,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QGraphicsItem
 
+from .overlay import Overlay
+
 
 class _Patch(QGraphicsItem):
     """One place of a tint: the image stretched over `rect`."""
@@ -49,14 +51,12 @@ class _Patch(QGraphicsItem):
         self.setVisible(True)
 
 
-class Tint(QGraphicsItem):
+class Tint(Overlay):
     """The mask of a box, `color` at `alpha` where True, drawn into each place
     (x, y, width, height in view coordinates; the image is stretched to fill it)."""
 
     def __init__(self, color, alpha: int, parent=None):
         super().__init__(parent)
-        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)  # its patches draw
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         c = QColor(color)
         a = alpha / 255.0  # premultiplied ARGB
         self._on = np.uint32((alpha << 24) | (round(c.red() * a) << 16) | (round(c.green() * a) << 8)
@@ -65,15 +65,6 @@ class Tint(QGraphicsItem):
         self.places: tuple[tuple[float, float, float, float], ...] = ()
         self._pixels = None  # the image's bytes (the QImage reads them)
         self._patches: list[_Patch] = []
-
-    def boundingRect(self) -> QRectF:
-        return QRectF()
-
-    def paint(self, painter, option, widget=None) -> None:
-        pass
-
-    def dataBounds(self, axis, frac=1.0, orthoRange=None):
-        return None  # not part of the view's auto range
 
     def show_mask(self, block: np.ndarray | None, places=()) -> None:
         """block: bool (h, w), the mask over the field's box; places: where to draw it.
