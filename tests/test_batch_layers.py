@@ -391,6 +391,28 @@ def test_winograd_gradients_follow_the_parameter_version():
         close(grads["weight"], gw)
 
 
+@pytest.mark.parametrize("n, ci, co, hw, algo", [(1, 5, 3, (4, 6), "gemm"), (3, 7, 2, (5, 5), "gemm"),
+                                                 (2, 64, 72, (6, 7), None), (1, 64, 64, (1, 9), None)])
+def test_pointwise_gradients_against_float64_sums(n, ci, co, hw, algo):
+    """1x1, stride 1, no padding: the weight gradient as one product over every
+    sample's positions (grad._grad_weight_pointwise), forced or chosen for 64+
+    channels, and the input gradient, against float64 sums."""
+    from cnnplay.core.kernels import grad
+    rng = np.random.default_rng(ci + co)
+    x, w = rand(rng, (n, ci, *hw)), rand(rng, (co, ci, 1, 1))
+    gy = rand(rng, (n, co, *hw))
+    gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, 0, 1, algorithm=algo)
+    g64, x64, w64 = (np.asarray(a, np.float64) for a in (gy, x, w))
+    want_gw = np.zeros((co, ci))
+    for i in range(n):
+        for yy in range(hw[0]):
+            for xx in range(hw[1]):
+                want_gw += np.outer(g64[i, :, yy, xx], x64[i, :, yy, xx])
+    close(gw, want_gw.reshape(co, ci, 1, 1))
+    close(gb, g64.sum(axis=(0, 2, 3)))
+    close(gx, np.einsum("nohw,oi->nihw", g64, w64[:, :, 0, 0]))
+
+
 def test_gemm_in_small_column_blocks(monkeypatch):
     """With a tiny column budget the GEMM splits both positions and input channels
     (conv.column_blocks): the same values as the references."""

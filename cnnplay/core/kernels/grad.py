@@ -385,15 +385,22 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     wino_gw = wino and ready(*gw_scheme.grad_kernels)
     stride1_gx = sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
 
+    # 1x1, stride 1, no padding, GEMM-sized: gw = gY X^T with the positions of every
+    # sample as the inner dimension (no full grid, no im2col: x is its own columns)
+    pointwise_gw = plan.pointwise and not wino and (
+        algorithm == "gemm" or (algorithm is None and conv.choose(plan, co, nb, allow_winograd=False) == "gemm"))
+
     gx = gw = gb = None
     gpad = None
-    if (param_grads and not wino_gw) or not stride1_gx:
+    if (param_grads and not wino_gw and not pointwise_gw) or not stride1_gx:
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
     if param_grads:
         gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
     if wino_gw and param_grads:
         gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme)
+    elif pointwise_gw and param_grads:
+        gw = _grad_weight_pointwise(x, gy).reshape(w.shape)
     elif param_grads:
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
@@ -475,6 +482,18 @@ def _pad4(wmat, pair_c, pair_t, cip):
     wt = np.zeros((pair_c.shape[0], cip), np.float32)
     wt[:, :wmat.shape[1]] = wmat[pair_c, :, pair_t]
     return wt
+
+
+def _grad_weight_pointwise(x, gy):
+    """gw (Co, Ci) of a 1x1 stride-1 convolution without padding: gY (Co, N*HW) times
+    X^T (N*HW, Ci), one BLAS product (a batch is laid out channel-major first)."""
+    nb, ci = x.shape[:2]
+    co = gy.shape[1]
+    if nb == 1:
+        return gy.reshape(co, -1) @ x.reshape(ci, -1).T
+    g2 = np.ascontiguousarray(gy.reshape(nb, co, -1).transpose(1, 0, 2)).reshape(co, -1)
+    x2 = np.ascontiguousarray(x.reshape(nb, ci, -1).transpose(1, 0, 2)).reshape(ci, -1)
+    return g2 @ x2.T
 
 
 def _grad_weight_gemm(gpad, maxoff, src, off, n_total, ntap, budget, gw):
