@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QMenu
 from cnnplay.app.main import create_window
 from cnnplay.app.views import grid as g
 from cnnplay.bundled import resource
+from cnnplay.core.network import Network
 from cnnplay.core.session import Session
 from qt_events import EventRecorder
 
@@ -270,3 +271,49 @@ def test_the_maps_column_is_as_tall_as_its_cards_and_keeps_its_height_through_ed
         assert [c.height() for c in panel.cards] == heights
         assert container.height() == total and resized == []
     spy.remove()
+
+
+def test_a_pool_edit_that_changes_the_map_sizes_reuses_the_cards_items_and_weights(qtbot, home):
+    """An avgpool's kernel 2 -> 1 -> 2 halves, doubles and halves the maps after it: the same
+    cards, views and image items show the new sizes (updated in place), and the linear layer
+    after the flatten takes back the weights it had at that input size (the undo history
+    holds them) instead of drawing them again on the worker."""
+    spec = {"input": [1, 32, 32], "layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "avgpool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 5}]}
+    w = open_window(qtbot, spec, rng_input((1, 32, 32)))
+    panel = w.central
+    cards = list(panel.cards)
+    for c in cards:
+        c.flush()  # draw the cards out of sight too
+    pool, flat = cards[2], cards[3]
+    mosaic, image, bars = pool.mosaic, pool.mosaic.image, flat.bars
+    weight16 = w.session.network.params(4)["weight"]
+    assert weight16.shape == (5, 4 * 16 * 16) and pool.mosaic.grid.h == 16
+    weights = {}
+    for k, side in ((1, 32), (2, 16), (1, 32)):
+        w.editor.update_layer(2, merge=False, kernel_size=k)
+        qtbot.waitUntil(w.controller.forward_is_current)
+        QApplication.processEvents()
+        for c in cards:
+            c.flush()
+        assert list(panel.cards) == cards  # the same cards, not new ones
+        assert pool.mosaic is mosaic and pool.mosaic.image is image and flat.bars is bars
+        assert (pool.mosaic.grid.h, pool.mosaic.grid.w) == (side, side)
+        assert image.image.shape == pool.mosaic.grid.shape  # the new mosaic is what the item holds
+        assert f"4 × {side} × {side}" in pool.title.text()
+        assert len(bars.values) == 4 * side * side and bars.bar_count == 4 * side * side
+        np.testing.assert_array_equal(bars.values, w.controller.forward.outputs[3])
+        weight = w.session.network.params(4)["weight"]
+        assert weight.shape == (5, 4 * side * side)
+        weights.setdefault(k, weight)
+        assert np.shares_memory(weight, weights[k])  # back to a size seen before: the same weights
+    assert np.shares_memory(w.session.network.params(4)["weight"], weights[1])
+    # ... and they are the values a fresh network draws for that size
+    fresh = Network.from_dict(w.session.spec, seed=w.session.seed)
+    np.testing.assert_array_equal(fresh.params(4)["weight"], weights[1])
+    w.undo_stack.undo()  # back to kernel 2: the network the history held, its maps in the same items
+    qtbot.waitUntil(w.controller.forward_is_current)
+    pool.flush()
+    assert pool.mosaic.image is image and (pool.mosaic.grid.h, pool.mosaic.grid.w) == (16, 16)
+    assert np.shares_memory(w.session.network.params(4)["weight"], weights[2])

@@ -190,3 +190,32 @@ def test_parameters_are_made_on_first_use_and_deterministic():
     assert (again.params(1)["weight"] == w).all()
     reused = Network.from_dict(dict(spec, layers=spec["layers"] + [{"type": "relu"}]), seed=3, reuse=net)
     assert (reused.params(1)["weight"] == w).all()
+
+
+def test_initial_parameters_for_a_shape_seen_before_are_shared_while_a_network_holds_them():
+    """A layer whose input shape changes and changes back (an avgpool's kernel before a
+    linear layer) takes back the weights drawn the first time while an earlier network
+    (the undo history) still holds them: the same arrays, not a second draw. Other seeds,
+    positions or settings get their own; with no network left holding them, they are drawn
+    again, with the same values."""
+    import gc
+
+    def spec(k, out=7):
+        return {"input": [2, 16, 16], "layers": [{"type": "avgpool2d", "kernel_size": k}, {"type": "flatten"},
+                                                   {"type": "linear", "out_features": out}]}
+
+    a = Network.from_dict(spec(2), seed=5)
+    w = a.params(2)["weight"]
+    b = Network.from_dict(spec(1), seed=5, reuse=a)  # new input size: new weights
+    assert b.params(2)["weight"].shape == (7, 512)
+    c = Network.from_dict(spec(2), seed=5, reuse=b)  # back: a's weights
+    assert np.shares_memory(c.params(2)["weight"], w)
+    assert c.layer_params(2).version != a.layer_params(2).version  # caches still see a new layer
+    assert not np.shares_memory(Network.from_dict(spec(2), seed=6).params(2)["weight"], w)
+    other = Network.from_dict(spec(2, out=8), seed=5).params(2)["weight"]
+    assert other.shape == (8, 128) and not np.shares_memory(other, w)
+    values = w.copy()
+    del a, b, c, w
+    gc.collect()
+    again = Network.from_dict(spec(2), seed=5).params(2)["weight"]
+    np.testing.assert_array_equal(again, values)
