@@ -232,9 +232,9 @@ def receptive_field(net, layer, unit, onto=None) -> ReceptiveField:
         onto = _check_layer(net, onto, "layer (onto)")
         if onto >= layer:
             raise NetworkError(f"onto must be an earlier layer than {layer}, not {onto}", layer)
-    for k, field in _walk(net, layer, unit, -1 if onto is None else onto):
+    for k, state in _walk(net, layer, unit, -1 if onto is None else onto):
         if k == onto:
-            return field
+            return _field(layer, unit, k, *state)
     raise AssertionError("the walk ends on the map asked for")  # pragma: no cover
 
 
@@ -244,14 +244,15 @@ def receptive_fields(net, layer, unit) -> tuple[ReceptiveField, dict[int, Recept
     (field on the input, {k: field on layer k's output for k < layer})."""
     layer = _check_layer(net, layer)
     unit = _check_unit(net, layer, unit)
-    on_maps = dict(_walk(net, layer, unit, -1))
+    on_maps = {k: _field(layer, unit, k, *state) for k, state in _walk(net, layer, unit, -1)}
     on_input = on_maps.pop(None)
     return on_input, on_maps
 
 
 def _walk(net, layer: int, unit: tuple[int, ...], stop: int):
     """Walk back from `unit` of `layer` (checked) through layers layer..stop+1 and yield
-    (k, field on layer k's output) after each, k = layer-1 down to stop (None: the input)."""
+    (k, state on layer k's output) after each, k = layer-1 down to stop (None: the input);
+    `_field(layer, unit, k, *state)` makes the field of the maps a caller wants."""
     out_shape = net.output_shapes[layer]
     # state: spatial (per-axis masks and boxes) or flat (one feature or all)
     if len(out_shape) > 1:
@@ -288,8 +289,7 @@ def _walk(net, layer: int, unit: tuple[int, ...], stop: int):
                 lo, hi = boxes[a]
                 nxt_boxes.append((lo * s - p, (hi - 1) * s - p + window_span(k, d)))
             masks, boxes = nxt_masks, nxt_boxes
-        yield (i - 1 if i > 0 else None), _field(layer, unit, i - 1 if i > 0 else None, in_shape,
-                                                 masks, boxes, feature, whole)
+        yield (i - 1 if i > 0 else None), (in_shape, masks, boxes, feature, whole)
 
 
 def _field(layer, unit, onto, target, masks, boxes, feature, whole) -> ReceptiveField:

@@ -267,10 +267,6 @@ def padding_fraction(box, shape) -> float:
     return 0.0 if total == 0 else 1.0 - box_size(clip_box(box, shape)) / total
 
 
-def rect_path(x0: float, y0: float, x1: float, y1: float) -> tuple[list, list]:
-    return [x0, x1, x1, x0, x0, np.nan], [y0, y0, y1, y1, y0, np.nan]
-
-
 def widen(a: float, b: float, least: float) -> tuple[float, float]:
     """[a, b) grown about its centre to at least `least` long."""
     if b - a >= least:

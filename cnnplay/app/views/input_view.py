@@ -91,7 +91,7 @@ class InputImageView(QWidget):
             return
         (y0, y1), (x0, x1) = field.box
         (cy0, cy1), (cx0, cx1) = g.clip_box(field.box, (h, w))
-        self.tint.show_mask(np.asarray(field.mask)[cy0:cy1, cx0:cx1], [(cx0, cy0, cx1 - cx0, cy1 - cy0)])
+        self.tint.show_mask(np.asarray(field.mask)[cy0:cy1, cx0:cx1], [(cx0, cy0, cx1, cy1)])
         self.box.set_rects([(cx0, cy0, cx1, cy1)] if cy1 > cy0 and cx1 > cx0 else [])
         padded = g.padding_fraction(field.box, (h, w)) > 0
         if padded:

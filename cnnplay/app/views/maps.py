@@ -155,12 +155,7 @@ class MosaicView(_MapView):
             self.box.set_rects(())
             return
         (y0, y1), (x0, x1) = g.clip_box(field.box, (grid.h, grid.w))
-        block = np.asarray(field.mask)[y0:y1, x0:x1]
-        places = []
-        for t in range(grid.n):
-            oy, ox = grid.origin(t)
-            places.append((ox + x0, oy + y0, x1 - x0, y1 - y0))
-        self.tint.show_mask(block, places)
+        self.tint.show_mask(np.asarray(field.mask)[y0:y1, x0:x1], g.tile_box_rects(grid, field.box))
         self.box.set_rects(g.tile_box_rects(grid, field.box, self.least()))
 
     def least(self) -> float:
@@ -242,7 +237,7 @@ class LanesView(_MapView):
             self.box.set_rects(())
         else:
             (a, b), = g.clip_box(field.box, (length,))
-            self.tint.show_mask(np.asarray(field.mask)[None, a:b], [(a, 0, b - a, n)])
+            self.tint.show_mask(np.asarray(field.mask)[None, a:b], [(a, 0, b, n)])
             self.box.set_rects([(a, 0, b, n)] if b > a else [])
         eff = getattr(self, "_effective", None)
         if eff is None or n == 0 or np.shape(eff) != (length,):

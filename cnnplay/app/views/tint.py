@@ -53,7 +53,8 @@ class _Patch(QGraphicsItem):
 
 class Tint(Overlay):
     """The mask of a box, `color` at `alpha` where True, drawn into each place
-    (x, y, width, height in view coordinates; the image is stretched to fill it)."""
+    (x0, y0, x1, y1 in view coordinates, as Marks' rectangles; the image is stretched
+    to fill it)."""
 
     def __init__(self, color, alpha: int, parent=None):
         super().__init__(parent)
@@ -87,7 +88,11 @@ class Tint(Overlay):
         while len(self._patches) < len(places):
             self._patches.append(_Patch(self))
         for k, patch in enumerate(self._patches):
-            patch.show(image, QRectF(*places[k]) if k < len(places) else None)
+            if k < len(places):
+                x0, y0, x1, y1 = places[k]
+                patch.show(image, QRectF(x0, y0, x1 - x0, y1 - y0))
+            else:
+                patch.show(None)
         if block is None:
             self._pixels = None
 
@@ -98,10 +103,11 @@ class Tint(Overlay):
         if self.block is None:
             return out
         bh, bw = self.block.shape
-        for patch, (x, y, w, h) in zip(self._patches, self.places):
+        for patch, (x0, y0, x1, y1) in zip(self._patches, self.places):
             if not patch.isVisible():
                 continue
-            x0, y0, w, h = int(round(x)), int(round(y)), int(round(w)), int(round(h))
+            x0, y0 = int(round(x0)), int(round(y0))
+            w, h = int(round(x1)) - x0, int(round(y1)) - y0
             rows, cols = np.arange(h) * bh // max(h, 1), np.arange(w) * bw // max(w, 1)
             out[y0:y0 + h, x0:x0 + w] |= self.block[np.ix_(rows, cols)]
         return out
