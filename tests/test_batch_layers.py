@@ -331,6 +331,49 @@ def test_winograd(scheme, n, ci, co, p, hw, bias, tiny_blocks, seed):
     close(gx, gxp[:, :, p[0]:p[0] + hw[0], p[1]:p[1] + hw[1]])
 
 
+@pytest.mark.parametrize("shape, padding, hp, wp", [((2, 3, 16, 16), (1, 1), 22, 22), ((1, 5, 32, 32), (2, 0), 34, 30),
+                                                 ((2, 4, 7, 9), (0, 2), 6, 14), ((1, 2, 3, 5), (2, 1), 10, 9)])
+def test_channels_last_pads_and_turns_the_maps(shape, padding, hp, wp):
+    """The maps as the Winograd transforms read them (winograd_tiles.channels_last):
+    zero-padded before the first row and column and after the last, cropped to
+    (hp, wp), channels last; read along each channel's rows where they lie a
+    multiple of 1 KB apart (16 x 16, 32 x 32), else across the channels."""
+    from cnnplay.core.kernels import winograd_tiles
+    n, c, h, w = shape
+    x = rand(np.random.default_rng(5), shape)
+    ref = np.zeros((n, hp, wp, c), np.float32)
+    for b in range(n):
+        for r in range(hp):
+            for col in range(wp):
+                if 0 <= r - padding[0] < h and 0 <= col - padding[1] < w:
+                    ref[b, r, col] = x[b, :, r - padding[0], col - padding[1]]
+    assert winograd_tiles._aliased(4 * h * w) == (h * w in (256, 1024))
+    np.testing.assert_array_equal(winograd_tiles.channels_last(x, padding, hp, wp), ref)
+
+
+@pytest.mark.parametrize("scheme", ["winograd", "winograd4"])
+def test_winograd_on_maps_whose_rows_alias(scheme):
+    """A 32 x 32 map (channel rows 4 KB apart: the input is turned channels last
+    along its rows): forward and both gradients against the float64 sums."""
+    from cnnplay.core.kernels import conv, grad
+    rng = np.random.default_rng(11)
+    x, w, b = rand(rng, (2, 3, 32, 32)), rand(rng, (4, 3, 3, 3)), rand(rng, (4,))
+    cfg = {"kernel_size": (3, 3), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1)}
+    y = conv.conv2d_batch(x, w, b, 1, 1, 1, algorithm=scheme)
+    close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
+    gy = rand(rng, y.shape)
+    gx, gw, _ = grad.conv2d_backward_batch(x, w, gy, 1, 1, 1, algorithm=scheme)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    gw_ref = np.zeros(w.shape)
+    gxp = np.zeros(xp.shape)
+    for ky in range(3):
+        for kx in range(3):
+            gw_ref[:, :, ky, kx] = np.einsum("nohw,nihw->oi", gy.astype(np.float64), xp[:, :, ky:ky + 32, kx:kx + 32])
+            gxp[:, :, ky:ky + 32, kx:kx + 32] += np.einsum("nohw,oi->nihw", gy.astype(np.float64), w[:, :, ky, kx])
+    close(gw, gw_ref)
+    close(gx, gxp[:, :, 1:33, 1:33])
+
+
 def test_winograd_takes_only_3x3_stride_1():
     from cnnplay.core.kernels import conv
     x, w = np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32)

@@ -17,9 +17,8 @@ price is accuracy: the transforms multiply by up to 8 and divide by 24, so in
 float32 a result is within about 2e-5 of the float64 sum relative to its
 scale (F(2x2): a few 1e-7), inside the 1e-4 the tests hold every kernel to.
 
-Tiles are read and written as unit-stride runs over a row of tiles: a tile
-row's input rows are split into four column phases (columns 4j + p), so the six
-columns of tile j are phases 0-3 at j and phases 0-1 at j + 1.
+The maps are transformed channels last (winograd_tiles.py): every combination
+of a tile's positions is one unit-stride loop over its channels.
 """
 
 from __future__ import annotations
@@ -27,14 +26,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .winograd_tiles import _store_rows
+
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
 
 
 @njit(cache=True, parallel=True)
 def _kernel_transform(w, flip, u):
-    """u[6a+b, o, c] = (G w[o, c] G^T)[a, b] for the 3x3 kernels w (Co, Ci, 9);
-    flip: u[., c, o] of the kernel turned by 180 degrees (the input gradient's).
+    """u[6a+b, c, o] = (G w[o, c] G^T)[a, b] for the 3x3 kernels w (Co, Ci, 9);
+    flip: u[., o, c] of the kernel turned by 180 degrees (the input gradient's).
     In float64, rounded once: at most 128 channels take this scheme, so it is
     cheap, and the transform adds no error of its own."""
     nrow, ncol = u.shape[1], u.shape[2]
@@ -42,7 +43,7 @@ def _kernel_transform(w, flip, u):
         g = np.empty((3, 3))
         t = np.empty((6, 3))
         for q in range(ncol):
-            k = w[q, r] if flip else w[r, q]
+            k = w[r, q] if flip else w[q, r]
             for i in range(9):
                 g[i // 3, i % 3] = k[8 - i] if flip else k[i]
             _product(G, g, t)  # G g
@@ -82,142 +83,121 @@ def _product(a, b, out):
 
 
 @njit(cache=True, parallel=True)
-def _input_transform(xp, r0, r1, tw, v, plane, n):
-    """V[e, c, t] = (B^T d B)[e] for tile rows [r0, r1) of the padded maps xp
-    (N, Ci, 4*th + 2, 4*tw + 2), into the flat v (V[e, c, t] at v[e*plane + c*n + t],
-    tile t = (b*(r1 - r0) + i - r0)*tw + j). One job per sample and input channel."""
-    nb, ci = xp.shape[0], xp.shape[1]
+def _input_transform(xt, r0, r1, tw, v, es, ts):
+    """V[e, t, c] = (B^T d B)[e] for tile rows [r0, r1) of the padded, channels-last
+    maps xt (N, 4*th + 2, 4*tw + 2, Ci), into the flat v (V[e, t, c] at
+    v[e*es + t*ts + c], tile t = (b*(r1 - r0) + i - r0)*tw + j). One job per
+    sample and tile row: per tile, B^T on each column of its d, then on each row
+    of the result, every loop over the channels."""
+    nb, ci = xt.shape[0], xt.shape[3]
     rows = r1 - r0
-    for job in prange(nb * ci):
-        b = job // ci
-        c = job - b * ci
-        h = np.empty((24, tw + 1), np.float32)  # the 6 rows of B^T d, each in 4 column phases
-        for i in range(r0, r1):
-            _input_row(xp[b, c], 4 * i, h, v, plane, c * n + (b * rows + i - r0) * tw, tw)
+    for job in prange(nb * rows):
+        b = job // rows
+        i = r0 + job - b * rows
+        h = np.empty((6, 6, ci), np.float32)  # B^T d: [row][column][channel]
+        for j in range(tw):
+            for k in range(6):
+                d0, d1, d2 = xt[b, 4 * i, 4 * j + k], xt[b, 4 * i + 1, 4 * j + k], xt[b, 4 * i + 2, 4 * j + k]
+                d3, d4, d5 = xt[b, 4 * i + 3, 4 * j + k], xt[b, 4 * i + 4, 4 * j + k], xt[b, 4 * i + 5, 4 * j + k]
+                h0, h1, h2, h3, h4, h5 = h[0, k], h[1, k], h[2, k], h[3, k], h[4, k], h[5, k]
+                for c in range(ci):
+                    h0[c], h1[c], h2[c], h3[c], h4[c], h5[c] = _bt(d0[c], d1[c], d2[c], d3[c], d4[c], d5[c])
+            t = (job * tw + j) * ts
+            for r in range(6):
+                e0, e1, e2, e3, e4, e5 = h[r, 0], h[r, 1], h[r, 2], h[r, 3], h[r, 4], h[r, 5]
+                a = 6 * r * es + t
+                w0, w1, w2 = v[a:a + ci], v[a + es:a + es + ci], v[a + 2 * es:a + 2 * es + ci]
+                w3, w4, w5 = v[a + 3 * es:a + 3 * es + ci], v[a + 4 * es:a + 4 * es + ci], \
+                    v[a + 5 * es:a + 5 * es + ci]
+                for c in range(ci):
+                    w0[c], w1[c], w2[c], w3[c], w4[c], w5[c] = _bt(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
 
 
 @njit(cache=True)
-def _input_row(x, top, h, v, plane, t0, tw):
-    """One row of tiles: B^T d on the six input rows from `top` (per column phase),
-    then (.) B per tile from those phases."""
+def _bt(a0, a1, a2, a3, a4, a5):
+    """B^T (a0, ..., a5) (B^T in the module doc). On scalars, so that the loops
+    calling it vectorize."""
     f2, f4, f5 = np.float32(2), np.float32(4), np.float32(5)
-    d0, d1, d2, d3, d4, d5 = x[top], x[top + 1], x[top + 2], x[top + 3], x[top + 4], x[top + 5]
-    for p in range(4):
-        for j in range(tw + 1 if p < 2 else tw):
-            col = 4 * j + p
-            a0, a1, a2, a3, a4, a5 = d0[col], d1[col], d2[col], d3[col], d4[col], d5[col]
-            h[p, j] = f4 * a0 - f5 * a2 + a4
-            h[4 + p, j] = a3 + a4 - f4 * (a1 + a2)
-            h[8 + p, j] = a4 - a3 + f4 * (a1 - a2)
-            h[12 + p, j] = a4 - a2 + f2 * (a3 - a1)
-            h[16 + p, j] = a4 - a2 + f2 * (a1 - a3)
-            h[20 + p, j] = f4 * a1 - f5 * a3 + a5
-    for r in range(6):
-        c0, c1, c2, c3 = h[4 * r], h[4 * r + 1], h[4 * r + 2], h[4 * r + 3]
-        a = 6 * r * plane + t0
-        w0, w1, w2 = v[a:a + tw], v[a + plane:a + plane + tw], v[a + 2 * plane:a + 2 * plane + tw]
-        w3, w4, w5 = v[a + 3 * plane:a + 3 * plane + tw], v[a + 4 * plane:a + 4 * plane + tw], \
-            v[a + 5 * plane:a + 5 * plane + tw]
-        for j in range(tw):
-            a0, a1, a2, a3, a4, a5 = c0[j], c1[j], c2[j], c3[j], c0[j + 1], c1[j + 1]
-            w0[j] = f4 * a0 - f5 * a2 + a4
-            w1[j] = a3 + a4 - f4 * (a1 + a2)
-            w2[j] = a4 - a3 + f4 * (a1 - a2)
-            w3[j] = a4 - a2 + f2 * (a3 - a1)
-            w4[j] = a4 - a2 + f2 * (a1 - a3)
-            w5[j] = f4 * a1 - f5 * a3 + a5
+    return (f4 * a0 - f5 * a2 + a4, a3 + a4 - f4 * (a1 + a2), a4 - a3 + f4 * (a1 - a2),
+            a4 - a2 + f2 * (a3 - a1), a4 - a2 + f2 * (a1 - a3), f4 * a1 - f5 * a3 + a5)
 
 
 @njit(cache=True, parallel=True)
-def _output_transform(m, plane, n, bias, r0, r1, tw, y):
+def _output_transform(m, es, ts, bias, r0, r1, tw, y):
     """y[b, o, 4i:4i+4, 4j:4j+4] = (A^T M A) + bias[o] for tile rows [r0, r1)
-    (M[e, o, t] at m[e*plane + o*n + t]), cropped to y's (Ho, Wo). One job per
-    sample and output channel."""
-    nb, co, ho, wo = y.shape
+    (M[e, t, o] at m[e*es + t*ts + o]), cropped to y's (Ho, Wo). One job per
+    sample and tile row."""
+    nb, co = y.shape[0], y.shape[1]
     rows = r1 - r0
-    for job in prange(nb * co):
-        b = job // co
-        o = job - b * co
-        p = np.empty((24, tw), np.float32)  # A^T M: 4 rows x 6 columns of runs
-        out = np.empty((4, 4 * tw), np.float32)  # a tile row's outputs, before cropping to Wo
-        for i in range(r0, r1):
-            _output_row(m, plane, o * n + (b * rows + i - r0) * tw, tw, bias[o], p, out)
-            for r in range(min(4, ho - 4 * i)):
-                dst = y[b, o, 4 * i + r]
-                src = out[r]
-                for x in range(wo):
-                    dst[x] = src[x]
+    for job in prange(nb * rows):
+        b = job // rows
+        i = r0 + job - b * rows
+        p = np.empty((4, 6, co), np.float32)  # A^T M: [row][column][channel]
+        q = np.empty((4, co, 4 * tw), np.float32)  # the tile row's outputs: [row][channel][column]
+        s = 6 * es
+        for j in range(tw):
+            t = (job * tw + j) * ts
+            for k in range(6):
+                a = k * es + t
+                m0, m1, m2 = m[a:a + co], m[a + s:a + s + co], m[a + 2 * s:a + 2 * s + co]
+                m3, m4, m5 = m[a + 3 * s:a + 3 * s + co], m[a + 4 * s:a + 4 * s + co], m[a + 5 * s:a + 5 * s + co]
+                p0, p1, p2, p3 = p[0, k], p[1, k], p[2, k], p[3, k]
+                for c in range(co):
+                    p0[c], p1[c], p2[c], p3[c] = _at(m0[c], m1[c], m2[c], m3[c], m4[c], m5[c])
+            for r in range(4):
+                e0, e1, e2, e3, e4, e5 = p[r, 0], p[r, 1], p[r, 2], p[r, 3], p[r, 4], p[r, 5]
+                qr = q[r]
+                for c in range(co):
+                    z0, z1, z2, z3 = _at(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
+                    bc = bias[c]
+                    qr[c, 4 * j], qr[c, 4 * j + 1], qr[c, 4 * j + 2], qr[c, 4 * j + 3] = z0 + bc, z1 + bc, z2 + bc, z3 + bc
+        _store_rows(q, b, 4 * i, y)
 
 
 @njit(cache=True)
-def _output_row(m, plane, t0, tw, bo, p, out):
-    """One row of tiles: A^T M (on the six rows of each column k), then (.) A + bo."""
+def _at(m0, m1, m2, m3, m4, m5):
+    """A^T (m0, ..., m5) (A^T in the module doc)."""
     f2, f4, f8 = np.float32(2), np.float32(4), np.float32(8)
-    for k in range(6):
-        a = k * plane + t0
-        s = 6 * plane
-        m0, m1, m2 = m[a:a + tw], m[a + s:a + s + tw], m[a + 2 * s:a + 2 * s + tw]
-        m3, m4, m5 = m[a + 3 * s:a + 3 * s + tw], m[a + 4 * s:a + 4 * s + tw], m[a + 5 * s:a + 5 * s + tw]
-        for j in range(tw):
-            sp, sm = m1[j] + m2[j], m1[j] - m2[j]
-            tp, tm = m3[j] + m4[j], m3[j] - m4[j]
-            p[k, j] = m0[j] + sp + tp
-            p[6 + k, j] = sm + f2 * tm
-            p[12 + k, j] = sp + f4 * tp
-            p[18 + k, j] = sm + f8 * tm + m5[j]
-    for r in range(4):
-        q0, q1, q2, q3, q4, q5 = p[6 * r], p[6 * r + 1], p[6 * r + 2], p[6 * r + 3], p[6 * r + 4], p[6 * r + 5]
-        dst = out[r]
-        for j in range(tw):
-            sp, sm = q1[j] + q2[j], q1[j] - q2[j]
-            tp, tm = q3[j] + q4[j], q3[j] - q4[j]
-            dst[4 * j] = q0[j] + sp + tp + bo
-            dst[4 * j + 1] = sm + f2 * tm + bo
-            dst[4 * j + 2] = sp + f4 * tp + bo
-            dst[4 * j + 3] = sm + f8 * tm + q5[j] + bo
+    sp, sm = m1 + m2, m1 - m2
+    tp, tm = m3 + m4, m3 - m4
+    return m0 + sp + tp, sm + f2 * tm, sp + f4 * tp, sm + f8 * tm + m5
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_transform(gyp, r0, r1, tw, m, plane, n):
-    """gM[e, o, t] = (A gY A^T)[e] for tile rows [r0, r1) of the output gradients
-    gyp (N, Co, 4*th, 4*tw) (zero beyond the real outputs), into the flat m laid
-    out as _input_transform's v: the adjoint of _output_transform. The rows of A
-    are (1, 0, 0, 0), (1, 1, 1, 1), (1, -1, 1, -1), (1, 2, 4, 8), (1, -2, 4, -8),
-    (0, 0, 0, 1)."""
-    nb, co = gyp.shape[0], gyp.shape[1]
+def _grad_output_transform(gyt, r0, r1, tw, m, es, ts):
+    """gM[e, t, o] = (A gY A^T)[e] for tile rows [r0, r1) of the channels-last output
+    gradients gyt (N, 4*th, 4*tw, Co) (zero beyond the real outputs), into the
+    flat m laid out as _input_transform's v: the adjoint of _output_transform.
+    One job per sample and tile row."""
+    nb, co = gyt.shape[0], gyt.shape[3]
     rows = r1 - r0
+    for job in prange(nb * rows):
+        b = job // rows
+        i = r0 + job - b * rows
+        h = np.empty((6, 4, co), np.float32)  # A gY: [row][column][channel]
+        for j in range(tw):
+            for k in range(4):
+                g0, g1 = gyt[b, 4 * i, 4 * j + k], gyt[b, 4 * i + 1, 4 * j + k]
+                g2, g3 = gyt[b, 4 * i + 2, 4 * j + k], gyt[b, 4 * i + 3, 4 * j + k]
+                h0, h1, h2, h3, h4, h5 = h[0, k], h[1, k], h[2, k], h[3, k], h[4, k], h[5, k]
+                for c in range(co):
+                    h0[c], h1[c], h2[c], h3[c], h4[c], h5[c] = _a(g0[c], g1[c], g2[c], g3[c])
+            t = (job * tw + j) * ts
+            for r in range(6):
+                e0, e1, e2, e3 = h[r, 0], h[r, 1], h[r, 2], h[r, 3]
+                a = 6 * r * es + t
+                w0, w1, w2 = m[a:a + co], m[a + es:a + es + co], m[a + 2 * es:a + 2 * es + co]
+                w3, w4, w5 = m[a + 3 * es:a + 3 * es + co], m[a + 4 * es:a + 4 * es + co], \
+                    m[a + 5 * es:a + 5 * es + co]
+                for c in range(co):
+                    w0[c], w1[c], w2[c], w3[c], w4[c], w5[c] = _a(e0[c], e1[c], e2[c], e3[c])
+
+
+@njit(cache=True)
+def _a(a0, a1, a2, a3):
+    """A (a0, ..., a3): A's rows are (1, 0, 0, 0), (1, 1, 1, 1), (1, -1, 1, -1),
+    (1, 2, 4, 8), (1, -2, 4, -8), (0, 0, 0, 1)."""
     f2, f4, f8 = np.float32(2), np.float32(4), np.float32(8)
-    for job in prange(nb * co):
-        b = job // co
-        o = job - b * co
-        h = np.empty((24, tw), np.float32)  # A gY: 6 rows, each in 4 column phases
-        for i in range(r0, r1):
-            g0, g1, g2, g3 = gyp[b, o, 4 * i], gyp[b, o, 4 * i + 1], gyp[b, o, 4 * i + 2], gyp[b, o, 4 * i + 3]
-            for q in range(4):
-                for j in range(tw):
-                    col = 4 * j + q
-                    a0, a1, a2, a3 = g0[col], g1[col], g2[col], g3[col]
-                    ep, op = a0 + a2, a1 + a3
-                    e4, o8 = a0 + f4 * a2, f2 * a1 + f8 * a3
-                    h[q, j] = a0
-                    h[4 + q, j] = ep + op
-                    h[8 + q, j] = ep - op
-                    h[12 + q, j] = e4 + o8
-                    h[16 + q, j] = e4 - o8
-                    h[20 + q, j] = a3
-            t0 = o * n + (b * rows + i - r0) * tw
-            for r in range(6):  # (.) A^T on row r's four column values
-                c0, c1, c2, c3 = h[4 * r], h[4 * r + 1], h[4 * r + 2], h[4 * r + 3]
-                a = 6 * r * plane + t0
-                w0, w1, w2 = m[a:a + tw], m[a + plane:a + plane + tw], m[a + 2 * plane:a + 2 * plane + tw]
-                w3, w4, w5 = m[a + 3 * plane:a + 3 * plane + tw], m[a + 4 * plane:a + 4 * plane + tw], \
-                    m[a + 5 * plane:a + 5 * plane + tw]
-                for j in range(tw):
-                    ep, op = c0[j] + c2[j], c1[j] + c3[j]
-                    e4, o8 = c0[j] + f4 * c2[j], f2 * c1[j] + f8 * c3[j]
-                    w0[j] = c0[j]
-                    w1[j] = ep + op
-                    w2[j] = ep - op
-                    w3[j] = e4 + o8
-                    w4[j] = e4 - o8
-                    w5[j] = c3[j]
+    ep, op = a0 + a2, a1 + a3
+    e4, o8 = a0 + f4 * a2, f2 * a1 + f8 * a3
+    return a0, ep + op, ep - op, e4 + o8, e4 - o8, a3
