@@ -33,23 +33,26 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 
 
 @njit(cache=True, parallel=True)
-def _kernel_transform(w, flip, u):
-    """u[6a+b, c, o] = (G w[o, c] G^T)[a, b] for the 3x3 kernels w (Co, Ci, 9);
-    flip: u[., o, c] of the kernel turned by 180 degrees (the input gradient's).
-    In float64, rounded once: at most 128 channels take this scheme, so it is
-    cheap, and the transform adds no error of its own."""
+def _kernel_transform(taps, u):
+    """u[6a+b, r, q] = (G g G^T)[a, b], g[i, j] = taps[3i + j, r, q]: the kernels'
+    taps laid out as u's rows and columns (winograd.kernel_transform). In float64,
+    rounded once (at most 128 channels take this scheme, and the transform adds
+    no error of its own); one job per row, each sum a loop over its columns."""
     nrow, ncol = u.shape[1], u.shape[2]
     for r in prange(nrow):
-        g = np.empty((3, 3))
-        t = np.empty((6, 3))
-        for q in range(ncol):
-            k = w[r, q] if flip else w[q, r]
-            for i in range(9):
-                g[i // 3, i % 3] = k[8 - i] if flip else k[i]
-            _product(G, g, t)  # G g
-            for a in range(6):
-                for b in range(6):  # (G g) G^T
-                    u[6 * a + b, r, q] = t[a, 0] * G[b, 0] + t[a, 1] * G[b, 1] + t[a, 2] * G[b, 2]
+        t = np.empty((6, 3, ncol))  # G g: [a][j][column]
+        for a in range(6):
+            ga0, ga1, ga2 = G[a, 0], G[a, 1], G[a, 2]
+            for j in range(3):
+                g0, g1, g2, ta = taps[j, r], taps[3 + j, r], taps[6 + j, r], t[a, j]
+                for q in range(ncol):
+                    ta[q] = ga0 * g0[q] + ga1 * g1[q] + ga2 * g2[q]
+        for a in range(6):
+            t0, t1, t2 = t[a, 0], t[a, 1], t[a, 2]
+            for b in range(6):  # (G g) G^T
+                gb0, gb1, gb2, dst = G[b, 0], G[b, 1], G[b, 2], u[6 * a + b, r]
+                for q in range(ncol):
+                    dst[q] = t0[q] * gb0 + t1[q] * gb1 + t2[q] * gb2
 
 
 @njit(cache=True, parallel=True)
