@@ -478,34 +478,36 @@ def test_gemm_in_small_column_blocks(monkeypatch):
 @pytest.mark.parametrize("spec, shape", [
     ({"type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 2, "padding": 1}, (3, 9, 8)),
     ({"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2}, (2, 30)),  # views each call
+    ({"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, (64, 9, 7)),  # Winograd
 ])
 def test_a_training_step_builds_each_conv_source_once(spec, shape):
-    """Inside conv.reuse_sources() (a training step), the weight gradient reads the source
-    the forward pass built for the same input (a 1D layer's input is a new view each call:
-    the memory it views is the key); the gradient of gy's source is not kept; the results
-    are bit for bit those computed without it."""
+    """Inside reuse_sources() (a training step), the weight gradient reads the input as
+    the forward pass rearranged it (the flat source, or channels last for Winograd; a
+    1D layer's input is a new view each call: the memory it views is the key); gy's is
+    not kept; the results are bit for bit those computed without it."""
     from cnnplay import Network
-    from cnnplay.core.kernels import conv
+    from cnnplay.core.kernels import conv, reuse
     net = Network.from_dict({"input": list(shape), "layers": [spec]})
     rng = np.random.default_rng(1)
     x = rand(rng, (3, *shape))
     y = net.layer_forward_batch(0, x)
     gy = rand(rng, y.shape)
     want = net.layer_backward_batch(0, x, y, gy, param_grads=True)
-    with conv.reuse_sources():
+    with reuse.reuse_sources():
         y2 = net.layer_forward_batch(0, x)
-        memo = conv._reuse.memo
+        memo = reuse._local.memo
         assert len(memo) == 1
-        kept = next(iter(memo.values()))[1]
-        with conv.reuse_sources():  # nested: the outer block's memo serves
+        (key, (_, kept)), = memo.items()
+        with reuse.reuse_sources():  # nested: the outer block's memo serves
             got = net.layer_backward_batch(0, x, y2, gy, param_grads=True)
-            assert conv._reuse.memo is memo
+            assert reuse._local.memo is memo
         assert len(memo) == 1 and next(iter(memo.values()))[1] is kept
-        # the lookup the weight gradient made: a fresh view of x's memory finds the kept source
-        plan = next(iter(memo))[3]
+        # the lookup the weight gradient made: a fresh view of x's memory finds the kept copy
         view = x[:, :, None, :] if x.ndim == 3 else x[...]
-        assert conv._source(view, plan, None, None) is kept
-    assert conv._reuse.memo is None  # nothing is kept after the block
+        assert reuse.rearranged(view, key[3], lambda: None) is kept
+        if spec["out_channels"] == 64:
+            assert key[3][0] == "channels last" and kept.shape == (3, 14, 10, 64)  # F(4x4)-tiles of 9 x 7, padded
+    assert reuse._local.memo is None  # nothing is kept after the block
     assert np.array_equal(y, y2)
     assert np.array_equal(got[0], want[0])
     assert all(np.array_equal(got[1][k], want[1][k]) for k in want[1])

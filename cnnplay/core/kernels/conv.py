@@ -56,8 +56,6 @@ whichever pool ran last, see kernels/__init__.py.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -68,6 +66,7 @@ from ..geometry import window_output
 from . import blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
+from .reuse import rearranged
 
 _FM = {"contract"}
 
@@ -363,7 +362,8 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     """PyTorch Conv2d on a batch: x (N, Ci, H, W) -> (N, Co, Ho, Wo).
     algorithm: None (chosen per layer shape, see `choose`), "direct", "gemm", "winograd"
     or "winograd4" (3x3, stride 1, no dilation).
-    remember_source: inside `reuse_sources()`, keep x's source for the weight gradient."""
+    remember_source: inside `reuse_sources()`, keep x rearranged (its source, or
+    channels last for Winograd) for the weight gradient."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or x.shape[0] < 1:
@@ -392,7 +392,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         return y
     if scheme is not None:
         u, bias = cached(version, algo, lambda: (winograd.kernel_transform(w, scheme=scheme), _bias(b, co)))
-        winograd.conv3x3(x, u, bias, padding, y)
+        winograd.conv3x3(x, u, bias, padding, y, remember=remember_source)
         return y
     src = _source(x, plan, stride, padding, remember=remember_source)
     n_total = (nb - 1) * plan.length + plan.n
@@ -409,40 +409,12 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
 def _source(x, plan, stride, padding, remember=False) -> np.ndarray:
     """The flat phase-split source of a batch x (N, Ci, H, W); inside `reuse_sources()`
     the one built (with remember=True) for the same x and geometry."""
-    memo = getattr(_reuse, "memo", None)
-    key = None
-    if memo is not None:  # the memory x views (a 1D layer's input is a new view each call)
-        key = (x.__array_interface__["data"][0], x.shape, x.strides, plan)
-        hit = memo.get(key)
-        if hit is not None:
-            return hit[1]
-    nb = x.shape[0]
-    src = np.empty((plan.phases * x.shape[1], nb * plan.length), np.float32)
-    make_source = sized(_make_source, src.size, 1 << 19)
-    make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
-    src = src.reshape(-1)
-    if memo is not None and remember:
-        memo[key] = (x, src)  # x is kept alive: its memory cannot be reused meanwhile
-    return src
-
-
-_reuse = threading.local()
-
-
-@contextlib.contextmanager
-def reuse_sources():
-    """Inside the block, this thread builds the source of each conv input once: the
-    forward pass's, kept, serves the weight gradient of the backward pass (a training
-    step built it twice: an eighth of the step). The inputs must not change inside
-    the block; what is kept is about the size of the conv layers' inputs."""
-    if getattr(_reuse, "memo", None) is not None:  # nested: the outer block's memo serves
-        yield
-        return
-    _reuse.memo = {}
-    try:
-        yield
-    finally:
-        _reuse.memo = None
+    def make():
+        src = np.empty((plan.phases * x.shape[1], x.shape[0] * plan.length), np.float32)
+        make_source = sized(_make_source, src.size, 1 << 19)
+        make_source(x, stride[0], stride[1], padding[0], padding[1], plan.hq, plan.wq, plan.length, src)
+        return src.reshape(-1)
+    return rearranged(x, plan, make, remember)
 
 
 # -- the GEMM formulation ------------------------------------------------------------

@@ -397,8 +397,12 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         _full_grid(gy, plan.wq, maxoff, length, gpad)
     if param_grads:
         gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+    wino_gx = input_grad and stride1_gx and wino and ready(*scheme.kernels)
+    gyt = None  # gy channels last, once for both Winograd gradients
+    if (wino_gw and param_grads) or wino_gx:
+        gyt = winograd.grad_layout(gy, x.shape[2:], (ph, pw))
     if wino_gw and param_grads:
-        gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme)
+        gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme, gyt)
     elif pointwise_gw and param_grads:
         gw = _grad_weight_pointwise(x, gy).reshape(w.shape)
     elif param_grads:
@@ -420,11 +424,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         # stride 1, enough input channels: the input gradient is a forward
         # convolution of gy with the flipped, transposed kernel (the forward's
         # algorithm choice applies)
-        if wino and ready(*scheme.kernels):  # its transform straight from w, no flipped copy
+        if wino_gx:  # its transform straight from w, no flipped copy
             u = conv.cached(version, f"{scheme.name}-flipped",
                             lambda: (winograd.kernel_transform(w, flip=True, scheme=scheme),))[0]
             gx = np.empty_like(x)
-            winograd.conv3x3(gy, u, np.zeros(ci, np.float32), (2 - ph, 2 - pw), gx)
+            winograd.conv3x3(gy, u, np.zeros(ci, np.float32), (2 - ph, 2 - pw), gx, xt=gyt[0])
             return gx, gw, gb
         wf = conv.cached(version, "flipped", lambda: (
             np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)),))[0]

@@ -44,7 +44,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import blas, winograd4
+from . import blas, reuse, winograd4
 from .winograd_tiles import _channels_last, _store_rows, channels_last
 
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
@@ -187,9 +187,9 @@ def _at(m0, m1, m2, m3):
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_transform(gyt, r0, r1, tw, m, es, ts):
+def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
     """gM[e, t, o] = (A gY A^T)[e] for tile rows [r0, r1) of the channels-last output
-    gradients gyt (N, 2*th, 2*tw, Co) (zero beyond the real outputs), into the
+    gradients gyt (gY[b, o, 0, 0] at gyt[b, oy, ox, o], zero beyond the real outputs), into the
     flat m laid out as _input_transform's v: the adjoint of _output_transform.
     One job per sample and tile row."""
     nb, co = gyt.shape[0], gyt.shape[3]
@@ -200,7 +200,7 @@ def _grad_output_transform(gyt, r0, r1, tw, m, es, ts):
         h = np.empty((4, 2, co), np.float32)  # A gY: [row][column][channel]
         for j in range(tw):
             for k in range(2):
-                g0, g1 = gyt[b, 2 * i, 2 * j + k], gyt[b, 2 * i + 1, 2 * j + k]
+                g0, g1 = gyt[b, oy + 2 * i, ox + 2 * j + k], gyt[b, oy + 2 * i + 1, ox + 2 * j + k]
                 h0, h1, h2, h3 = h[0, k], h[1, k], h[2, k], h[3, k]
                 for c in range(co):
                     h0[c], h1[c], h2[c], h3[c] = _a(g0[c], g1[c])
@@ -244,45 +244,48 @@ def workspace_bytes(ci: int, co: int, ho: int, wo: int, scheme: "Scheme | None" 
     sc = scheme or F2
     th, tw = _tiles(sc, ho, wo)
     rows = _rows_per_block(sc.elems, ci, co, th, tw, 1, BUDGET)
-    return 4 * (max(ci, co) * (sc.tile * th + 2) * (sc.tile * tw + 2)
-                + sc.elems * (ci + co) * (rows * tw + 16))
+    return 4 * (max(ci, co) * _extent(ho) * _extent(wo) + sc.elems * (ci + co) * (rows * tw + 16))
 
 
 def weight_grad_bytes(ci: int, co: int, ho: int, wo: int, scheme: "Scheme | None" = None) -> int:
     """What weight_grad allocates for one sample: the padded maps, the padded
-    output gradient, V and M within its budget, gU and a part, and gw."""
+    output gradient (at most 4 rows and columns beyond _extent), V and M within
+    its budget, gU and a part, and gw."""
     sc = scheme or F2
     th, tw = _tiles(sc, ho, wo)
     rows = _rows_per_block(sc.elems, ci, co, th, tw, 1, _grad_budget(sc.elems, ci, co))
-    return 4 * (ci * (sc.tile * th + 2) * (sc.tile * tw + 2) + co * sc.tile ** 2 * th * tw
+    return 4 * (ci * _extent(ho) * _extent(wo) + co * (_extent(ho) + 4) * (_extent(wo) + 4)
                 + sc.elems * (ci + co) * (rows * tw + 16) + 2 * sc.elems * co * ci + co * ci * 9)
 
 
-def conv3x3(x, u, bias, padding, y) -> None:
+def conv3x3(x, u, bias, padding, y, remember: bool = False, xt=None) -> None:
     """y (N, Co, Ho, Wo) = the stride-1 3x3 convolution of x (N, Ci, H, W) with the
     transformed kernel u (16 or 36, Ci, Co: its scheme) and bias (Co,), zero
-    padding (ph, pw)."""
+    padding (ph, pw). remember: inside reuse.reuse_sources(), keep x channels last
+    for the weight gradient; xt: x channels last and so padded, if already made
+    (the input gradient's: grad_layout)."""
     sc = SCHEMES[u.shape[0]]
     co, ho, wo = y.shape[1:]
-    for r0, r1, v, m, mflat in _blocks(sc, x, co, ho, wo, padding, BUDGET):
+    for r0, r1, v, m, mflat in _blocks(sc, x, co, ho, wo, padding, BUDGET, remember, xt):
         blas.batched_matmul(v, u, m)  # (elems, tiles, Ci) @ (elems, Ci, Co)
         sc.output(mflat, *_strides(m), bias, r0, r1, _tiles(sc, ho, wo)[1], y)
 
 
-def weight_grad(x, gy, padding, scheme: "Scheme | None" = None) -> np.ndarray:
+def weight_grad(x, gy, padding, scheme: "Scheme | None" = None, gyt=None) -> np.ndarray:
     """gw (Co, Ci, 3, 3), summed over the batch, of the stride-1 3x3 convolution of
     x (N, Ci, H, W) with zero padding (ph, pw) whose output gradient is
-    gy (N, Co, Ho, Wo): gU[e] = sum over tiles of gM[e] @ V[e]^T, a block of tile
-    rows at a time as in conv3x3, then gw = G^T gU G."""
+    gy (N, Co, Ho, Wo): gU[e] = sum over tiles of gM[e]^T @ V[e], a block of tile
+    rows at a time as in conv3x3, then gw = G^T gU G. gyt: grad_layout's, if
+    already made (x channels last: the forward pass's, inside reuse_sources())."""
     sc = scheme or F2
     nb, ci = x.shape[:2]
     co, ho, wo = gy.shape[1:]
-    th, tw = _tiles(sc, ho, wo)
-    gyt = channels_last(gy, (0, 0), sc.tile * th, sc.tile * tw)  # the cropped outputs' gradient is 0
+    tw = _tiles(sc, ho, wo)[1]
+    gyt, (oy, ox) = gyt or grad_layout(gy, x.shape[2:], padding)
     gu = np.empty((sc.elems, co, ci), np.float32)
     part = None
     for r0, r1, v, m, mflat in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
-        sc.grad_output(gyt, r0, r1, tw, mflat, *_strides(m))
+        sc.grad_output(gyt, oy, ox, r0, r1, tw, mflat, *_strides(m))
         if r0 == 0:  # (elems, Co, Ci); BLAS takes gM^T as it lies
             blas.batched_matmul(m.transpose(0, 2, 1), v, gu)
         else:
@@ -293,7 +296,29 @@ def weight_grad(x, gy, padding, scheme: "Scheme | None" = None) -> np.ndarray:
     return gw.reshape(co, ci, 3, 3)
 
 
-def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int):
+def grad_layout(gy, hw, padding):
+    """(gyt, origin): the output gradient gy (N, Co, Ho, Wo) of a stride-1 3x3
+    convolution with padding (ph, pw) of an (H, W) = hw input, channels last, as
+    both gradients read it: the input gradient's convolution pads it by
+    origin = (2 - ph, 2 - pw), and it reaches as far as either scheme's tiles
+    of that convolution and of the weight gradient (zero beyond gy). One copy
+    for both (each took as long as the input transform)."""
+    ph, pw = padding
+    ho, wo = gy.shape[2:]
+    hp = max(_extent(hw[0]), 2 - ph + 4 * -(-ho // 4))
+    wp = max(_extent(hw[1]), 2 - pw + 4 * -(-wo // 4))
+    return channels_last(gy, (2 - ph, 2 - pw), hp, wp), (2 - ph, 2 - pw)
+
+
+def _extent(n: int) -> int:
+    """Rows (columns) of the padded, channels-last input for n output rows: as far as
+    F(4x4)'s tiles read, which covers F(2x2)'s, so that the forward pass's copy
+    (in one scheme) serves the weight gradient (in the other)."""
+    return 4 * -(-n // 4) + 2
+
+
+def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int, remember: bool = False,
+            xt=None):
     """The tiles of an (Ho, Wo) output of x (N, Ci, H, W), a block of tile rows at a
     time within `budget`: yields (r0, r1, V, M, M's flat buffer)
     with V (elems, n, Ci) already transformed and M (elems, n, Co) to be filled, n
@@ -301,7 +326,10 @@ def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int):
     laid out for its shorter n)."""
     nb, ci = x.shape[:2]
     th, tw = _tiles(sc, ho, wo)
-    xt = channels_last(x, padding, sc.tile * th + 2, sc.tile * tw + 2)
+    if xt is None:
+        hp, wp = _extent(ho), _extent(wo)
+        xt = reuse.rearranged(x, ("channels last", tuple(padding), hp, wp),
+                              lambda: channels_last(x, padding, hp, wp), remember)
     rows = _rows_per_block(sc.elems, ci, co, th, tw, nb, budget)
     n_max = nb * rows * tw
     vflat = np.empty(sc.elems * (ci * n_max + 16), np.float32)
@@ -361,7 +389,7 @@ class Scheme(NamedTuple):
     kernel: Callable  # (taps (9, rows, columns), u): U = G g G^T
     input: Callable  # (xt, r0, r1, tw, v, plane): V = B^T d B
     output: Callable  # (m, plane, bias, r0, r1, tw, y): y = A^T M A + bias
-    grad_output: Callable  # (gyt, r0, r1, tw, m, plane): gM = A gY A^T
+    grad_output: Callable  # (gyt, oy, ox, r0, r1, tw, m, es, ts): gM = A gY A^T
     adjoint: Callable  # (gU, gw): gw = G^T gU G
     kernels: tuple  # what the forward runs (coldstart.ready)
     grad_kernels: tuple  # what weight_grad runs

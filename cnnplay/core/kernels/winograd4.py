@@ -167,9 +167,9 @@ def _at(m0, m1, m2, m3, m4, m5):
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_transform(gyt, r0, r1, tw, m, es, ts):
+def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
     """gM[e, t, o] = (A gY A^T)[e] for tile rows [r0, r1) of the channels-last output
-    gradients gyt (N, 4*th, 4*tw, Co) (zero beyond the real outputs), into the
+    gradients gyt (gY[b, o, 0, 0] at gyt[b, oy, ox, o], zero beyond the real outputs), into the
     flat m laid out as _input_transform's v: the adjoint of _output_transform.
     One job per sample and tile row."""
     nb, co = gyt.shape[0], gyt.shape[3]
@@ -180,8 +180,8 @@ def _grad_output_transform(gyt, r0, r1, tw, m, es, ts):
         h = np.empty((6, 4, co), np.float32)  # A gY: [row][column][channel]
         for j in range(tw):
             for k in range(4):
-                g0, g1 = gyt[b, 4 * i, 4 * j + k], gyt[b, 4 * i + 1, 4 * j + k]
-                g2, g3 = gyt[b, 4 * i + 2, 4 * j + k], gyt[b, 4 * i + 3, 4 * j + k]
+                g0, g1 = gyt[b, oy + 4 * i, ox + 4 * j + k], gyt[b, oy + 4 * i + 1, ox + 4 * j + k]
+                g2, g3 = gyt[b, oy + 4 * i + 2, ox + 4 * j + k], gyt[b, oy + 4 * i + 3, ox + 4 * j + k]
                 h0, h1, h2, h3, h4, h5 = h[0, k], h[1, k], h[2, k], h[3, k], h[4, k], h[5, k]
                 for c in range(co):
                     h0[c], h1[c], h2[c], h3[c], h4[c], h5[c] = _a(g0[c], g1[c], g2[c], g3[c])

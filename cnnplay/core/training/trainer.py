@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from ..errors import Cancelled, NetworkError, short_repr
-from ..kernels.conv import reuse_sources
+from ..kernels.reuse import reuse_sources
 from ..layers import BatchNorm, describe_shape
 from . import optim
 from .batchnorm import BatchNormTrain
