@@ -480,14 +480,17 @@ def test_gemm_in_small_column_blocks(monkeypatch):
     ({"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2}, (2, 30)),  # views each call
     ({"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, (64, 9, 7)),  # Winograd
 ])
-def test_a_training_step_builds_each_conv_source_once(spec, shape):
+def test_a_training_step_builds_each_conv_source_once(spec, shape, monkeypatch):
     """Inside reuse_sources() (a training step), the weight gradient reads the input as
     the forward pass rearranged it (the flat source, or channels last for Winograd; a
     1D layer's input is a new view each call: the memory it views is the key); gy's is
     not kept; the results are bit for bit those computed without it."""
     from cnnplay import Network
-    from cnnplay.core.kernels import conv, reuse
+    from cnnplay.core.kernels import conv, reuse, winograd
     net = Network.from_dict({"input": list(shape), "layers": [spec]})
+    turned = []  # the maps winograd turns channels last, by shape
+    real = winograd.channels_last
+    monkeypatch.setattr(winograd, "channels_last", lambda a, *args: turned.append(a.shape) or real(a, *args))
     rng = np.random.default_rng(1)
     x = rand(rng, (3, *shape))
     y = net.layer_forward_batch(0, x)
@@ -498,15 +501,17 @@ def test_a_training_step_builds_each_conv_source_once(spec, shape):
         memo = reuse._local.memo
         assert len(memo) == 1
         (key, (_, kept)), = memo.items()
+        turned.clear()
         with reuse.reuse_sources():  # nested: the outer block's memo serves
             got = net.layer_backward_batch(0, x, y2, gy, param_grads=True)
             assert reuse._local.memo is memo
         assert len(memo) == 1 and next(iter(memo.values()))[1] is kept
-        # the lookup the weight gradient made: a fresh view of x's memory finds the kept copy
-        view = x[:, :, None, :] if x.ndim == 3 else x[...]
-        assert reuse.rearranged(view, key[3], lambda: None) is kept
         if spec["out_channels"] == 64:
             assert key[3][0] == "channels last" and kept.shape == (3, 14, 10, 64)  # F(4x4)-tiles of 9 x 7, padded
+            assert turned == [gy.shape]  # the backward turned gy once (both gradients), x not again
+        else:  # the lookup the weight gradient made: a fresh view of x's memory finds the kept source
+            view = x[:, :, None, :] if x.ndim == 3 else x[...]
+            assert conv._source(view, key[3], None, None) is kept
     assert reuse._local.memo is None  # nothing is kept after the block
     assert np.array_equal(y, y2)
     assert np.array_equal(got[0], want[0])

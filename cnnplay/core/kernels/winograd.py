@@ -114,10 +114,10 @@ def _kernel_transform(taps, u):
 
 
 @njit(cache=True, parallel=True)
-def _input_transform(xt, r0, r1, tw, v, es, ts):
+def _input_transform(xt, r0, r1, tw, v, plane):
     """V[e, t, c] = (B^T d B)[e] for tile rows [r0, r1) of the padded, channels-last
     maps xt (N, 2*th + 2, 2*tw + 2, Ci), into the flat v: V[e, t, c] is
-    v[e*es + t*ts + c], tile t = (b*(r1 - r0) + i - r0)*tw + j. One job per
+    v[e*plane + t*Ci + c], tile t = (b*(r1 - r0) + i - r0)*tw + j. One job per
     sample and tile row: per tile, B^T on each column of its d, then on each row
     of the result, every loop over the channels."""
     nb, ci = xt.shape[0], xt.shape[3]
@@ -133,12 +133,12 @@ def _input_transform(xt, r0, r1, tw, v, es, ts):
                 h0, h1, h2, h3 = h[0, k], h[1, k], h[2, k], h[3, k]
                 for c in range(ci):
                     h0[c], h1[c], h2[c], h3[c] = _bt(d0[c], d1[c], d2[c], d3[c])
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * ci
             for r in range(4):
                 e0, e1, e2, e3 = h[r, 0], h[r, 1], h[r, 2], h[r, 3]
-                a = 4 * r * es + t
-                w0, w1 = v[a:a + ci], v[a + es:a + es + ci]
-                w2, w3 = v[a + 2 * es:a + 2 * es + ci], v[a + 3 * es:a + 3 * es + ci]
+                a = 4 * r * plane + t
+                w0, w1 = v[a:a + ci], v[a + plane:a + plane + ci]
+                w2, w3 = v[a + 2 * plane:a + 2 * plane + ci], v[a + 3 * plane:a + 3 * plane + ci]
                 for c in range(ci):
                     w0[c], w1[c], w2[c], w3[c] = _bt(e0[c], e1[c], e2[c], e3[c])
 
@@ -151,9 +151,9 @@ def _bt(d0, d1, d2, d3):
 
 
 @njit(cache=True, parallel=True)
-def _output_transform(m, es, ts, bias, r0, r1, tw, y):
+def _output_transform(m, plane, bias, r0, r1, tw, y):
     """y[b, o, 2i:2i+2, 2j:2j+2] = (A^T M A) + bias[o] for tile rows [r0, r1)
-    (M[e, t, o] is m[e*es + t*ts + o], tile t as in _input_transform), cropped
+    (M[e, t, o] is m[e*plane + t*Co + o], tile t as in _input_transform), cropped
     to y's (Ho, Wo). One job per sample and tile row."""
     nb, co = y.shape[0], y.shape[1]
     rows = r1 - r0
@@ -163,11 +163,11 @@ def _output_transform(m, es, ts, bias, r0, r1, tw, y):
         p = np.empty((2, 4, co), np.float32)  # A^T M: [row][column][channel]
         q = np.empty((2, co, 2 * tw), np.float32)  # the tile row's outputs: [row][channel][column]
         for j in range(tw):
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * co
             for k in range(4):
-                a = k * es + t
-                m0, m1 = m[a:a + co], m[a + 4 * es:a + 4 * es + co]
-                m2, m3 = m[a + 8 * es:a + 8 * es + co], m[a + 12 * es:a + 12 * es + co]
+                a = k * plane + t
+                m0, m1 = m[a:a + co], m[a + 4 * plane:a + 4 * plane + co]
+                m2, m3 = m[a + 8 * plane:a + 8 * plane + co], m[a + 12 * plane:a + 12 * plane + co]
                 p0, p1 = p[0, k], p[1, k]
                 for c in range(co):
                     p0[c], p1[c] = _at(m0[c], m1[c], m2[c], m3[c])
@@ -187,7 +187,7 @@ def _at(m0, m1, m2, m3):
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
+def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, plane):
     """gM[e, t, o] = (A gY A^T)[e] for tile rows [r0, r1) of the channels-last output
     gradients gyt (gY[b, o, 0, 0] at gyt[b, oy, ox, o], zero beyond the real outputs), into the
     flat m laid out as _input_transform's v: the adjoint of _output_transform.
@@ -204,12 +204,12 @@ def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
                 h0, h1, h2, h3 = h[0, k], h[1, k], h[2, k], h[3, k]
                 for c in range(co):
                     h0[c], h1[c], h2[c], h3[c] = _a(g0[c], g1[c])
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * co
             for r in range(4):
                 e0, e1 = h[r, 0], h[r, 1]
-                a = 4 * r * es + t
-                w0, w1 = m[a:a + co], m[a + es:a + es + co]
-                w2, w3 = m[a + 2 * es:a + 2 * es + co], m[a + 3 * es:a + 3 * es + co]
+                a = 4 * r * plane + t
+                w0, w1 = m[a:a + co], m[a + plane:a + plane + co]
+                w2, w3 = m[a + 2 * plane:a + 2 * plane + co], m[a + 3 * plane:a + 3 * plane + co]
                 for c in range(co):
                     w0[c], w1[c], w2[c], w3[c] = _a(e0[c], e1[c])
 
@@ -266,9 +266,9 @@ def conv3x3(x, u, bias, padding, y, remember: bool = False, xt=None) -> None:
     (the input gradient's: grad_layout)."""
     sc = SCHEMES[u.shape[0]]
     co, ho, wo = y.shape[1:]
-    for r0, r1, v, m, mflat in _blocks(sc, x, co, ho, wo, padding, BUDGET, remember, xt):
+    for r0, r1, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, BUDGET, remember, xt):
         blas.batched_matmul(v, u, m)  # (elems, tiles, Ci) @ (elems, Ci, Co)
-        sc.output(mflat, *_strides(m), bias, r0, r1, _tiles(sc, ho, wo)[1], y)
+        sc.output(mflat, mplane, bias, r0, r1, _tiles(sc, ho, wo)[1], y)
 
 
 def weight_grad(x, gy, padding, scheme: "Scheme | None" = None, gyt=None) -> np.ndarray:
@@ -284,8 +284,8 @@ def weight_grad(x, gy, padding, scheme: "Scheme | None" = None, gyt=None) -> np.
     gyt, (oy, ox) = gyt or grad_layout(gy, x.shape[2:], padding)
     gu = np.empty((sc.elems, co, ci), np.float32)
     part = None
-    for r0, r1, v, m, mflat in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
-        sc.grad_output(gyt, oy, ox, r0, r1, tw, mflat, *_strides(m))
+    for r0, r1, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
+        sc.grad_output(gyt, oy, ox, r0, r1, tw, mflat, mplane)
         if r0 == 0:  # (elems, Co, Ci); BLAS takes gM^T as it lies
             blas.batched_matmul(m.transpose(0, 2, 1), v, gu)
         else:
@@ -320,7 +320,7 @@ def _extent(n: int) -> int:
 def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int, remember: bool = False,
             xt=None):
     """The tiles of an (Ho, Wo) output of x (N, Ci, H, W), a block of tile rows at a
-    time within `budget`: yields (r0, r1, V, M, M's flat buffer)
+    time within `budget`: yields (r0, r1, V, M, M's flat buffer, its plane stride)
     with V (elems, n, Ci) already transformed and M (elems, n, Co) to be filled, n
     the block's tiles. The buffers are the same for every block (the last one
     laid out for its shorter n)."""
@@ -337,10 +337,10 @@ def _blocks(sc: "Scheme", x, co: int, ho: int, wo: int, padding, budget: int, re
     for r0 in range(0, th, rows):
         r1 = min(th, r0 + rows)
         n = nb * (r1 - r0) * tw
-        v = _matrices(vflat, sc.elems, ci, n)
-        m = _matrices(mflat, sc.elems, co, n)
-        sc.input(xt, r0, r1, tw, vflat, *_strides(v))
-        yield r0, r1, v, m, mflat
+        vplane, v = _planes(vflat, sc.elems, ci, n)
+        mplane, m = _planes(mflat, sc.elems, co, n)
+        sc.input(xt, r0, r1, tw, vflat, vplane)
+        yield r0, r1, v, m, mflat, mplane
 
 
 @njit(cache=True, parallel=True)
@@ -366,19 +366,14 @@ def _adjoint_kernel_transform(gu, gw):
                 g[3 * i + 2] = t[i, 3] + s
 
 
-def _matrices(flat, elems: int, channels: int, n: int):
-    """(elems, n, channels) view of flat: elems matrices of n tiles x channels, each
-    plane one cache line further than a packed layout: planes a multiple of
-    4 KB apart (64 x 784 floats, say) put the runs a tile reads or writes in
-    the same L1 set, and the transforms ran at a third of their speed. (Tiles
-    first, each tile's planes together, made no difference.)"""
+def _planes(flat, elems: int, channels: int, n: int):
+    """(plane stride, (elems, n, channels) view of flat): elems matrices of n tiles x
+    channels, each plane one cache line further than a packed layout: planes a
+    multiple of 4 KB apart (64 x 784 floats, say) put the runs a tile reads or
+    writes in the same L1 set, and the transforms ran at a third of their speed.
+    (Tiles first, each tile's planes together, made no difference.)"""
     plane = channels * n + 16
-    return flat[:elems * plane].reshape(elems, plane)[:, :channels * n].reshape(elems, n, channels)
-
-
-def _strides(a) -> tuple[int, int]:
-    """(between elements, between tiles) of a (elems, n, channels) view, in floats."""
-    return a.strides[0] // 4, a.strides[1] // 4
+    return plane, flat[:elems * plane].reshape(elems, plane)[:, :channels * n].reshape(elems, n, channels)
 
 
 class Scheme(NamedTuple):
@@ -389,7 +384,7 @@ class Scheme(NamedTuple):
     kernel: Callable  # (taps (9, rows, columns), u): U = G g G^T
     input: Callable  # (xt, r0, r1, tw, v, plane): V = B^T d B
     output: Callable  # (m, plane, bias, r0, r1, tw, y): y = A^T M A + bias
-    grad_output: Callable  # (gyt, oy, ox, r0, r1, tw, m, es, ts): gM = A gY A^T
+    grad_output: Callable  # (gyt, oy, ox, r0, r1, tw, m, plane): gM = A gY A^T
     adjoint: Callable  # (gU, gw): gw = G^T gU G
     kernels: tuple  # what the forward runs (coldstart.ready)
     grad_kernels: tuple  # what weight_grad runs

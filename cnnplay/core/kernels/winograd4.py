@@ -86,10 +86,10 @@ def _product(a, b, out):
 
 
 @njit(cache=True, parallel=True)
-def _input_transform(xt, r0, r1, tw, v, es, ts):
+def _input_transform(xt, r0, r1, tw, v, plane):
     """V[e, t, c] = (B^T d B)[e] for tile rows [r0, r1) of the padded, channels-last
     maps xt (N, 4*th + 2, 4*tw + 2, Ci), into the flat v (V[e, t, c] at
-    v[e*es + t*ts + c], tile t = (b*(r1 - r0) + i - r0)*tw + j). One job per
+    v[e*plane + t*Ci + c], tile t = (b*(r1 - r0) + i - r0)*tw + j). One job per
     sample and tile row: per tile, B^T on each column of its d, then on each row
     of the result, every loop over the channels."""
     nb, ci = xt.shape[0], xt.shape[3]
@@ -105,13 +105,13 @@ def _input_transform(xt, r0, r1, tw, v, es, ts):
                 h0, h1, h2, h3, h4, h5 = h[0, k], h[1, k], h[2, k], h[3, k], h[4, k], h[5, k]
                 for c in range(ci):
                     h0[c], h1[c], h2[c], h3[c], h4[c], h5[c] = _bt(d0[c], d1[c], d2[c], d3[c], d4[c], d5[c])
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * ci
             for r in range(6):
                 e0, e1, e2, e3, e4, e5 = h[r, 0], h[r, 1], h[r, 2], h[r, 3], h[r, 4], h[r, 5]
-                a = 6 * r * es + t
-                w0, w1, w2 = v[a:a + ci], v[a + es:a + es + ci], v[a + 2 * es:a + 2 * es + ci]
-                w3, w4, w5 = v[a + 3 * es:a + 3 * es + ci], v[a + 4 * es:a + 4 * es + ci], \
-                    v[a + 5 * es:a + 5 * es + ci]
+                a = 6 * r * plane + t
+                w0, w1, w2 = v[a:a + ci], v[a + plane:a + plane + ci], v[a + 2 * plane:a + 2 * plane + ci]
+                w3, w4, w5 = v[a + 3 * plane:a + 3 * plane + ci], v[a + 4 * plane:a + 4 * plane + ci], \
+                    v[a + 5 * plane:a + 5 * plane + ci]
                 for c in range(ci):
                     w0[c], w1[c], w2[c], w3[c], w4[c], w5[c] = _bt(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
 
@@ -126,9 +126,9 @@ def _bt(a0, a1, a2, a3, a4, a5):
 
 
 @njit(cache=True, parallel=True)
-def _output_transform(m, es, ts, bias, r0, r1, tw, y):
+def _output_transform(m, plane, bias, r0, r1, tw, y):
     """y[b, o, 4i:4i+4, 4j:4j+4] = (A^T M A) + bias[o] for tile rows [r0, r1)
-    (M[e, t, o] at m[e*es + t*ts + o]), cropped to y's (Ho, Wo). One job per
+    (M[e, t, o] at m[e*plane + t*Co + o]), cropped to y's (Ho, Wo). One job per
     sample and tile row."""
     nb, co = y.shape[0], y.shape[1]
     rows = r1 - r0
@@ -137,11 +137,11 @@ def _output_transform(m, es, ts, bias, r0, r1, tw, y):
         i = r0 + job - b * rows
         p = np.empty((4, 6, co), np.float32)  # A^T M: [row][column][channel]
         q = np.empty((4, co, 4 * tw), np.float32)  # the tile row's outputs: [row][channel][column]
-        s = 6 * es
+        s = 6 * plane
         for j in range(tw):
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * co
             for k in range(6):
-                a = k * es + t
+                a = k * plane + t
                 m0, m1, m2 = m[a:a + co], m[a + s:a + s + co], m[a + 2 * s:a + 2 * s + co]
                 m3, m4, m5 = m[a + 3 * s:a + 3 * s + co], m[a + 4 * s:a + 4 * s + co], m[a + 5 * s:a + 5 * s + co]
                 p0, p1, p2, p3 = p[0, k], p[1, k], p[2, k], p[3, k]
@@ -153,7 +153,8 @@ def _output_transform(m, es, ts, bias, r0, r1, tw, y):
                 for c in range(co):
                     z0, z1, z2, z3 = _at(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
                     bc = bias[c]
-                    qr[c, 4 * j], qr[c, 4 * j + 1], qr[c, 4 * j + 2], qr[c, 4 * j + 3] = z0 + bc, z1 + bc, z2 + bc, z3 + bc
+                    qr[c, 4 * j], qr[c, 4 * j + 1] = z0 + bc, z1 + bc
+                    qr[c, 4 * j + 2], qr[c, 4 * j + 3] = z2 + bc, z3 + bc
         _store_rows(q, b, 4 * i, y)
 
 
@@ -167,7 +168,7 @@ def _at(m0, m1, m2, m3, m4, m5):
 
 
 @njit(cache=True, parallel=True)
-def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
+def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, plane):
     """gM[e, t, o] = (A gY A^T)[e] for tile rows [r0, r1) of the channels-last output
     gradients gyt (gY[b, o, 0, 0] at gyt[b, oy, ox, o], zero beyond the real outputs), into the
     flat m laid out as _input_transform's v: the adjoint of _output_transform.
@@ -185,13 +186,13 @@ def _grad_output_transform(gyt, oy, ox, r0, r1, tw, m, es, ts):
                 h0, h1, h2, h3, h4, h5 = h[0, k], h[1, k], h[2, k], h[3, k], h[4, k], h[5, k]
                 for c in range(co):
                     h0[c], h1[c], h2[c], h3[c], h4[c], h5[c] = _a(g0[c], g1[c], g2[c], g3[c])
-            t = (job * tw + j) * ts
+            t = (job * tw + j) * co
             for r in range(6):
                 e0, e1, e2, e3 = h[r, 0], h[r, 1], h[r, 2], h[r, 3]
-                a = 6 * r * es + t
-                w0, w1, w2 = m[a:a + co], m[a + es:a + es + co], m[a + 2 * es:a + 2 * es + co]
-                w3, w4, w5 = m[a + 3 * es:a + 3 * es + co], m[a + 4 * es:a + 4 * es + co], \
-                    m[a + 5 * es:a + 5 * es + co]
+                a = 6 * r * plane + t
+                w0, w1, w2 = m[a:a + co], m[a + plane:a + plane + co], m[a + 2 * plane:a + 2 * plane + co]
+                w3, w4, w5 = m[a + 3 * plane:a + 3 * plane + co], m[a + 4 * plane:a + 4 * plane + co], \
+                    m[a + 5 * plane:a + 5 * plane + co]
                 for c in range(co):
                     w0[c], w1[c], w2[c], w3[c], w4[c], w5[c] = _a(e0[c], e1[c], e2[c], e3[c])
 
