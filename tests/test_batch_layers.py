@@ -252,30 +252,39 @@ def test_both_conv_algorithms(algo, n, ci, co, k, s, p, d, hw, bias, seed):
     pt = np.stack([patches(xs[i], k, s, p, d, 0.0) for i in range(n)])
     close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
     close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
-    # the input gradient: scatter every output's gradient back through its window
+    close(gx, conv_input_grad(x.shape, w, gy, k, s, p, d))
+
+
+def conv_input_grad(x_shape, w, gy, k, s, p, d):
+    """The float64 input gradient of a convolution: every output's gradient scattered
+    back through its window."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k, s, p, d
-    gxp = np.zeros((n, ci, hw[0] + 2 * ph, hw[1] + 2 * pw))
+    n, ci, h, wd = x_shape
+    gxp = np.zeros((n, ci, h + 2 * ph, wd + 2 * pw))
     contrib = np.einsum("nohw,oikl->niklhw", gy.astype(np.float64), w.astype(np.float64))
-    ho, wo = y.shape[2:]
+    ho, wo = gy.shape[2:]
     for ky in range(kh):
         for kx in range(kw):
             gxp[:, :, ky * dh:ky * dh + sh * (ho - 1) + 1:sh, kx * dw:kx * dw + sw * (wo - 1) + 1:sw] += contrib[:, :, ky, kx]
-    close(gx, gxp[:, :, ph:ph + hw[0], pw:pw + hw[1]])
+    return gxp[:, :, ph:ph + h, pw:pw + wd]
 
 
 def test_the_chooser_sends_channel_heavy_layers_to_blas():
     """The chooser: channel-heavy 3x3 layers with stride 1 run as Winograd (F(4x4) up
-    to 128 channels, F(2x2) beyond), other
-    channel-heavy ones (1x1, stride 2, 5x5) as GEMM, few channels on the direct
-    kernel (allow_winograd=False: the weight gradient's choice while Winograd's
-    gradient kernels are still compiling); all give the reference values."""
-    from cnnplay.core.kernels import conv
+    to 128 channels, F(2x2) beyond); 1x1 ones, and 3x3 ones with stride 2 from 128
+    channels, as GEMM; few channels, 5x5 and dilated kernels, and 64-channel
+    stride-2 ones on the direct kernel (allow_winograd=False: the weight gradient's
+    choice while Winograd's gradient kernels are still compiling, GEMM for a
+    Winograd layer); all give the reference values (forward, and the gradients of
+    the GEMM and direct ones)."""
+    from cnnplay.core.kernels import conv, grad
     rng = np.random.default_rng(7)
     for ci, co, k, s, pad, want in ((64, 64, 3, 1, 1, "winograd4"), (70, 65, 3, 1, 0, "winograd4"),
                                     (128, 128, 3, 1, 1, "winograd4"), (129, 64, 3, 1, 1, "winograd"),
                                     (64, 160, 3, 1, 0, "winograd"),
-                                    (128, 96, 1, 1, 0, "gemm"), (64, 64, 3, 2, 1, "gemm"),
-                                    (64, 64, 5, 1, 2, "gemm"), (3, 16, 3, 1, 1, "direct"),
+                                    (128, 96, 1, 1, 0, "gemm"), (64, 96, 1, 2, 0, "gemm"),
+                                    (128, 160, 3, 2, 1, "gemm"), (64, 128, 3, 2, 1, "direct"),
+                                    (128, 128, 5, 1, 2, "direct"), (3, 16, 3, 1, 1, "direct"),
                                     (16, 32, 3, 1, 1, "direct")):
         plan = conv._plan(ci, 9, 8, k, k, (s, s), (pad, pad), (1, 1))
         assert conv.choose(plan, co, 2) == want
@@ -284,6 +293,13 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
         cfg = {"kernel_size": (k, k), "stride": (s, s), "padding": (pad, pad), "dilation": (1, 1)}
         y = conv.conv2d_batch(x, w, b, s, pad, 1, version=("test", ci, co, k, s))
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
+        if want in ("gemm", "direct"):  # the gradients in the same formulation
+            gy = rand(rng, y.shape)
+            gx, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, pad, 1, version=("test", ci, co, k, s))
+            pt = np.stack([patches(np.asarray(x[i], np.float64), (k, k), (s, s), (pad, pad), (1, 1), 0.0)
+                           for i in range(2)])
+            close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+            close(gx, conv_input_grad(x.shape, w, gy, (k, k), (s, s), (pad, pad), (1, 1)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -456,9 +472,45 @@ def test_pointwise_gradients_against_float64_sums(n, ci, co, hw, algo):
     close(gx, np.einsum("nohw,oi->nihw", g64, w64[:, :, 0, 0]))
 
 
+@pytest.mark.parametrize("n, ci, co, hw, stride, algo", [(2, 64, 96, (7, 9), (2, 2), None),
+                                                         (1, 5, 3, (6, 5), (3, 2), "gemm"),
+                                                         (3, 128, 64, (1, 11), (1, 2), None)])
+def test_strided_pointwise_against_float64_sums(n, ci, co, hw, stride, algo):
+    """1x1 with a stride, no padding (ResNet's shortcuts): the product on every
+    stride-th pixel (conv.pointwise_input), forward and both gradients, against
+    float64 sums."""
+    from cnnplay.core.kernels import conv, grad
+    rng = np.random.default_rng(ci * co)
+    x, w, b = rand(rng, (n, ci, *hw)), rand(rng, (co, ci, 1, 1)), rand(rng, (co,))
+    plan = conv._plan(ci, *hw, 1, 1, stride, (0, 0), (1, 1))
+    assert plan.pointwise and (algo or conv.choose(plan, co, n)) == "gemm"
+    y = conv.conv2d_batch(x, w, b, stride, 0, 1, version=("strided 1x1", ci, co), algorithm=algo)
+    (sh, sw), (ho, wo) = stride, y.shape[2:]
+    assert (ho, wo) == (-(-hw[0] // sh), -(-hw[1] // sw))
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w[:, :, 0, 0], np.float64)
+    want = np.empty((n, co, ho, wo))
+    for i in range(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                want[i, :, oy, ox] = w64 @ x64[i, :, oy * sh, ox * sw] + b
+    close(y, want)
+    gy = rand(rng, y.shape)
+    gx, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, 0, 1, algorithm=algo)
+    g64 = np.asarray(gy, np.float64)
+    want_gw, want_gx = np.zeros((co, ci)), np.zeros(x.shape)
+    for i in range(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                want_gw += np.outer(g64[i, :, oy, ox], x64[i, :, oy * sh, ox * sw])
+                want_gx[i, :, oy * sh, ox * sw] += w64.T @ g64[i, :, oy, ox]
+    close(gw, want_gw.reshape(co, ci, 1, 1))
+    close(gx, want_gx)
+
+
 def test_gemm_in_small_column_blocks(monkeypatch):
     """With a tiny column budget the GEMM splits both positions and input channels
-    (conv.column_blocks): the same values as the references."""
+    (conv.column_blocks): the same values as the references, forward and both
+    gradients (the input gradient's col2im, grad._grad_input_gemm, in those blocks)."""
     from cnnplay.core.kernels import conv, grad
     monkeypatch.setattr(conv, "gemm_budget", lambda nbytes: 4096)
     rng = np.random.default_rng(11)
@@ -470,9 +522,10 @@ def test_gemm_in_small_column_blocks(monkeypatch):
         y = conv.conv2d_batch(x, w, b, s, p, d, algorithm="gemm")
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
         gy = rand(rng, y.shape)
-        _, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, algorithm="gemm")
+        gx, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, algorithm="gemm")
         pt = np.stack([patches(np.asarray(x[i], np.float64), (k, k), (s, s), (p, p), (d, d), 0.0) for i in range(2)])
         close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+        close(gx, conv_input_grad(x.shape, w, gy, (k, k), (s, s), (p, p), (d, d)))
 
 
 @pytest.mark.parametrize("spec, shape", [

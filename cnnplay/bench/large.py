@@ -21,8 +21,9 @@ ORDER = 20
 ROUNDS = 8
 
 
-def _conv(co, k=3):
-    return [{"type": "conv2d", "out_channels": co, "kernel_size": k, "padding": k // 2}, {"type": "relu"}]
+def _conv(co, k=3, stride=1, dilation=1):
+    return [{"type": "conv2d", "out_channels": co, "kernel_size": k, "stride": stride, "dilation": dilation,
+             "padding": dilation * (k // 2)}, {"type": "relu"}]
 
 
 _POOL = [{"type": "maxpool2d", "kernel_size": 2}]
@@ -30,9 +31,13 @@ VGG11 = {"input": [3, 224, 224], "layers": (
     _conv(64) + _POOL + _conv(128) + _POOL + _conv(256) + _conv(256) + _POOL
     + _conv(512) + _conv(512) + _POOL + _conv(512) + _conv(512) + _POOL)}
 
-# (in channels, out channels, map size, kernel)
+# (in channels, out channels, map size, kernel[, stride, dilation]): VGG's and ResNet's 3x3
+# and 1x1 layers, then ResNet's downsampling layers (stride 2) and a dilated one, which
+# neither Winograd nor a plain product serves
 LAYERS = [(128, 256, 56, 3), (256, 256, 56, 3), (256, 512, 28, 3), (512, 512, 28, 3), (512, 512, 14, 3),
-          (256, 256, 28, 1), (256, 512, 28, 1), (512, 512, 14, 1), (512, 256, 14, 1)]
+          (256, 256, 28, 1), (256, 512, 28, 1), (512, 512, 14, 1), (512, 256, 14, 1),
+          (64, 128, 56, 3, 2), (128, 256, 28, 3, 2), (256, 512, 14, 3, 2), (256, 512, 28, 1, 2),
+          (128, 128, 28, 3, 1, 2)]
 
 
 def algorithm(net, i) -> str:
@@ -96,11 +101,13 @@ def run() -> list[str]:
     algos = sorted({algorithm(net, i) for i, t in enumerate(net.layer_types) if t.name == "conv2d"})
     ours, theirs = _compare(net, x, torch)
     lines.append(_row("VGG-11 conv part, 224x224", ours, theirs, flops, peak, "/".join(algos)))
-    for ci, co, size, k in LAYERS:
-        net = Network.from_dict({"input": [ci, size, size], "layers": _conv(co, k)[:1]}, seed=0)
+    for ci, co, size, k, *more in LAYERS:
+        stride, dilation = (more + [1, 1])[:2]
+        net = Network.from_dict({"input": [ci, size, size], "layers": _conv(co, k, stride, dilation)[:1]}, seed=0)
         x = rng.standard_normal(net.input_shape).astype(np.float32)
         ours, theirs = _compare(net, x, torch)
-        label = f"conv {k}x{k} {ci}->{co} on {size}x{size}"
+        label = (f"conv {k}x{k} {ci}->{co} on {size}x{size}" + (f" s{stride}" if stride > 1 else "")
+                 + (f" d{dilation}" if dilation > 1 else ""))
         lines.append(_row(label, ours, theirs, 2 * net.macs[0], peak, algorithm(net, 0)))
     lines.append("(best times; ratio = ours / reference, below 1 is faster; GF/s of ours and of the reference)")
     return lines

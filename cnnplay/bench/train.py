@@ -60,8 +60,10 @@ WORKLOADS = {
         {"type": "linear", "out_features": 10}]}, 16, 10),
 }
 
-# channel-heavy and 1x1 layers (issue 18): (in channels, out channels, kernel, map size)
-HEAVY = [(64, 64, 3, 56), (128, 128, 3, 28), (256, 256, 3, 14), (512, 512, 3, 14), (256, 512, 1, 14)]
+# channel-heavy and 1x1 layers (issue 18): (in channels, out channels, kernel, map size[, stride,
+# dilation]); the last ones are ResNet's downsampling layers and a dilated one
+HEAVY = [(64, 64, 3, 56), (128, 128, 3, 28), (256, 256, 3, 14), (512, 512, 3, 14), (256, 512, 1, 14),
+         (64, 128, 3, 28, 2), (128, 256, 3, 14, 2), (256, 512, 1, 14, 2), (128, 128, 3, 14, 1, 2)]
 TRAIN_BATCH = 4  # the per-layer training figures
 
 ROUNDS = 15
@@ -352,8 +354,10 @@ def run() -> list[str]:
             if t.name.startswith("conv"):
                 shp = net.input_shape_of(i)
                 shapes.append((shp, net.configs[i], t.name))
-    for ci, co, kk, hw in HEAVY:
-        raw = {"type": "conv2d", "out_channels": co, "kernel_size": kk, "padding": kk // 2}
+    for ci, co, kk, hw, *more in HEAVY:
+        stride, dilation = (more + [1, 1])[:2]
+        raw = {"type": "conv2d", "out_channels": co, "kernel_size": kk, "stride": stride, "dilation": dilation,
+               "padding": dilation * (kk // 2)}
         net = Network.from_dict({"input": [ci, hw, hw], "layers": [raw]})
         shapes.append(((ci, hw, hw), net.configs[0], "conv2d"))
     for shp, cfg, tname in shapes:
@@ -400,6 +404,9 @@ def run() -> list[str]:
             tr = f"{a8.min():10.2f}{np.median(r8):7.2f}"
         else:
             tr = f"{'-':>10}{'-':>7}"
-        label = f"{tname} {shp[0]}->{cfg['out_channels']} k{'x'.join(map(str, cfg['kernel_size']))} @{'x'.join(map(str, shp[1:]))}"
+        label = (f"{tname} {shp[0]}->{cfg['out_channels']} k{'x'.join(map(str, cfg['kernel_size']))} "
+                 f"@{'x'.join(map(str, shp[1:]))}"
+                 + "".join(f" {a}{max(cfg[key])}" for a, key in (("s", "stride"), ("d", "dilation"))
+                           if max(cfg[key]) > 1))
         lines.append(f"{label:<34}{algo:>10}{fwd}{tr}")
     return lines

@@ -422,11 +422,13 @@ class Conv(WindowedLayer):
         phases, taps = sh * sw, kh * kw
         from .kernels import conv, winograd
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
-        # im2col + BLAS (channel-heavy layers): column blocks of at most half the
-        # output maps, between 256 KB and 8 MB (conv.gemm_budget), and the product block
-        gemm = 2 * min(max(4 * co * ho * wo // 2, 256 << 10), 8 << 20)
+        algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation), taps, phases)
+        # im2col + BLAS: a block of columns and the products (conv.gemm_workspace_bytes);
+        # a Winograd layer's weight gradient takes it while its own kernels compile
+        gemm = (conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)
+                if algo == "gemm" or algo in winograd.NAMES else 0)
         wino_grad = 0  # the Winograd weight gradient's buffers (backward only)
-        scheme = winograd.SCHEMES.get(conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation)))
+        scheme = winograd.SCHEMES.get(algo)
         if scheme is not None:  # the forward and input gradient in its scheme, the weight gradient in F(2x2)
             gemm += winograd.workspace_bytes(ci, co, ho, wo, scheme)
             wino_grad = winograd.weight_grad_bytes(ci, co, ho, wo)

@@ -26,18 +26,23 @@ reduction, in the same kernel; the few positions between two samples are
 computed and dropped by the store.
 
 Three algorithms, chosen per layer shape by `choose` (the single-sample path,
-the batched path and the backward's stride-1 input gradient all ask it):
+the batched path and the backward's gradients all ask it):
 
-- "direct" (above): few channels (< 64 in or out). Its 4-channel x 3-tap
-  block is full, and no column buffer is needed.
-- "gemm": 64+ input and output channels. im2col on the full grid (each tap's
-  run is one contiguous copy, `_gather`), then numpy's matmul (BLAS, a packed,
-  cache-blocked micro-kernel) per block of columns, then the store. The
-  column buffer is bounded (`gemm_budget`: half the layer's output maps, 256
-  KB to 8 MB) by splitting positions and, for many channels on small maps,
-  input channels (`column_blocks`), so peak memory stays about the maps. 1x1
-  convolutions with stride 1 and no padding skip im2col: the input is its own
-  column matrix.
+- "direct" (above): few channels (< 64 in or out), and channel-heavy layers
+  whose im2col would be large next to their input (dilated or 5x5+ kernels,
+  64-channel stride-2 ones; see choose_shape). Its 4-channel x 3-tap block is
+  full, and no column buffer is needed.
+- "gemm": 64+ input and output channels, 1x1 or (from 128 channels) 3x3 with
+  stride 2. im2col on the full grid (each tap's run is one contiguous copy,
+  `_gather`), then numpy's matmul (BLAS, a packed, cache-blocked
+  micro-kernel) per block of columns, then the store. The column buffer is
+  bounded (`gemm_budget`: half the layer's output maps, 2 to 8 MB) by
+  splitting positions and, for many channels on small maps, input channels
+  (`column_blocks`), so peak memory stays about the maps. 1x1 convolutions
+  without padding skip im2col: the input (with a stride, every stride-th
+  pixel of it) is its own column matrix. The training engine's gradients are
+  the transposed products (grad.py: gW = gY X^T; gX = W^T gY, added back onto
+  the phase images by col2im).
 - "winograd4" / "winograd": 64+ input and output channels, 3x3, stride 1, no
   dilation: Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
   multiply-adds; with 64-128 channels the products are short for BLAS and the
@@ -152,8 +157,9 @@ class _Plan:
         self.phases = sh * sw
         self.k = ci * kh * kw
         self.ntap = kh * kw
-        # 1x1, stride 1, no padding: the source is the input itself
-        self.pointwise = kh == kw == sh == sw == 1 and ph == pw == 0
+        # 1x1, no padding: the columns are the input itself, or every stride-th
+        # pixel of it (pointwise_input)
+        self.pointwise = kh == kw == 1 and ph == pw == 0
         self.winograd = winograd_geometry(kh, kw, stride, dilation)
 
 
@@ -374,9 +380,9 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     plan = _plan(ci, x.shape[2], x.shape[3], kh, kw, stride, padding, dilation)
     algo = algorithm or choose(plan, co, nb)
     y = np.empty((nb, co, plan.ho, plan.wo), np.float32)
-    if algo == "gemm" and plan.pointwise:  # 1x1, stride 1, no padding: x is its own im2col
+    if algo == "gemm" and plan.pointwise:  # 1x1, no padding: x is its own im2col
         wmat, bias = _packed(w, b, version, "gemm")
-        blas.batched_matmul(wmat, x.reshape(nb, ci, -1), y.reshape(nb, co, -1))
+        blas.batched_matmul(wmat, pointwise_input(x, stride).reshape(nb, ci, -1), y.reshape(nb, co, -1))
         if b is not None:
             y += bias[:co, None, None]
         return y
@@ -406,6 +412,15 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     return y
 
 
+def pointwise_input(x, stride) -> np.ndarray:
+    """The columns of a 1x1 convolution without padding, x (N, Ci, H, W): x itself,
+    or with a stride every stride-th pixel of it, contiguous (ResNet's stride-2
+    shortcuts: one strided copy of a quarter of x instead of four phase images
+    and an im2col, 0.6-0.7x the time)."""
+    sh, sw = stride
+    return x if sh == sw == 1 else np.ascontiguousarray(x[:, :, ::sh, ::sw])
+
+
 def _source(x, plan, stride, padding, remember=False) -> np.ndarray:
     """The flat phase-split source of a batch x (N, Ci, H, W); inside `reuse_sources()`
     the one built (with remember=True) for the same x and geometry."""
@@ -419,11 +434,29 @@ def _source(x, plan, stride, padding, remember=False) -> np.ndarray:
 
 # -- the GEMM formulation ------------------------------------------------------------
 
+GEMM_FLOOR = 2 << 20  # bytes of columns a GEMM layer may always take (see gemm_budget)
+
+
 def gemm_budget(map_bytes: int) -> int:
     """Bytes the im2col columns may take: half the layer's output maps (which
-    exist anyway), between 256 KB and 8 MB, so a pass's peak memory stays
-    about the size of its maps."""
-    return int(min(max(map_bytes // 2, 256 << 10), 8 << 20))
+    exist anyway), between 2 MB and 8 MB, so that a pass's peak memory stays
+    about the size of its maps. The floor is what BLAS needs: a channel-heavy
+    layer on small maps has small maps but long columns (128->256 at 28x28,
+    stride 2: 200 KB of output, 1 MB of columns), and with a 256 KB floor its
+    product ran in 4-8 blocks of 256 positions and partial sums, 1.4-2.2x the
+    time of one or two blocks."""
+    return int(min(max(map_bytes // 2, GEMM_FLOOR), 8 << 20))
+
+
+def _block_size(k: int, ntap: int, n_total: int, budget: int) -> tuple[int, int]:
+    """(positions, rows) of one block of the K x n_total column matrix (column_blocks)."""
+    nc = budget // (4 * k) // 64 * 64
+    if nc >= 128:
+        kc = k
+    else:
+        nc = 256
+        kc = min(k, max(ntap, budget // (4 * nc) // ntap * ntap))
+    return min(nc, -(-n_total // 64) * 64), kc
 
 
 def column_blocks(k: int, ntap: int, n_total: int, budget: int):
@@ -432,16 +465,18 @@ def column_blocks(k: int, ntap: int, n_total: int, budget: int):
     when they fit, else fewer rows (whole input channels, ntap rows each) for
     chunks of 256 positions: many channels on small maps keep GEMM shapes that
     BLAS runs at speed."""
-    nc = budget // (4 * k) // 64 * 64
-    if nc >= 128:
-        kc = k
-    else:
-        nc = 256
-        kc = max(ntap, budget // (4 * nc) // ntap * ntap)
-    nc = min(nc, -(-n_total // 64) * 64)
+    nc, kc = _block_size(k, ntap, n_total, budget)
     for n0 in range(0, n_total, nc):
         for k0 in range(0, k, kc):
             yield n0, min(nc, n_total - n0), k0, min(k, k0 + kc)
+
+
+def gemm_workspace_bytes(k: int, ntap: int, n_total: int, co: int, map_bytes: int) -> int:
+    """What the GEMM formulation allocates besides its output: one block of columns
+    (no more than the columns need) and two Co x positions products (the block's and
+    a partial sum's), or for the weight gradient a Co x K partial sum."""
+    nc, kc = _block_size(k, ntap, n_total, gemm_budget(map_bytes))
+    return 4 * (kc * nc + max(2 * co * nc, co * k))
 
 
 def _gemm(src, plan, wmat, bias, n_total, nb, y):
@@ -452,7 +487,8 @@ def _gemm(src, plan, wmat, bias, n_total, nb, y):
     k, co = plan.k, wmat.shape[0]
     budget = gemm_budget(y.nbytes)
     off = plan.offsets(nb)[:k]
-    buf = np.empty(budget // 4 + 256 * plan.ntap, np.float32)
+    nc, kc = _block_size(k, plan.ntap, n_total, budget)
+    buf = np.empty(kc * nc, np.float32)
     out = part = None
     for n0, nc, k0, k1 in column_blocks(k, plan.ntap, n_total, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
@@ -478,27 +514,44 @@ CHANNEL_HEAVY = 64  # input and output channels from which a layer goes to BLAS
 
 def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     """"winograd4", "winograd", "gemm" (im2col + BLAS) or "direct" for one layer
-    shape. The direct kernel wins with few channels (its 4 x 3 register block is
-    full and it needs no column buffer); channel-heavy layers go to BLAS, where a
-    packed, cache-blocked micro-kernel runs near peak: 3x3 ones with stride 1 (most
-    of VGG- and ResNet-like models) as Winograd F(4x4, 3x3) or F(2x2, 3x3) (see
-    choose_shape; allow_winograd=False: not offered; the weight gradient's choice
-    while Winograd's gradient kernels are still compiling),
-    the others as im2col + one product (1x1 convs need no copy at all)."""
-    return choose_shape(plan.k // plan.ntap, co, plan.winograd and allow_winograd)
+    shape (choose_shape). allow_winograd=False: Winograd is not offered (the
+    weight gradient's choice while Winograd's gradient kernels are still
+    compiling); such a layer takes the GEMM formulation meanwhile."""
+    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases)
+    if algo in winograd.NAMES and not allow_winograd:
+        return "gemm"
+    return algo
 
 
 WINOGRAD4_MAX = 128  # channels (in and out) up to which a Winograd layer takes F(4x4)
+GEMM_EXPANSION = 2.25  # im2col's growth (taps per stride phase) up to which wide layers take BLAS
+GEMM_WIDE = 128  # channels (in and out) from which such a layer (3x3 with stride 2) takes BLAS
 
 
-def choose_shape(ci: int, co: int, winograd: bool) -> str:
-    """`choose` from the channel counts and whether the geometry takes Winograd
-    (winograd_geometry): also what the memory rule (layers.py) asks."""
+def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1) -> str:
+    """`choose` from the channel counts, whether the geometry takes Winograd
+    (winograd_geometry), the kernel's taps and the stride's phases: also what
+    the memory rule (layers.py) asks.
+
+    The direct kernel wins with few channels (its 4 x 3 register block is full
+    and it needs no column buffer); channel-heavy 3x3 layers with stride 1 (most
+    of VGG- and ResNet-like models) run as Winograd F(4x4, 3x3) or F(2x2, 3x3).
+    Other channel-heavy layers go to BLAS where im2col costs little next to the
+    product: its columns are taps / phases times the phase-split source (1x1: 1,
+    3x3 with stride 2: 2.25, 3x3 with dilation 2: 9, 5x5: 25). 1x1 layers from
+    64 channels, 3x3 stride-2 ones from 128 (0.79-1.17x PyTorch's time at 128-512
+    channels on 14-56 px, where the direct kernel took 1.13-1.67x); dilated and
+    5x5 layers stay on the direct kernel (0.93-1.40x PyTorch's time, GEMM
+    1.17-1.75x), as do 64-channel stride-2 ones (0.99-1.10x, GEMM 1.15-1.19x).
+    Measured at batch 1 with the 2 MB column floor, one process, Zen 3."""
     if ci < CHANNEL_HEAVY or co < CHANNEL_HEAVY:
         return "direct"
-    if not winograd:
+    if winograd:
+        return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
+    expansion = taps / phases
+    if expansion <= 1 or (expansion <= GEMM_EXPANSION and min(ci, co) >= GEMM_WIDE):
         return "gemm"
-    return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
+    return "direct"
 
 
 _PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first

@@ -39,7 +39,9 @@ convolution (conv.py) of gy with the flipped, transposed kernel. Where the
 forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
 the weight gradient in the transformed domain (winograd.weight_grad, F(2x2)),
 the input gradient in the forward's scheme with the flipped kernel's transform
-taken straight from w.
+taken straight from w. 1x1 layers without padding that run as one product
+(conv.pointwise_input) take both gradients as products too: gw = gY X^T, and
+with a stride gx = W^T gY spread onto every stride-th pixel.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import numpy_path, winograd
+from . import blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pool import tiles
@@ -385,14 +387,17 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     wino_gw = wino and ready(*gw_scheme.grad_kernels)
     stride1_gx = sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
 
-    # 1x1, stride 1, no padding, GEMM-sized: gw = gY X^T with the positions of every
-    # sample as the inner dimension (no full grid, no im2col: x is its own columns)
+    # 1x1, no padding, GEMM-sized: gw = gY X^T with the positions of every sample as
+    # the inner dimension (no full grid, no im2col: x, or every stride-th pixel of it,
+    # is its own columns)
     pointwise_gw = plan.pointwise and not wino and (
         algorithm == "gemm" or (algorithm is None and conv.choose(plan, co, nb, allow_winograd=False) == "gemm"))
+    # such a layer with a stride: gx is W^T gY on every stride-th pixel, zeros elsewhere
+    pointwise_gx = pointwise_gw and not stride1_gx
 
     gx = gw = gb = None
     gpad = None
-    if (param_grads and not wino_gw and not pointwise_gw) or not stride1_gx:
+    if (param_grads and not wino_gw and not pointwise_gw) or not (stride1_gx or pointwise_gx):
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
     if param_grads:
@@ -404,7 +409,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if wino_gw and param_grads:
         gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme, gyt)
     elif pointwise_gw and param_grads:
-        gw = _grad_weight_pointwise(x, gy).reshape(w.shape)
+        gw = _grad_weight_pointwise(conv.pointwise_input(x, (sh, sw)), gy).reshape(w.shape)
     elif param_grads:
         src = conv._source(x, plan, (sh, sw), (ph, pw))
         off = plan.offsets(nb)[:plan.k]
@@ -419,6 +424,13 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gw = gw.reshape(w.shape)
     if not input_grad:
         return None, gw, gb
+    if pointwise_gx:
+        wt = conv.cached(version, "pointwise-transposed", lambda: (np.ascontiguousarray(w.reshape(co, ci).T),))[0]
+        cols = np.empty((nb, ci, ho * wo), np.float32)
+        blas.batched_matmul(wt, gy.reshape(nb, co, -1), cols)
+        gx = np.zeros_like(x)
+        gx[:, :, ::sh, ::sw] = cols.reshape(nb, ci, ho, wo)
+        return gx, gw, gb
 
     if stride1_gx:
         # stride 1, enough input channels: the input gradient is a forward
@@ -440,30 +452,38 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
 
-    # gradient w.r.t. the input, per phase image: the (tap, co) pairs of that
-    # phase each add a shifted run of the padded output gradient
-    ntap = kh * kw
-    tap_off = plan.taps[:ntap]  # channel 0's taps: the same offsets for every channel
-    tap_row = plan.rows[:ntap] // ci
-    order = np.argsort(tap_row, kind="stable")
-    pair_t = np.repeat(order, co)
-    pair_c = np.tile(np.arange(co), ntap)
-    pair_off = np.ascontiguousarray(pair_c * rowlen + maxoff - tap_off[pair_t], dtype=np.int64)
-    counts = np.bincount(tap_row, minlength=nph) * co
-    pair_start = np.zeros(nph + 1, np.int64)
-    np.cumsum(counts, out=pair_start[1:])
     total = nb * length
-    gsrc = np.empty((nph * ci, total), np.float32)
-    wmat = w.reshape(co, ci, ntap)
-    if ci >= 3:  # blocks of 4 channels (the last one padded with zero weights)
-        cip = -(-ci // 4) * 4
-        wt = conv.cached(version, "grad-input-4", lambda: (_pad4(wmat, pair_c, pair_t, cip),))[0]
-        nchunk = _chunk(total, nph * (cip // 4))
-        _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, total, gsrc)
-    else:  # 1 or 2 channels: one channel per job, no padded work
-        wt = conv.cached(version, "grad-input-1", lambda: (np.ascontiguousarray(wmat[pair_c, :, pair_t].T),))[0]
-        nchunk = _chunk(total, nph * ci)
-        _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
+    if algorithm == "gemm" or (algorithm is None and conv.choose(plan, co, nb) == "gemm"):
+        # the forward's product transposed: W^T gY per block of columns, each row of
+        # the block added back onto its tap's run of the phase images (col2im)
+        gsrc = np.zeros((nph * ci, total), np.float32)
+        wt = conv.cached(version, "gemm-transposed", lambda: (np.ascontiguousarray(w.reshape(co, -1).T),))[0]
+        _grad_input_gemm(gpad, maxoff, plan, n_total, wt, conv.gemm_budget(gy.nbytes), gsrc)
+    else:
+        # per phase image: the (tap, co) pairs of that phase each add a shifted run
+        # of the padded output gradient
+        ntap = kh * kw
+        tap_off = plan.taps[:ntap]  # channel 0's taps: the same offsets for every channel
+        tap_row = plan.rows[:ntap] // ci
+        order = np.argsort(tap_row, kind="stable")
+        pair_t = np.repeat(order, co)
+        pair_c = np.tile(np.arange(co), ntap)
+        pair_off = np.ascontiguousarray(pair_c * rowlen + maxoff - tap_off[pair_t], dtype=np.int64)
+        counts = np.bincount(tap_row, minlength=nph) * co
+        pair_start = np.zeros(nph + 1, np.int64)
+        np.cumsum(counts, out=pair_start[1:])
+        gsrc = np.empty((nph * ci, total), np.float32)
+        wmat = w.reshape(co, ci, ntap)
+        if ci >= 3:  # blocks of 4 channels (the last one padded with zero weights)
+            cip = -(-ci // 4) * 4
+            wt = conv.cached(version, "grad-input-4", lambda: (_pad4(wmat, pair_c, pair_t, cip),))[0]
+            nchunk = _chunk(total, nph * (cip // 4))
+            _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, total, gsrc)
+        else:  # 1 or 2 channels: one channel per job, no padded work
+            wt = conv.cached(version, "grad-input-1",
+                             lambda: (np.ascontiguousarray(wmat[pair_c, :, pair_t].T),))[0]
+            nchunk = _chunk(total, nph * ci)
+            _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
     gx = np.empty_like(x)
     _phase_unsplit(gsrc, sh, sw, ph, pw, plan.hq, plan.wq, length, gx)
     return gx, gw, gb
@@ -489,8 +509,9 @@ def _pad4(wmat, pair_c, pair_t, cip):
 
 
 def _grad_weight_pointwise(x, gy):
-    """gw (Co, Ci) of a 1x1 stride-1 convolution without padding: gY (Co, N*HW) times
-    X^T (N*HW, Ci), one BLAS product (a batch is laid out channel-major first)."""
+    """gw (Co, Ci) of a 1x1 convolution without padding, x its columns (pointwise_input):
+    gY (Co, N*HW) times X^T (N*HW, Ci), one BLAS product (a batch is laid out
+    channel-major first)."""
     nb, ci = x.shape[:2]
     co = gy.shape[1]
     if nb == 1:
@@ -500,12 +521,43 @@ def _grad_weight_pointwise(x, gy):
     return g2 @ x2.T
 
 
+def _grad_input_gemm(gpad, maxoff, plan, n_total, wt, budget, gsrc):
+    """gsrc (the phase-split input gradient, zeros) += the transpose of the forward's
+    im2col product: per block of columns (conv.column_blocks), W^T gY (block rows x
+    positions, BLAS), each row added onto its tap's run (`_col2im`)."""
+    from .conv import _block_size, column_blocks
+    k, ntap = plan.k, plan.ntap
+    nc, kc = _block_size(k, ntap, n_total, budget)
+    buf = np.empty(kc * nc, np.float32)
+    rows, taps = plan.rows[:k], plan.taps[:k]
+    for n0, nc, k0, k1 in column_blocks(k, ntap, n_total, budget):
+        cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
+        np.matmul(wt[k0:k1], gpad[:, maxoff + n0:maxoff + n0 + nc], out=cols)
+        _col2im(cols, rows[k0:k1], taps[k0:k1], n0, ntap, gsrc)
+
+
+@njit(cache=True, parallel=True)
+def _col2im(cols, rows, taps, n0, ntap, gsrc):
+    """gsrc[rows[k], taps[k] + n0 + j] += cols[k, j], the transpose of conv._gather:
+    a job per input channel (its ntap rows; no two channels share a row of gsrc)."""
+    nc = cols.shape[1]
+    for c in prange(cols.shape[0] // ntap):
+        for t in range(ntap):
+            k = c * ntap + t
+            a = taps[k] + n0
+            d = gsrc[rows[k], a:a + nc]
+            s = cols[k]
+            for j in range(nc):
+                d[j] += s[j]
+
+
 def _grad_weight_gemm(gpad, maxoff, src, off, n_total, ntap, budget, gw):
     """gw (Co, K) = sum over positions of gy (on the full grid) x im2col columns,
     as numpy matmuls over blocks of the columns (conv.column_blocks)."""
-    from .conv import _gather, column_blocks
+    from .conv import _block_size, _gather, column_blocks
     k = off.shape[0]
-    buf = np.empty(budget // 4 + 256 * ntap, np.float32)
+    nc, kc = _block_size(k, ntap, n_total, budget)
+    buf = np.empty(kc * nc, np.float32)
     part = np.empty_like(gw)
     gw[:] = 0.0
     for n0, nc, k0, k1 in column_blocks(k, ntap, n_total, budget):
@@ -1004,4 +1056,4 @@ def linear_backward_batch(x, w, gy, param_grads=True):
 
 
 # the kernels of conv2d_backward_batch (its forward-convolution path checks its own)
-_CONV_KERNELS = (_full_grid, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit)
+_CONV_KERNELS = (_full_grid, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit, _col2im)

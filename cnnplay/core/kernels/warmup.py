@@ -30,10 +30,10 @@ CONV = [
         {"type": "conv2d", "out_channels": 9, "kernel_size": 3, "padding": 1},
         {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "dilation": 2, "padding": 2},
         {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 2}]},
-    {"input": [64, 6, 5], "layers": [  # channel-heavy: Winograd F(4x4), F(2x2), then the GEMM path
-        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1},
+    {"input": [64, 6, 5], "layers": [  # channel-heavy: Winograd F(4x4), F(2x2), the GEMM path
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1},  # (im2col, col2im), 1x1
         {"type": "conv2d", "out_channels": 129, "kernel_size": 3, "padding": 1},
-        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "stride": 2, "padding": 1},
+        {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1},
         {"type": "conv2d", "out_channels": 64, "kernel_size": 1}]},
     {"input": [2, 40], "layers": [
         {"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2},
