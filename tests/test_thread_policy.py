@@ -80,6 +80,25 @@ def test_reaction_to_a_busy_machine_is_immediate():
     assert used == [2, 2, 1, 1]  # two slow calls in a row (one could be a stall), then serial
 
 
+def test_two_slow_parallel_calls_that_still_beat_serial_do_not_switch():
+    # a shared virtual machine runs a few calls in a row 2-3x slower now and then
+    # (wake-ups after a pause, a neighbour's burst): still faster than the serial
+    # count, they must not send the kernel to one thread on the strength of the
+    # serial count's old best
+    m = Machine(t_parallel=0.005, t_serial=0.009)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, calls=10)
+    used, chosen = [], []
+    for seconds in (0.013, 0.013) + (0.005,) * 8:
+        n = p.choose("k")
+        used.append(n)
+        p.record("k", n, seconds if n == 2 else m.t[1])
+        chosen.append(p.choice("k"))
+        m.now += 0.015
+    assert set(chosen) == {2}  # never switched
+    assert used == [2, 2, 1, 1] + [2] * 6  # the serial count probed (a wake-up call and one measured), no more
+
+
 def test_a_single_stalled_call_does_not_change_the_count():
     # a shared virtual machine stalls a call now and then (here every 6th, 5x slower):
     # the counts chosen are those of the same calls without the stalls (the periodic

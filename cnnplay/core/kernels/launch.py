@@ -233,8 +233,10 @@ def _numpy_meanwhile() -> bool:
 # one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS
 # (two calls: the first wakes its idle threads and is not counted),
 # doubling the wait each time it loses (up to 64x), and at once when two calls in
-# a row take twice as long as that key's recent best (the machine just got busy;
-# the older times of that count are then dropped). Two, not one: on a shared
+# a row take twice as long as that key's recent best (if they also take twice the
+# other count's, the machine just got busy: the older times of that count are
+# dropped and the count switches at once; otherwise the probe decides, with the
+# older times aging out within SAMPLES calls). Two, not one: on a shared
 # virtual machine single calls stall now and then, and acting on one made a conv
 # that runs 2x faster on two threads run on one for seconds to minutes (wide-128:
 # 1.5x its time in half the blocks of 100 passes). And the other way: a call much
@@ -253,6 +255,7 @@ class ThreadPolicy:
     FIRST = 2
     MARGIN = 1.1
     QUICKER = 0.6
+    BEHIND = 2.0
     PROBE_SECONDS = 2.0
     MAX_BACKOFF = 64
     MAX_KEYS = 512
@@ -312,10 +315,19 @@ class ThreadPolicy:
             s.suspect[threads] = True
             return
         s.suspect[threads] = False
+        # twice in a row, and far behind the other count's time (a parallel loop that
+        # waits for a thread whose core is taken runs several times slower than a
+        # serial one): the machine got busy, earlier runs no longer tell. Slower but
+        # not that far behind is noise, or a change the older runs age out of within
+        # SAMPLES calls: the other count is probed (below), but switching at once
+        # compared one slow call with the other count's stale best (a stride-2 conv
+        # then ran on one thread, 1.8x its time, for the rest of a bench section)
+        other = s.best(1 if threads == top else top)
+        busy = sudden and other is not None and seconds > self.BEHIND * other
         # much quicker than this count's recent best: the machine got quieter (noise
         # only adds time), so the other count's times are stale: probe it next
         quicker = before is not None and seconds < self.QUICKER * before
-        if sudden:  # twice in a row: the machine got busy, earlier runs no longer tell
+        if busy:
             times[:] = [seconds]
         else:
             times.append(seconds)
