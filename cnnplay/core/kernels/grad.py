@@ -256,6 +256,24 @@ def _grad_weight(gflat, rowlen, g0ff, n, srcflat, length, row_of, off, nchunk, g
                 gw[c, k1] = acc[c, 1]
 
 
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
+def _channel_sums(gy, out):
+    """out[c] = the float64 sum of gy[:, c, :] (a conv's bias gradient), a job per
+    channel. numpy's gy.sum(axis=(0, 2, 3), dtype=float64) took 3.5-5x the time
+    (0.18-0.40 ms on the 1-4 MB gradients of a batch of 64): it casts and reduces
+    across strided axes."""
+    nb, c_n, p = gy.shape
+    for c in prange(c_n):
+        total = 0.0
+        for b in range(nb):
+            row = gy[b, c]
+            part = 0.0
+            for j in range(p):
+                part += row[j]
+            total += part
+        out[c] = total
+
+
 @njit(cache=True, parallel=True)
 def _full_grid(gy, wq, pad, length, out):
     """out (Co, pad + N*length): gy (N, Co, ho, wo) laid out like the forward's
@@ -401,7 +419,9 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
     if param_grads:
-        gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+        gb = np.empty(co, np.float64)
+        _channel_sums(gy.reshape(nb, co, -1), gb)
+        gb = gb.astype(np.float32)
     wino_gx = input_grad and stride1_gx and wino and ready(*scheme.kernels)
     gyt = None  # gy channels last, once for both Winograd gradients
     if (wino_gw and param_grads) or wino_gx:
@@ -1056,4 +1076,5 @@ def linear_backward_batch(x, w, gy, param_grads=True):
 
 
 # the kernels of conv2d_backward_batch (its forward-convolution path checks its own)
-_CONV_KERNELS = (_full_grid, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit, _col2im)
+_CONV_KERNELS = (_full_grid, _grad_weight, _grad_input_direct, _grad_input_single, _phase_unsplit, _col2im,
+                 _channel_sums)
