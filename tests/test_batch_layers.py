@@ -302,6 +302,34 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
             close(gx, conv_input_grad(x.shape, w, gy, (k, k), (s, s), (pad, pad), (1, 1)))
 
 
+def test_a_scattered_input_gradient_takes_blas_from_64_channels(monkeypatch):
+    """Where the input gradient is scattered back per stride phase (stride > 1, or
+    fewer than 8 input channels), it runs as W^T gY + col2im from 64 channels in
+    and out, whatever the kernel and whatever the forward chose; below, on the
+    direct kernel. Each against the float64 reference."""
+    from cnnplay.core.kernels import conv, grad
+    used = []
+    for name in ("_grad_input_gemm", "_grad_input_direct"):
+        real = getattr(grad, name)
+        monkeypatch.setattr(grad, name, lambda *a, real=real, name=name: used.append(name) or real(*a))
+    rng = np.random.default_rng(8)
+    for ci, co, k, s, pad, d, hw, want in ((64, 128, 3, 2, 1, 1, (9, 8), "gemm"),
+                                           (64, 64, 5, 2, 2, 1, (10, 11), "gemm"),
+                                           (96, 64, 3, 3, 1, 2, (13, 12), "gemm"),
+                                           (32, 64, 3, 2, 1, 1, (9, 8), "direct"),
+                                           (64, 32, 7, 2, 3, 1, (9, 9), "direct"),
+                                           (4, 64, 3, 1, 1, 1, (9, 8), "direct")):
+        assert not conv.flipped_input_grad(ci, (k, k), (s, s), (pad, pad), (d, d))
+        assert conv.choose_input_grad(ci, co) == want
+        x, w = rand(rng, (2, ci, *hw)), rand(rng, (co, ci, k, k)) * 0.1
+        ho, wo = ((n + 2 * pad - d * (k - 1) - 1) // s + 1 for n in hw)
+        gy = rand(rng, (2, co, ho, wo))
+        used.clear()
+        gx, _, _ = grad.conv2d_backward_batch(x, w, gy, s, pad, d, param_grads=False)
+        assert used == [f"_grad_input_{want}"]
+        close(gx, conv_input_grad(x.shape, w, gy, (k, k), (s, s), (pad, pad), (d, d)))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.sampled_from(["winograd", "winograd4"]), st.integers(1, 3), st.integers(1, 12), st.integers(1, 10),
        st.lists(st.integers(0, 2), min_size=2, max_size=2), st.lists(st.integers(1, 11), min_size=2, max_size=2),

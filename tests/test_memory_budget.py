@@ -191,6 +191,8 @@ GEOMETRIES = [
     ([128, 9, 9], {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1}),  # GEMM
     ([64, 30, 30], {"type": "conv2d", "out_channels": 96, "kernel_size": 1, "stride": 2}),  # GEMM, 1x1 stride 2
     ([64, 9, 9], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "stride": 2, "padding": 1}),  # direct
+    # the forward on the direct kernel, the input gradient by BLAS
+    ([64, 12, 11], {"type": "conv2d", "out_channels": 72, "kernel_size": 5, "stride": 2, "padding": 2}),
     ([48, 8, 8], {"type": "conv2d", "out_channels": 96, "kernel_size": 1}),                  # pointwise
     ([2, 50], {"type": "conv1d", "out_channels": 3, "kernel_size": 5, "padding": 30, "stride": 3}),
     ([3, 40], {"type": "conv1d", "out_channels": 8, "kernel_size": 3, "padding": 1}),

@@ -42,7 +42,8 @@ the batched path and the backward's gradients all ask it):
   without padding skip im2col: the input (with a stride, every stride-th
   pixel of it) is its own column matrix. The training engine's gradients are
   the transposed products (grad.py: gW = gY X^T; gX = W^T gY, added back onto
-  the phase images by col2im).
+  the phase images by col2im; that input gradient also serves layers the
+  forward runs directly, from 64 channels with a stride: choose_input_grad).
 - "winograd4" / "winograd": 64+ input and output channels, 3x3, stride 1, no
   dilation: Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
   multiply-adds; with 64-128 channels the products are short for BLAS and the
@@ -552,6 +553,26 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1) -
     if expansion <= 1 or (expansion <= GEMM_EXPANSION and min(ci, co) >= GEMM_WIDE):
         return "gemm"
     return "direct"
+
+
+def flipped_input_grad(ci: int, kernel, stride, padding, dilation) -> bool:
+    """Whether a layer's input gradient is the forward convolution of the flipped,
+    transposed kernel over the output gradient (stride 1, 8+ input channels, no
+    padding beyond the kernel's span), so under the forward's choice; otherwise
+    it is scattered back per stride phase (choose_input_grad)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    return sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
+
+
+def choose_input_grad(ci: int, co: int) -> str:
+    """The input gradient's algorithm where it is scattered back (not
+    flipped_input_grad): "gemm", W^T gY by BLAS with each row added back onto
+    its tap's run (grad._col2im), from CHANNEL_HEAVY channels in and out whatever
+    the kernel; else "direct" (grad._grad_input_direct). With a stride of 2, one
+    process, Zen 3: GEMM took 0.68-0.86x the direct kernel's time at 64-128
+    channels (3x3 to 7x7, batch 1-32, 16-64 px), 0.77-1.04x at 32 -> 64 and
+    1.0-1.4x with fewer channels."""
+    return "gemm" if min(ci, co) >= CHANNEL_HEAVY else "direct"
 
 
 _PACKED: "OrderedDict" = OrderedDict()  # (version, kind, shape) -> packed arrays, least recent first

@@ -33,7 +33,9 @@ a contiguous run of a flat source on the "full grid" of Ho x Wq positions.
 The weight gradient reduces each tap's run against the gradient rows; the
 input gradient adds, per phase image, shifted runs of the zero-padded output
 gradient (blocks of 4 input channels, or one channel per job for 1-2
-channels), and the phase images are stitched back into the input's layout.
+channels; from 64 channels in and out W^T gY by BLAS, each row added back
+onto its tap's run, conv.choose_input_grad), and the phase images are
+stitched back into the input's layout.
 At stride 1 with 8+ input channels the input gradient is instead the forward
 convolution (conv.py) of gy with the flipped, transposed kernel. Where the
 forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
@@ -82,8 +84,35 @@ def _f32(a, name: str, ndim: int | None = None) -> np.ndarray:
 def _phase_unsplit(gsrc, sh, sw, ph, pw, hq, wq, length, gx):
     """gx[b, c, y, x] = the phase-image entry that holds padded pixel (y+ph, x+pw)
     of sample b (columns [b*length, (b+1)*length) of gsrc); the inverse of
-    conv._make_source (padding positions are dropped)."""
+    conv._make_source (padding positions are dropped).
+
+    A horizontal stride of 2: a job is a channel of a sample, each row written
+    left to right from its two phase rows interleaved (vectorized; the loop per
+    phase image below writes every other element and runs scalar, at 1.6-3.5x
+    the time). Otherwise a job is a phase image of a channel."""
     nb, ci, h, w = gx.shape
+    if sw == 2:
+        # x = 2t + e: padded column 2t + e + pw is column j of phase (pw + e) & 1
+        pe = pw & 1
+        po = (pw + 1) & 1
+        je = pw >> 1
+        jo = (pw + 1) >> 1
+        half = w // 2
+        for job in prange(nb * ci):
+            b = job // ci
+            c = job - b * ci
+            for y in range(h):
+                py = (y + ph) % sh
+                base = b * length + (y + ph) // sh * wq  # whole rows: a column block is a strided view
+                dst = gx[b, c, y]
+                re = gsrc[(py * 2 + pe) * ci + c, base + je:base + wq]
+                ro = gsrc[(py * 2 + po) * ci + c, base + jo:base + wq]
+                for t in range(half):
+                    dst[2 * t] = re[t]
+                    dst[2 * t + 1] = ro[t]
+                if w % 2:
+                    dst[w - 1] = re[half]
+        return
     nph = sh * sw
     for job in prange(nb * nph * ci):
         b = job // (nph * ci)
@@ -117,31 +146,34 @@ def _grad_input_direct(gflat, pair_start, pair_off, wt, ci, nchunk, length, gsrc
     """gsrc[p*ci + c, m] = sum over phase p's (tap, co) pairs q of
     wt[q, c] * gflat[pair_off[q] + m], for m in [0, length).
 
-    Parallel over (phase, block of 4 input channels, chunk of m); 4 pairs x 4
-    channels per pass over an L1-sized accumulator, unit-stride inner loops."""
+    Parallel over (phase, chunk of m, block of 4 input channels), the blocks
+    innermost: consecutive jobs read the same runs of the gradient, which stay
+    in L2. Each pass over the L1-sized accumulators applies 3 pairs x 4
+    channels: 12 weights, 3 runs and the accumulator being updated fill AVX2's
+    16 vector registers, as in the forward kernel (conv._direct)."""
     nph = pair_start.shape[0] - 1
     nblk = (ci + 3) // 4
     nch = (length + nchunk - 1) // nchunk
     for job in prange(nph * nblk * nch):
         p = job // (nblk * nch)
         rest = job - p * nblk * nch
-        b = rest // nch
-        c0 = b * 4
-        m0 = (rest - b * nch) * nchunk
+        ch = rest // nblk
+        c0 = (rest - ch * nblk) * 4
+        m0 = ch * nchunk
         nc = min(nchunk, length - m0)
-        acc = np.zeros((4, nchunk), np.float32)
+        # rows padded by 16 floats: rows 2-4 KB apart would crowd L1's sets
+        acc = np.zeros((4, nchunk + 16), np.float32)
         a0 = acc[0, :nc]
         a1 = acc[1, :nc]
         a2 = acc[2, :nc]
         a3 = acc[3, :nc]
         q0 = pair_start[p]
         q1 = pair_start[p + 1]
-        q4 = q1 - (q1 - q0) % 4
-        for q in range(q0, q4, 4):
+        q3 = q1 - (q1 - q0) % 3
+        for q in range(q0, q3, 3):
             s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
             s1 = gflat[pair_off[q + 1] + m0:pair_off[q + 1] + m0 + nc]
             s2 = gflat[pair_off[q + 2] + m0:pair_off[q + 2] + m0 + nc]
-            s3 = gflat[pair_off[q + 3] + m0:pair_off[q + 3] + m0 + nc]
             w00 = wt[q, c0]
             w01 = wt[q, c0 + 1]
             w02 = wt[q, c0 + 2]
@@ -154,20 +186,15 @@ def _grad_input_direct(gflat, pair_start, pair_off, wt, ci, nchunk, length, gsrc
             w21 = wt[q + 2, c0 + 1]
             w22 = wt[q + 2, c0 + 2]
             w23 = wt[q + 2, c0 + 3]
-            w30 = wt[q + 3, c0]
-            w31 = wt[q + 3, c0 + 1]
-            w32 = wt[q + 3, c0 + 2]
-            w33 = wt[q + 3, c0 + 3]
             for j in range(nc):
                 v0 = s0[j]
                 v1 = s1[j]
                 v2 = s2[j]
-                v3 = s3[j]
-                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2 + w30 * v3
-                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2 + w31 * v3
-                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2 + w32 * v3
-                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2 + w33 * v3
-        for q in range(q4, q1):
+                a0[j] = a0[j] + w00 * v0 + w10 * v1 + w20 * v2
+                a1[j] = a1[j] + w01 * v0 + w11 * v1 + w21 * v2
+                a2[j] = a2[j] + w02 * v0 + w12 * v1 + w22 * v2
+                a3[j] = a3[j] + w03 * v0 + w13 * v1 + w23 * v2
+        for q in range(q3, q1):
             s0 = gflat[pair_off[q] + m0:pair_off[q] + m0 + nc]
             w00 = wt[q, c0]
             w01 = wt[q, c0 + 1]
@@ -423,7 +450,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     wino = scheme is not None
     gw_scheme = scheme if algorithm == winograd.F4.name else winograd.F2
     wino_gw = wino and ready(*gw_scheme.grad_kernels)
-    stride1_gx = sh == sw == 1 and ci >= 8 and dh * (kh - 1) >= ph and dw * (kw - 1) >= pw
+    stride1_gx = conv.flipped_input_grad(ci, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 
     # 1x1, no padding, GEMM-sized: gw = gY X^T with the positions of every sample as
     # the inner dimension (no full grid, no im2col: x, or every stride-th pixel of it,
@@ -493,7 +520,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         _full_grid(gy, plan.wq, maxoff, length, gpad)
 
     total = nb * length
-    if algorithm == "gemm" or (algorithm is None and conv.choose(plan, co, nb) == "gemm"):
+    if algorithm == "gemm" or (algorithm is None and conv.choose_input_grad(ci, co) == "gemm"):
         # the forward's product transposed: W^T gY per block of columns, each row of
         # the block added back onto its tap's run of the phase images (col2im)
         gsrc = np.zeros((nph * ci, total), np.float32)
