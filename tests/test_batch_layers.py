@@ -542,11 +542,15 @@ def test_gemm_in_small_column_blocks(monkeypatch):
     from cnnplay.core.kernels import conv, grad
     monkeypatch.setattr(conv, "gemm_budget", lambda nbytes: 4096)
     rng = np.random.default_rng(11)
-    for ci, co, k, s, p, d, hw in ((5, 3, 3, 1, 1, 1, (9, 10)), (4, 6, 2, 2, 1, 2, (11, 7)), (7, 2, 1, 1, 0, 1, (6, 6))):
+    # the last: 286 output positions, so a block of 256 ends inside a row of the second sample
+    for ci, co, k, s, p, d, hw in ((5, 3, 3, 1, 1, 1, (9, 10)), (4, 6, 2, 2, 1, 2, (11, 7)), (7, 2, 1, 1, 0, 1, (6, 6)),
+                                   (3, 4, 3, 1, 1, 1, (13, 11))):
         x, w, b = rand(rng, (2, ci, *hw)), rand(rng, (co, ci, k, k)), rand(rng, (co,))
         cfg = {"kernel_size": (k, k), "stride": (s, s), "padding": (p, p), "dilation": (d, d)}
         blocks = list(conv.column_blocks(ci * k * k, k * k, 2 * 200, 4096))
         assert len({b[2] for b in blocks}) > 1 or k == 1
+        if hw == (13, 11):
+            assert [b[0] for b in conv.column_blocks(ci * k * k, k * k, 2 * 13 * 11, 4096)][-1] == 256
         y = conv.conv2d_batch(x, w, b, s, p, d, algorithm="gemm")
         close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(2)]))
         gy = rand(rng, y.shape)

@@ -441,7 +441,8 @@ class Conv(WindowedLayer):
         backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd
                          + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
                     + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
-                    + (flipped + 4 * (ci * taps + co) if flipped_gx else 0) + max(gemm, gemm_gx) + wino_grad)
+                    + (flipped + 4 * (ci * taps + co) if flipped_gx else 0) + max(gemm, gemm_gx) + wino_grad
+                    + (4 * co * ho * wo if gemm_gx or algo == "gemm" else 0))  # gy channel-major for BLAS
         return max(forward, backward)
 
     def _weight_2d(self, params):

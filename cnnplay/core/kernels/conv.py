@@ -33,9 +33,10 @@ the batched path and the backward's gradients all ask it):
   64-channel stride-2 ones; see choose_shape). Its 4-channel x 3-tap block is
   full, and no column buffer is needed.
 - "gemm": 64+ input and output channels, 1x1 or (from 128 channels) 3x3 with
-  stride 2. im2col on the full grid (each tap's run is one contiguous copy,
-  `_gather`), then numpy's matmul (BLAS, a packed, cache-blocked
-  micro-kernel) per block of columns, then the store. The column buffer is
+  stride 2. im2col of the real output positions only (per tap, one
+  contiguous copy per output row, `_gather`; the full grid's extra columns
+  would be 14-37 % more columns on 7-14 px maps), then numpy's matmul (BLAS,
+  a packed, cache-blocked micro-kernel) per block of columns, then the store. The column buffer is
   bounded (`gemm_budget`: half the layer's output maps, 2 to 8 MB) by
   splitting positions and, for many channels on small maps, input channels
   (`column_blocks`), so peak memory stays about the maps. 1x1 convolutions
@@ -334,23 +335,49 @@ def _store(acc, c0, nco, n0, nc, ho, wq, wo, seg, y):
 
 
 @njit(cache=True, parallel=True)
-def _store_all(buf, n0, nc, ho, wq, wo, seg, y):
-    """_store of every channel of a GEMM result buf (Co, >= nc), 8 channels a job."""
-    co = y.shape[1]
-    for job in prange((co + 7) // 8):
-        c0 = job * 8
-        _store(buf[c0:], c0, min(8, co - c0), n0, nc, ho, wq, wo, seg, y)
+def _store_real(out, r0, nc, y3):
+    """y3 (N, Co, Ho*Wo) at real positions r0 ... r0+nc-1 (r = b*Ho*Wo + p) = out[:, :nc]
+    (a GEMM block's product, `_gather`'s order): per channel, one run per sample."""
+    nb, co, hw = y3.shape
+    end = r0 + nc
+    for c in prange(co):
+        src = out[c]
+        r = r0
+        while r < end:
+            b = r // hw
+            p = r - b * hw
+            m = min(hw - p, end - r)
+            d = y3[b, c, p:p + m]
+            s = src[r - r0:r - r0 + m]
+            for j in range(m):
+                d[j] = s[j]
+            r += m
 
 
 @njit(cache=True, parallel=True)
-def _gather(src, off, n0, nc, cols):
-    """im2col on the full grid: cols[k, :nc] = src[off[k] + n0 : off[k] + n0 + nc]
-    (one contiguous run per tap; the rows past off's real taps are left alone)."""
-    for k in prange(cols.shape[0]):
-        a = off[k] + n0
+def _gather(src, off, r0, nc, ho, wo, wq, seg, cols):
+    """im2col of the real output positions: cols[k, j] = src[off[k] + n], for real
+    position r = r0 + j = (b*Ho + oy)*Wo + ox at full-grid position n = b*seg +
+    oy*Wq + ox (one contiguous run of up to Wo per output row; the full grid's
+    extra columns and the gaps between samples are left out: on 7-14 px maps
+    with a stride they were 14-37 % of the columns). Rows of cols past off's are
+    left alone."""
+    end = r0 + nc
+    for k in prange(off.shape[0]):
+        a = off[k]
         d = cols[k]
-        for j in range(nc):
-            d[j] = src[a + j]
+        r = r0
+        while r < end:
+            row = r // wo  # b*Ho + oy
+            ox = r - row * wo
+            b = row // ho
+            m = min(wo - ox, end - r)
+            n = a + b * seg + (row - b * ho) * wq + ox
+            dd = d[r - r0:r - r0 + m]
+            ss = src[n:n + m]
+            for j in range(m):
+                dd[j] = ss[j]
+            r += m
 
 
 def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None) -> np.ndarray:
@@ -392,7 +419,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation, not {kh}x{kw}, "
                          f"stride {stride}, dilation {dilation}")
     make_source = sized(_make_source, plan.phases * ci * nb * plan.length, 1 << 19)
-    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_all)}.get(algo, (_direct,))
+    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_real)}.get(algo, (_direct,))
     if not ready(make_source, *needs):
         for i in range(nb):  # still compiling (first start): numpy meanwhile
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
@@ -402,11 +429,11 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         winograd.conv3x3(x, u, bias, padding, y, remember=remember_source)
         return y
     src = _source(x, plan, stride, padding, remember=remember_source)
-    n_total = (nb - 1) * plan.length + plan.n
     if algo == "gemm":
         wmat, bias = _packed(w, b, version, "gemm")
-        _gemm(src, plan, wmat, bias if b is not None else None, n_total, nb, y)
+        _gemm(src, plan, wmat, bias if b is not None else None, nb, y)
     else:
+        n_total = (nb - 1) * plan.length + plan.n
         wt, bias = _packed(w, b, version, plan.direct_key, plan.direct_order)
         _direct(src, plan.offsets(nb, direct=True), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho,
                 plan.wq, plan.wo, plan.length, n_total, y)
@@ -480,20 +507,22 @@ def gemm_workspace_bytes(k: int, ntap: int, n_total: int, co: int, map_bytes: in
     return 4 * (kc * nc + max(2 * co * nc, co * k))
 
 
-def _gemm(src, plan, wmat, bias, n_total, nb, y):
+def _gemm(src, plan, wmat, bias, nb, y):
     """y from the flat source by im2col + numpy matmul (BLAS), in blocks so that
-    the column buffer stays within gemm_budget: per block, cols = the runs of
-    its taps, out += W[:, block] @ cols; per chunk of positions the store drops
-    the positions outside the maps."""
+    the column buffer stays within gemm_budget: per block of real output
+    positions, cols = the runs of its taps (`_gather`), out += W[:, block] @ cols,
+    then out is stored into the maps."""
     k, co = plan.k, wmat.shape[0]
+    n_real = nb * plan.ho * plan.wo
     budget = gemm_budget(y.nbytes)
     off = plan.offsets(nb)[:k]
-    nc, kc = _block_size(k, plan.ntap, n_total, budget)
+    nc, kc = _block_size(k, plan.ntap, n_real, budget)
     buf = np.empty(kc * nc, np.float32)
     out = part = None
-    for n0, nc, k0, k1 in column_blocks(k, plan.ntap, n_total, budget):
+    y3 = y.reshape(nb, co, -1)
+    for r0, nc, k0, k1 in column_blocks(k, plan.ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        _gather(src, off[k0:k1], n0, nc, cols)
+        gather_real(src, off[k0:k1], r0, nc, plan, nb, cols)
         if out is None or out.shape[1] != nc:
             out = np.empty((co, nc), np.float32)
             part = np.empty((co, nc), np.float32) if k1 - k0 < k else None
@@ -505,7 +534,12 @@ def _gemm(src, plan, wmat, bias, n_total, nb, y):
         if k1 == k:
             if bias is not None:
                 out += bias[:co, None]
-            _store_all(out, n0, nc, plan.ho, plan.wq, plan.wo, plan.length, y)
+            _store_real(out, r0, nc, y3)
+
+
+def gather_real(src, off, r0, nc, plan, nb, cols):
+    """`_gather` for a batch of nb laid out by `plan` (the GEMM paths of conv and grad)."""
+    _gather(src, off, r0, nc, plan.ho, plan.wo, plan.wq, plan.length, cols)
 
 
 # -- which algorithm, and the packed weights ---------------------------------------

@@ -460,11 +460,21 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     # such a layer with a stride: gx is W^T gY on every stride-th pixel, zeros elsewhere
     pointwise_gx = pointwise_gw and not stride1_gx
 
+    # the remaining paths: im2col + BLAS on gy channel-major, or the direct kernels on
+    # gy padded onto the full grid
+    gw_algo = gx_algo = None
+    if param_grads and not wino_gw and not pointwise_gw:
+        gw_algo = (conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES)
+                   else algorithm)
+    if input_grad and not (stride1_gx or pointwise_gx):
+        gx_algo = "gemm" if algorithm == "gemm" else (conv.choose_input_grad(ci, co) if algorithm is None else "direct")
     gx = gw = gb = None
-    gpad = None
-    if (param_grads and not wino_gw and not pointwise_gw) or not (stride1_gx or pointwise_gx):
+    gpad = gyc = None
+    if "direct" in (gw_algo, gx_algo):
         gpad = np.empty((co, rowlen), np.float32)
         _full_grid(gy, plan.wq, maxoff, length, gpad)
+    if "gemm" in (gw_algo, gx_algo):
+        gyc = _channel_major(gy)
     if param_grads:
         gb = np.empty(co, np.float64)
         _channel_sums(gy.reshape(nb, co, -1), gb)
@@ -479,14 +489,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gw = _grad_weight_pointwise(conv.pointwise_input(x, (sh, sw)), gy).reshape(w.shape)
     elif param_grads:
         src = conv._source(x, plan, (sh, sw), (ph, pw))
-        off = plan.offsets(nb)[:plan.k]
-        algo = conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES) else algorithm
         gw = np.empty((co, plan.k), np.float32)
-        if algo == "gemm":
-            _grad_weight_gemm(gpad, maxoff, src, off, n_total, plan.ntap, conv.gemm_budget(gy.nbytes), gw)
+        if gw_algo == "gemm":
+            _grad_weight_gemm(gyc, src, plan, nb, conv.gemm_budget(gy.nbytes), gw)
         else:
-            row_of = plan.rows[:plan.k]
-            _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, nb * length, row_of,
+            _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, nb * length, plan.rows[:plan.k],
                          plan.taps[:plan.k], 1024, gw)
         gw = gw.reshape(w.shape)
     if not input_grad:
@@ -515,17 +522,14 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
                                version=None if version is None else (version, "flipped"), algorithm=algorithm,
                                remember_source=False)
         return gx, gw, gb
-    if gpad is None:
-        gpad = np.empty((co, rowlen), np.float32)
-        _full_grid(gy, plan.wq, maxoff, length, gpad)
 
     total = nb * length
-    if algorithm == "gemm" or (algorithm is None and conv.choose_input_grad(ci, co) == "gemm"):
+    if gx_algo == "gemm":
         # the forward's product transposed: W^T gY per block of columns, each row of
-        # the block added back onto its tap's run of the phase images (col2im)
+        # the block added back onto its tap's runs of the phase images (col2im)
         gsrc = np.zeros((nph * ci, total), np.float32)
         wt = conv.cached(version, "gemm-transposed", lambda: (np.ascontiguousarray(w.reshape(co, -1).T),))[0]
-        _grad_input_gemm(gpad, maxoff, plan, n_total, wt, conv.gemm_budget(gy.nbytes), gsrc)
+        _grad_input_gemm(gyc, plan, nb, wt, conv.gemm_budget(gy.nbytes), gsrc)
     else:
         # per phase image: the (tap, co) pairs of that phase each add a shifted run
         # of the padded output gradient
@@ -588,51 +592,77 @@ def _grad_weight_pointwise(x, gy):
     return g2 @ x2.T
 
 
-def _grad_input_gemm(gpad, maxoff, plan, n_total, wt, budget, gsrc):
+def _grad_input_gemm(gyc, plan, nb, wt, budget, gsrc):
     """gsrc (the phase-split input gradient, zeros) += the transpose of the forward's
-    im2col product: per block of columns (conv.column_blocks), W^T gY (block rows x
-    positions, BLAS), each row added onto its tap's run (`_col2im`)."""
+    im2col product: per block of real positions (conv.column_blocks), W^T gY
+    (block rows x positions, BLAS; gyc is gy as (Co, N*Ho*Wo)), each row added
+    onto its tap's runs (`_col2im`)."""
     from .conv import _block_size, column_blocks
     k, ntap = plan.k, plan.ntap
-    nc, kc = _block_size(k, ntap, n_total, budget)
+    n_real = gyc.shape[1]
+    nc, kc = _block_size(k, ntap, n_real, budget)
     buf = np.empty(kc * nc, np.float32)
     rows, taps = plan.rows[:k], plan.taps[:k]
-    for n0, nc, k0, k1 in column_blocks(k, ntap, n_total, budget):
+    for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        np.matmul(wt[k0:k1], gpad[:, maxoff + n0:maxoff + n0 + nc], out=cols)
-        _col2im(cols, rows[k0:k1], taps[k0:k1], n0, ntap, gsrc)
+        np.matmul(wt[k0:k1], gyc[:, r0:r0 + nc], out=cols)
+        _col2im(cols, rows[k0:k1], taps[k0:k1], r0, ntap, plan.ho, plan.wo, plan.wq, nb * plan.length,
+                plan.length, gsrc)
 
 
 @njit(cache=True, parallel=True)
-def _col2im(cols, rows, taps, n0, ntap, gsrc):
-    """gsrc[rows[k], taps[k] + n0 + j] += cols[k, j], the transpose of conv._gather:
-    a job per input channel (its ntap rows; no two channels share a row of gsrc)."""
+def _col2im(cols, rows, taps, r0, ntap, ho, wo, wq, total, seg, gsrc):
+    """gsrc[rows[k], taps[k] + n] += cols[k, j] for real position r0 + j at full-grid
+    position n (conv._gather's order; its transpose): a job per input channel (its
+    ntap rows; no two channels share a row of gsrc), a run per output row."""
     nc = cols.shape[1]
+    end = r0 + nc
     for c in prange(cols.shape[0] // ntap):
         for t in range(ntap):
             k = c * ntap + t
-            a = taps[k] + n0
-            d = gsrc[rows[k], a:a + nc]
+            a = taps[k]
+            g = gsrc[rows[k], :total]
             s = cols[k]
-            for j in range(nc):
-                d[j] += s[j]
+            r = r0
+            while r < end:
+                row = r // wo  # b*Ho + oy
+                ox = r - row * wo
+                b = row // ho
+                m = min(wo - ox, end - r)
+                n = a + b * seg + (row - b * ho) * wq + ox
+                d = g[n:n + m]
+                ss = s[r - r0:r - r0 + m]
+                for j in range(m):
+                    d[j] += ss[j]
+                r += m
 
 
-def _grad_weight_gemm(gpad, maxoff, src, off, n_total, ntap, budget, gw):
-    """gw (Co, K) = sum over positions of gy (on the full grid) x im2col columns,
-    as numpy matmuls over blocks of the columns (conv.column_blocks)."""
-    from .conv import _block_size, _gather, column_blocks
-    k = off.shape[0]
-    nc, kc = _block_size(k, ntap, n_total, budget)
+def _grad_weight_gemm(gyc, src, plan, nb, budget, gw):
+    """gw (Co, K) = sum over real positions of gy (gyc: (Co, N*Ho*Wo)) x im2col
+    columns, as numpy matmuls over blocks of the columns (conv.column_blocks)."""
+    from .conv import _block_size, column_blocks, gather_real
+    k, ntap = plan.k, plan.ntap
+    off = plan.offsets(nb)[:k]
+    n_real = gyc.shape[1]
+    nc, kc = _block_size(k, ntap, n_real, budget)
     buf = np.empty(kc * nc, np.float32)
     part = np.empty_like(gw)
     gw[:] = 0.0
-    for n0, nc, k0, k1 in column_blocks(k, ntap, n_total, budget):
+    for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        _gather(src, off[k0:k1], n0, nc, cols)
+        gather_real(src, off[k0:k1], r0, nc, plan, nb, cols)
         p = part[:, :k1 - k0] if k1 - k0 < k else part
-        np.matmul(gpad[:, maxoff + n0:maxoff + n0 + nc], cols.T, out=p)
+        np.matmul(gyc[:, r0:r0 + nc], cols.T, out=p)
         gw[:, k0:k1] += p
+
+
+def _channel_major(gy) -> np.ndarray:
+    """gy (N, Co, Ho, Wo) as (Co, N*Ho*Wo): the GEMM gradients' matrix of the output
+    gradient (a view for one sample, else one transposed copy)."""
+    nb, co = gy.shape[:2]
+    if nb == 1:
+        return gy.reshape(co, -1)
+    return np.ascontiguousarray(gy.reshape(nb, co, -1).transpose(1, 0, 2)).reshape(co, -1)
 
 
 # ---------------------------------------------------------------------------
