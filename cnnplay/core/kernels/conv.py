@@ -355,29 +355,33 @@ def _store_real(out, r0, nc, y3):
 
 
 @njit(cache=True, parallel=True)
-def _gather(src, off, r0, nc, ho, wo, wq, seg, cols):
-    """im2col of the real output positions: cols[k, j] = src[off[k] + n], for real
-    position r = r0 + j = (b*Ho + oy)*Wo + ox at full-grid position n = b*seg +
-    oy*Wq + ox (one contiguous run of up to Wo per output row; the full grid's
-    extra columns and the gaps between samples are left out: on 7-14 px maps
-    with a stride they were 14-37 % of the columns). Rows of cols past off's are
-    left alone."""
-    end = r0 + nc
+def _gather(src, off, runs, cols):
+    """im2col of the real output positions: cols[k, j:j+m] = src[off[k] + n : ... + m]
+    for each run (j, n, m) of `real_runs`. Rows of cols past off's are left alone."""
     for k in prange(off.shape[0]):
         a = off[k]
         d = cols[k]
-        r = r0
-        while r < end:
-            row = r // wo  # b*Ho + oy
-            ox = r - row * wo
-            b = row // ho
-            m = min(wo - ox, end - r)
-            n = a + b * seg + (row - b * ho) * wq + ox
-            dd = d[r - r0:r - r0 + m]
+        for q in range(runs.shape[1]):
+            j, n, m = runs[0, q], a + runs[1, q], runs[2, q]
+            dd = d[j:j + m]
             ss = src[n:n + m]
-            for j in range(m):
-                dd[j] = ss[j]
-            r += m
+            for i in range(m):
+                dd[i] = ss[i]
+
+
+def real_runs(r0: int, nc: int, plan) -> np.ndarray:
+    """(3, runs) int64: the real output positions r0 ... r0+nc-1 of a batch
+    (r = (b*Ho + oy)*Wo + ox, the GEMM paths' column order) as runs (j, n, m): m
+    positions from column j of a block, at full-grid position n = b*length + oy*Wq
+    + ox on. One run per output row: the full grid's extra columns and the gaps
+    between samples stay out of the products (on 7-14 px maps with a stride
+    they were 14-37 % of the columns)."""
+    ho, wo = plan.ho, plan.wo
+    row = np.arange(r0 // wo, (r0 + nc - 1) // wo + 1)  # b*Ho + oy
+    start = np.maximum(row * wo, r0)
+    end = np.minimum((row + 1) * wo, r0 + nc)
+    b = row // ho
+    return np.stack([start - r0, b * plan.length + (row - b * ho) * plan.wq + start - row * wo, end - start])
 
 
 def conv2d(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), version=None) -> np.ndarray:
@@ -522,7 +526,7 @@ def _gemm(src, plan, wmat, bias, nb, y):
     y3 = y.reshape(nb, co, -1)
     for r0, nc, k0, k1 in column_blocks(k, plan.ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        gather_real(src, off[k0:k1], r0, nc, plan, nb, cols)
+        _gather(src, off[k0:k1], real_runs(r0, nc, plan), cols)
         if out is None or out.shape[1] != nc:
             out = np.empty((co, nc), np.float32)
             part = np.empty((co, nc), np.float32) if k1 - k0 < k else None
@@ -535,11 +539,6 @@ def _gemm(src, plan, wmat, bias, nb, y):
             if bias is not None:
                 out += bias[:co, None]
             _store_real(out, r0, nc, y3)
-
-
-def gather_real(src, off, r0, nc, plan, nb, cols):
-    """`_gather` for a batch of nb laid out by `plan` (the GEMM paths of conv and grad)."""
-    _gather(src, off, r0, nc, plan.ho, plan.wo, plan.wq, plan.length, cols)
 
 
 # -- which algorithm, and the packed weights ---------------------------------------

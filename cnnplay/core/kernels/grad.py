@@ -597,7 +597,7 @@ def _grad_input_gemm(gyc, plan, nb, wt, budget, gsrc):
     im2col product: per block of real positions (conv.column_blocks), W^T gY
     (block rows x positions, BLAS; gyc is gy as (Co, N*Ho*Wo)), each row added
     onto its tap's runs (`_col2im`)."""
-    from .conv import _block_size, column_blocks
+    from .conv import _block_size, column_blocks, real_runs
     k, ntap = plan.k, plan.ntap
     n_real = gyc.shape[1]
     nc, kc = _block_size(k, ntap, n_real, budget)
@@ -606,41 +606,31 @@ def _grad_input_gemm(gyc, plan, nb, wt, budget, gsrc):
     for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
         np.matmul(wt[k0:k1], gyc[:, r0:r0 + nc], out=cols)
-        _col2im(cols, rows[k0:k1], taps[k0:k1], r0, ntap, plan.ho, plan.wo, plan.wq, nb * plan.length,
-                plan.length, gsrc)
+        _col2im(cols, rows[k0:k1], taps[k0:k1], real_runs(r0, nc, plan), ntap, gsrc)
 
 
 @njit(cache=True, parallel=True)
-def _col2im(cols, rows, taps, r0, ntap, ho, wo, wq, total, seg, gsrc):
-    """gsrc[rows[k], taps[k] + n] += cols[k, j] for real position r0 + j at full-grid
-    position n (conv._gather's order; its transpose): a job per input channel (its
-    ntap rows; no two channels share a row of gsrc), a run per output row."""
-    nc = cols.shape[1]
-    end = r0 + nc
+def _col2im(cols, rows, taps, runs, ntap, gsrc):
+    """gsrc[rows[k], taps[k] + n : ... + m] += cols[k, j:j+m] for each run (j, n, m) of
+    conv.real_runs, the transpose of conv._gather: a job per input channel (its
+    ntap rows; no two channels share a row of gsrc)."""
     for c in prange(cols.shape[0] // ntap):
         for t in range(ntap):
             k = c * ntap + t
-            a = taps[k]
-            g = gsrc[rows[k], :total]
+            g = gsrc[rows[k]]
             s = cols[k]
-            r = r0
-            while r < end:
-                row = r // wo  # b*Ho + oy
-                ox = r - row * wo
-                b = row // ho
-                m = min(wo - ox, end - r)
-                n = a + b * seg + (row - b * ho) * wq + ox
+            for q in range(runs.shape[1]):
+                j, n, m = runs[0, q], taps[k] + runs[1, q], runs[2, q]
                 d = g[n:n + m]
-                ss = s[r - r0:r - r0 + m]
-                for j in range(m):
-                    d[j] += ss[j]
-                r += m
+                ss = s[j:j + m]
+                for i in range(m):
+                    d[i] += ss[i]
 
 
 def _grad_weight_gemm(gyc, src, plan, nb, budget, gw):
     """gw (Co, K) = sum over real positions of gy (gyc: (Co, N*Ho*Wo)) x im2col
     columns, as numpy matmuls over blocks of the columns (conv.column_blocks)."""
-    from .conv import _block_size, column_blocks, gather_real
+    from .conv import _block_size, _gather, column_blocks, real_runs
     k, ntap = plan.k, plan.ntap
     off = plan.offsets(nb)[:k]
     n_real = gyc.shape[1]
@@ -650,7 +640,7 @@ def _grad_weight_gemm(gyc, src, plan, nb, budget, gw):
     gw[:] = 0.0
     for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        gather_real(src, off[k0:k1], r0, nc, plan, nb, cols)
+        _gather(src, off[k0:k1], real_runs(r0, nc, plan), cols)
         p = part[:, :k1 - k0] if k1 - k0 < k else part
         np.matmul(gyc[:, r0:r0 + nc], cols.T, out=p)
         gw[:, k0:k1] += p
