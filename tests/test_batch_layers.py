@@ -302,6 +302,45 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
             close(gx, conv_input_grad(x.shape, w, gy, (k, k), (s, s), (pad, pad), (1, 1)))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2),
+       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 3), min_size=2, max_size=2),
+       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2))
+def test_the_batch_source_layout(n, ci, k, s, p, d, hw):
+    """conv._make_source writes every column of a batch's source (into memory full of
+    NaN): sample b's phase image (py, px) of channel c from column b*length holds
+    padded pixel (i*sh + py, j*sw + px) at i*Wq + j, zeros elsewhere; with stride 1
+    down the samples overlap in padding rows, and each one still reads back whole
+    (that the outputs are right: the batch tests against the references)."""
+    from cnnplay.core.kernels import conv
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+    plan = conv._plan(ci, *hw, *k, tuple(s), tuple(p), tuple(d))
+    rng = np.random.default_rng(n * 7 + ci)
+    x = rand(rng, (n, ci, *hw)) + 2.0  # no zeros of its own
+    if s[0] == 1 and n > 1:
+        assert plan.length == max(hw[0] + p[0], plan.ho) * plan.wq  # padding rows shared
+    out = np.full((plan.phases * ci, plan.columns(n)), np.nan, np.float32)
+    conv._make_source(x, s[0], s[1], p[0], p[1], plan.hq, plan.wq, plan.length, out)
+    assert not np.isnan(out).any()
+    covered = np.zeros(out.shape, bool)
+    for b in range(n):
+        for py in range(s[0]):
+            for px in range(s[1]):
+                for c in range(ci):
+                    img = np.zeros((plan.hq, plan.wq), np.float32)
+                    for i in range(plan.hq):
+                        for j in range(plan.wq):
+                            yy, xx = i * s[0] + py - p[0], j * s[1] + px - p[1]
+                            if 0 <= yy < hw[0] and 0 <= xx < hw[1]:
+                                img[i, j] = x[b, c, yy, xx]
+                    row = (py * s[1] + px) * ci + c
+                    cols = slice(b * plan.length, b * plan.length + plan.hq * plan.wq)
+                    np.testing.assert_array_equal(out[row, cols], img.ravel())
+                    covered[row, cols] = True
+    assert (out[~covered] == 0).all()
+
+
 def test_a_scattered_input_gradient_takes_blas_from_64_channels(monkeypatch):
     """Where the input gradient is scattered back per stride phase (stride > 1, or
     fewer than 8 input channels), it runs as W^T gY + col2im from 64 channels in

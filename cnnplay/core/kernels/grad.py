@@ -323,9 +323,9 @@ def _channel_sums(gy, out):
 
 @njit(cache=True, parallel=True)
 def _full_grid(gy, wq, pad, length, out):
-    """out (Co, pad + N*length): gy (N, Co, ho, wo) laid out like the forward's
+    """out (Co, >= pad + N*length): gy (N, Co, ho, wo) laid out like the forward's
     positions (sample b's row oy at pad + b*length + oy*wq), each row padded by
-    zeros to wq, zeros before, between and after the samples."""
+    zeros to wq, zeros before, between and after the samples (to the row's end)."""
     nb, co, ho, wo = gy.shape
     for job in prange(co * nb):
         c = job // nb
@@ -345,6 +345,9 @@ def _full_grid(gy, wq, pad, length, out):
                 r[ox] = 0.0
         for j in range(ho * wq, length):
             o[j] = 0.0
+        if b == nb - 1:
+            for j in range(pad + nb * length, out.shape[1]):
+                out[c, j] = 0.0
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -439,7 +442,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
     length, maxoff, nph = plan.length, plan.maxoff, plan.phases
     n_total = (nb - 1) * length + plan.n
-    rowlen = maxoff + nb * length
+    rowlen = maxoff + plan.columns(nb)
 
     # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py).
     # The input gradient in the forward's scheme; the weight gradient in F(2x2) unless
@@ -493,7 +496,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         if gw_algo == "gemm":
             _grad_weight_gemm(gyc, src, plan, nb, conv.gemm_budget(gy.nbytes), gw)
         else:
-            _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, nb * length, plan.rows[:plan.k],
+            _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, plan.columns(nb), plan.rows[:plan.k],
                          plan.taps[:plan.k], 1024, gw)
         gw = gw.reshape(w.shape)
     if not input_grad:
@@ -523,7 +526,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
                                remember_source=False)
         return gx, gw, gb
 
-    total = nb * length
+    total = plan.columns(nb)
     if gx_algo == "gemm":
         # the forward's product transposed: W^T gY per block of columns, each row of
         # the block added back onto its tap's runs of the phase images (col2im)
