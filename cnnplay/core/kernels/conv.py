@@ -21,8 +21,9 @@ jobs for every thread), and zero padding of channels to blocks of 4 and of
 taps to blocks of 3.
 
 Batches: the samples' sources are laid end to end (sample b's full grid
-starts at position b*length), so a batch is just more positions of the same
-reduction, in the same kernel; the few positions between two samples are
+starts at position b*length; with stride 1 down a sample's bottom padding rows
+are the next one's top padding rows), so a batch is just more positions of the
+same reduction, in the same kernel; the few positions between two samples are
 computed and dropped by the store.
 
 Three algorithms, chosen per layer shape by `choose` (the single-sample path,
