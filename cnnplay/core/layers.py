@@ -425,12 +425,11 @@ class Conv(WindowedLayer):
         algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation), taps, phases)
         # im2col + BLAS: a block of columns and the products (conv.gemm_workspace_bytes);
         # a Winograd layer's weight gradient takes it while its own kernels compile
-        gemm = (conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)
-                if algo == "gemm" or algo in winograd.NAMES else 0)
+        block = conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)
+        gemm = block if algo == "gemm" or algo in winograd.NAMES else 0
         flipped_gx = conv.flipped_input_grad(ci, w.kernel, w.stride, w.padding, w.dilation)
         # a scattered input gradient by BLAS takes a block of columns too
-        gemm_gx = (conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)
-                   if not flipped_gx and conv.choose_input_grad(ci, co) == "gemm" else 0)
+        gemm_gx = block if not flipped_gx and conv.choose_input_grad(ci, co) == "gemm" else 0
         wino_grad = 0  # the Winograd weight gradient's buffers (backward only)
         scheme = winograd.SCHEMES.get(algo)
         if scheme is not None:  # the forward and input gradient in its scheme, the weight gradient in F(2x2)
@@ -442,7 +441,7 @@ class Conv(WindowedLayer):
                          + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
                     + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
                     + (flipped + 4 * (ci * taps + co) if flipped_gx else 0) + max(gemm, gemm_gx) + wino_grad
-                    + (4 * co * ho * wo if gemm_gx or algo == "gemm" else 0))  # gy channel-major for BLAS
+                    + (4 * co * ho * wo if gemm or gemm_gx else 0))  # gy channel-major for BLAS
         return max(forward, backward)
 
     def _weight_2d(self, params):

@@ -514,7 +514,8 @@ def column_blocks(k: int, ntap: int, n_total: int, budget: int):
     `budget` bytes: whole columns (all K rows) for chunks of >= 128 positions
     when they fit, else fewer rows (whole input channels, ntap rows each) for
     chunks of 256 positions: many channels on small maps keep GEMM shapes that
-    BLAS runs at speed."""
+    BLAS runs at speed. The row blocks of one chunk come one after another,
+    k0 = 0 first."""
     nc, kc = _block_size(k, ntap, n_total, budget)
     for n0 in range(0, n_total, nc):
         for k0 in range(0, k, kc):
@@ -544,7 +545,9 @@ def _gemm(src, plan, wmat, bias, nb, y):
     y3 = y.reshape(nb, co, -1)
     for r0, nc, k0, k1 in column_blocks(k, plan.ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        _gather(src, off[k0:k1], real_runs(r0, nc, plan), cols)
+        if k0 == 0:  # the blocks of rows of these positions follow
+            runs = real_runs(r0, nc, plan)
+        _gather(src, off[k0:k1], runs, cols)
         if out is None or out.shape[1] != nc:
             out = np.empty((co, nc), np.float32)
             part = np.empty((co, nc), np.float32) if k1 - k0 < k else None

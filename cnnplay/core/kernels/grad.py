@@ -470,7 +470,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         gw_algo = (conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES)
                    else algorithm)
     if input_grad and not (stride1_gx or pointwise_gx):
-        gx_algo = "gemm" if algorithm == "gemm" else (conv.choose_input_grad(ci, co) if algorithm is None else "direct")
+        # a forced algorithm other than GEMM (direct, or Winograd with few channels) scatters directly
+        gx_algo = conv.choose_input_grad(ci, co) if algorithm is None else ("gemm" if algorithm == "gemm" else "direct")
     gx = gw = gb = None
     gpad = gyc = None
     if "direct" in (gw_algo, gx_algo):
@@ -532,7 +533,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         # the block added back onto its tap's runs of the phase images (col2im)
         gsrc = np.zeros((nph * ci, total), np.float32)
         wt = conv.cached(version, "gemm-transposed", lambda: (np.ascontiguousarray(w.reshape(co, -1).T),))[0]
-        _grad_input_gemm(gyc, plan, nb, wt, conv.gemm_budget(gy.nbytes), gsrc)
+        _grad_input_gemm(gyc, plan, wt, conv.gemm_budget(gy.nbytes), gsrc)
     else:
         # per phase image: the (tap, co) pairs of that phase each add a shifted run
         # of the padded output gradient
@@ -595,7 +596,7 @@ def _grad_weight_pointwise(x, gy):
     return g2 @ x2.T
 
 
-def _grad_input_gemm(gyc, plan, nb, wt, budget, gsrc):
+def _grad_input_gemm(gyc, plan, wt, budget, gsrc):
     """gsrc (the phase-split input gradient, zeros) += the transpose of the forward's
     im2col product: per block of real positions (conv.column_blocks), W^T gY
     (block rows x positions, BLAS; gyc is gy as (Co, N*Ho*Wo)), each row added
@@ -608,8 +609,10 @@ def _grad_input_gemm(gyc, plan, nb, wt, budget, gsrc):
     rows, taps = plan.rows[:k], plan.taps[:k]
     for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
+        if k0 == 0:  # the blocks of rows of these positions follow
+            runs = real_runs(r0, nc, plan)
         np.matmul(wt[k0:k1], gyc[:, r0:r0 + nc], out=cols)
-        _col2im(cols, rows[k0:k1], taps[k0:k1], real_runs(r0, nc, plan), ntap, gsrc)
+        _col2im(cols, rows[k0:k1], taps[k0:k1], runs, ntap, gsrc)
 
 
 @njit(cache=True, parallel=True)
@@ -643,7 +646,9 @@ def _grad_weight_gemm(gyc, src, plan, nb, budget, gw):
     gw[:] = 0.0
     for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
-        _gather(src, off[k0:k1], real_runs(r0, nc, plan), cols)
+        if k0 == 0:  # the blocks of rows of these positions follow
+            runs = real_runs(r0, nc, plan)
+        _gather(src, off[k0:k1], runs, cols)
         p = part[:, :k1 - k0] if k1 - k0 < k else part
         np.matmul(gyc[:, r0:r0 + nc], cols.T, out=p)
         gw[:, k0:k1] += p
