@@ -414,6 +414,84 @@ def test_winograd(scheme, n, ci, co, p, hw, bias, tiny_blocks, seed):
     close(gx, gxp[:, :, p[0]:p[0] + hw[0], p[1]:p[1] + hw[1]])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([None, "winograd", "winograd4"]), st.integers(1, 3), st.integers(1, 6), st.integers(1, 6),
+       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 2), min_size=2, max_size=2),
+       st.lists(st.integers(1, 13), min_size=2, max_size=2), st.booleans(), st.integers(0, 2**31 - 1))
+def test_dilated_3x3_layers_on_their_phase_sub_images(scheme, n, ci, co, d, q, hw, bias, seed):
+    """A dilated 3x3 layer whose padding is a multiple of its dilation runs as the
+    undilated layer on its phase sub-images (kernels/atrous.py), in Winograd (forced
+    here with few channels; None: a channel-heavy layer, chosen): forward, weight,
+    bias and input gradients, and the input gradient alone, against the float64
+    sums over every window, on maps of every size modulo the dilation."""
+    from cnnplay.core.kernels import conv, grad
+    assume(tuple(d) != (1, 1))
+    p = [qq * dd for qq, dd in zip(q, d)]
+    assume(all(m + 2 * pp >= 2 * dd + 1 for m, pp, dd in zip(hw, p, d)))
+    if scheme is None:  # channel-heavy: the chooser's own choice
+        ci, co, hw = ci + 63, co + 63, [min(m, 9) for m in hw]
+        assume(all(m + 2 * pp >= 2 * dd + 1 for m, pp, dd in zip(hw, p, d)))
+        assert conv.choose(conv._plan(ci, *hw, 3, 3, (1, 1), tuple(p), tuple(d)), co) == "winograd4"
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (n, ci, *hw)), rand(rng, (co, ci, 3, 3))
+    b = rand(rng, (co,)) if bias else None
+    params = {"weight": w} | ({"bias": b} if bias else {})
+    cfg = {"kernel_size": (3, 3), "stride": (1, 1), "padding": tuple(p), "dilation": tuple(d)}
+    y = conv.conv2d_batch(x, w, b, 1, p, d, algorithm=scheme)
+    close(y, np.stack([ref_sample("conv2d", cfg, x[i], params) for i in range(n)]))
+    gy = rand(rng, y.shape)
+    gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, p, d, algorithm=scheme)
+    pt = np.stack([patches(np.asarray(x[i], np.float64), (3, 3), (1, 1), p, d, 0.0) for i in range(n)])
+    close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    gx_ref = conv_input_grad(x.shape, w, gy, (3, 3), (1, 1), p, d)
+    close(gx, gx_ref)
+    gx_only, none_w, none_b = grad.conv2d_backward_batch(x, w, gy, 1, p, d, param_grads=False, algorithm=scheme)
+    assert none_w is None and none_b is None
+    close(gx_only, gx_ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2),
+       st.lists(st.integers(1, 9), min_size=2, max_size=2), st.lists(st.integers(0, 2), min_size=2, max_size=2))
+def test_phase_sub_images_and_back(n, c, d, hw, extra):
+    """atrous.to_batch: sample (a*dw + b)*N + i holds phase (a, b) of sample i, zero
+    beyond it (also when asked for larger sub-images); from_batch puts every
+    phase back."""
+    from cnnplay.core.kernels import atrous
+    x = rand(np.random.default_rng(3), (n, c, *hw))
+    hs, ws = atrous.sub_size(*hw, d)
+    assert (hs, ws) == (max(len(range(a, hw[0], d[0])) for a in range(d[0])),
+                        max(len(range(b, hw[1], d[1])) for b in range(d[1])))
+    size = (hs + extra[0], ws + extra[1])
+    xs = atrous.to_batch(x, d, size)
+    ref = np.zeros((d[0] * d[1] * n, c, *size), np.float32)
+    for a in range(d[0]):
+        for b in range(d[1]):
+            for i in range(n):
+                for r in range(size[0]):
+                    for col in range(size[1]):
+                        if r * d[0] + a < hw[0] and col * d[1] + b < hw[1]:
+                            ref[(a * d[1] + b) * n + i, :, r, col] = x[i, :, r * d[0] + a, col * d[1] + b]
+    np.testing.assert_array_equal(xs, ref)
+    np.testing.assert_array_equal(atrous.from_batch(xs, d, n, *hw), x)
+
+
+def test_the_chooser_sends_dilated_3x3_layers_to_winograd():
+    """Channel-heavy dilated 3x3 layers whose padding is a multiple of the dilation
+    take Winograd on their sub-images; other dilated layers (padding not a
+    multiple, 5x5, few channels) stay on the direct kernel; the memory rule asks
+    the same."""
+    from cnnplay.core.kernels import conv
+    for ci, co, k, pad, dil, want in ((128, 128, 3, 2, 2, "winograd4"), (256, 256, 3, 4, 2, "winograd"),
+                                      (64, 64, 3, (2, 3), (2, 3), "winograd4"), (64, 64, 3, 0, (1, 2), "winograd4"),
+                                      (128, 128, 3, 1, 2, "direct"), (128, 128, 5, 4, 2, "direct"),
+                                      (32, 64, 3, 2, 2, "direct")):
+        pad, dil = ((pad, pad) if isinstance(pad, int) else pad), ((dil, dil) if isinstance(dil, int) else dil)
+        assert conv.choose(conv._plan(ci, 20, 20, k, k, (1, 1), pad, dil), co) == want
+        assert conv.choose_shape(ci, co, conv.winograd_geometry(k, k, (1, 1), dil, pad), k * k) == want
+
+
 @pytest.mark.parametrize("shape, padding, hp, wp", [((2, 3, 16, 16), (1, 1), 22, 22), ((1, 5, 32, 32), (2, 0), 34, 30),
                                                  ((2, 4, 7, 9), (0, 2), 6, 14), ((1, 2, 3, 5), (2, 1), 10, 9)])
 def test_channels_last_pads_and_turns_the_maps(shape, padding, hp, wp):
@@ -639,4 +717,30 @@ def test_a_training_step_builds_each_conv_source_once(spec, shape, monkeypatch):
     assert reuse._local.memo is None  # nothing is kept after the block
     assert np.array_equal(y, y2)
     assert np.array_equal(got[0], want[0])
+    assert all(np.array_equal(got[1][k], want[1][k]) for k in want[1])
+
+
+def test_a_training_step_splits_a_dilated_input_once(monkeypatch):
+    """Inside reuse_sources() (a training step), the backward pass of a dilated layer
+    on its phase sub-images reads the sub-images the forward pass made (only the
+    output gradient is split again), and gives bit for bit what it gives without."""
+    from cnnplay import Network
+    from cnnplay.core.kernels import atrous, reuse
+    net = Network.from_dict({"input": [64, 11, 10], "layers": [
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 2, "dilation": 2}]})
+    split = []
+    real = atrous.to_batch
+    monkeypatch.setattr(atrous, "to_batch", lambda a, *args: split.append(a.shape) or real(a, *args))
+    rng = np.random.default_rng(2)
+    x = rand(rng, (2, 64, 11, 10))
+    y = net.layer_forward_batch(0, x)
+    gy = rand(rng, y.shape)
+    want = net.layer_backward_batch(0, x, y, gy, param_grads=True)
+    assert split == [x.shape, x.shape, gy.shape]  # without reuse: x split again for the weight gradient
+    split.clear()
+    with reuse.reuse_sources():
+        y2 = net.layer_forward_batch(0, x)
+        got = net.layer_backward_batch(0, x, y2, gy, param_grads=True)
+    assert split == [x.shape, gy.shape]
+    assert np.array_equal(y, y2) and np.array_equal(got[0], want[0])
     assert all(np.array_equal(got[1][k], want[1][k]) for k in want[1])

@@ -188,6 +188,9 @@ GEOMETRIES = [
     ([1, 6, 6], {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": 60, "dilation": 40}),
     ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),
     ([64, 15, 13], {"type": "conv2d", "out_channels": 80, "kernel_size": 3, "padding": 1}),  # Winograd
+    # dilated Winograd on the phase sub-images (of uneven size)
+    ([64, 15, 13], {"type": "conv2d", "out_channels": 72, "kernel_size": 3, "padding": 2, "dilation": 2}),
+    ([80, 11, 10], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": [3, 4], "dilation": [3, 2]}),
     ([128, 9, 9], {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1}),  # GEMM
     ([64, 30, 30], {"type": "conv2d", "out_channels": 96, "kernel_size": 1, "stride": 2}),  # GEMM, 1x1 stride 2
     ([64, 9, 9], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "stride": 2, "padding": 1}),  # direct

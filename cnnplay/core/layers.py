@@ -420,9 +420,23 @@ class Conv(WindowedLayer):
         maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
         length = max(hq * wq, maxoff + ho * wq)
         phases, taps = sh * sw, kh * kw
-        from .kernels import conv, winograd
+        from .kernels import atrous, conv, winograd
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
-        algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation), taps, phases)
+        algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation, w.padding), taps,
+                                 phases)
+        if algo in winograd.NAMES and (dh, dw) != (1, 1):
+            # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
+            # counted as one map of those sub-images side by side, each with a tile's
+            # margin (the tiles' rounding per sub-image) and the layer's padding around
+            # them all: every area term of the rule grows, its fixed terms count once.
+            # Plus the copies in and out: the input's sub-images, the output's (or its
+            # gradient's), and the input gradient put back
+            hs, ws = atrous.sub_size(h, wd, w.dilation)
+            sph, spw = atrous.sub_padding(w.padding, w.dilation)
+            side_h, side_w = dh * (hs + 4), dw * (ws + 4)
+            sub = self.workspace_bytes(dict(cfg, dilation=(1, 1)), (ci, side_h, side_w),
+                                       (co, side_h + 2 * ph - 2, side_w + 2 * pw - 2))
+            return sub + 4 * (dh * dw * (ci * hs * ws + co * (hs + 2 * sph - 2) * (ws + 2 * spw - 2)) + ci * h * wd)
         # im2col + BLAS: a block of columns and the products (conv.gemm_workspace_bytes);
         # a Winograd layer's weight gradient takes it while its own kernels compile
         block = conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)

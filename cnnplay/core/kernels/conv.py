@@ -30,8 +30,8 @@ Three algorithms, chosen per layer shape by `choose` (the single-sample path,
 the batched path and the backward's gradients all ask it):
 
 - "direct" (above): few channels (< 64 in or out), and channel-heavy layers
-  whose im2col would be large next to their input (dilated or 5x5+ kernels,
-  64-channel stride-2 ones; see choose_shape). Its 4-channel x 3-tap block is
+  whose im2col would be large next to their input (5x5+ kernels, dilated ones
+  that Winograd does not take, 64-channel stride-2 ones; see choose_shape). Its 4-channel x 3-tap block is
   full, and no column buffer is needed.
 - "gemm": 64+ input and output channels, 1x1 or (from 128 channels) 3x3 with
   stride 2. im2col of the real output positions only (per tap, one
@@ -47,7 +47,8 @@ the batched path and the backward's gradients all ask it):
   the phase images by col2im; that input gradient also serves layers the
   forward runs directly, from 64 channels with a stride: choose_input_grad).
 - "winograd4" / "winograd": 64+ input and output channels, 3x3, stride 1, no
-  dilation: Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
+  dilation (or one that divides the padding: the undilated layer on the
+  phase sub-images, atrous.py): Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
   multiply-adds; with 64-128 channels the products are short for BLAS and the
   transforms' memory traffic dominates, which F(4x4) cuts per output), F(2x2,
   3x3) beyond (2.25x fewer, more exact; long products, where its cheaper
@@ -71,7 +72,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import blas, numpy_path, winograd
+from . import atrous, blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .reuse import rearranged
@@ -86,9 +87,12 @@ def _pair(v) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def winograd_geometry(kh: int, kw: int, stride, dilation) -> bool:
-    """3x3, stride 1, no dilation: Winograd F(2x2, 3x3) applies."""
-    return kh == kw == 3 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+def winograd_geometry(kh: int, kw: int, stride, dilation, padding) -> bool:
+    """3x3, stride 1, no dilation, or a dilation that divides the padding (run
+    as the undilated layer on the phase sub-images, atrous.py): Winograd
+    F(2x2, 3x3) applies."""
+    return kh == kw == 3 and tuple(stride) == (1, 1) and (
+        tuple(dilation) == (1, 1) or atrous.applies((kh, kw), stride, padding, dilation))
 
 
 @lru_cache(maxsize=256)
@@ -176,7 +180,8 @@ class _Plan:
         # 1x1, no padding: the columns are the input itself, or every stride-th
         # pixel of it (pointwise_input)
         self.pointwise = kh == kw == 1 and ph == pw == 0
-        self.winograd = winograd_geometry(kh, kw, stride, dilation)
+        self.winograd = winograd_geometry(kh, kw, stride, dilation, padding)
+        self.dilated = (dh, dw) != (1, 1)
 
 
 @njit(cache=True, parallel=True)
@@ -429,6 +434,15 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     plan = _plan(ci, x.shape[2], x.shape[3], kh, kw, stride, padding, dilation)
     algo = algorithm or choose(plan, co, nb)
+    scheme = winograd.SCHEMES.get(algo)
+    if scheme is not None and not plan.winograd:
+        raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation (or one that divides "
+                         f"the padding), not {kh}x{kw}, stride {stride}, padding {padding}, dilation {dilation}")
+    if scheme is not None and plan.dilated:  # the undilated layer on the phase sub-images
+        xs = rearranged(x, ("atrous", dilation), lambda: atrous.to_batch(x, dilation), remember_source)
+        ys = conv2d_batch(xs, w, b, (1, 1), atrous.sub_padding(padding, dilation), (1, 1), version, algo,
+                          remember_source)
+        return atrous.from_batch(ys, dilation, nb, plan.ho, plan.wo)
     y = np.empty((nb, co, plan.ho, plan.wo), np.float32)
     if algo == "gemm" and plan.pointwise:  # 1x1, no padding: x is its own im2col
         wmat, bias = _packed(w, b, version, "gemm")
@@ -436,10 +450,6 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         if b is not None:
             y += bias[:co, None, None]
         return y
-    scheme = winograd.SCHEMES.get(algo)
-    if scheme is not None and not plan.winograd:
-        raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation, not {kh}x{kw}, "
-                         f"stride {stride}, dilation {dilation}")
     make_source = sized(_make_source, plan.phases * ci * plan.columns(nb), 1 << 19)
     needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_real)}.get(algo, (_direct,))
     if not ready(make_source, *needs):
@@ -595,10 +605,14 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1) -
     product: its columns are taps / phases times the phase-split source (1x1: 1,
     3x3 with stride 2: 2.25, 3x3 with dilation 2: 9, 5x5: 25). 1x1 layers from
     64 channels, 3x3 stride-2 ones from 128 (0.79-1.17x PyTorch's time at 128-512
-    channels on 14-56 px, where the direct kernel took 1.13-1.67x); dilated and
-    5x5 layers stay on the direct kernel (0.93-1.40x PyTorch's time, GEMM
-    1.17-1.75x), as do 64-channel stride-2 ones (0.99-1.10x, GEMM 1.15-1.19x).
-    Measured at batch 1 with the 2 MB column floor, one process, Zen 3."""
+    channels on 14-56 px, where the direct kernel took 1.13-1.67x); 5x5 layers
+    stay on the direct kernel (0.93-1.40x PyTorch's time, GEMM 1.17-1.75x), as
+    do 64-channel stride-2 ones (0.99-1.10x, GEMM 1.15-1.19x). Measured at
+    batch 1 with the 2 MB column floor, one process, Zen 3. Dilated 3x3 layers
+    whose padding is a multiple of the dilation count as Winograd geometry
+    (their phase sub-images are undilated, atrous.py): 0.66-0.94x PyTorch's
+    forward time at 64-256 channels, dilation 2 and 4, where the direct kernel
+    took 1.06-1.57x; training 0.62-0.97x against 0.92-2.07x."""
     if ci < CHANNEL_HEAVY or co < CHANNEL_HEAVY:
         return "direct"
     if winograd:

@@ -41,9 +41,11 @@ convolution (conv.py) of gy with the flipped, transposed kernel. Where the
 forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
 the weight gradient in the transformed domain (winograd.weight_grad, F(2x2)),
 the input gradient in the forward's scheme with the flipped kernel's transform
-taken straight from w. 1x1 layers without padding that run as one product
-(conv.pointwise_input) take both gradients as products too: gw = gY X^T, and
-with a stride gx = W^T gY spread onto every stride-th pixel.
+taken straight from w; a dilated layer that runs on its phase sub-images
+(atrous.py) takes the gradients of the undilated layer on them. 1x1 layers
+without padding that run as one product (conv.pointwise_input) take both
+gradients as products too: gw = gY X^T, and with a stride gx = W^T gY spread
+onto every stride-th pixel.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from . import blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pool import tiles
+from .reuse import rearranged
 
 _FM = {"contract"}
 
@@ -437,9 +440,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         raise ValueError(f"conv2d_backward: kernel {kh}x{kw} does not fit the padded input")
     if gy.shape != (nb, co, ho, wo):
         raise ValueError(f"conv2d_backward: gy is {gy.shape[1:]}, the output is {(co, ho, wo)}")
+    plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
+    if plan.dilated and plan.winograd and (algorithm or conv.choose(plan, co, nb)) in winograd.NAMES:
+        return _atrous_backward(x, w, gy, (ph, pw), (dh, dw), param_grads, input_grad, version, algorithm)
     if not ready(*_CONV_KERNELS, conv._make_source, conv._gather):  # first start: numpy meanwhile
         return _numpy_conv_backward(x, w, gy, (sh, sw), (ph, pw), (dh, dw), param_grads, input_grad)
-    plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
     length, maxoff, nph = plan.length, plan.maxoff, plan.phases
     n_total = (nb - 1) * length + plan.n
     rowlen = maxoff + plan.columns(nb)
@@ -562,6 +567,24 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     gx = np.empty_like(x)
     _phase_unsplit(gsrc, sh, sw, ph, pw, plan.hq, plan.wq, length, gx)
     return gx, gw, gb
+
+
+def _atrous_backward(x, w, gy, padding, dilation, param_grads, input_grad, version, algorithm):
+    """The gradients of a dilated layer that runs on its phase sub-images
+    (atrous.py): those of the undilated layer on the sub-images, the input
+    gradient's phases put back."""
+    from . import atrous
+    nb, ci, h, wd = x.shape
+    sub = atrous.sub_size(h, wd, dilation)
+    pad = atrous.sub_padding(padding, dilation)
+    if param_grads:  # the forward's sub-images, inside reuse_sources()
+        xs = rearranged(x, ("atrous", dilation), lambda: atrous.to_batch(x, dilation))
+    else:  # only its shape is read
+        xs = np.empty((dilation[0] * dilation[1] * nb, ci) + sub, np.float32)
+    gys = atrous.to_batch(gy, dilation, tuple(window_output(s, 3, 1, p, 1) for s, p in zip(sub, pad)))
+    gxs, gw, gb = conv2d_backward_batch(xs, w, gys, (1, 1), pad, (1, 1), param_grads, input_grad, version,
+                                        algorithm)
+    return (None if gxs is None else atrous.from_batch(gxs, dilation, nb, h, wd)), gw, gb
 
 
 def _numpy_conv_backward(x, w, gy, stride, padding, dilation, param_grads, input_grad):
