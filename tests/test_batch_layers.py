@@ -489,7 +489,37 @@ def test_the_chooser_sends_dilated_3x3_layers_to_winograd():
                                       (32, 64, 3, 2, 2, "direct")):
         pad, dil = ((pad, pad) if isinstance(pad, int) else pad), ((dil, dil) if isinstance(dil, int) else dil)
         assert conv.choose(conv._plan(ci, 20, 20, k, k, (1, 1), pad, dil), co) == want
-        assert conv.choose_shape(ci, co, conv.winograd_geometry(k, k, (1, 1), dil, pad), k * k) == want
+        assert conv.choose_shape(ci, co, conv.winograd_geometry(k, k, (1, 1), dil, pad), k * k, 1, 400) == want
+
+
+def test_3x3_layers_with_32_channels_take_winograd_over_many_positions():
+    """3x3 stride-1 layers with 32-63 channels in or out take Winograd from 2048
+    output positions in the call (batch x map), the direct kernel below, and with
+    fewer than 32 channels always, as do dilated ones; the memory rule (no
+    positions) counts Winograd's buffers. A chosen layer's forward pass and gradients against the
+    float64 sums."""
+    from cnnplay.core.kernels import conv, grad
+    for ci, co, hw, nb, want in ((32, 64, 20, 1, "direct"), (32, 64, 20, 8, "winograd4"),
+                                 (48, 32, 64, 1, "winograd4"), (48, 32, 45, 1, "direct"),
+                                 (40, 256, 46, 1, "winograd"), (16, 64, 64, 8, "direct"), (64, 16, 64, 8, "direct")):
+        plan = conv._plan(ci, hw, hw, 3, 3, (1, 1), (1, 1), (1, 1))
+        assert conv.choose(plan, co, nb) == want
+        assert conv.choose_shape(ci, co, True, 9) == ("direct" if min(ci, co) < 32 else want.replace("direct", "winograd4"))
+    # dilated ones stay direct (their sub-images' copies ate the gain)
+    assert conv.choose(conv._plan(32, 64, 64, 3, 3, (1, 1), (2, 2), (2, 2)), 64, 8) == "direct"
+    assert conv.choose(conv._plan(64, 64, 64, 3, 3, (1, 1), (2, 2), (2, 2)), 64, 1) == "winograd4"
+    rng = np.random.default_rng(5)
+    x, w, b = rand(rng, (8, 32, 16, 17)), rand(rng, (40, 32, 3, 3)), rand(rng, (40,))
+    assert conv.choose(conv._plan(32, 16, 17, 3, 3, (1, 1), (1, 1), (1, 1)), 40, 8) == "winograd4"
+    cfg = {"kernel_size": (3, 3), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1)}
+    y = conv.conv2d_batch(x, w, b, 1, 1, 1)
+    close(y, np.stack([ref_sample("conv2d", cfg, x[i], {"weight": w, "bias": b}) for i in range(8)]))
+    gy = rand(rng, y.shape)
+    gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, 1, 1)
+    pt = np.stack([patches(np.asarray(x[i], np.float64), (3, 3), (1, 1), (1, 1), (1, 1), 0.0) for i in range(8)])
+    close(gw, np.einsum("nohw,niklhw->oikl", gy, pt))
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    close(gx, conv_input_grad(x.shape, w, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
 
 
 @pytest.mark.parametrize("shape, padding, hp, wp", [((2, 3, 16, 16), (1, 1), 22, 22), ((1, 5, 32, 32), (2, 0), 34, 30),

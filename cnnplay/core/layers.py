@@ -423,7 +423,7 @@ class Conv(WindowedLayer):
         from .kernels import atrous, conv, winograd
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
         algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation, w.padding), taps,
-                                 phases)
+                                 phases, 0 if (dh, dw) != (1, 1) else None)  # as conv.choose: any batch
         if algo in winograd.NAMES and (dh, dw) != (1, 1):
             # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
             # counted as one map of those sub-images side by side, each with a tile's

@@ -29,10 +29,11 @@ computed and dropped by the store.
 Three algorithms, chosen per layer shape by `choose` (the single-sample path,
 the batched path and the backward's gradients all ask it):
 
-- "direct" (above): few channels (< 64 in or out), and channel-heavy layers
-  whose im2col would be large next to their input (5x5+ kernels, dilated ones
-  that Winograd does not take, 64-channel stride-2 ones; see choose_shape). Its 4-channel x 3-tap block is
-  full, and no column buffer is needed.
+- "direct" (above): few channels (< 64 in or out, except 3x3 layers with 32+
+  over many positions, below), and channel-heavy layers whose im2col would be
+  large next to their input (5x5+ kernels, dilated ones that Winograd does
+  not take, 64-channel stride-2 ones; see choose_shape). Its 4-channel x
+  3-tap block is full, and no column buffer is needed.
 - "gemm": 64+ input and output channels, 1x1 or (from 128 channels) 3x3 with
   stride 2. im2col of the real output positions only (per tap, one
   contiguous copy per output row, `_gather`; the full grid's extra columns
@@ -46,7 +47,8 @@ the batched path and the backward's gradients all ask it):
   the transposed products (grad.py: gW = gY X^T; gX = W^T gY, added back onto
   the phase images by col2im; that input gradient also serves layers the
   forward runs directly, from 64 channels with a stride: choose_input_grad).
-- "winograd4" / "winograd": 64+ input and output channels, 3x3, stride 1, no
+- "winograd4" / "winograd": 64+ input and output channels (32+ with 2048+
+  output positions in the call: batch x map), 3x3, stride 1, no
   dilation (or one that divides the padding: the undilated layer on the
   phase sub-images, atrous.py): Winograd F(4x4, 3x3) up to WINOGRAD4_MAX channels (4x fewer
   multiply-adds; with 64-128 channels the products are short for BLAS and the
@@ -582,7 +584,8 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     shape (choose_shape). allow_winograd=False: Winograd is not offered (the
     weight gradient's choice while Winograd's gradient kernels are still
     compiling); such a layer takes the GEMM formulation meanwhile."""
-    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases)
+    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases,
+                        0 if plan.dilated else nb * plan.ho * plan.wo)
     if algo in winograd.NAMES and not allow_winograd:
         return "gemm"
     return algo
@@ -591,12 +594,15 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
 WINOGRAD4_MAX = 128  # channels (in and out) up to which a Winograd layer takes F(4x4)
 GEMM_EXPANSION = 2.25  # im2col's growth (taps per stride phase) up to which wide layers take BLAS
 GEMM_WIDE = 128  # channels (in and out) from which such a layer (3x3 with stride 2) takes BLAS
+WINOGRAD_NARROW = 32  # channels (in and out) from which a 3x3 layer over many positions takes Winograd
+WINOGRAD_POSITIONS = 2048  # output positions of a call (batch x map) that such a layer needs
 
 
-def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1) -> str:
+def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, positions: int | None = None) -> str:
     """`choose` from the channel counts, whether the geometry takes Winograd
-    (winograd_geometry), the kernel's taps and the stride's phases: also what
-    the memory rule (layers.py) asks.
+    (winograd_geometry), the kernel's taps, the stride's phases and the output
+    positions of the call (batch x map; None: as many as a batch may have,
+    what the memory rule, layers.py, asks).
 
     The direct kernel wins with few channels (its 4 x 3 register block is full
     and it needs no column buffer); channel-heavy 3x3 layers with stride 1 (most
@@ -612,11 +618,23 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1) -
     whose padding is a multiple of the dilation count as Winograd geometry
     (their phase sub-images are undilated, atrous.py): 0.66-0.94x PyTorch's
     forward time at 64-256 channels, dilation 2 and 4, where the direct kernel
-    took 1.06-1.57x; training 0.62-0.97x against 0.92-2.07x."""
-    if ci < CHANNEL_HEAVY or co < CHANNEL_HEAVY:
-        return "direct"
-    if winograd:
+    took 1.06-1.57x; training 0.62-0.97x against 0.92-2.07x.
+
+    3x3 layers with 32-63 channels in or out take Winograd too from 2048
+    output positions (a 64 px map, or a batch of 8 at 16 px): 0.50-0.91x the
+    direct kernel's forward time, 0.55-0.92x in training (forward + backward),
+    at 32-128 channels on 16-128 px maps, batch 1-8 (one process, Zen 3;
+    batch 1 at 32 px and below took 0.8-1.8x, so fewer positions stay direct;
+    with 16-24 channels in it took 0.7-1.9x and stays direct). Not dilated ones
+    (`choose` gives them no positions): on 32-channel sub-images the copies in
+    and out ate the gain (default-256's 32->64 layer on 64 px: 1.15-1.30 ms,
+    direct 1.03)."""
+    heavy = ci >= CHANNEL_HEAVY and co >= CHANNEL_HEAVY
+    many = positions is None or positions >= WINOGRAD_POSITIONS
+    if winograd and (heavy or (min(ci, co) >= WINOGRAD_NARROW and many)):
         return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
+    if not heavy:
+        return "direct"
     expansion = taps / phases
     if expansion <= 1 or (expansion <= GEMM_EXPANSION and min(ci, co) >= GEMM_WIDE):
         return "gemm"
