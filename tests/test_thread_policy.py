@@ -269,7 +269,7 @@ def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, 
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("batch, shared", [(1, False), (3, False), (16, False), (5, True)])
+@pytest.mark.parametrize("batch, shared", [(1, False), (3, False), (16, False), (5, True), (9, True)])
 def test_batched_products_split_across_threads_match_plain_loops(threads, batch, shared):
     # blas.batched_matmul splits a batch of products between threads: each part
     # must land in its own slice of out, whatever the split, with a shared left

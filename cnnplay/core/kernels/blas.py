@@ -99,6 +99,7 @@ def set_threads(n: int) -> None:
 
 
 SPLIT = True  # batched products split across threads (False: one threaded BLAS call; for measurements)
+SPLIT_PER_THREAD = 4  # products per thread from which a batch is split
 _pool = None  # helper threads for batched_matmul, started on first use
 
 
@@ -110,11 +111,15 @@ def batched_matmul(a, b, out):
     meet once per batch (Winograd's forward: 0.88-1.01x the time on a quiet
     machine, 0.72-0.97x with another program running, where a thread waiting
     for its core at every meeting costs most). The count stays the launch
-    policy's choice; call under launch's lock."""
+    policy's choice; call under launch's lock. A batch of fewer than
+    SPLIT_PER_THREAD products per thread goes to BLAS whole: with 2-4 products
+    of 256 x 512 x 196 (a 1x1 layer's batch) the threaded BLAS took 0.72-0.97x
+    the split's time (an odd count leaves a thread idle), with 8-36 products
+    1.02-1.11x (one process, 2 threads)."""
     global _pool
     n = _current or 1
     parts = min(n, out.shape[0])
-    if parts <= 1 or not SPLIT or not available():
+    if parts <= 1 or out.shape[0] < SPLIT_PER_THREAD * n or not SPLIT or not available():
         return np.matmul(a, b, out=out)
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
