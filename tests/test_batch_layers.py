@@ -682,6 +682,31 @@ def test_strided_pointwise_against_float64_sums(n, ci, co, hw, stride, algo):
     close(gx, want_gx)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 600), st.sampled_from([1, 4, 9, 25]), st.integers(1, 5000),
+       st.sampled_from([4096, 1 << 20, 4 << 20, 8 << 20]))
+def test_column_blocks_cover_the_matrix_once(channels, ntap, n_total, budget):
+    """conv.column_blocks tiles the K x positions column matrix exactly once, in
+    blocks within the budget (whole columns) or, where not even 128 whole columns
+    fit, of 256 positions and whole input channels; whole-column blocks are of
+    even size, so no tail of a few columns re-reads the weights (196 positions
+    at 2304 rows and 2 MB: 112 + 84, not 192 + 4)."""
+    from cnnplay.core.kernels import conv
+    k = channels * ntap
+    seen = np.zeros((k, n_total), np.int8)
+    blocks = list(conv.column_blocks(k, ntap, n_total, budget))
+    for n0, nc, k0, k1 in blocks:
+        seen[k0:k1, n0:n0 + nc] += 1
+        assert (k1 - k0) % ntap == 0 or k1 == k
+        if k1 - k0 == k:
+            assert 4 * k * nc <= budget or nc < 128
+    assert (seen == 1).all()
+    widths = [nc for _, nc, k0, _ in blocks if k0 == 0]
+    if len(widths) > 1 and blocks[0][3] == k:
+        assert max(widths) - min(widths) <= 16 * len(widths)
+    assert [nc for _, nc, _, _ in conv.column_blocks(2304, 9, 196, 2 << 20)] == [112, 84]
+
+
 def test_gemm_in_small_column_blocks(monkeypatch):
     """With a tiny column budget the GEMM splits both positions and input channels
     (conv.column_blocks): the same values as the references, forward and both

@@ -39,7 +39,7 @@ the batched path and the backward's gradients all ask it):
   contiguous copy per output row, `_gather`; the full grid's extra columns
   would be 14-37 % more columns on 7-14 px maps), then numpy's matmul (BLAS,
   a packed, cache-blocked micro-kernel) per block of columns, then the store. The column buffer is
-  bounded (`gemm_budget`: half the layer's output maps, 2 to 8 MB) by
+  bounded (`gemm_budget`: half the layer's output maps, 4 to 8 MB) by
   splitting positions and, for many channels on small maps, input channels
   (`column_blocks`), so peak memory stays about the maps. 1x1 convolutions
   without padding skip im2col: the input (with a stride, every stride-th
@@ -498,17 +498,20 @@ def _source(x, plan, stride, padding, remember=False) -> np.ndarray:
 
 # -- the GEMM formulation ------------------------------------------------------------
 
-GEMM_FLOOR = 2 << 20  # bytes of columns a GEMM layer may always take (see gemm_budget)
+GEMM_FLOOR = 4 << 20  # bytes of columns a GEMM layer may always take (see gemm_budget)
 
 
 def gemm_budget(map_bytes: int) -> int:
     """Bytes the im2col columns may take: half the layer's output maps (which
-    exist anyway), between 2 MB and 8 MB, so that a pass's peak memory stays
+    exist anyway), between 4 MB and 8 MB, so that a pass's peak memory stays
     about the size of its maps. The floor is what BLAS needs: a channel-heavy
     layer on small maps has small maps but long columns (128->256 at 28x28,
     stride 2: 200 KB of output, 1 MB of columns), and with a 256 KB floor its
     product ran in 4-8 blocks of 256 positions and partial sums, 1.4-2.2x the
-    time of one or two blocks."""
+    time of one or two blocks. 4 MB rather than 2: layers with 2-4 MB of
+    columns (256->512 at 14x14 and batch 4, 128->256 at 28x28 and batch 4,
+    stride 2) then take one product, 0.87-0.96x the time of two (forward and
+    training, one process)."""
     return int(min(max(map_bytes // 2, GEMM_FLOOR), 8 << 20))
 
 
@@ -517,6 +520,10 @@ def _block_size(k: int, ntap: int, n_total: int, budget: int) -> tuple[int, int]
     nc = budget // (4 * k) // 64 * 64
     if nc >= 128:
         kc = k
+        # blocks of even size: 196 positions in blocks of 192 left a product of 4
+        # columns that read all the weights again
+        blocks = -(-n_total // nc)
+        nc = min(nc, -(-n_total // (16 * blocks)) * 16)
     else:
         nc = 256
         kc = min(k, max(ntap, budget // (4 * nc) // ntap * ntap))
