@@ -461,7 +461,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
         return y
     if scheme is not None:
-        u, bias = cached(version, algo, lambda: (winograd.kernel_transform(w, scheme=scheme), _bias(b, co)))
+        u, bias = cached(version, algo, w, lambda: (winograd.kernel_transform(w, scheme=scheme), _bias(b, co)))
         winograd.conv3x3(x, u, bias, padding, y, remember=remember_source)
         return y
     src = _source(x, plan, stride, padding, remember=remember_source)
@@ -673,16 +673,18 @@ PACKED_BYTES = 64 << 20  # the packed weights kept at most (old versions drop ou
 _packed_total = 0  # bytes in _PACKED
 
 
-def cached(version, kind: str, make):
-    """make() -> a tuple of arrays derived from a layer's parameters, kept while
+def cached(version, kind: str, w, make):
+    """make() -> a tuple of arrays derived from a layer's weights w, kept while
     `version` (the network's parameter version of that layer) stays the same.
-    The least recently used entries drop out first once PACKED_BYTES is
-    exceeded (every training step makes new versions); without a version,
-    make() runs every call."""
+    The key holds w's shape too: the kernels trust the packed arrays' sizes, so
+    a version reused for other weights (a caller's mistake) must not find
+    arrays of another shape (it read and wrote past them). The least recently
+    used entries drop out first once PACKED_BYTES is exceeded (every training
+    step makes new versions); without a version, make() runs every call."""
     global _packed_total
     if version is None:
         return make()
-    key = (version, kind)
+    key = (version, kind, w.shape)
     hit = _PACKED.get(key)
     if hit is not None:
         _PACKED.move_to_end(key)
@@ -730,7 +732,7 @@ def _packed(w, b, version, kind, order=None):
         else:
             wt = np.ascontiguousarray(w.reshape(co, k), dtype=np.float32)
         return wt, bias
-    return cached(version, kind, make)
+    return cached(version, kind, w, make)
 
 
 def _chunk(n: int, nblk: int) -> int:

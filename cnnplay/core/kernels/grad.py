@@ -508,7 +508,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if not input_grad:
         return None, gw, gb
     if pointwise_gx:
-        wt = conv.cached(version, "pointwise-transposed", lambda: (np.ascontiguousarray(w.reshape(co, ci).T),))[0]
+        wt = conv.cached(version, "pointwise-transposed", w, lambda: (np.ascontiguousarray(w.reshape(co, ci).T),))[0]
         cols = np.empty((nb, ci, ho * wo), np.float32)
         blas.batched_matmul(wt, gy.reshape(nb, co, -1), cols)
         gx = np.zeros_like(x)
@@ -520,12 +520,12 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         # convolution of gy with the flipped, transposed kernel (the forward's
         # algorithm choice applies)
         if wino_gx:  # its transform straight from w, no flipped copy
-            u = conv.cached(version, f"{scheme.name}-flipped",
+            u = conv.cached(version, f"{scheme.name}-flipped", w,
                             lambda: (winograd.kernel_transform(w, flip=True, scheme=scheme),))[0]
             gx = np.empty_like(x)
             winograd.conv3x3(gy, u, np.zeros(ci, np.float32), (2 - ph, 2 - pw), gx, xt=gyt[0])
             return gx, gw, gb
-        wf = conv.cached(version, "flipped", lambda: (
+        wf = conv.cached(version, "flipped", w, lambda: (
             np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)),))[0]
         gx = conv.conv2d_batch(gy, wf, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw),
                                version=None if version is None else (version, "flipped"), algorithm=algorithm,
@@ -537,7 +537,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         # the forward's product transposed: W^T gY per block of columns, each row of
         # the block added back onto its tap's runs of the phase images (col2im)
         gsrc = np.zeros((nph * ci, total), np.float32)
-        wt = conv.cached(version, "gemm-transposed", lambda: (np.ascontiguousarray(w.reshape(co, -1).T),))[0]
+        wt = conv.cached(version, "gemm-transposed", w, lambda: (np.ascontiguousarray(w.reshape(co, -1).T),))[0]
         _grad_input_gemm(gyc, plan, wt, conv.gemm_budget(gy.nbytes), gsrc)
     else:
         # per phase image: the (tap, co) pairs of that phase each add a shifted run
@@ -556,11 +556,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
         wmat = w.reshape(co, ci, ntap)
         if ci >= 3:  # blocks of 4 channels (the last one padded with zero weights)
             cip = -(-ci // 4) * 4
-            wt = conv.cached(version, "grad-input-4", lambda: (_pad4(wmat, pair_c, pair_t, cip),))[0]
+            wt = conv.cached(version, "grad-input-4", w, lambda: (_pad4(wmat, pair_c, pair_t, cip),))[0]
             nchunk = _chunk(total, nph * (cip // 4))
             _grad_input_direct(gpad.reshape(-1), pair_start, pair_off, wt, ci, nchunk, total, gsrc)
         else:  # 1 or 2 channels: one channel per job, no padded work
-            wt = conv.cached(version, "grad-input-1",
+            wt = conv.cached(version, "grad-input-1", w,
                              lambda: (np.ascontiguousarray(wmat[pair_c, :, pair_t].T),))[0]
             nchunk = _chunk(total, nph * ci)
             _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
