@@ -56,10 +56,19 @@ PAUSE = 0.002    # seconds after each timed run: lets the other library's thread
 def paired_ms(f, g, rounds=PAIRS, block=1, pause=PAUSE):
     """Run f and g alternately, `block` timed runs each per round (after one
     untimed run when block > 1), pausing after each run or block. Returns the
-    times (ms) of f and of g, and one ratio per round (of the block medians)."""
-    for _ in range(2):
+    times (ms) of f and of g, and one ratio per round (of the block medians).
+
+    First f (ours) runs until the launch policy has measured both thread counts
+    of every kernel it calls (a first call, then FIRST calls of each count,
+    alternating): the steady state of a session or a training loop. With two
+    warm-up calls only, its probes on one thread fell into the first rounds (a
+    1x1 layer's training at batch 4: 1.21 per round in the bench, 0.94-0.99
+    settled)."""
+    from ..core.kernels.launch import ThreadPolicy
+    for i in range(2 * ThreadPolicy.FIRST + 2):
         f()
-        g()
+        if i < 2:
+            g()
     a, b, ratios = [], [], []
     for _ in range(rounds):
         meds = []
