@@ -34,8 +34,8 @@ the batched path and the backward's gradients all ask it):
   large next to their input (5x5+ kernels, dilated ones that Winograd does
   not take, 64-channel stride-2 ones; see choose_shape). Its 4-channel x
   3-tap block is full, and no column buffer is needed.
-- "gemm": 64+ input and output channels, 1x1 or (from 128 channels) 3x3 with
-  stride 2. im2col of the real output positions only (per tap, one
+- "gemm": 64+ input and output channels, 1x1 or (from 128 out and 128^2 in x
+  out channels) 3x3 with stride 2. im2col of the real output positions only (per tap, one
   contiguous copy per output row, `_gather`; the full grid's extra columns
   would be 14-37 % more columns on 7-14 px maps), then numpy's matmul (BLAS,
   a packed, cache-blocked micro-kernel) per block of columns, then the store. The column buffer is
@@ -600,7 +600,7 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
 
 WINOGRAD4_MAX = 128  # channels (in and out) up to which a Winograd layer takes F(4x4)
 GEMM_EXPANSION = 2.25  # im2col's growth (taps per stride phase) up to which wide layers take BLAS
-GEMM_WIDE = 128  # channels (in and out) from which such a layer (3x3 with stride 2) takes BLAS
+GEMM_WIDE = 128  # such a layer (3x3 with stride 2) takes BLAS from GEMM_WIDE out and GEMM_WIDE^2 in x out channels
 WINOGRAD_NARROW = 32  # channels (in and out) from which a 3x3 layer over many positions takes Winograd
 WINOGRAD_POSITIONS = 2048  # output positions of a call (batch x map) that such a layer needs
 
@@ -635,7 +635,13 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     with 16-24 channels in it took 0.7-1.9x and stays direct). Not dilated ones
     (`choose` gives them no positions): on 32-channel sub-images the copies in
     and out ate the gain (default-256's 32->64 layer on 64 px: 1.15-1.30 ms,
-    direct 1.03)."""
+    direct 1.03).
+
+    Stride-2 3x3 layers take BLAS from 128 output channels and 128^2 input x
+    output channels (the product's work per position): 64->256 and 96->192
+    then took 0.77-0.95x the direct kernel's forward time and 0.85-0.95x in
+    training (batch 1-16, 14-28 px outputs); 64->128 stays direct (0.89-1.07x,
+    0.92-1.00x) as does 128->64 (1.08-1.18x); one process, Zen 3."""
     heavy = ci >= CHANNEL_HEAVY and co >= CHANNEL_HEAVY
     many = positions is None or positions >= WINOGRAD_POSITIONS
     if winograd and (heavy or (min(ci, co) >= WINOGRAD_NARROW and many)):
@@ -643,7 +649,7 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     if not heavy:
         return "direct"
     expansion = taps / phases
-    if expansion <= 1 or (expansion <= GEMM_EXPANSION and min(ci, co) >= GEMM_WIDE):
+    if expansion <= 1 or (expansion <= GEMM_EXPANSION and co >= GEMM_WIDE and ci * co >= GEMM_WIDE ** 2):
         return "gemm"
     return "direct"
 
