@@ -423,7 +423,7 @@ class Conv(WindowedLayer):
         from .kernels import atrous, conv, winograd
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
         algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation, w.padding), taps,
-                                 phases, 0 if (dh, dw) != (1, 1) else None)  # as conv.choose: any batch
+                                 phases, None, (dh, dw) != (1, 1))  # as conv.choose, for any batch
         if algo in winograd.NAMES and (dh, dw) != (1, 1):
             # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
             # counted as one map of those sub-images side by side, each with a tile's
@@ -432,11 +432,11 @@ class Conv(WindowedLayer):
             # Plus the copies in and out: the input's sub-images, the output's (or its
             # gradient's), and the input gradient put back
             hs, ws = atrous.sub_size(h, wd, w.dilation)
-            sph, spw = atrous.sub_padding(w.padding, w.dilation)
+            hos, wos = atrous.sub_output_size(h, wd, w.padding, w.dilation)
             side_h, side_w = dh * (hs + 4), dw * (ws + 4)
             sub = self.workspace_bytes(dict(cfg, dilation=(1, 1)), (ci, side_h, side_w),
                                        (co, side_h + 2 * ph - 2, side_w + 2 * pw - 2))
-            return sub + 4 * (dh * dw * (ci * hs * ws + co * (hs + 2 * sph - 2) * (ws + 2 * spw - 2)) + ci * h * wd)
+            return sub + 4 * (dh * dw * (ci * hs * ws + co * hos * wos) + ci * h * wd)
         # im2col + BLAS: a block of columns and the products (conv.gemm_workspace_bytes);
         # a Winograd layer's weight gradient takes it while its own kernels compile
         block = conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)

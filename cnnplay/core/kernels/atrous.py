@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import window_output
+from .reuse import rearranged
+
 
 def applies(kernel, stride, padding, dilation) -> bool:
     """Whether a 3x3 layer with stride 1 and a dilation runs as its sub-images:
@@ -43,6 +46,18 @@ def sub_padding(padding, dilation) -> tuple[int, int]:
 def sub_size(h: int, w: int, dilation) -> tuple[int, int]:
     """The size of the sub-images of an h x w map: its largest phase."""
     return -(-h // dilation[0]), -(-w // dilation[1])
+
+
+def sub_output_size(h: int, w: int, padding, dilation) -> tuple[int, int]:
+    """The output size of the undilated 3x3 layer on the sub-images of an h x w map."""
+    (hs, ws), (sph, spw) = sub_size(h, w, dilation), sub_padding(padding, dilation)
+    return window_output(hs, 3, 1, sph, 1), window_output(ws, 3, 1, spw, 1)
+
+
+def input_sub_images(x, dilation, remember: bool = False) -> np.ndarray:
+    """to_batch(x): inside reuse.reuse_sources() the forward pass's (remember=True)
+    for the weight gradient, under one key for both."""
+    return rearranged(x, ("atrous", tuple(dilation)), lambda: to_batch(x, dilation), remember)
 
 
 def to_batch(x, dilation, size=None) -> np.ndarray:

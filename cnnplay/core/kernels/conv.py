@@ -443,7 +443,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation (or one that divides "
                          f"the padding), not {kh}x{kw}, stride {stride}, padding {padding}, dilation {dilation}")
     if scheme is not None and plan.dilated:  # the undilated layer on the phase sub-images
-        xs = rearranged(x, ("atrous", dilation), lambda: atrous.to_batch(x, dilation), remember_source)
+        xs = atrous.input_sub_images(x, dilation, remember_source)
         ys = conv2d_batch(xs, w, b, (1, 1), atrous.sub_padding(padding, dilation), (1, 1), version, algo,
                           remember_source)
         return atrous.from_batch(ys, dilation, nb, plan.ho, plan.wo)
@@ -591,8 +591,8 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     shape (choose_shape). allow_winograd=False: Winograd is not offered (the
     weight gradient's choice while Winograd's gradient kernels are still
     compiling); such a layer takes the GEMM formulation meanwhile."""
-    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases,
-                        0 if plan.dilated else nb * plan.ho * plan.wo)
+    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases, nb * plan.ho * plan.wo,
+                        plan.dilated)
     if algo in winograd.NAMES and not allow_winograd:
         return "gemm"
     return algo
@@ -605,11 +605,12 @@ WINOGRAD_NARROW = 32  # channels (in and out) from which a 3x3 layer over many p
 WINOGRAD_POSITIONS = 2048  # output positions of a call (batch x map) that such a layer needs
 
 
-def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, positions: int | None = None) -> str:
+def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, positions: int | None = None,
+                 dilated: bool = False) -> str:
     """`choose` from the channel counts, whether the geometry takes Winograd
-    (winograd_geometry), the kernel's taps, the stride's phases and the output
+    (winograd_geometry), the kernel's taps, the stride's phases, the output
     positions of the call (batch x map; None: as many as a batch may have,
-    what the memory rule, layers.py, asks).
+    what the memory rule, layers.py, asks) and whether the layer is dilated.
 
     The direct kernel wins with few channels (its 4 x 3 register block is full
     and it needs no column buffer); channel-heavy 3x3 layers with stride 1 (most
@@ -632,9 +633,8 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     direct kernel's forward time, 0.55-0.92x in training (forward + backward),
     at 32-128 channels on 16-128 px maps, batch 1-8 (one process, Zen 3;
     batch 1 at 32 px and below took 0.8-1.8x, so fewer positions stay direct;
-    with 16-24 channels in it took 0.7-1.9x and stays direct). Not dilated ones
-    (`choose` gives them no positions): on 32-channel sub-images the copies in
-    and out ate the gain (default-256's 32->64 layer on 64 px: 1.15-1.30 ms,
+    with 16-24 channels in it took 0.7-1.9x and stays direct). Not dilated ones:
+    on 32-channel sub-images the copies in and out ate the gain (default-256's 32->64 layer on 64 px: 1.15-1.30 ms,
     direct 1.03).
 
     Stride-2 3x3 layers take BLAS from 128 output channels and 128^2 input x
@@ -643,7 +643,7 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     training (batch 1-16, 14-28 px outputs); 64->128 stays direct (0.89-1.07x,
     0.92-1.00x) as does 128->64 (1.08-1.18x); one process, Zen 3."""
     heavy = ci >= CHANNEL_HEAVY and co >= CHANNEL_HEAVY
-    many = positions is None or positions >= WINOGRAD_POSITIONS
+    many = not dilated and (positions is None or positions >= WINOGRAD_POSITIONS)
     if winograd and (heavy or (min(ci, co) >= WINOGRAD_NARROW and many)):
         return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
     if not heavy:

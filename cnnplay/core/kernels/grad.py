@@ -58,7 +58,6 @@ from . import blas, numpy_path, winograd
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pool import tiles
-from .reuse import rearranged
 
 _FM = {"contract"}
 
@@ -575,15 +574,13 @@ def _atrous_backward(x, w, gy, padding, dilation, param_grads, input_grad, versi
     gradient's phases put back."""
     from . import atrous
     nb, ci, h, wd = x.shape
-    sub = atrous.sub_size(h, wd, dilation)
-    pad = atrous.sub_padding(padding, dilation)
     if param_grads:  # the forward's sub-images, inside reuse_sources()
-        xs = rearranged(x, ("atrous", dilation), lambda: atrous.to_batch(x, dilation))
+        xs = atrous.input_sub_images(x, dilation)
     else:  # only its shape is read
-        xs = np.empty((dilation[0] * dilation[1] * nb, ci) + sub, np.float32)
-    gys = atrous.to_batch(gy, dilation, tuple(window_output(s, 3, 1, p, 1) for s, p in zip(sub, pad)))
-    gxs, gw, gb = conv2d_backward_batch(xs, w, gys, (1, 1), pad, (1, 1), param_grads, input_grad, version,
-                                        algorithm)
+        xs = np.empty((dilation[0] * dilation[1] * nb, ci) + atrous.sub_size(h, wd, dilation), np.float32)
+    gys = atrous.to_batch(gy, dilation, atrous.sub_output_size(h, wd, padding, dilation))
+    gxs, gw, gb = conv2d_backward_batch(xs, w, gys, (1, 1), atrous.sub_padding(padding, dilation), (1, 1),
+                                        param_grads, input_grad, version, algorithm)
     return (None if gxs is None else atrous.from_batch(gxs, dilation, nb, h, wd)), gw, gb
 
 
