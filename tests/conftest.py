@@ -68,8 +68,12 @@ def _kernels_compiled():
 @pytest.fixture(scope="session", autouse=True)
 def _collect_garbage_on_the_main_thread(qapp):
     """As in the app, from the first test on: a cyclic collection started by a
-    worker thread would destroy Qt objects of earlier tests on that thread."""
+    worker thread would destroy Qt objects of earlier tests on that thread; and
+    Qt's image plugins are loaded on this thread before a worker decodes an image
+    (app.imageio.load_plugins)."""
+    from cnnplay.app import imageio
     collect_on_gui_thread()
+    imageio.load_plugins()
 
 
 @pytest.fixture
@@ -105,9 +109,27 @@ def app_log(home, monkeypatch):
     root.setLevel(level)
 
 
+@pytest.fixture(scope="session")
+def _real_stderr(pytestconfig):
+    """The process's own standard error. During a test pytest captures file descriptor 2
+    into a temporary file, which a hang's exit threw away with the stacks (CI showed
+    only the hung test's file name); a duplicate taken with the capture suspended is
+    the terminal or CI's log."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture()
+    try:
+        fd = os.dup(sys.__stderr__.fileno())
+    finally:
+        if capture is not None:
+            capture.resume_global_capture()
+    yield fd
+    os.close(fd)
+
+
 @pytest.fixture(autouse=True)
-def _fail_hung_test():
-    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=sys.__stderr__)
+def _fail_hung_test(_real_stderr):
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=_real_stderr)
     try:
         yield
         collect_due()  # on the main thread, as the app's timer would

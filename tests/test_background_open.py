@@ -138,3 +138,51 @@ def test_off_the_gui_thread_the_work_simply_runs():
     t.start()
     t.join(10)
     assert out == [42]
+
+
+_FIRST_DECODE = """
+import json, os, sys, threading
+from PySide6.QtCore import qInstallMessageHandler
+loads = []  # (thread, plugin file) for each image-format plugin Qt loads
+
+
+def handler(mode, context, message):
+    if "imageformats" in message and "loaded library" in message:
+        loads.append((threading.current_thread().name, message.split("/")[-1].split('"')[0]))
+
+
+qInstallMessageHandler(handler)
+from PySide6.QtWidgets import QApplication
+import numpy as np
+app = QApplication([])
+from cnnplay.app.input_panel import load_input
+from cnnplay.app.main import create_window
+from cnnplay.core.session import Session
+window = create_window(synchronous=True, session=Session({"input": [1, 8, 8], "layers": [{"type": "relu"}]},
+                                                         np.zeros((1, 8, 8), np.float32)))
+from cnnplay.app.background import run_off_gui_thread
+x, source, notes = run_off_gui_thread(
+    lambda: load_input({"kind": "image", "sample": "camera.png", "mode": "gray", "max_side": 8}), "Opening")
+print(json.dumps({"shape": list(x.shape), "loads": loads}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_the_image_plugins_load_on_the_gui_thread_before_a_worker_decodes(tmp_path):
+    """A worker's first decode used to load Qt's image plugins, moving each to the GUI
+    thread under Qt's locks while PySide held the GIL: with the GUI thread waiting for
+    the GIL under one of those locks, both hung (the lessons test, one run in twelve).
+    In a fresh process, the window's start loads them all on the GUI thread."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CNNPLAY_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen", QT_DEBUG_PLUGINS="1")
+    out = subprocess.run([sys.executable, "-c", _FIRST_DECODE], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [1, 8, 8]  # the worker decoded the image
+    assert len(result["loads"]) >= 2  # Qt's wheels bring several (jpeg, gif, webp, ...)
+    assert {thread for thread, _ in result["loads"]} == {"MainThread"}, result["loads"]

@@ -124,6 +124,33 @@ def load_image_bytes(data: bytes, name: str = "<memory>", mode: str = "rgb",
         buf.close()
 
 
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Load Qt's image-format plugins now, on the GUI thread, before a worker decodes.
+
+    The first decode in a process loads every plugin (Qt asks each one whether it
+    recognises the content) and moves each plugin object to the GUI thread, locking
+    that thread's Qt mutexes. PySide holds the GIL through QImageReader.canRead(), so
+    a worker doing this while the GUI thread held one of those mutexes and waited for
+    the GIL (destroying a Python-subclassed object) deadlocked both: the lessons test
+    hung in about one run in twelve. Loaded here, the plugins already live on the GUI
+    thread and a worker's decode takes no such lock."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    junk = QByteArray(b"cnnplay: not an image\n" * 4)
+    for fmt in [bytes(f.data()) for f in QImageReader.supportedImageFormats()] + [b""]:
+        buf = QBuffer(junk)
+        buf.open(QIODevice.OpenModeFlag.ReadOnly)
+        reader = QImageReader(buf, fmt) if fmt else QImageReader(buf)  # b"": every plugin probes the content
+        reader.supportsOption(QImageIOHandler.ImageOption.Size)  # makes the handler, without decoding
+        reader.setDevice(None)
+        buf.close()
+    _plugins_loaded = True
+
+
 def _check_args(mode, max_side):
     if mode not in ("rgb", "gray"):
         raise ValueError(f"mode must be 'rgb' or 'gray', not {mode!r}")

@@ -69,8 +69,12 @@ def import_before_threads() -> None:
     can fail: a fresh install once crashed at start with KeyError: 'colorama', when
     the worker's numba import (which imports colorama) met pyqtgraph's import of
     colorama.winterm on the GUI thread and Python's import-lock deadlock detection
-    gave up on one of them."""
+    gave up on one of them. Qt's image plugins load here too (imageio.load_plugins:
+    a worker's first decode loading them once deadlocked with the GUI thread)."""
     import pyqtgraph  # noqa: F401
+
+    from . import imageio
+    imageio.load_plugins()
 
     from ..core import receptive  # noqa: F401
     from ..core.kernels import coldstart, conv, dense, grad, norm, numpy_path, pointwise, pool  # noqa: F401
