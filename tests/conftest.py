@@ -66,7 +66,7 @@ def _kernels_compiled():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _collect_garbage_on_the_main_thread(qapp):
+def _gui_thread_duties_as_in_the_app(qapp):
     """As in the app, from the first test on: a cyclic collection started by a
     worker thread would destroy Qt objects of earlier tests on that thread; and
     Qt's image plugins are loaded on this thread before a worker decodes an image

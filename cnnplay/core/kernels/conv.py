@@ -634,8 +634,8 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     at 32-128 channels on 16-128 px maps, batch 1-8 (one process, Zen 3;
     batch 1 at 32 px and below took 0.8-1.8x, so fewer positions stay direct;
     with 16-24 channels in it took 0.7-1.9x and stays direct). Not dilated ones:
-    on 32-channel sub-images the copies in and out ate the gain (default-256's 32->64 layer on 64 px: 1.15-1.30 ms,
-    direct 1.03).
+    on 32-channel sub-images the copies in and out ate the gain (default-256's
+    32->64 layer on 64 px: 1.15-1.30 ms, direct 1.03).
 
     Stride-2 3x3 layers take BLAS from 128 output channels and 128^2 input x
     output channels (the product's work per position): 64->256 and 96->192
