@@ -131,6 +131,27 @@ def test_back_to_parallel_when_the_machine_is_idle_again():
     assert used == [2, 2, 2] and p.choice("k") == 2
 
 
+
+def test_after_a_short_slow_spell_parallel_returns_within_the_first_probe_wait():
+    # the timings of a real trace (wide-128's first conv, 2 ms between calls): two
+    # threads 0.9 ms, one 1.75 ms; then for about 30 calls the parallel ones took
+    # 2.0-2.4 ms (the other vCPU taken for a moment) and the serial ones stayed. The
+    # probes brought forward by those slow calls lost; they used to double the wait,
+    # so after the switch to one thread the next probe came 8 s later
+    m = Machine(t_parallel=0.0009, t_serial=0.00175)
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    m.run(p, calls=20)
+    assert p.choice("k") == 2
+    m.t = {2: 0.0022, 1: 0.00175}
+    m.run(p, calls=30)
+    assert p.choice("k") == 1  # slower on two threads for a while: serial
+    m.t = {2: 0.0009, 1: 0.00175}  # the spell is over
+    start = m.now
+    while p.choice("k") == 1 and m.now - start < 60:
+        m.run(p)
+    assert p.choice("k") == 2
+    assert m.now - start <= ThreadPolicy.PROBE_SECONDS + 0.1
+
 def test_memory_bound_kernel_where_threads_do_not_help_runs_serially():
     m = Machine(t_parallel=0.022, t_serial=0.017)  # the 16x1024x1024 ReLU of issue 18
     p = ThreadPolicy(threads=2, clock=m.clock)

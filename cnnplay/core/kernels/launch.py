@@ -232,7 +232,8 @@ def _numpy_meanwhile() -> bool:
 # threads and one alternate until each was measured FIRST times, then the faster
 # one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS
 # (two calls: the first wakes its idle threads and is not counted),
-# doubling the wait each time it loses (up to 64x), and at once when two calls in
+# doubling the wait each time such a periodic probe loses (up to 64x; back to the
+# first wait whenever the count switches), and at once when two calls in
 # a row take twice as long as that key's recent best (if they also take twice the
 # other count's, the machine just got busy: the older times of that count are
 # dropped and the count switches at once; otherwise the probe decides, with the
@@ -342,13 +343,32 @@ class ThreadPolicy:
             s.choice = 1
         elif s.choice == 1 and self.MARGIN * t_top < t_one:
             s.choice = top
-        if s.probing:  # a probe that lost waits twice as long before the next one
+        if s.probing:
             s.probing = s.probe_warmed = False
-            s.backoff = 1 if s.choice != old else min(self.MAX_BACKOFF, s.backoff * 2)
-            s.next_probe = now + self.PROBE_SECONDS * s.backoff
+            if s.choice != old:
+                s.backoff = 1
+                s.next_probe = now + self.PROBE_SECONDS
+            elif s.scheduled is not None:  # a probe brought forward (below) lost: the schedule stands
+                s.next_probe = s.scheduled
+            else:  # a periodic probe that lost waits twice as long before the next one
+                s.backoff = min(self.MAX_BACKOFF, s.backoff * 2)
+                s.next_probe = now + self.PROBE_SECONDS * s.backoff
+            s.scheduled = None
         elif s.next_probe == 0.0:  # the first estimates are in: the periodic probes start
             s.next_probe = now + self.PROBE_SECONDS
+        elif s.choice != old:
+            # switched on this count's own times (the other count not measured just
+            # now): the other one is probed after the first wait again. Only lost
+            # periodic probes lengthen it: probes brought forward by slow calls lost
+            # while a transient lasted and had doubled the wait to 8 s within 30 ms,
+            # so a conv that runs 1.9x faster on two threads then ran on one for 8 s
+            # after a 0.1 s stall of the other core (wide-128, 2-ms pauses between calls)
+            s.backoff = 1
+            s.next_probe = now + self.PROBE_SECONDS
+            s.scheduled = None
         if (sudden or (quicker and threads == old)) and threads == s.choice:
+            if s.scheduled is None:
+                s.scheduled = s.next_probe
             s.next_probe = now  # try the other count next time
 
     def choice(self, key) -> int | None:
@@ -358,7 +378,8 @@ class ThreadPolicy:
 
 
 class _KeyStats:
-    __slots__ = ("times", "choice", "next_probe", "backoff", "probing", "probe_warmed", "suspect", "decided")
+    __slots__ = ("times", "choice", "next_probe", "scheduled", "backoff", "probing", "probe_warmed", "suspect",
+                 "decided")
 
     def __init__(self, top: int):
         self.times = {1: [], top: []}
@@ -367,6 +388,7 @@ class _KeyStats:
         self.suspect = {1: False, top: False}  # the last call of that count was suddenly slow
         self.choice = top
         self.next_probe = 0.0
+        self.scheduled = None  # the periodic probe's time while one is brought forward
         self.backoff = 1
         self.probing = False
 
