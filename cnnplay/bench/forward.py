@@ -258,7 +258,7 @@ def run() -> list[str]:
     compile_all()
     how = f"{PAIRS} interleaved runs each" if torch is not None else "6 alternating blocks of 6 runs each"
     lines = [f"batch 1, float32, {threads} threads each; ours vs {other}; {how}"]
-    rows, conv_rows = [], []
+    rows, conv_rows, tables = [], [], []
     for name, spec in NETWORKS.items():
         net = Network.from_dict(spec, seed=0)
         x = np.random.default_rng(1).standard_normal(net.input_shape).astype(np.float32)
@@ -282,7 +282,14 @@ def run() -> list[str]:
             t_ours, t_theirs, ratios = paired_ms(ours, theirs, rounds=6, block=6, pause=0.3)
         q1, qm, q3 = np.percentile(ratios, [25, 50, 75])
         rows.append((name, t_ours.min(), t_theirs.min(), t_ours.min() / t_theirs.min(), qm, q1, q3, err))
-        # per conv layer: GFLOP/s on the layer's real input
+        tables.append((name, net, x, model if torch is not None else None))
+    # per conv layer: GFLOP/s on the layer's real input, after every network's rounds. These
+    # are single calls after pauses, and the launch policy learns thread counts per kernel and
+    # shape: default-256's 16->32 layer timed alone went to one thread (the other core's
+    # thread asleep after each pause), and wide-128's rounds, which call the same kernel on
+    # the same shape, then ran it there for the whole section (1.2x PyTorch's time, 0.9 when
+    # measured before the table)
+    for name, net, x, model in tables:
         outs = net.forward(x)
         for i, t in enumerate(net.layer_types):
             if t.name.startswith("conv"):
@@ -291,7 +298,7 @@ def run() -> list[str]:
                 flops = 2 * net.macs[i]
                 line = f"{name} #{i} {net.summaries[i]}"
                 conv_rows.append((line, ms, flops / ms / 1e6, _torch_layer_gflops(torch, model, i, inp, flops)
-                                  if torch is not None else None))
+                                  if model is not None else None))
     lines.append("")
     lines.append(f"{'network':<16}{'ours ms':>9}{'ref ms':>9}{'ratio':>7}   {'per round: median [q1-q3]':<28}{'max rel err':>11}")
     for name, a, b, r, qm, q1, q3, err in rows:
