@@ -230,8 +230,10 @@ def _numpy_meanwhile() -> bool:
 # and touches new memory: 2-20x a later call, which made the serial probe after it
 # win every time and a bench's pass run serially until the next probe), then all
 # threads and one alternate until each was measured FIRST times, then the faster
-# one wins (hysteresis 10 %). The other count is probed again after PROBE_SECONDS
-# (two calls: the first wakes its idle threads and is not counted),
+# one wins (hysteresis 10 %). The other count is checked once more after
+# CONFIRM_SECONDS (first estimates are made while the process warms up), then
+# probed again every PROBE_SECONDS (two calls: the first wakes its idle threads
+# and is not counted),
 # doubling the wait each time such a periodic probe loses (up to 64x; back to the
 # first wait whenever the count switches), and at once when two calls in
 # a row take twice as long as that key's recent best (if they also take twice the
@@ -258,6 +260,7 @@ class ThreadPolicy:
     QUICKER = 0.6
     BEHIND = 2.0
     PROBE_SECONDS = 2.0
+    CONFIRM_SECONDS = 0.25
     MAX_BACKOFF = 64
     MAX_KEYS = 512
 
@@ -354,8 +357,15 @@ class ThreadPolicy:
                 s.backoff = min(self.MAX_BACKOFF, s.backoff * 2)
                 s.next_probe = now + self.PROBE_SECONDS * s.backoff
             s.scheduled = None
-        elif s.next_probe == 0.0:  # the first estimates are in: the periodic probes start
-            s.next_probe = now + self.PROBE_SECONDS
+        elif s.next_probe == 0.0:
+            # the first estimates are in. They come from a key's first calls, while the
+            # process is still warming up (new memory touched, other keys' first calls
+            # and probes), so they are the least reliable: the other count is checked
+            # again after CONFIRM_SECONDS, and the periodic probes follow as scheduled
+            # (two 64-channel training calls on two threads took 25 ms there against
+            # 15 later, and the layer ran on one thread, 1.1-1.5x its time, for 2 s)
+            s.next_probe = now + self.CONFIRM_SECONDS
+            s.scheduled = now + self.PROBE_SECONDS
         elif s.choice != old:
             # switched on this count's own times (the other count not measured just
             # now): the other one is probed after the first wait again. Only lost
