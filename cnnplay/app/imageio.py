@@ -8,7 +8,11 @@ What it does, in order:
   (core.safe_read: FIFOs, devices and /proc files are refused before opening);
 - accepts pixel formats only (ACCEPTED_FORMATS), recognised by content: SVG
   and other vector formats are refused before drawing (a 3 KB SVG of nested
-  <use> elements takes minutes to draw), whatever the file's suffix;
+  <use> elements takes minutes to draw), whatever the file's suffix. Each
+  pixel format's own handler is asked in turn (PROBE_ORDER) with Qt's format
+  detection off; SVG is recognised here (vector_format), never by Qt's SVG
+  plugin, whose check opens a QTextStream and so takes Qt's signal-slot locks
+  (see `_open_reader`: why a worker must not);
 - reads the header and refuses more than `max_pixels` (default 100 megapixels)
   before decoding anything;
 - decodes with EXIF orientation applied (QImageReader.setAutoTransform);
@@ -26,7 +30,9 @@ Anything wrong raises InputError (a ValueError) naming the file and the reason.
 from __future__ import annotations
 
 import os
+import re
 import threading
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +50,12 @@ MAX_FILE_BYTES = 512 << 20  # an uncompressed 100-megapixel 8-bit RGBA image is 
 ACCEPTED_NAMES = ("png", "jpeg", "bmp", "gif", "tiff", "webp", "tga", "ppm", "pgm", "pbm", "ico")
 ACCEPTED_FORMATS = frozenset(ACCEPTED_NAMES) | {"jpg", "jfif", "tif", "cur", "wbmp", "xbm", "xpm", "icns"}
 VECTOR_FORMATS = frozenset({"svg", "svgz", "pdf", "eps", "ps", "wmf", "emf"})
+# The pixel formats whose handlers are asked, in this order: the strongest signatures
+# first, the loosest checks (ICO's, WBMP's) last. PPM's handler reads PBM and PGM too;
+# ICO's reads CUR. TGA, which has no signature, is decided before (_is_tga).
+PROBE_ORDER = ("png", "jpeg", "gif", "bmp", "webp", "tiff", "icns", "ppm", "xpm", "xbm", "ico", "wbmp")
+_PNM = {ord("1"): "pbm", ord("4"): "pbm", ord("2"): "pgm", ord("5"): "pgm", ord("3"): "ppm", ord("6"): "ppm"}
+_SNIFF_BYTES = 4096  # what the SVG check reads (inflated, for SVGZ), as Qt's SVG plugin does
 DEFAULT_MAX_SIDE = 256
 LUMA = np.array([0.299, 0.587, 0.114])
 _BAND_PIXELS = 1 << 20  # rows converted at a time: about 1 megapixel (32 MB of float64)
@@ -111,17 +123,64 @@ def load_image_bytes(data: bytes, name: str = "<memory>", mode: str = "rgb",
     data = bytes(data)
     if not data:
         raise InputError("the file is empty (0 bytes)", name)
+    vector = vector_format(data)
+    if vector is not None:  # decided from the content (a .png may hold an SVG), before any decoding
+        raise InputError(f"it is an {vector.upper()} image (vector graphics). Drawing one can take unbounded "
+                         "time and memory, so cnnplay opens only pixel images; export it as PNG first", name)
     ba = QByteArray(data)
     buf = QBuffer(ba)
     buf.open(QIODevice.OpenModeFlag.ReadOnly)
     tga = _is_tga(data, name)
-    reader = QImageReader(buf, b"tga") if tga else QImageReader(buf)
+    reader = _open_reader(buf, tga)
     try:
         return _decode(reader, name, data[:64], len(data), mode, max_side, max_pixels, tga)
     finally:
-        reader.setDevice(None)
+        if reader is not None:
+            reader.setDevice(None)
         del reader
         buf.close()
+
+
+def _open_reader(buf: QBuffer, tga: bool) -> QImageReader | None:
+    """A reader for the first format of PROBE_ORDER (or TGA) whose handler accepts
+    the content, with Qt's format detection off; None if none does.
+
+    Not Qt's own detection: it asks every plugin, the SVG one too, whose check
+    opens a QTextStream on the data, and QTextStream connects a signal, which
+    takes one of Qt's global signal-slot mutexes. PySide holds the GIL through
+    QImageReader.canRead(), so a worker doing that while the GUI thread held the
+    same mutex (destroying an object, here a QPropertyAnimation) and waited for
+    the GIL deadlocked both: the lessons test hung (py-spy: canRead ->
+    QSvgDocument::isLikelySvg -> QTextStream -> QObject::connectImpl against
+    ~QObject -> Sbk_GetPyOverride). The pixel handlers only peek at the bytes."""
+    for fmt in (("tga",) if tga else PROBE_ORDER):
+        reader = QImageReader(buf, fmt.encode())
+        reader.setAutoDetectImageFormat(False)
+        if reader.canRead():
+            return reader
+        reader.setDevice(None)
+        buf.seek(0)
+    return None
+
+
+def vector_format(data: bytes) -> str | None:
+    """"svg" or "svgz" when the data is an SVG drawing, else None: its first element
+    is <svg>, in the first 4 KB, inflated first when gzip-compressed (a gzip file
+    that holds no SVG is no image at all), as Qt's SVG plugin decides. Any other
+    vector format is refused too: only PROBE_ORDER's handlers are ever asked."""
+    head = data[:_SNIFF_BYTES]
+    kind = "svg"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:1 << 16], _SNIFF_BYTES)
+        except zlib.error:
+            return None
+        kind = "svgz"
+    text = re.sub(r"<!--.*?(-->|$)", "", head.decode("utf-8", "replace"), flags=re.S)
+    first = re.search(r"<(?![?!/])\s*([A-Za-z_][\w.:-]*)", text)
+    if first is None or first.group(1).rsplit(":", 1)[-1].lower() != "svg":
+        return None
+    return kind
 
 
 _plugins_loaded = False
@@ -136,7 +195,8 @@ def load_plugins() -> None:
     a worker doing this while the GUI thread held one of those mutexes and waited for
     the GIL (destroying a Python-subclassed object) deadlocked both: the lessons test
     hung in about one run in twelve. Loaded here, the plugins already live on the GUI
-    thread and a worker's decode takes no such lock."""
+    thread and a worker's decode takes no such lock (the format checks it runs take
+    none either: see _open_reader)."""
     global _plugins_loaded
     if _plugins_loaded:
         return
@@ -225,21 +285,17 @@ def _format_name(fmt: str, head: bytes, tga: bool) -> str:
     return fmt.upper()
 
 
-def _decode(reader: QImageReader, name: str, head: bytes, nbytes: int, mode: str,
+def _decode(reader: QImageReader | None, name: str, head: bytes, nbytes: int, mode: str,
             max_side: int | None, max_pixels: int, tga: bool = False) -> LoadedImage:
-    reader.setAutoTransform(True)
-    if not reader.canRead():
+    if reader is None:
         if tga:
             raise InputError("cannot decode this TGA file: it may be damaged, or a TGA without the "
                              "TGA 2.0 footer, which the decoder needs", name)
         raise InputError(f"not an image file cnnplay can read ({_describe(head)})", name)
+    reader.setAutoTransform(True)
     fmt = bytes(reader.format().data()).decode("ascii", "replace").lower()
-    if fmt not in ACCEPTED_FORMATS:  # decided from the content (a .png may hold an SVG), before any decoding
-        if fmt in VECTOR_FORMATS:
-            raise InputError(f"it is an {fmt.upper()} image (vector graphics). Drawing one can take unbounded "
-                             "time and memory, so cnnplay opens only pixel images; export it as PNG first", name)
-        raise InputError(f"it is a {fmt.upper()} image, a format cnnplay does not open "
-                         f"(it opens {', '.join(f.upper() for f in ACCEPTED_NAMES)})", name)
+    if fmt == "ppm" and len(head) > 1:
+        fmt = _PNM.get(head[1], fmt)  # the handler of all three: the header says which
     size = reader.size()
     if size.isValid() and size.width() * size.height() > max_pixels:
         raise InputError(f"the {fmt.upper()} header says {size.width()}x{size.height()} pixels "
