@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 pytest.importorskip("PySide6")
-from PySide6.QtGui import QImageReader  # noqa: E402
+from PySide6.QtGui import QColor, QImageReader  # noqa: E402
+from test_imageio import encode, filled  # noqa: E402
 
 from cnnplay.app import imageio  # noqa: E402
 from cnnplay.core.errors import InputError  # noqa: E402
@@ -36,15 +37,7 @@ def test_only_pixel_handlers_are_asked_and_never_with_qts_own_detection(monkeypa
             return super().canRead()
 
     monkeypatch.setattr(imageio, "QImageReader", Spy)
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-    from PySide6.QtGui import QColor, QImage
-    img = QImage(3, 2, QImage.Format.Format_RGB32)
-    img.fill(QColor(10, 20, 30))
-    ba = QByteArray()
-    buf = QBuffer(ba)
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    assert img.save(buf, "png")  # a real PNG, written by Qt
-    r = imageio.load_image_bytes(bytes(ba.data()), "a.png", max_side=None)
+    r = imageio.load_image_bytes(encode(filled(3, 2, QColor(10, 20, 30)), "png"), "a.png", max_side=None)
     assert r.format == "png" and r.array.shape == (3, 2, 3)
     for data, name in [(SVG, "a.png"), (gzip.compress(SVG), "b.jpg"), (b"plain text\n" * 9, "c.png"),
                        (bytes(range(256)), "d.bmp")]:

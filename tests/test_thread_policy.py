@@ -152,15 +152,15 @@ def test_after_a_short_slow_spell_parallel_returns_within_the_first_probe_wait()
     assert p.choice("k") == 2
     assert m.now - start <= ThreadPolicy.PROBE_SECONDS + 0.1
 
+
 def test_first_estimates_slowed_by_the_warm_up_are_corrected_within_the_confirmation_wait():
     # a real trace (a 64->64 3x3 layer's backward at batch 16, the bench's first
     # training steps): after the warm-up call, two threads took 25.8 and 25.0 ms,
     # one thread 22.9 and 22.2; then two threads 15 ms and one 16.6. The layer
     # used to stay on one thread until the first periodic probe, 2 s later
-    p = ThreadPolicy(threads=2, clock=lambda: m.now)
     m = Machine(t_parallel=0.015, t_serial=0.0166)
-    first = iter([0.0173, 0.0258, 0.0229, 0.0250, 0.0222])
-    for seconds in first:
+    p = ThreadPolicy(threads=2, clock=m.clock)
+    for seconds in (0.0173, 0.0258, 0.0229, 0.0250, 0.0222):
         n = p.choose("k")
         p.record("k", n, seconds)
         m.now += seconds + 0.05  # the rest of a training step
@@ -178,7 +178,7 @@ def test_a_confirmation_that_agrees_keeps_the_periodic_schedule():
     # double the wait before the next one
     m = Machine(t_parallel=0.005, t_serial=0.009)
     p = ThreadPolicy(threads=2, clock=m.clock)
-    _, used = m.run(p, calls=5)
+    m.run(p, calls=5)
     decided = m.now
     serial_at = []
     while m.now - decided < 2 * ThreadPolicy.PROBE_SECONDS + 0.5:
