@@ -602,7 +602,7 @@ def test_packed_weights_follow_the_parameter_version():
     close(y3, np.stack([ref_sample("conv2d", cfg, x[i], p) for i in range(2)]))
 
 
-@pytest.mark.parametrize("algo", ["direct", "gemm", "winograd4"])
+@pytest.mark.parametrize("algo", ["direct", "gemm", "winograd4", "winograd_s2"])
 def test_a_version_reused_for_other_weights_finds_no_packing_of_another_shape(algo):
     """The packed weights are kept per (version, kind, weight shape): a caller that
     passes one version for two layers of different shapes (against the docs) gets
@@ -610,7 +610,7 @@ def test_a_version_reused_for_other_weights_finds_no_packing_of_another_shape(al
     write past (it corrupted the heap). Forward and both gradients."""
     from cnnplay.core.kernels import conv, grad
     rng = np.random.default_rng(3)
-    stride = 2 if algo == "gemm" else 1
+    stride = 2 if algo in ("gemm", "winograd_s2") else 1
     cfg = {"kernel_size": (3, 3), "stride": (stride, stride), "padding": (1, 1), "dilation": (1, 1)}
     for co in (160, 72):  # the second layer is smaller: reads past the first's packing would go unseen
         x, w, b = rand(rng, (2, 128, 9, 9)), rand(rng, (co, 128, 3, 3)), rand(rng, (co,))

@@ -194,6 +194,8 @@ GEOMETRIES = [
     ([128, 9, 9], {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1}),  # GEMM
     ([64, 30, 30], {"type": "conv2d", "out_channels": 96, "kernel_size": 1, "stride": 2}),  # GEMM, 1x1 stride 2
     ([64, 9, 9], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "stride": 2, "padding": 1}),  # direct
+    # stride-2 Winograd (17x17 outputs: the tiles overhang)
+    ([128, 34, 34], {"type": "conv2d", "out_channels": 256, "kernel_size": 3, "stride": 2, "padding": 1}),
     # the forward on the direct kernel, the input gradient by BLAS
     ([64, 12, 11], {"type": "conv2d", "out_channels": 72, "kernel_size": 5, "stride": 2, "padding": 2}),
     ([48, 8, 8], {"type": "conv2d", "out_channels": 96, "kernel_size": 1}),                  # pointwise

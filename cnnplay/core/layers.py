@@ -420,10 +420,12 @@ class Conv(WindowedLayer):
         maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
         length = max(hq * wq, maxoff + ho * wq)
         phases, taps = sh * sw, kh * kw
-        from .kernels import atrous, conv, winograd
+        from .kernels import atrous, conv, winograd, winograd_s2
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
+        strided = winograd_s2.applies(w.kernel, w.stride, w.dilation)
         algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation, w.padding), taps,
-                                 phases, None, (dh, dw) != (1, 1))  # as conv.choose, for any batch
+                                 phases, None, (dh, dw) != (1, 1),
+                                 winograd_s2.spill(ho, wo) if strided else None)  # as conv.choose, any batch
         if algo in winograd.NAMES and (dh, dw) != (1, 1):
             # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
             # counted as one map of those sub-images side by side, each with a tile's
@@ -440,7 +442,9 @@ class Conv(WindowedLayer):
         # im2col + BLAS: a block of columns and the products (conv.gemm_workspace_bytes);
         # a Winograd layer's weight gradient takes it while its own kernels compile
         block = conv.gemm_workspace_bytes(ci * taps, taps, ho * wq, co, 4 * co * ho * wo)
-        gemm = block if algo == "gemm" or algo in winograd.NAMES else 0
+        gemm = block if algo in ("gemm", winograd_s2.NAME) or algo in winograd.NAMES else 0
+        if algo == winograd_s2.NAME:  # its channels-last copies, transformed tiles and products
+            gemm += winograd_s2.workspace_bytes(ci, co, ho, wo)
         flipped_gx = conv.flipped_input_grad(ci, w.kernel, w.stride, w.padding, w.dilation)
         # a scattered input gradient by BLAS takes a block of columns too
         gemm_gx = block if not flipped_gx and conv.choose_input_grad(ci, co) == "gemm" else 0

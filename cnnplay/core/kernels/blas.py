@@ -116,27 +116,55 @@ def batched_matmul(a, b, out):
     of 256 x 512 x 196 (a 1x1 layer's batch) the threaded BLAS took 0.72-0.97x
     the split's time (an odd count leaves a thread idle), with 8-36 products
     1.02-1.11x (one process, 2 threads)."""
-    global _pool
     n = _current or 1
     parts = min(n, out.shape[0])
     if parts <= 1 or out.shape[0] < SPLIT_PER_THREAD * n or not SPLIT or not available():
         return np.matmul(a, b, out=out)
+    bounds = np.linspace(0, out.shape[0], parts + 1).astype(int)
+
+    def mul(s):
+        np.matmul(a if a.ndim == 2 else a[s], b[s], out=out[s])
+    _split([lambda s=slice(bounds[i], bounds[i + 1]): mul(s) for i in range(parts)], n)
+    return out
+
+
+def matmuls(products) -> None:
+    """out = a @ b for each (a, b, out) of products (2D, of different shapes; row-strided
+    views are fine): with n > 1 BLAS threads, shared between n threads by their
+    multiply-adds (the largest first, each to the least loaded thread), each on a
+    single-threaded BLAS, as batched_matmul splits its batch. Winograd's stride-2
+    scheme multiplies 9 products with inner dimensions of Ci, 2 Ci and 4 Ci."""
+    n = _current or 1
+    if n <= 1 or len(products) < SPLIT_PER_THREAD * n or not SPLIT or not available():
+        for a, b, out in products:
+            np.matmul(a, b, out=out)
+        return
+    work = [a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in products]
+    groups, load = [[] for _ in range(n)], [0] * n
+    for i in sorted(range(len(products)), key=lambda i: -work[i]):
+        least = load.index(min(load))
+        groups[least].append(products[i])
+        load[least] += work[i]
+
+    def mul(group):
+        for a, b, out in group:
+            np.matmul(a, b, out=out)
+    _split([lambda g=g: mul(g) for g in groups if g], n)
+
+
+def _split(jobs, n: int) -> None:
+    """Run jobs (callables), the first on this thread and each other on a helper
+    thread, with OpenBLAS on one thread meanwhile (then back on n)."""
+    global _pool
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
                                    thread_name_prefix="cnnplay-blas")
-    bounds = np.linspace(0, out.shape[0], parts + 1).astype(int)
-    part = [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
-
-    def mul(s):
-        np.matmul(a if a.ndim == 2 else a[s], b[s], out=out[s])
-
     set_threads(1)
     try:
-        jobs = [_pool.submit(mul, s) for s in part[1:]]
-        mul(part[0])
-        for j in jobs:
-            j.result()
+        futures = [_pool.submit(job) for job in jobs[1:]]
+        jobs[0]()
+        for f in futures:
+            f.result()
     finally:
         set_threads(n)
-    return out

@@ -74,7 +74,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import atrous, blas, numpy_path, winograd
+from . import atrous, blas, numpy_path, winograd, winograd_s2
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .reuse import rearranged
@@ -183,6 +183,9 @@ class _Plan:
         # pixel of it (pointwise_input)
         self.pointwise = kh == kw == 1 and ph == pw == 0
         self.winograd = winograd_geometry(kh, kw, stride, dilation, padding)
+        # the stride-2 Winograd scheme's tiles per output position, None where it does not apply
+        self.strided_spill = (winograd_s2.spill(self.ho, self.wo)
+                              if winograd_s2.applies((kh, kw), stride, dilation) else None)
         self.dilated = (dh, dw) != (1, 1)
 
 
@@ -426,7 +429,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
                  algorithm=None, remember_source=True) -> np.ndarray:
     """PyTorch Conv2d on a batch: x (N, Ci, H, W) -> (N, Co, Ho, Wo).
     algorithm: None (chosen per layer shape, see `choose`), "direct", "gemm", "winograd"
-    or "winograd4" (3x3, stride 1, no dilation).
+    or "winograd4" (3x3, stride 1, no dilation), "winograd_s2" (3x3, stride 2, no dilation).
     remember_source: inside `reuse_sources()`, keep x rearranged (its source, or
     channels last for Winograd) for the weight gradient."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -442,6 +445,9 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     if scheme is not None and not plan.winograd:
         raise ValueError(f"conv2d: Winograd takes 3x3 kernels with stride 1 and no dilation (or one that divides "
                          f"the padding), not {kh}x{kw}, stride {stride}, padding {padding}, dilation {dilation}")
+    if algo == winograd_s2.NAME and plan.strided_spill is None:
+        raise ValueError(f"conv2d: strided Winograd takes 3x3 kernels with stride 2 and no dilation, not "
+                         f"{kh}x{kw}, stride {stride}, dilation {dilation}")
     if scheme is not None and plan.dilated:  # the undilated layer on the phase sub-images
         xs = atrous.input_sub_images(x, dilation, remember_source)
         ys = conv2d_batch(xs, w, b, (1, 1), atrous.sub_padding(padding, dilation), (1, 1), version, algo,
@@ -455,7 +461,8 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
             y += bias[:co, None, None]
         return y
     make_source = sized(_make_source, plan.phases * ci * plan.columns(nb), 1 << 19)
-    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_real)}.get(algo, (_direct,))
+    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_real),
+                                                       winograd_s2.NAME: winograd_s2.KERNELS}.get(algo, (_direct,))
     if not ready(make_source, *needs):
         for i in range(nb):  # still compiling (first start): numpy meanwhile
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
@@ -463,6 +470,9 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     if scheme is not None:
         u, bias = cached(version, algo, w, lambda: (winograd.kernel_transform(w, scheme=scheme), _bias(b, co)))
         winograd.conv3x3(x, u, bias, padding, y, remember=remember_source)
+        return y
+    if algo == winograd_s2.NAME:
+        winograd_s2.conv3x3(x, strided_transform(w, version), _bias(b, co), padding, y, remember=remember_source)
         return y
     src = _source(x, plan, stride, padding, remember=remember_source)
     if algo == "gemm":
@@ -474,6 +484,12 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
         _direct(src, plan.offsets(nb, direct=True), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho,
                 plan.wq, plan.wo, plan.length, n_total, y)
     return y
+
+
+def strided_transform(w, version) -> np.ndarray:
+    """The stride-2 Winograd transform of w, once per parameter version (the forward
+    pass and both gradients share it)."""
+    return cached(version, winograd_s2.NAME, w, lambda: (winograd_s2.kernel_transform(w),))[0]
 
 
 def pointwise_input(x, stride) -> np.ndarray:
@@ -592,7 +608,7 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     weight gradient's choice while Winograd's gradient kernels are still
     compiling); such a layer takes the GEMM formulation meanwhile."""
     algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases, nb * plan.ho * plan.wo,
-                        plan.dilated)
+                        plan.dilated, plan.strided_spill if allow_winograd else None)
     if algo in winograd.NAMES and not allow_winograd:
         return "gemm"
     return algo
@@ -603,14 +619,19 @@ GEMM_EXPANSION = 2.25  # im2col's growth (taps per stride phase) up to which wid
 GEMM_WIDE = 128  # such a layer (3x3 with stride 2) takes BLAS from GEMM_WIDE out and GEMM_WIDE^2 in x out channels
 WINOGRAD_NARROW = 32  # channels (in and out) from which a 3x3 layer over many positions takes Winograd
 WINOGRAD_POSITIONS = 2048  # output positions of a call (batch x map) that such a layer needs
+STRIDED_WIDE = 128  # channels (in or out) from which a stride-2 3x3 layer may take Winograd (winograd_s2)
+STRIDED_WORK = 1 << 23  # output positions x in x out channels of a call from which it does
+STRIDED_SPILL = 1.2  # at most this many tile positions per output position (7x7 outputs: 1.31)
 
 
 def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, positions: int | None = None,
-                 dilated: bool = False) -> str:
+                 dilated: bool = False, strided_spill: float | None = None) -> str:
     """`choose` from the channel counts, whether the geometry takes Winograd
     (winograd_geometry), the kernel's taps, the stride's phases, the output
     positions of the call (batch x map; None: as many as a batch may have,
-    what the memory rule, layers.py, asks) and whether the layer is dilated.
+    what the memory rule, layers.py, asks), whether the layer is dilated and,
+    for a stride-2 3x3 layer, its strided Winograd tiles' positions per output
+    position (_Plan.strided_spill; None for other layers).
 
     The direct kernel wins with few channels (its 4 x 3 register block is full
     and it needs no column buffer); channel-heavy 3x3 layers with stride 1 (most
@@ -641,13 +662,26 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     output channels (the product's work per position): 64->256 and 96->192
     then took 0.77-0.95x the direct kernel's forward time and 0.85-0.95x in
     training (batch 1-16, 14-28 px outputs); 64->128 stays direct (0.89-1.07x,
-    0.92-1.00x) as does 128->64 (1.08-1.18x); one process, Zen 3."""
+    0.92-1.00x) as does 128->64 (1.08-1.18x); one process, Zen 3.
+
+    Stride-2 3x3 layers with 128+ channels in or out take Winograd's stride-2
+    scheme (winograd_s2.py, 0.69x the multiply-adds) where the call has 2^23
+    output positions x input x output channels and the outputs fill its 2x2
+    tiles (not 7x7 maps: a third more products): in training (forward and
+    both gradients, batch 4-16) 0.74-0.92x the time of GEMM or the direct
+    kernel at 64-512 channels on 8-28 px outputs, forward at batch 1 0.85-0.94x
+    (128->256 on 28 px, 256->256 and 256->512 on 14 px). Below that work the
+    forward took 1.05-1.4x; on 7x7 outputs training took 1.01-1.23x; 64->64
+    layers 1.15-1.5x (one process, Zen 4)."""
     heavy = ci >= CHANNEL_HEAVY and co >= CHANNEL_HEAVY
     many = not dilated and (positions is None or positions >= WINOGRAD_POSITIONS)
     if winograd and (heavy or (min(ci, co) >= WINOGRAD_NARROW and many)):
         return "winograd4" if max(ci, co) <= WINOGRAD4_MAX else "winograd"
     if not heavy:
         return "direct"
+    if strided_spill is not None and max(ci, co) >= STRIDED_WIDE and strided_spill <= STRIDED_SPILL and (
+            positions is None or positions * ci * co >= STRIDED_WORK):
+        return winograd_s2.NAME
     expansion = taps / phases
     if expansion <= 1 or (expansion <= GEMM_EXPANSION and co >= GEMM_WIDE and ci * co >= GEMM_WIDE ** 2):
         return "gemm"

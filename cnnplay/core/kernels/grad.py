@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import blas, numpy_path, winograd
+from . import blas, numpy_path, winograd, winograd_s2
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .pool import tiles
@@ -442,6 +442,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
     if plan.dilated and plan.winograd and (algorithm or conv.choose(plan, co, nb)) in winograd.NAMES:
         return _atrous_backward(x, w, gy, (ph, pw), (dh, dw), param_grads, input_grad, version, algorithm)
+    if (algorithm or conv.choose(plan, co, nb)) == winograd_s2.NAME and ready(*winograd_s2.GRAD_KERNELS):
+        return _strided_winograd_backward(x, w, gy, (ph, pw), param_grads, input_grad, version)
     if not ready(*_CONV_KERNELS, conv._make_source, conv._gather):  # first start: numpy meanwhile
         return _numpy_conv_backward(x, w, gy, (sh, sw), (ph, pw), (dh, dw), param_grads, input_grad)
     length, maxoff, nph = plan.length, plan.maxoff, plan.phases
@@ -471,7 +473,8 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     # gy padded onto the full grid
     gw_algo = gx_algo = None
     if param_grads and not wino_gw and not pointwise_gw:
-        gw_algo = (conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES)
+        gw_algo = (conv.choose(plan, co, nb, allow_winograd=False) if algorithm in (None, *winograd.NAMES,
+                                                                                     winograd_s2.NAME)
                    else algorithm)
     if input_grad and not (stride1_gx or pointwise_gx):
         # a forced algorithm other than GEMM (direct, or Winograd with few channels) scatters directly
@@ -565,6 +568,20 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
             _grad_input_single(gpad.reshape(-1), pair_start, pair_off, wt, nchunk, total, gsrc)
     gx = np.empty_like(x)
     _phase_unsplit(gsrc, sh, sw, ph, pw, plan.hq, plan.wq, length, gx)
+    return gx, gw, gb
+
+
+def _strided_winograd_backward(x, w, gy, padding, param_grads, input_grad, version):
+    """The gradients of a stride-2 3x3 layer in the Winograd domain (winograd_s2.py),
+    the bias gradient as the other paths sum it."""
+    from . import conv
+    nb, co = gy.shape[:2]
+    gx, gw = winograd_s2.backward(x, conv.strided_transform(w, version), gy, padding, param_grads, input_grad)
+    gb = None
+    if param_grads:
+        gb = np.empty(co, np.float64)
+        _channel_sums(gy.reshape(nb, co, -1), gb)
+        gb = gb.astype(np.float32)
     return gx, gw, gb
 
 
