@@ -66,7 +66,16 @@ def test_strided_winograd_on_any_geometry(n, ci, co, p, hw, bias, tiny_blocks, s
         winograd_s2.BUDGET = budget
     close(gw, weight_reference(x, gy, p))
     close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
-    close(gx, conv_input_grad(x.shape, w, gy, (3, 3), (2, 2), p, (1, 1)))
+    want_gx = conv_input_grad(x.shape, w, gy, (3, 3), (2, 2), p, (1, 1))
+    close(gx, want_gx)
+    # the input gradient alone reads x for its shape only; the parameter gradients alone
+    gx_only, no_w, no_b = grad.conv2d_backward_batch(np.full_like(x, np.nan), w, gy, 2, p, 1, param_grads=False,
+                                                     algorithm="winograd_s2")
+    assert no_w is None and no_b is None
+    close(gx_only, want_gx)
+    no_x, gw_only, _ = grad.conv2d_backward_batch(x, w, gy, 2, p, 1, input_grad=False, algorithm="winograd_s2")
+    assert no_x is None
+    close(gw_only, gw)
 
 
 def test_strided_winograd_with_many_channels_and_threads():

@@ -32,11 +32,12 @@ VGG11 = {"input": [3, 224, 224], "layers": (
     + _conv(512) + _conv(512) + _POOL + _conv(512) + _conv(512) + _POOL)}
 
 # (in channels, out channels, map size, kernel[, stride, dilation]): VGG's and ResNet's 3x3
-# and 1x1 layers, then ResNet's downsampling layers (stride 2) and a dilated one, which
-# neither Winograd nor a plain product serves
+# and 1x1 layers, then ResNet's downsampling layers (stride 2: the GEMM path, and on a
+# large map Winograd's stride-2 scheme) and a dilated one
 LAYERS = [(128, 256, 56, 3), (256, 256, 56, 3), (256, 512, 28, 3), (512, 512, 28, 3), (512, 512, 14, 3),
           (256, 256, 28, 1), (256, 512, 28, 1), (512, 512, 14, 1), (512, 256, 14, 1),
-          (64, 128, 56, 3, 2), (128, 256, 28, 3, 2), (256, 512, 14, 3, 2), (256, 512, 28, 1, 2),
+          (64, 128, 56, 3, 2), (128, 256, 28, 3, 2), (256, 512, 14, 3, 2), (128, 256, 56, 3, 2),
+          (256, 512, 28, 1, 2),
           (128, 128, 28, 3, 1, 2)]
 
 

@@ -63,7 +63,8 @@ WORKLOADS = {
 # channel-heavy and 1x1 layers (issue 18): (in channels, out channels, kernel, map size[, stride,
 # dilation]); the last ones are ResNet's downsampling layers and a dilated one
 HEAVY = [(64, 64, 3, 56), (128, 128, 3, 28), (256, 256, 3, 14), (512, 512, 3, 14), (256, 512, 1, 14),
-         (64, 128, 3, 28, 2), (128, 256, 3, 14, 2), (256, 512, 1, 14, 2), (128, 128, 3, 14, 1, 2)]
+         (64, 128, 3, 28, 2), (128, 256, 3, 14, 2), (128, 256, 3, 28, 2), (256, 512, 1, 14, 2),
+         (128, 128, 3, 14, 1, 2)]
 TRAIN_BATCH = 4  # the per-layer training figures
 
 ROUNDS = 15

@@ -26,7 +26,7 @@ are the next one's top padding rows), so a batch is just more positions of the
 same reduction, in the same kernel; the few positions between two samples are
 computed and dropped by the store.
 
-Three algorithms, chosen per layer shape by `choose` (the single-sample path,
+Four algorithms, chosen per layer shape by `choose` (the single-sample path,
 the batched path and the backward's gradients all ask it):
 
 - "direct" (above): few channels (< 64 in or out, except 3x3 layers with 32+
@@ -56,6 +56,9 @@ the batched path and the backward's gradients all ask it):
   3x3) beyond (2.25x fewer, more exact; long products, where its cheaper
   transforms win), winograd.py; the training engine's input gradient of such
   layers follows the forward's scheme, its weight gradient runs in F(2x2).
+- "winograd_s2": 3x3 with stride 2 (ResNet's downsampling layers), 128+
+  channels and enough work per call: 2x2 output tiles from 5x5 inputs, 0.69x
+  the multiply-adds of im2col (winograd_s2.py), forward and both gradients.
 
 Weights are packed (transposed, padded / reshaped) once per parameter version
 (`cached`: the network passes its version with the parameters), not per call.

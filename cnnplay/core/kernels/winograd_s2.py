@@ -367,23 +367,25 @@ def workspace_bytes(ci: int, co: int, ho: int, wo: int) -> int:
     return 4 * (2 * ci * hp * wp + 25 * ci * n + 9 * co * n + co * 4 * th * tw + 2 * 25 * ci * co + 20 * PAD)
 
 
-def _blocks(x, co: int, ho: int, wo: int, padding, budget: int, remember: bool = False):
+def _blocks(x, co: int, ho: int, wo: int, padding, budget: int, remember: bool = False, transform: bool = True):
     """The tiles of an (Ho, Wo) output of x (N, Ci, H, W) a block of tile rows at a
     time: yields (r0, r1, n, V's flat buffer, M's) with V transformed (_points' layout,
-    n tiles) and M to fill (_planes'). The same buffers serve every block."""
+    n tiles; transform=False: left to fill, x only read for its shape) and M to fill
+    (_planes'). The same buffers serve every block."""
     nb, ci = x.shape[:2]
     th, tw = tiles(ho, wo)
     hp, wp = extent(ho, wo)
     xt = reuse.rearranged(x, ("channels last", tuple(padding), hp, wp),
-                          lambda: channels_last(x, padding, hp, wp), remember)
+                          lambda: channels_last(x, padding, hp, wp), remember) if transform else None
     rows = _rows_per_block(ci, co, th, tw, nb, budget)
     vflat = np.empty(_points(ci, nb * rows * tw)[0], np.float32)
     mflat = np.empty(9 * (nb * rows * tw * co + PAD), np.float32)
     for r0 in range(0, th, rows):
         r1 = min(th, r0 + rows)
         n = nb * (r1 - r0) * tw
-        _, _, eoff, estep = _points(ci, n)
-        _input_transform(xt, r0, r1, tw, eoff, estep, vflat)
+        if transform:
+            _, _, eoff, estep = _points(ci, n)
+            _input_transform(xt, r0, r1, tw, eoff, estep, vflat)
         yield r0, r1, n, vflat, mflat
 
 
@@ -405,7 +407,8 @@ def backward(x, u, gy, padding, param_grads: bool = True, input_grad: bool = Tru
     """(gx, gw) of the stride-2 3x3 convolution of x (N, Ci, H, W) with zero padding
     (ph, pw) and transformed kernel u, whose output gradient is gy (N, Co, Ho, Wo);
     gw (Co, Ci, 3, 3) summed over the batch, None unless param_grads; gx None unless
-    input_grad. Inside reuse_sources() the forward's channels-last x serves."""
+    input_grad (x is then only read for its shape). Inside reuse_sources() the
+    forward's channels-last x serves."""
     nb, ci, h, w = x.shape
     co, ho, wo = gy.shape[1:]
     th, tw = tiles(ho, wo)
@@ -418,7 +421,8 @@ def backward(x, u, gy, padding, param_grads: bool = True, input_grad: bool = Tru
     # not read its last row or column, whose gradient is then 0)
     gxt = np.zeros((nb, max(hp, padding[0] + h), max(wp, padding[1] + w), ci), np.float32) if input_grad else None
     ut = [a.T for a in _kernel_matrices(u, ci)] if input_grad else None
-    for r0, r1, n, vflat, mflat in _blocks(x, co, ho, wo, padding, max(BUDGET, 4 * 25 * ci * co)):
+    budget = max(BUDGET, 4 * 25 * ci * co) if param_grads else BUDGET
+    for r0, r1, n, vflat, mflat in _blocks(x, co, ho, wo, padding, budget, transform=param_grads):
         plane, gm = _planes(mflat, co, n)
         _grad_output_transform(gyt, r0, r1, tw, mflat, plane)
         v = _matrices(vflat, ci, n)
