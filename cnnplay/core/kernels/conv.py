@@ -673,7 +673,7 @@ def choose_shape(ci: int, co: int, winograd: bool, taps: int, phases: int = 1, p
     tiles (not 7x7 maps: a third more products): in training (forward and
     both gradients, batch 4-16) 0.74-0.92x the time of GEMM or the direct
     kernel at 64-512 channels on 8-28 px outputs, forward at batch 1 0.85-0.94x
-    (128->256 on 28 px, 256->256 and 256->512 on 14 px). Below that work the
+    (outputs of 128->256 on 28 px, of 256->256 and 256->512 on 14 px). Below that work the
     forward took 1.05-1.4x; on 7x7 outputs training took 1.01-1.23x; 64->64
     layers 1.15-1.5x (one process, Zen 4)."""
     heavy = ci >= CHANNEL_HEAVY and co >= CHANNEL_HEAVY

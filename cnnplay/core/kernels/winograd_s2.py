@@ -56,8 +56,9 @@ SIZE = (2, 2, 1)  # values per 1D sum
 
 
 def _columns():
-    """ECOL (5, 5): where value (i, j)'s Ci columns start in a row of V (in units of Ci);
-    START (9,), WIDTH (9,): point (p, q) = 3p + q's columns (units of Ci)."""
+    """ECOL (5, 5): where value (i, j)'s Ci rows start in U (in units of Ci); START (9,),
+    WIDTH (9,): point (p, q) = 3p + q's rows (units of Ci). In V the value's columns
+    start at ECOL - START (times Ci) within its point's matrix (`_points`)."""
     start, width = np.zeros(9, np.int64), np.zeros(9, np.int64)
     ecol = np.zeros((5, 5), np.int64)
     at = 0
@@ -74,7 +75,6 @@ def _columns():
 
 
 ECOL, START, WIDTH = _columns()
-G = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1]], np.float32)  # k = G g
 
 
 def applies(kernel, stride, dilation) -> bool:
