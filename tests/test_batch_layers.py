@@ -307,13 +307,15 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2),
        st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 3), min_size=2, max_size=2),
-       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2))
-def test_the_batch_source_layout(n, ci, k, s, p, d, hw):
+       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2),
+       st.integers(1, 4))
+def test_the_batch_source_layout(n, ci, k, s, p, d, hw, per_job):
     """conv._make_source writes every column of a batch's source (into memory full of
-    NaN): sample b's phase image (py, px) of channel c from column b*length holds
-    padded pixel (i*sh + py, j*sw + px) at i*Wq + j, zeros elsewhere; with stride 1
-    down the samples overlap in padding rows, and each one still reads back whole
-    (that the outputs are right: the batch tests against the references)."""
+    NaN), whatever its channels per job: sample b's phase image (py, px) of channel c
+    from column b*length holds padded pixel (i*sh + py, j*sw + px) at i*Wq + j, zeros
+    elsewhere; with stride 1 down the samples overlap in padding rows, and each one
+    still reads back whole (that the outputs are right: the batch tests against the
+    references)."""
     from cnnplay.core.kernels import conv
     spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
     assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
@@ -323,7 +325,7 @@ def test_the_batch_source_layout(n, ci, k, s, p, d, hw):
     if s[0] == 1 and n > 1:
         assert plan.length == max(hw[0] + p[0], plan.ho) * plan.wq  # padding rows shared
     out = np.full((plan.phases * ci, plan.columns(n)), np.nan, np.float32)
-    conv._make_source(x, s[0], s[1], p[0], p[1], plan.hq, plan.wq, plan.length, out)
+    conv._make_source(x, s[0], s[1], p[0], p[1], plan.hq, plan.wq, plan.length, per_job, out)
     assert not np.isnan(out).any()
     covered = np.zeros(out.shape, bool)
     for b in range(n):
