@@ -679,14 +679,18 @@ def _grad_weight_gemm(gyc, src, plan, nb, budget, gw):
     n_real = gyc.shape[1]
     nc, kc = _block_size(k, ntap, n_real, budget)
     buf = np.empty(kc * nc, np.float32)
-    part = np.empty_like(gw)
-    gw[:] = 0.0
+    part = None
     for r0, nc, k0, k1 in column_blocks(k, ntap, n_real, budget):
         cols = buf[:(k1 - k0) * nc].reshape(k1 - k0, nc)
         if k0 == 0:  # the blocks of rows of these positions follow
             runs = real_runs(r0, nc, plan)
         _gather(src, off[k0:k1], runs, cols)
-        p = part[:, :k1 - k0] if k1 - k0 < k else part
+        if r0 == 0:  # the first block of positions writes its rows of gw (no zeros first, no sum)
+            np.matmul(gyc[:, r0:r0 + nc], cols.T, out=gw[:, k0:k1])
+            continue
+        if part is None:
+            part = np.empty_like(gw)
+        p = part[:, :k1 - k0]
         np.matmul(gyc[:, r0:r0 + nc], cols.T, out=p)
         gw[:, k0:k1] += p
 
