@@ -129,3 +129,25 @@ def test_forcing_it_on_another_geometry_is_refused():
     with pytest.raises(ValueError, match="stride 2"):
         conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd_s2")
 
+
+
+def test_while_its_kernels_compile_the_layer_computes_on_the_numpy_path():
+    """A first start: with the kernels not yet compiled (mode "numpy"), a layer that
+    takes the scheme computes its forward pass and gradients on the numpy path, to
+    the same float64 references."""
+    from cnnplay.core.kernels import coldstart, conv, grad
+    rng = np.random.default_rng(11)
+    x, w, b = rand(rng, (1, 64, 66, 66)), rand(rng, (128, 64, 3, 3)) * 0.1, rand(rng, (128,))
+    assert conv.choose(conv._plan(64, 66, 66, 3, 3, (2, 2), (1, 1), (1, 1)), 128, 1) == "winograd_s2"
+    gy = rand(rng, (1, 128, 33, 33))
+    mode = coldstart.mode()
+    coldstart.set_mode("numpy")
+    try:
+        y = conv.conv2d_batch(x, w, b, 2, 1, 1)
+        gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 2, 1, 1)
+    finally:
+        coldstart.set_mode(mode)
+    close(y, reference(x, w, b, (1, 1)))
+    close(gw, weight_reference(x, gy, (1, 1)))
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    close(gx, conv_input_grad(x.shape, w, gy, (3, 3), (2, 2), (1, 1), (1, 1)))
