@@ -305,6 +305,14 @@ def _grad_weight(gflat, rowlen, g0ff, n, srcflat, length, row_of, off, nchunk, g
             gw[c0 + i, k2] = acc[i, 2]
 
 
+def _bias_grad(gy) -> np.ndarray:
+    """gb (Co,) float32: gy (N, Co, Ho, Wo) summed per channel, in float64."""
+    nb, co = gy.shape[:2]
+    gb = np.empty(co, np.float64)
+    _channel_sums(gy.reshape(nb, co, -1), gb)
+    return gb.astype(np.float32)
+
+
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
 def _channel_sums(gy, out):
     """out[c] = the float64 sum of gy[:, c, :] (a conv's bias gradient), a job per
@@ -440,9 +448,10 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if gy.shape != (nb, co, ho, wo):
         raise ValueError(f"conv2d_backward: gy is {gy.shape[1:]}, the output is {(co, ho, wo)}")
     plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
-    if plan.dilated and plan.winograd and (algorithm or conv.choose(plan, co, nb)) in winograd.NAMES:
+    algo = algorithm or conv.choose(plan, co, nb)  # the forward's algorithm
+    if plan.dilated and plan.winograd and algo in winograd.NAMES:
         return _atrous_backward(x, w, gy, (ph, pw), (dh, dw), param_grads, input_grad, version, algorithm)
-    if (algorithm or conv.choose(plan, co, nb)) == winograd_s2.NAME and ready(*winograd_s2.GRAD_KERNELS):
+    if algo == winograd_s2.NAME and ready(*winograd_s2.GRAD_KERNELS):
         return _strided_winograd_backward(x, w, gy, (ph, pw), param_grads, input_grad, version)
     if not ready(*_CONV_KERNELS, conv._make_source, conv._gather):  # first start: numpy meanwhile
         return _numpy_conv_backward(x, w, gy, (sh, sw), (ph, pw), (dh, dw), param_grads, input_grad)
@@ -455,7 +464,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     # a test asks for F(4x4): F(4x4)'s rounds 5-10x coarser (3-6e-6 of the largest
     # entry against 4-7e-7 on 64-128 channels), for 0.72-0.86x F(2x2)'s time, and
     # F(2x2)'s already takes 0.6x PyTorch's there.
-    scheme = winograd.SCHEMES.get(algorithm or conv.choose(plan, co, nb)) if plan.winograd else None
+    scheme = winograd.SCHEMES.get(algo) if plan.winograd else None
     wino = scheme is not None
     gw_scheme = scheme if algorithm == winograd.F4.name else winograd.F2
     wino_gw = wino and ready(*gw_scheme.grad_kernels)
@@ -487,9 +496,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if "gemm" in (gw_algo, gx_algo):
         gyc = _channel_major(gy)
     if param_grads:
-        gb = np.empty(co, np.float64)
-        _channel_sums(gy.reshape(nb, co, -1), gb)
-        gb = gb.astype(np.float32)
+        gb = _bias_grad(gy)
     wino_gx = input_grad and stride1_gx and wino and ready(*scheme.kernels)
     gyt = None  # gy channels last, once for both Winograd gradients
     if (wino_gw and param_grads) or wino_gx:
@@ -575,14 +582,8 @@ def _strided_winograd_backward(x, w, gy, padding, param_grads, input_grad, versi
     """The gradients of a stride-2 3x3 layer in the Winograd domain (winograd_s2.py),
     the bias gradient as the other paths sum it."""
     from . import conv
-    nb, co = gy.shape[:2]
     gx, gw = winograd_s2.backward(x, conv.strided_transform(w, version), gy, padding, param_grads, input_grad)
-    gb = None
-    if param_grads:
-        gb = np.empty(co, np.float64)
-        _channel_sums(gy.reshape(nb, co, -1), gb)
-        gb = gb.astype(np.float32)
-    return gx, gw, gb
+    return gx, gw, (_bias_grad(gy) if param_grads else None)
 
 
 def _atrous_backward(x, w, gy, padding, dilation, param_grads, input_grad, version, algorithm):

@@ -43,11 +43,13 @@ input by B gV B^T (neighbouring tiles overlap in one row and column).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit, prange
 
 from . import blas, reuse
-from .winograd_tiles import _channels_last, _store_rows, channels_last
+from .winograd_tiles import _channels_first, _channels_last, _store_rows, channels_last
 
 NAME = "winograd_s2"
 BUDGET = 8 << 20  # bytes V and M may take together per block of tile rows (winograd.BUDGET)
@@ -298,41 +300,30 @@ def _b(v0, v1, v2, v3, v4):
     return v0, v1, v2 - v0 - v4, v3 - v1, v4
 
 
-@njit(cache=True, parallel=True)
-def _channels_first(xt, ph, pw, x):
-    """x (N, C, H, W) = the padded, channels-last xt (N, Hp, Wp, C) cropped at (ph, pw):
-    channels_last's inverse. One job per sample and row."""
-    nb, ci, h, w = x.shape
-    for job in prange(nb * h):
-        b = job // h
-        r = job - b * h
-        src = xt[b, r + ph]
-        for c in range(ci):
-            dst = x[b, c, r]
-            for col in range(w):
-                dst[col] = src[pw + col, c]
-
-
 # -- the wrappers ------------------------------------------------------------------------
 
 KERNELS = (_channels_last, _input_transform, _output_transform, _kernel_transform)  # the forward's
 GRAD_KERNELS = (_channels_last, _input_transform, _grad_output_transform, _adjoint_kernel_transform,
-                _input_adjoint, _channels_first)
+                _input_adjoint, _channels_first, _kernel_transform)  # (the transform, if the forward's is not kept)
 PAD = 16  # floats between two planes (winograd._planes: planes a multiple of 4 KB apart share L1 sets)
 
 
+@lru_cache(maxsize=64)
 def _points(ci: int, n: int):
     """The point-major layout of n rows of transformed values (V and gV: a row per
     tile; gU: a row per output channel): point P's (n, WIDTH[P] Ci) matrix from
     off[P], so that each product reads and writes whole matrices. Returns (floats,
     off (9,), eoff (5, 5), estep (5, 5)): value (i, j) of row t and channel c lies at
-    eoff[i, j] + t estep[i, j] + c."""
+    eoff[i, j] + t estep[i, j] + c. Computed once per shape (a call asks several
+    times); the arrays are shared, read only."""
     width = WIDTH * ci
     off = np.zeros(9, np.int64)
     off[1:] = np.cumsum(width * n + PAD)[:-1]
     point = 3 * np.array(POINT)[:, None] + np.array(POINT)[None, :]
-    eoff = off[point] + (ECOL - START[point]) * ci
-    return int(off[-1] + width[-1] * n + PAD), off, eoff, width[point]
+    eoff, estep = off[point] + (ECOL - START[point]) * ci, width[point]
+    for a in (off, eoff, estep):
+        a.flags.writeable = False
+    return int(off[-1] + width[-1] * n + PAD), off, eoff, estep
 
 
 def _matrices(flat, ci: int, n: int):

@@ -6,7 +6,9 @@ enough to vectorize whatever the map's width (with channels first, a row of
 tiles was 7-14 tiles long at 14-56 px, read at a stride of the tile size:
 mostly scalar code, and F(4x4)'s transforms took 60 % of a 64-channel layer).
 The maps come in and go out channels first: `channels_last` pads and turns
-the input once, `_store_rows` writes each tile row's outputs back.
+the input once, `_store_rows` writes each tile row's outputs back
+(`_channels_first` turns a whole padded map back: the stride-2 scheme's input
+gradient).
 """
 
 from __future__ import annotations
@@ -80,3 +82,18 @@ def _store_rows(q, b, top, y):
             src = q[r, c]
             for x in range(wo):
                 dst[x] = src[x]
+
+
+@njit(cache=True, parallel=True)
+def _channels_first(xt, ph, pw, x):
+    """x (N, C, H, W) = the padded, channels-last xt (N, Hp, Wp, C) cropped at (ph, pw):
+    channels_last's inverse. One job per sample and row."""
+    nb, ci, h, w = x.shape
+    for job in prange(nb * h):
+        b = job // h
+        r = job - b * h
+        src = xt[b, r + ph]
+        for c in range(ci):
+            dst = x[b, c, r]
+            for col in range(w):
+                dst[col] = src[pw + col, c]
