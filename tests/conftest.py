@@ -76,6 +76,18 @@ def _gui_thread_duties_as_in_the_app(qapp):
     imageio.load_plugins()
 
 
+@pytest.fixture(autouse=True)
+def _algorithms_by_the_rules(monkeypatch):
+    """Every test runs the algorithms conv.choose_shape's rules pick: a training step's
+    measurement (kernels/tuning.py) would make the path a test takes depend on the
+    machine's load of the moment. tests/test_tuning.py measures where that is the
+    subject, and forces each decision a measurement can make."""
+    from cnnplay.core.kernels import tuning
+    monkeypatch.setattr(tuning, "ENABLED", False)
+    yield
+    tuning.reset()
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """The app's data folder (autosave, log, settings) for one test."""

@@ -249,3 +249,35 @@ def test_workspace_rule_bounds_the_batch_kernels_per_sample(shape, layer):
     assert fwd <= y.nbytes + work + slack, f"forward allocated {fwd} bytes, the rule says {work} + output"
     bwd = _traced_peak(lambda: net.layer_backward_batch(0, x, y, gy))
     assert bwd <= work + slack, f"backward allocated {bwd} bytes, the rule says {work}"
+
+
+@pytest.mark.parametrize("shape, layer", [g for g in GEOMETRIES if g[1]["type"] == "conv2d"],
+                         ids=lambda v: v["type"] if isinstance(v, dict) else None)
+def test_workspace_rule_bounds_every_algorithm_a_training_step_can_keep(shape, layer):
+    """A training step may measure another algorithm than the rules' faster and keep it
+    (kernels/tuning.py): forced to each of the layer's candidates in turn, the batch
+    kernels' buffers stay within the one rule."""
+    import numpy as np
+
+    from cnnplay.core.kernels import conv, tuning
+    n = 3
+    net = Network.from_dict({"input": shape, "layers": [layer]})
+    w = net.layer_types[0].window(net.configs[0], tuple(shape)).as_2d()
+    co = net.configs[0]["out_channels"]
+    plan = conv._plan(shape[0], shape[1], shape[2], *w.kernel, tuple(w.stride), tuple(w.padding),
+                      tuple(w.dilation))
+    algos = dict.fromkeys((conv.choose(plan, co, n),
+                           *conv.alternatives(shape[0], co, plan.winograd, plan.ntap, plan.strided_spill)))
+    x = np.random.default_rng(2).standard_normal((n, *shape)).astype(np.float32)
+    work = n * net.workspace_bytes[0]
+    slack = 64 << 10
+    for algo in algos:
+        tuning.keep(tuning.key(plan, co, n), algo)
+        assert conv.choose(plan, co, n) == algo
+        y = net.layer_forward_batch(0, x)
+        gy = np.ones_like(y)
+        net.layer_backward_batch(0, x, y, gy)
+        fwd = _traced_peak(lambda: net.layer_forward_batch(0, x))
+        assert fwd <= y.nbytes + work + slack, f"{algo}: forward allocated {fwd} bytes, the rule says {work} + output"
+        bwd = _traced_peak(lambda: net.layer_backward_batch(0, x, y, gy))
+        assert bwd <= work + slack, f"{algo}: backward allocated {bwd} bytes, the rule says {work}"

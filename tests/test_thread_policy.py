@@ -230,7 +230,7 @@ def test_wrappers_launch_on_the_chosen_count_and_only_the_outermost_records(monk
 
     stub = Stub()
     monkeypatch.setattr(launch, "POLICY", stub)
-    monkeypatch.setattr(launch, "_numpy_meanwhile", lambda: False)
+    monkeypatch.setattr(launch, "numpy_meanwhile", lambda: False)
     seen = []
 
     @launch.one_at_a_time
@@ -288,7 +288,7 @@ def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, 
         pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs 2 threads")
-    monkeypatch.setattr(launch, "_numpy_meanwhile", lambda: False)
+    monkeypatch.setattr(launch, "numpy_meanwhile", lambda: False)
     x = np.random.default_rng(0).standard_normal((1, 64, 8, 8)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
     conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd")  # compiled / loaded before the patch

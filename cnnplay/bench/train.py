@@ -296,7 +296,7 @@ def _profile(net, x, y, runs=5):
 
 def run() -> list[str]:
     from ..core import Network
-    from ..core.kernels import conv, launch
+    from ..core.kernels import conv, launch, tuning
 
     threads = launch.POLICY.threads  # all cores (numba.get_num_threads() is what the last launch on
     # this thread used: 1 after a serial kernel, which would give PyTorch one thread)
@@ -345,9 +345,11 @@ def run() -> list[str]:
 
     # which conv algorithm runs where (issue 18)
     lines.append("")
-    lines.append("conv algorithm per layer shape (conv.choose), forward at batch 1 and training "
-                 f"(forward + backward) at batch {TRAIN_BATCH}, ours / reference, median ratio per round:")
-    lines.append(f"{'layer':<34}{'algorithm':>10}{'fwd ms':>9}{'ratio':>7}{'train ms':>10}{'ratio':>7}")
+    lines.append("conv algorithm per layer shape, forward at batch 1 and training (forward + backward) at batch "
+                 f"{TRAIN_BATCH}, ours / reference, median ratio per round; rules: conv.choose_shape's choice "
+                 "(the forward's), trained on: the one the first training step measured fastest (tuning.py):")
+    lines.append(f"{'layer':<34}{'rules':>12}{'trained on':>12}{'fwd ms':>9}{'ratio':>7}{'train ms':>10}"
+                 f"{'ratio':>7}")
     shapes = []
     for name, (spec, n, k) in WORKLOADS.items():
         net = Network.from_dict(spec, seed=0)
@@ -368,7 +370,7 @@ def run() -> list[str]:
         w2 = t.window(cfg, shp).as_2d()
         plan = conv._plan(shp[0], 1 if len(shp) == 2 else shp[1], shp[-1], *w2.kernel, w2.stride, w2.padding,
                           w2.dilation)
-        algo = conv.choose(plan, cfg["out_channels"], TRAIN_BATCH)
+        algo = conv.candidates(plan, cfg["out_channels"], TRAIN_BATCH)[0]  # the rules' (not a measured one)
         rng = np.random.default_rng(0)
         x1 = rng.standard_normal(shp).astype(np.float32)
         x8 = rng.standard_normal((TRAIN_BATCH,) + shp).astype(np.float32)
@@ -409,5 +411,6 @@ def run() -> list[str]:
                  f"@{'x'.join(map(str, shp[1:]))}"
                  + "".join(f" {a}{max(cfg[key])}" for a, key in (("s", "stride"), ("d", "dilation"))
                            if max(cfg[key]) > 1))
-        lines.append(f"{label:<34}{algo:>10}{fwd}{tr}")
+        trained = tuning.decisions().get(tuning.key(plan, cfg["out_channels"], TRAIN_BATCH), algo)
+        lines.append(f"{label:<34}{algo:>12}{trained:>12}{fwd}{tr}")
     return lines

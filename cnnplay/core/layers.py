@@ -407,7 +407,23 @@ class Conv(WindowedLayer):
         and tap offsets; the backward pass adds the padded output gradient, the
         phase-split input gradient and, for stride 1, a padded copy of the output
         gradient for its forward-convolution path. Per sample: the batch kernels
-        lay a batch's samples side by side in the same buffers."""
+        lay a batch's samples side by side in the same buffers. A training step may
+        measure another algorithm than the rules' faster (kernels/tuning.py): the
+        rule is the largest of the candidates'."""
+        from .kernels import conv, winograd_s2
+        w = self.window(cfg, in_shape).as_2d()
+        ci, co = in_shape[0], cfg["out_channels"]
+        ho, wo = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
+        taps = math.prod(w.kernel)
+        spill = winograd_s2.spill(ho, wo) if winograd_s2.applies(w.kernel, w.stride, w.dilation) else None
+        wgeom = conv.winograd_geometry(*w.kernel, w.stride, w.dilation, w.padding)
+        rules = conv.choose_shape(ci, co, wgeom, taps, math.prod(w.stride), None, tuple(w.dilation) != (1, 1),
+                                  spill)  # as conv.choose, any batch
+        return max(self._algorithm_workspace(algo, cfg, in_shape, out_shape)
+                   for algo in dict.fromkeys((rules, *conv.alternatives(ci, co, wgeom, taps, spill))))
+
+    def _algorithm_workspace(self, algo, cfg, in_shape, out_shape):
+        """workspace_bytes when the layer runs on `algo`."""
         w = self.window(cfg, in_shape).as_2d()
         ci, co = in_shape[0], cfg["out_channels"]
         h, wd = (1,) + in_shape[1:] if len(in_shape) == 2 else in_shape[1:]
@@ -422,10 +438,6 @@ class Conv(WindowedLayer):
         phases, taps = sh * sw, kh * kw
         from .kernels import atrous, conv, winograd, winograd_s2
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
-        strided = winograd_s2.applies(w.kernel, w.stride, w.dilation)
-        algo = conv.choose_shape(ci, co, conv.winograd_geometry(kh, kw, w.stride, w.dilation, w.padding), taps,
-                                 phases, None, (dh, dw) != (1, 1),
-                                 winograd_s2.spill(ho, wo) if strided else None)  # as conv.choose, any batch
         if algo in winograd.NAMES and (dh, dw) != (1, 1):
             # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
             # counted as one map of those sub-images side by side, each with a tile's

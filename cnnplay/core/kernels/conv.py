@@ -77,7 +77,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import atrous, blas, numpy_path, winograd, winograd_s2
+from . import atrous, blas, numpy_path, tuning, winograd, winograd_s2
 from .coldstart import ready
 from .launch import one_at_a_time, sized
 from .reuse import rearranged
@@ -191,6 +191,7 @@ class _Plan:
         self.strided_spill = (winograd_s2.spill(self.ho, self.wo)
                               if winograd_s2.applies((kh, kw), stride, dilation) else None)
         self.dilated = (dh, dw) != (1, 1)
+        self.geometry = (ci, h, w, kh, kw, stride, padding, dilation)  # the key of a measured choice (tuning.py)
 
 
 @njit(cache=True, parallel=True)
@@ -630,15 +631,55 @@ CHANNEL_HEAVY = 64  # input and output channels from which a layer goes to BLAS
 
 
 def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
-    """"winograd4", "winograd", "gemm" (im2col + BLAS) or "direct" for one layer
-    shape (choose_shape). allow_winograd=False: Winograd is not offered (the
-    weight gradient's choice while Winograd's gradient kernels are still
-    compiling); such a layer takes the GEMM formulation meanwhile."""
+    """"winograd4", "winograd", "winograd_s2", "gemm" (im2col + BLAS) or "direct" for
+    one layer shape: the one a training step measured fastest on this machine
+    (tuning.py), else the rules' (choose_shape). allow_winograd=False: Winograd is
+    not offered (the weight gradient's choice while Winograd's gradient kernels
+    are still compiling); such a layer takes the GEMM formulation meanwhile."""
+    tuned = tuning.decision(tuning.key(plan, co, nb))
+    if tuned is not None and (allow_winograd or tuned in ("direct", "gemm")):
+        return tuned
     algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases, nb * plan.ho * plan.wo,
                         plan.dilated, plan.strided_spill if allow_winograd else None)
     if algo in winograd.NAMES and not allow_winograd:
         return "gemm"
     return algo
+
+
+TUNE_WORK = 1 << 24  # multiply-adds of a call from which its training step measures the candidates
+TUNE_NARROW = 16  # channels (in and out) from which a layer has candidates besides the rules' choice
+
+
+def candidates(plan, co: int, nb: int) -> tuple:
+    """The algorithms a training step of this shape times (tuning.py): the rules'
+    choice first, then the alternatives (candidates_shape) when the call has
+    TUNE_WORK multiply-adds (below, the measurement would cost more than it saves)."""
+    ci = plan.k // plan.ntap
+    positions = nb * plan.ho * plan.wo
+    rules = choose_shape(ci, co, plan.winograd, plan.ntap, plan.phases, positions, plan.dilated,
+                         plan.strided_spill)
+    if positions * plan.k * co < TUNE_WORK:
+        return (rules,)
+    return tuple(dict.fromkeys((rules, *alternatives(ci, co, plan.winograd, plan.ntap, plan.strided_spill))))
+
+
+def alternatives(ci: int, co: int, winograd: bool, taps: int, strided_spill: float | None) -> tuple:
+    """The algorithms besides the rules' choice that a layer shape takes and that won
+    somewhere (from TUNE_NARROW channels in and out): for 3x3 stride-1 geometry both
+    Winograd schemes and the direct kernel, for 3x3 stride 2 the direct kernel,
+    GEMM and the stride-2 scheme, for 1x1 the direct kernel and GEMM; not the
+    direct kernel from 128 channels in and out (2-4x Winograd's or BLAS's time
+    there, on every machine measured). The memory rule (layers.py) bounds all."""
+    if min(ci, co) < TUNE_NARROW:
+        return ()
+    direct = ("direct",) if min(ci, co) < 2 * CHANNEL_HEAVY else ()
+    if winograd:
+        return ("winograd4", "winograd", *direct)
+    if strided_spill is not None:
+        return (*direct, "gemm", winograd_s2.NAME)
+    if taps == 1:
+        return (*direct, "gemm")
+    return ()
 
 
 WINOGRAD4_MAX = 128  # channels (in and out) up to which a Winograd layer takes F(4x4)

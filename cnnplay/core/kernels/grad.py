@@ -54,9 +54,10 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import window_output
-from . import blas, numpy_path, winograd, winograd_s2
+from . import blas, numpy_path, tuning, winograd, winograd_s2
 from .coldstart import ready
 from .launch import one_at_a_time, sized
+from .reuse import private
 from .pool import tiles
 
 _FM = {"contract"}
@@ -448,9 +449,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if gy.shape != (nb, co, ho, wo):
         raise ValueError(f"conv2d_backward: gy is {gy.shape[1:]}, the output is {(co, ho, wo)}")
     plan = conv._plan(ci, h, wd, kh, kw, (sh, sw), (ph, pw), (dh, dw))
+    if algorithm is None and param_grads:  # a training step: its shape's first measures the candidates
+        _tune(plan, co, x, w, gy, (sh, sw), (ph, pw), (dh, dw), input_grad)
     algo = algorithm or conv.choose(plan, co, nb)  # the forward's algorithm
     if plan.dilated and plan.winograd and algo in winograd.NAMES:
-        return _atrous_backward(x, w, gy, (ph, pw), (dh, dw), param_grads, input_grad, version, algorithm)
+        return _atrous_backward(x, w, gy, (ph, pw), (dh, dw), param_grads, input_grad, version, algorithm, algo)
     if algo == winograd_s2.NAME and ready(*winograd_s2.GRAD_KERNELS):
         return _strided_winograd_backward(x, w, gy, (ph, pw), param_grads, input_grad, version)
     if not ready(*_CONV_KERNELS, conv._make_source, conv._gather):  # first start: numpy meanwhile
@@ -578,6 +581,24 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     return gx, gw, gb
 
 
+def _tune(plan, co, x, w, gy, stride, padding, dilation, input_grad) -> None:
+    """At a shape's first training step, time its candidate algorithms (tuning.py) on
+    this step's data, each as a step runs it: the forward pass (remembering the
+    rearranged input) and this backward pass, the weights packed once for both."""
+    from . import conv
+    key = tuning.key(plan, co, x.shape[0])
+    candidates = conv.candidates(plan, co, x.shape[0])
+    if not tuning.wanted(key, candidates):
+        return
+
+    def step():
+        version = object()  # packed once by the forward, reused by the backward, as in a step
+        with private():
+            conv.conv2d_batch(x, w, None, stride, padding, dilation, version=version)
+            conv2d_backward_batch(x, w, gy, stride, padding, dilation, True, input_grad, version)
+    tuning.tune(key, candidates, step)
+
+
 def _strided_winograd_backward(x, w, gy, padding, param_grads, input_grad, version):
     """The gradients of a stride-2 3x3 layer in the Winograd domain (winograd_s2.py),
     the bias gradient as the other paths sum it."""
@@ -586,19 +607,23 @@ def _strided_winograd_backward(x, w, gy, padding, param_grads, input_grad, versi
     return gx, gw, (_bias_grad(gy) if param_grads else None)
 
 
-def _atrous_backward(x, w, gy, padding, dilation, param_grads, input_grad, version, algorithm):
+def _atrous_backward(x, w, gy, padding, dilation, param_grads, input_grad, version, algorithm, algo):
     """The gradients of a dilated layer that runs on its phase sub-images
-    (atrous.py): those of the undilated layer on the sub-images, the input
-    gradient's phases put back."""
-    from . import atrous
+    (atrous.py) on `algo`: those of the undilated layer on the sub-images, on
+    the same algorithm as the forward pass's (pinned, not chosen or measured
+    again for the sub-images' shape), the input gradient's phases put back."""
+    from . import atrous, conv
     nb, ci, h, wd = x.shape
     if param_grads:  # the forward's sub-images, inside reuse_sources()
         xs = atrous.input_sub_images(x, dilation)
     else:  # only its shape is read
         xs = np.empty((dilation[0] * dilation[1] * nb, ci) + atrous.sub_size(h, wd, dilation), np.float32)
     gys = atrous.to_batch(gy, dilation, atrous.sub_output_size(h, wd, padding, dilation))
-    gxs, gw, gb = conv2d_backward_batch(xs, w, gys, (1, 1), atrous.sub_padding(padding, dilation), (1, 1),
-                                        param_grads, input_grad, version, algorithm)
+    sub_padding = atrous.sub_padding(padding, dilation)
+    sub_plan = conv._plan(ci, xs.shape[2], xs.shape[3], 3, 3, (1, 1), sub_padding, (1, 1))
+    with tuning.pinned(tuning.key(sub_plan, w.shape[0], xs.shape[0]), algo):
+        gxs, gw, gb = conv2d_backward_batch(xs, w, gys, (1, 1), sub_padding, (1, 1), param_grads, input_grad,
+                                            version, algorithm)
     return (None if gxs is None else atrous.from_batch(gxs, dilation, nb, h, wd)), gw, gb
 
 

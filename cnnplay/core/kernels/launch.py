@@ -181,7 +181,7 @@ def one_at_a_time(fn):
                 out = fn(*args, **kwargs)
             finally:
                 _depth -= 1
-            if not _numpy_meanwhile():
+            if not numpy_meanwhile():
                 POLICY.record(key, n, time.perf_counter() - t0)
             return out
 
@@ -213,7 +213,7 @@ def _use_threads(n: int) -> None:
     blas.set_threads(n)  # process-wide; we are under _LOCK
 
 
-def _numpy_meanwhile() -> bool:
+def numpy_meanwhile() -> bool:
     """First start, or a start before the cached kernels are loaded: calls may run on
     the numpy path; their times say nothing."""
     return coldstart.compiling() or coldstart.mode() == "numpy" or loader.deferring()

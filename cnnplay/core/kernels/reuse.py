@@ -31,6 +31,18 @@ def reuse_sources():
         _local.memo = None
 
 
+@contextlib.contextmanager
+def private():
+    """Inside the block, a memo of its own (tuning.py's trials: what they remember is
+    dropped after the block, and they never find the enclosing step's copies)."""
+    outer = getattr(_local, "memo", None)
+    _local.memo = {}
+    try:
+        yield
+    finally:
+        _local.memo = outer
+
+
 def rearranged(x, layout, make, remember: bool = False):
     """make(), x rearranged as `layout` (a hashable description) says; inside
     `reuse_sources()` the one made (with remember=True) for the same x and layout."""

@@ -65,12 +65,15 @@ def _field(net, x):
 
 
 def _batch(net, x):
-    """Every layer's batched forward and backward with parameter gradients (training)."""
+    """Every layer's batched forward and backward with parameter gradients (training),
+    on the rules' algorithms (nothing measured, tuning.py: these calls compile)."""
     from ..training.batchnorm import BatchNormTrain
+    from .tuning import rules_only
     h = np.stack([x, x])
     for i in range(len(net)):
         y = net.layer_forward_batch(i, h)
-        net.layer_backward_batch(i, h, y, np.ones_like(y), param_grads=True)
+        with rules_only():
+            net.layer_backward_batch(i, h, y, np.ones_like(y), param_grads=True)
         if net.layer_types[i].name == "batchnorm":  # training mode: batch statistics
             BatchNormTrain(h, net.params(i), net.configs[i]["eps"]).backward(np.ones_like(y))
         h = y

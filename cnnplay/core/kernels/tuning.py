@@ -1,0 +1,158 @@
+"""Which algorithm trains a conv layer shape fastest on this machine: measured once.
+
+conv.choose_shape's rules come from measurements on AMD machines (Zen 3, Zen 4),
+where BLAS and numba's direct kernel run on the same 256-bit multiply-add units.
+Elsewhere the crossovers lie elsewhere. On an Intel Xeon with two AVX-512 units
+per core OpenBLAS multiplies 512 bits at a time while numba compiles the direct
+kernel and the transforms for 256-bit vectors (LLVM's default there; 512-bit
+code for every kernel made the bench no faster), so the BLAS-based algorithms
+gain on the direct kernel: a 16->32 layer on 16 px at batch 64 trained in 0.70x
+the direct kernel's time as Winograd F(4x4, 3x3), where the rules keep it direct
+(measured 0.7-1.9x on Zen 3), and a 64->128 stride-2 layer on 28 px at batch 4
+in 0.86x as the stride-2 Winograd scheme.
+
+So the first training step of a layer shape (its first backward pass with
+parameter gradients, once the kernels are compiled) times every candidate
+(conv.candidates: the rules' choice first, then the other algorithms that the
+geometry takes and that could win) on the step's own data: the forward pass and
+the backward pass, as a training step runs them (the input rearranged once for
+both, the weights packed once), ROUNDS rounds after a first one that warms up.
+The fastest is kept for that shape (layer geometry, output channels, batch),
+unless it is less than MARGIN faster than the rules' choice. Costs: the first
+step of a shape takes (ROUNDS + 1) x the candidates' forward + backward passes
+more, once per process (3 candidates of a 3 ms layer: 36 ms; layers that take
+less time get more rounds, up to MAX_ROUNDS, for MIN_SECONDS of timed rounds).
+
+Only training asks (the first batch's backward with parameter gradients):
+single passes (the maps, a click's effective field) keep the rules, whose
+choice they would rarely amortize the timing of. Calls with a forced algorithm
+(tests) never tune. Every candidate computes the same convolution (they agree
+to about 1e-6 of the largest value); the memory rule (layers.py) bounds all of
+them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+
+ROUNDS = 3  # timed rounds per candidate (after one that warms up), at least
+MAX_ROUNDS = 10  # and more, up to this many, until the timed rounds took MIN_SECONDS
+MIN_SECONDS = 0.05  # (small layers: single times on a shared machine are noisy)
+MARGIN = 0.93  # another algorithm replaces the rules' choice from 7 % faster
+MAX_KEYS = 512
+ENABLED = os.environ.get("CNNPLAY_TUNE", "1") != "0"  # CNNPLAY_TUNE=0: the rules only (the bench compares)
+
+log = logging.getLogger(__name__)
+_decisions: OrderedDict = OrderedDict()  # (geometry, co, nb) -> algorithm
+_lock = threading.Lock()
+_local = threading.local()  # .pins: {key: algorithm} (pinned); .off: inside rules_only()
+
+
+def key(plan, co: int, nb: int) -> tuple:
+    """A layer shape: its geometry (conv._Plan.geometry), output channels and batch."""
+    return plan.geometry, co, nb
+
+
+def decision(k) -> str | None:
+    """The algorithm measured fastest for shape `k` (or pinned to it on this thread:
+    the candidate on trial), or None: the rules decide."""
+    pins = getattr(_local, "pins", None)
+    if pins and k in pins:
+        return pins[k]
+    return _decisions.get(k)
+
+
+@contextlib.contextmanager
+def pinned(k, algorithm: str):
+    """Inside the block, shape `k` runs on `algorithm` on this thread and is not
+    measured: a candidate on trial, or the undilated layer on a dilated one's
+    sub-images (atrous.py), which runs on the dilated layer's algorithm."""
+    pins = getattr(_local, "pins", None)
+    if pins is None:
+        pins = _local.pins = {}
+    before = pins.get(k)
+    pins[k] = algorithm
+    try:
+        yield
+    finally:
+        if before is None:
+            del pins[k]
+        else:
+            pins[k] = before
+
+
+def wanted(k, candidates) -> bool:
+    """Whether shape `k` should be measured now: several candidates, not measured yet,
+    not pinned, no measurement running on this thread (a trial's own passes), and
+    the compiled kernels in use (on the numpy path of a first start the times would
+    say nothing)."""
+    from .launch import numpy_meanwhile
+    return (ENABLED and len(candidates) > 1 and k not in _decisions and not getattr(_local, "off", 0)
+            and k not in (getattr(_local, "pins", None) or ()) and not numpy_meanwhile())
+
+
+@contextlib.contextmanager
+def rules_only():
+    """Nothing is measured on this thread inside the block: a measurement's own passes,
+    and the warm-up's (warmup.py: it compiles, its times say nothing)."""
+    _local.off = getattr(_local, "off", 0) + 1
+    try:
+        yield
+    finally:
+        _local.off -= 1
+
+
+def tune(k, candidates, step, clock=time.perf_counter) -> str:
+    """Time step() (one forward + backward pass of shape `k`) with each candidate in
+    turn, keep the fastest (decide) for `k` and return it."""
+    times = {c: [] for c in candidates}
+    spent = 0.0
+    with rules_only():
+        for r in range(MAX_ROUNDS + 1):
+            if r > ROUNDS and spent >= MIN_SECONDS:
+                break
+            for c in candidates:
+                with pinned(k, c):
+                    t0 = clock()
+                    step()
+                    if r:  # the first round warms up (new buffers, packed weights, first calls)
+                        times[c].append(clock() - t0)
+                        spent += times[c][-1]
+    choice = decide(times, candidates[0])
+    log.debug("conv shape %s: best of %s ms -> %s", k, {c: round(min(t) * 1e3, 3) for c, t in times.items()},
+              choice)
+    keep(k, choice)
+    return choice
+
+
+def keep(k, algorithm: str) -> None:
+    """From now on shape `k` runs on `algorithm` (tune's decision; tests force one)."""
+    with _lock:
+        _decisions[k] = algorithm
+        while len(_decisions) > MAX_KEYS:
+            _decisions.popitem(last=False)
+
+
+def decide(times: dict, rules: str) -> str:
+    """The candidate with the best time (noise only adds time), unless it beats the
+    rules' choice by less than MARGIN."""
+    best = {c: min(ts) for c, ts in times.items() if ts}
+    fastest = min(best, key=best.get)
+    return fastest if best[fastest] < MARGIN * best[rules] else rules
+
+
+def decisions() -> dict:
+    """Every shape measured so far and the algorithm it runs (for the bench and tests)."""
+    with _lock:
+        return dict(_decisions)
+
+
+def reset() -> None:
+    """Forget every measurement (tests)."""
+    with _lock:
+        _decisions.clear()
