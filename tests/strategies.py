@@ -1,4 +1,5 @@
-"""Hypothesis strategies shared by the tests: random spatial networks (1D and 2D)."""
+"""Hypothesis strategies shared by the tests: random spatial networks (1D and 2D), and
+convolution geometries."""
 
 from __future__ import annotations
 
@@ -47,3 +48,17 @@ def networks(draw, max_side=12, max_layers=4, out_channels=st.integers(1, 2), in
         return Network.from_dict({"input": shape, "layers": layers}, seed=seed)
     except NetworkError:
         assume(False)
+
+
+@st.composite
+def conv_geometries(draw, batch=(1, 4), in_channels=(1, 5), out_channels=(1, 5), kernel=(1, 3), stride=(1, 3),
+                    padding=(0, 2), dilation=(1, 2), side=(1, 8)):
+    """(n, ci, co, kernel, stride, padding, dilation, (h, w)) of a batched 2D convolution
+    whose dilated kernel fits its padded input; each (lo, hi) an inclusive range, the
+    pairs drawn per axis."""
+    def pair(lo_hi):
+        return draw(st.lists(st.integers(*lo_hi), min_size=2, max_size=2))
+    n, ci, co = draw(st.integers(*batch)), draw(st.integers(*in_channels)), draw(st.integers(*out_channels))
+    k, s, p, d, hw = pair(kernel), pair(stride), pair(padding), pair(dilation), pair(side)
+    assume(all(m + 2 * pp >= dd * (kk - 1) + 1 for m, pp, dd, kk in zip(hw, p, d, k)))
+    return n, ci, co, k, s, p, d, hw

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cnnplay import Network
 from cnnplay.core.kernels import grad
+from strategies import conv_geometries
 
 
 # ---------------------------------------------------------------------------
@@ -106,6 +107,74 @@ def test_conv2d_backward(ci, co, k, s, p, d, hw, seed):
     close(gx, fd_grad(loss(name="x"), x))
     close(gw, fd_grad(loss(name="w"), w))
     close(gb, fd_grad(loss(name="b"), b))
+
+
+def ref_weight_grad(x, gy, k, stride, padding, dilation):
+    """The float64 weight gradient of a batch: per tap, the input samples it reads
+    times the output gradient, summed over the batch and the positions."""
+    n, ci, h, wd = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k, stride, padding, dilation
+    ho, wo = gy.shape[2:]
+    xp = np.zeros((n, ci, h + 2 * ph, wd + 2 * pw))
+    xp[:, :, ph:ph + h, pw:pw + wd] = x
+    gw = np.zeros((gy.shape[1], ci, kh, kw))
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xp[:, :, ky * dh:ky * dh + sh * (ho - 1) + 1:sh, kx * dw:kx * dw + sw * (wo - 1) + 1:sw]
+            gw[:, :, ky, kx] = np.einsum("nohw,nchw->oc", gy.astype(np.float64), patch)
+    return gw
+
+
+class _Counted:
+    """A kernel wrapped to count its calls (the path a test means to take)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.kernel(*args)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_geometries(batch=(1, 3), out_channels=(1, 9), kernel=(1, 5), side=(1, 12)), st.integers(0, 2**31 - 1))
+def test_weight_gradient_over_position_ranges(geometry, seed):
+    """The direct weight gradient's position-range sweep (grad._grad_weight_ranges),
+    forced on any geometry: channel counts and tap counts that do not fill its 4 x 3
+    blocks (repeated rows and taps are added once), batches, strides, dilations."""
+    n, ci, co, k, s, p, d, hw = geometry
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    rng = np.random.default_rng(seed)
+    x, w = f32(rng, n, ci, *hw), f32(rng, co, ci, *k)
+    ho = [(m + 2 * pp - sp) // ss + 1 for m, pp, sp, ss in zip(hw, p, spans, s)]
+    gy = f32(rng, n, co, *ho)
+    counted = _Counted(grad._grad_weight_ranges)
+    saved = grad._grad_weight_ranges, grad.GW_RANGES_BYTES
+    grad._grad_weight_ranges, grad.GW_RANGES_BYTES = counted, 0
+    try:
+        _, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, input_grad=False, algorithm="direct")
+    finally:
+        grad._grad_weight_ranges, grad.GW_RANGES_BYTES = saved
+    assert counted.calls == 1
+    close(gw, ref_weight_grad(x, gy, k, s, p, d))
+
+
+def test_a_large_batch_of_few_channels_takes_the_position_ranges():
+    """3 -> 16 channels on 32 px at batch 64 (4.5 MB of gradient rows, the shapes
+    bench's first layer): the weight gradient sweeps position ranges, to the reference."""
+    rng = np.random.default_rng(4)
+    x, w = f32(rng, 64, 3, 32, 32), f32(rng, 16, 3, 3, 3)
+    gy = f32(rng, 64, 16, 32, 32)
+    counted = _Counted(grad._grad_weight_ranges)
+    saved = grad._grad_weight_ranges
+    grad._grad_weight_ranges = counted
+    try:
+        _, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, 1, input_grad=False)
+    finally:
+        grad._grad_weight_ranges = saved
+    assert counted.calls == 1
+    close(gw, ref_weight_grad(x, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
+    close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))
 
 
 def test_conv1d_backward_through_the_layer():

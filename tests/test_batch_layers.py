@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnplay.core.layers import LAYER_TYPES
+from strategies import conv_geometries
 
 
 # ---------------------------------------------------------------------------
@@ -194,13 +195,9 @@ def test_batch_equals_single_passes(name, raw, in_shape):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.lists(st.integers(1, 3), min_size=2, max_size=2),
-       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 2), min_size=2, max_size=2),
-       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2),
-       st.integers(0, 2**31 - 1))
-def test_conv2d_batch_any_geometry(n, ci, co, k, s, p, d, hw, seed):
-    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+@given(conv_geometries(), st.integers(0, 2**31 - 1))
+def test_conv2d_batch_any_geometry(geometry, seed):
+    n, ci, co, k, s, p, d, hw = geometry
     raw = {"out_channels": co, "kernel_size": k, "stride": s, "padding": p, "dilation": d}
     t, cfg, params = make("conv2d", raw, (ci, *hw), seed)
     rng = np.random.default_rng(seed)
@@ -228,16 +225,14 @@ def test_batch_of_one_and_bad_batches():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.sampled_from(["direct", "gemm"]), st.integers(1, 3), st.integers(1, 9), st.integers(1, 10),
-       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(1, 3), min_size=2, max_size=2),
-       st.lists(st.integers(0, 2), min_size=2, max_size=2), st.lists(st.integers(1, 2), min_size=2, max_size=2),
-       st.lists(st.integers(1, 7), min_size=2, max_size=2), st.booleans(), st.integers(0, 2**31 - 1))
-def test_both_conv_algorithms(algo, n, ci, co, k, s, p, d, hw, bias, seed):
+@given(st.sampled_from(["direct", "gemm"]),
+       conv_geometries(batch=(1, 3), in_channels=(1, 9), out_channels=(1, 10), side=(1, 7)), st.booleans(),
+       st.integers(0, 2**31 - 1))
+def test_both_conv_algorithms(algo, geometry, bias, seed):
     """The direct kernel and the GEMM (im2col + matmul) formulation, forced, on any
     geometry: forward, weight gradient and input gradient against the references."""
     from cnnplay.core.kernels import conv, grad
-    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+    n, ci, co, k, s, p, d, hw = geometry
     rng = np.random.default_rng(seed)
     x = rand(rng, (n, ci, *hw))
     w = rand(rng, (co, ci, *k))
@@ -305,11 +300,8 @@ def test_the_chooser_sends_channel_heavy_layers_to_blas():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2),
-       st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 3), min_size=2, max_size=2),
-       st.lists(st.integers(1, 2), min_size=2, max_size=2), st.lists(st.integers(1, 8), min_size=2, max_size=2),
-       st.integers(1, 4))
-def test_the_batch_source_layout(n, ci, k, s, p, d, hw, per_job):
+@given(conv_geometries(in_channels=(1, 3), out_channels=(1, 1), padding=(0, 3)), st.integers(1, 4))
+def test_the_batch_source_layout(geometry, per_job):
     """conv._make_source writes every column of a batch's source (into memory full of
     NaN), whatever its channels per job: sample b's phase image (py, px) of channel c
     from column b*length holds padded pixel (i*sh + py, j*sw + px) at i*Wq + j, zeros
@@ -317,8 +309,7 @@ def test_the_batch_source_layout(n, ci, k, s, p, d, hw, per_job):
     still reads back whole (that the outputs are right: the batch tests against the
     references)."""
     from cnnplay.core.kernels import conv
-    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-    assume(all(m + 2 * pp >= sp for m, pp, sp in zip(hw, p, spans)))
+    n, ci, _, k, s, p, d, hw = geometry
     plan = conv._plan(ci, *hw, *k, tuple(s), tuple(p), tuple(d))
     rng = np.random.default_rng(n * 7 + ci)
     x = rand(rng, (n, ci, *hw)) + 2.0  # no zeros of its own

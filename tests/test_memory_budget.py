@@ -187,6 +187,8 @@ GEOMETRIES = [
     ([4, 9, 9], {"type": "conv2d", "out_channels": 2, "kernel_size": [2, 3], "stride": [3, 1], "padding": [5, 0]}),
     ([1, 6, 6], {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": 60, "dilation": 40}),
     ([32, 16, 16], {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}),
+    # batched: the weight gradient over position ranges (grad.weight_grad_ranges), its partial sums
+    ([3, 160, 160], {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}),
     ([64, 15, 13], {"type": "conv2d", "out_channels": 80, "kernel_size": 3, "padding": 1}),  # Winograd
     # dilated Winograd on the phase sub-images (of uneven size)
     ([64, 15, 13], {"type": "conv2d", "out_channels": 72, "kernel_size": 3, "padding": 2, "dilation": 2}),

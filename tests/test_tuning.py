@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from test_backward import ref_weight_grad
 from test_batch_layers import close, conv_input_grad, rand
 
 
@@ -26,20 +27,6 @@ def conv_reference(x, w, b, stride, padding):
             window = xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
             y += np.einsum("nihw,oi->nohw", window, w[:, :, ky, kx].astype(np.float64))
     return y + np.asarray(b, np.float64)[None, :, None, None]
-
-
-def weight_grad_reference(x, gy, k, stride, padding):
-    """The float64 weight gradient: each tap's input samples times the output gradient."""
-    n, ci, h, wd = x.shape
-    ho, wo = gy.shape[2:]
-    xp = np.zeros((n, ci, h + 2 * padding, wd + 2 * padding))
-    xp[:, :, padding:padding + h, padding:padding + wd] = x
-    gw = np.zeros((gy.shape[1], ci, k, k))
-    for ky in range(k):
-        for kx in range(k):
-            window = xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
-            gw[:, :, ky, kx] = np.einsum("nohw,nihw->oi", gy.astype(np.float64), window)
-    return gw
 
 
 # -- the decision and the trials ------------------------------------------------------
@@ -216,11 +203,7 @@ def test_each_candidate_a_measurement_can_keep_computes_the_references(shape, mo
             y = net.layer_forward_batch(0, x)
             gx, grads = net.layer_backward_batch(0, x, y, gy)
         close(y, want_y)
-        kd = dilation * (k - 1) + 1
-        if dilation == 1:
-            close(grads["weight"], weight_grad_reference(x, gy, k, stride, padding))
-        else:
-            close(grads["weight"], weight_grad_reference(x, gy, kd, stride, padding)[:, :, ::2, ::2])
+        close(grads["weight"], ref_weight_grad(x, gy, (k, k), (stride,) * 2, (padding,) * 2, (dilation,) * 2))
         close(grads["bias"], gy.astype(np.float64).sum(axis=(0, 2, 3)))
         close(gx, conv_input_grad(x.shape, w, gy, (k, k), (stride,) * 2, (padding,) * 2, (dilation,) * 2))
 
@@ -253,7 +236,7 @@ def test_a_training_step_measures_once_per_shape_and_only_when_training(monkeypa
     plan = conv._plan(ci, hw, hw, 3, 3, (1, 1), (1, 1), (1, 1))
     assert calls == [tuning.key(plan, co, nb)]
     assert tuning.decisions()[calls[0]] in conv.candidates(plan, co, nb)
-    close(gw, weight_grad_reference(x, gy, 3, 1, 1))
+    close(gw, ref_weight_grad(x, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
     close(gx, conv_input_grad(x.shape, w, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
     for v in (3, 4):
         with reuse_sources():

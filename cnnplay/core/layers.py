@@ -436,7 +436,7 @@ class Conv(WindowedLayer):
         maxoff = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
         length = max(hq * wq, maxoff + ho * wq)
         phases, taps = sh * sw, kh * kw
-        from .kernels import atrous, conv, winograd, winograd_s2
+        from .kernels import atrous, conv, grad, winograd, winograd_s2
         kp, co8, ci4 = conv.padded_taps(ci * taps), -(-co // 8) * 8, -(-ci // 4) * 4
         if algo in winograd.NAMES and (dh, dw) != (1, 1):
             # the undilated layer on dh*dw phase sub-images per sample (kernels/atrous.py),
@@ -471,7 +471,9 @@ class Conv(WindowedLayer):
                          + co * ci * taps + co) + 8 * (3 * taps * co + 4 * ci * taps + 6 * taps)
                     + 8 * 3 * (phases + 1)  # per-phase counts and starts of the input gradient
                     + (flipped + 4 * (ci * taps + co) if flipped_gx else 0) + max(gemm, gemm_gx) + wino_grad
-                    + (4 * co * ho * wo if gemm or gemm_gx else 0))  # gy channel-major for BLAS
+                    + (4 * co * ho * wo if gemm or gemm_gx else 0)  # gy channel-major for BLAS
+                    + (8 * grad.GW_RANGES_JOBS * co * ci * taps  # the weight gradient's partial sums
+                       if algo == "direct" and co * ci * taps <= grad.GW_RANGES_PARTS else 0))
         return max(forward, backward)
 
     def _weight_2d(self, params):

@@ -37,6 +37,8 @@ CONV = [
         {"type": "conv2d", "out_channels": 64, "kernel_size": 1}]},
     {"input": [64, 66, 66], "layers": [  # Winograd's stride-2 scheme (enough work per call)
         {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1}]},
+    {"input": [2, 160, 160], "layers": [  # a weight gradient over position ranges (grad.weight_grad_ranges)
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}]},
     {"input": [2, 40], "layers": [
         {"type": "conv1d", "out_channels": 4, "kernel_size": 5, "padding": 2},
         {"type": "conv1d", "out_channels": 3, "kernel_size": 3, "dilation": 2}]},
