@@ -16,12 +16,15 @@ parameter gradients, once the kernels are compiled) times every candidate
 (conv.candidates: the rules' choice first, then the other algorithms that the
 geometry takes and that could win) on the step's own data: the forward pass and
 the backward pass, as a training step runs them (the input rearranged once for
-both, the weights packed once), ROUNDS rounds after a first one that warms up.
-The fastest is kept for that shape (layer geometry, output channels, batch),
-unless it is less than MARGIN faster than the rules' choice. Costs: the first
-step of a shape takes (ROUNDS + 1) x the candidates' forward + backward passes
-more, once per process (3 candidates of a 3 ms layer: 36 ms; layers that take
-less time get more rounds, up to MAX_ROUNDS, for MIN_SECONDS of timed rounds).
+both, the weights packed once), in rounds after a first one that warms up: at
+least ROUNDS, and more until they took MIN_SECONDS (up to MAX_ROUNDS; with 0.05 s
+a 16->32 layer on 16 px at batch 64 went to Winograd in 3 of 6 processes and
+stayed direct in the others, with 0.15 s direct in 6 of 6). The fastest (its
+best round: noise only adds time) is kept for that shape (layer geometry,
+output channels, batch), unless it is less than MARGIN faster than the rules'
+choice. Costs: the first step of a shape takes (rounds + 1) x the candidates'
+forward + backward passes more, once per process (3 candidates of a 5 ms layer:
+about 0.2 s).
 
 Only training asks (the first batch's backward with parameter gradients):
 single passes (the maps, a click's effective field) keep the rules, whose
@@ -42,7 +45,7 @@ from collections import OrderedDict
 
 ROUNDS = 3  # timed rounds per candidate (after one that warms up), at least
 MAX_ROUNDS = 10  # and more, up to this many, until the timed rounds took MIN_SECONDS
-MIN_SECONDS = 0.05  # (small layers: single times on a shared machine are noisy)
+MIN_SECONDS = 0.15  # (small layers: single times on a shared machine are noisy)
 MARGIN = 0.93  # another algorithm replaces the rules' choice from 7 % faster
 MAX_KEYS = 512
 ENABLED = os.environ.get("CNNPLAY_TUNE", "1") != "0"  # CNNPLAY_TUNE=0: the rules only (the bench compares)
