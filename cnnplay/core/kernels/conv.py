@@ -652,7 +652,7 @@ TUNE_NARROW = 16  # channels (in and out) from which a layer has candidates besi
 
 def candidates(plan, co: int, nb: int) -> tuple:
     """The algorithms a training step of this shape times (tuning.py): the rules'
-    choice first, then the alternatives (candidates_shape) when the call has
+    choice first, then the alternatives (`alternatives`) when the call has
     TUNE_WORK multiply-adds (below, the measurement would cost more than it saves)."""
     ci = plan.k // plan.ntap
     positions = nb * plan.ho * plan.wo

@@ -315,11 +315,12 @@ def weight_grad_ranges(co: int, k: int, n: int) -> bool:
     sweeps position ranges (_grad_weight_ranges) instead of one tap block over all
     positions per job (_grad_weight): when the gradient rows outgrow the L2 cache,
     each of _grad_weight's jobs streams them from memory again (3->16 channels on
-    32 px at batch 64: 4.5 MB of rows, 36 jobs). One process, Intel Xeon: 0.57-0.62x
-    _grad_weight's time at 2.1-4.5 MB of rows (3->16 and 3->64 on 32 px at batch
-    16-64, 16->32 at 128 px), 0.77-0.84x at 2.4 MB (16->32 on 16 px, batch 64),
-    0.94-1.07x at 0.3-1.3 MB; 64->128 with stride 2 on 28 px at batch 4 (576 taps,
-    900 positions) took 1.24x (per chunk, passes over few positions)."""
+    32 px at batch 64: 4.5 MB of rows, 36 jobs). One process, Intel Xeon, the two
+    alternating: 0.53x _grad_weight's time there, 0.62-0.66x at 3->64 on 32 px
+    (batch 16, 4.5 MB), 0.69x at 16->32 on 16 px (batch 64, 2.4 MB), 0.76x at
+    16->32 on 128 px (batch 1, 2.1 MB); 0.95-0.97x at 0.5-1.3 MB; 1.5-1.7x on
+    64->128 with stride 2 on 28 px at batch 4 (576 taps over 900 positions: per
+    chunk, many passes over few positions)."""
     return co * n * 4 >= GW_RANGES_BYTES and co * k <= GW_RANGES_PARTS
 
 

@@ -31,7 +31,8 @@ single passes (the maps, a click's effective field) keep the rules, whose
 choice they would rarely amortize the timing of. Calls with a forced algorithm
 (tests) never tune. Every candidate computes the same convolution (they agree
 to about 1e-6 of the largest value); the memory rule (layers.py) bounds all of
-them.
+them. While the trials run they hold one more copy of the layer's rearranged
+input (their own, dropped after each trial) besides the step's.
 """
 
 from __future__ import annotations
