@@ -115,6 +115,106 @@ def test_a_trial_that_fails_leaves_no_decision_and_no_pin_behind(measuring):
     assert tuning.wanted(("g", 1, 1), ("direct", "gemm"))  # measured again at the next step
 
 
+def test_a_measurement_stops_for_another_thread_and_the_rules_stay_after_a_few(measuring):
+    """When stop() says another thread waits, the measurement ends after the trial in
+    progress without a decision (the next step measures again); after MAX_STOPS
+    stopped measurements the rules' choice is kept for the shape."""
+    tuning = measuring
+    key, cands = ("g", 32, 16), ("direct", "winograd4")
+    runs = []
+    for attempt in range(tuning.MAX_STOPS):
+        runs.clear()
+        got = tuning.tune(key, cands, lambda: runs.append(tuning.decision(key)), stop=lambda: True)
+        assert runs == ["direct"]  # one trial, then it stopped
+        if attempt < tuning.MAX_STOPS - 1:
+            assert got is None and tuning.decision(key) is None and tuning.wanted(key, cands)
+    assert got == "direct" and tuning.decisions() == {key: "direct"} and not tuning.wanted(key, cands)
+
+
+def test_contended_sees_other_threads_priority_and_holds():
+    """launch.contended(): another thread inside priority() or holding a hold waits to
+    compute; this thread's own priority or hold does not count."""
+    import threading
+
+    from cnnplay.core.kernels import launch
+    assert not launch.contended()
+    inside, leave = threading.Event(), threading.Event()
+
+    def urgent():
+        with launch.priority():
+            inside.set()
+            leave.wait(5)
+    t = threading.Thread(target=urgent)
+    t.start()
+    try:
+        assert inside.wait(5)
+        assert launch.contended()
+    finally:
+        leave.set()
+        t.join(5)
+    assert not launch.contended()
+    with launch.priority():
+        assert not launch.contended()  # this thread's own
+    own = launch.hold(5.0)
+    try:
+        assert not launch.contended()
+    finally:
+        own.release()
+    held = []
+    t = threading.Thread(target=lambda: held.append(launch.hold(5.0)))
+    t.start()
+    t.join(5)
+    try:
+        assert launch.contended()
+    finally:
+        held[0].release()
+    assert not launch.contended()
+
+
+def test_a_click_during_the_first_training_step_stops_the_measurement(measuring, monkeypatch):
+    """Another thread entering priority() while a training step measures: the step ends
+    the measurement after the trial in progress (no decision) and computes its
+    gradients on the rules' choice; the other thread's kernels then run."""
+    import threading
+
+    from cnnplay.core.kernels import conv, grad, launch
+    from cnnplay.core.kernels.reuse import reuse_sources
+    tuning = measuring
+    rng = np.random.default_rng(6)
+    ci, co, hw, nb = 16, 32, 16, 16
+    x, w, b = rand(rng, (nb, ci, hw, hw)), rand(rng, (co, ci, 3, 3)) * 0.1, rand(rng, (co,))
+    gy = rand(rng, (nb, co, hw, hw))
+    plan = conv._plan(ci, hw, hw, 3, 3, (1, 1), (1, 1), (1, 1))
+    key = tuning.key(plan, co, nb)
+    trials = []
+    waiting, done = threading.Event(), threading.Event()
+    real_tune = tuning.tune
+
+    def tune(k, cands, step, **kw):
+        def first_then_click():
+            trials.append(tuning.decision(k))
+            step()
+            if len(trials) == 1:  # a click arrives during the first trial
+                threading.Thread(target=click).start()
+                assert waiting.wait(5)
+        return real_tune(k, cands, first_then_click, **kw)
+
+    def click():
+        with launch.priority():
+            waiting.set()
+            conv.conv2d_batch(x[:1], w, b, 1, 1)  # waits for the training step's launch
+            done.set()
+    monkeypatch.setattr(tuning, "tune", tune)
+    with reuse_sources():
+        conv.conv2d_batch(x, w, b, 1, 1, version=("c", 1))
+        gx, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, 1, version=("c", 1))
+    assert done.wait(5)
+    assert trials == [conv.candidates(plan, co, nb)[0]]
+    assert tuning.decision(key) is None
+    close(gw, ref_weight_grad(x, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
+    close(gx, conv_input_grad(x.shape, w, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
+
+
 # -- the candidates -----------------------------------------------------------------------
 
 @settings(max_examples=200, deadline=None)

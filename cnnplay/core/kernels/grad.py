@@ -56,7 +56,7 @@ from numba import njit, prange
 from ..geometry import window_output
 from . import blas, numpy_path, tuning, winograd, winograd_s2
 from .coldstart import ready
-from .launch import one_at_a_time, sized
+from .launch import contended, one_at_a_time, sized
 from .reuse import private
 from .pool import tiles
 
@@ -672,7 +672,7 @@ def _tune(plan, co, x, w, gy, stride, padding, dilation, input_grad) -> None:
         with private():
             conv.conv2d_batch(x, w, None, stride, padding, dilation, version=version)
             conv2d_backward_batch(x, w, gy, stride, padding, dilation, True, input_grad, version)
-    tuning.tune(key, candidates, step)
+    tuning.tune(key, candidates, step, stop=contended)
 
 
 def _strided_winograd_backward(x, w, gy, padding, param_grads, input_grad, version):

@@ -122,6 +122,19 @@ def priority_seconds() -> float:
         return _priority_seconds
 
 
+def contended() -> bool:
+    """Whether another thread waits to launch ahead of this one (it is inside
+    priority(), or holds a hold): a long job inside one launch (tuning.py's
+    trials, which run as nested calls under this lock) stops early for it."""
+    if not _holds and not _urgent:  # the common case, without the lock
+        return False
+    me = threading.get_ident()
+    now = time.monotonic()
+    with _turns:
+        others_urgent = _urgent - (1 if getattr(_local, "urgent", 0) else 0)
+        return others_urgent > 0 or any(h.owner != me and d > now for h, d in _holds.items())
+
+
 def _wait_for_turn() -> None:
     """Before a thread's outermost launch: wait while another thread has priority or
     a hold is on. (Never inside a wrapper: that thread holds the lock the priority

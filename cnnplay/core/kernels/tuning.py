@@ -26,6 +26,12 @@ choice. Costs: the first step of a shape takes (rounds + 1) x the candidates'
 forward + backward passes more, once per process (3 candidates of a 5 ms layer:
 about 0.2 s).
 
+The trials run inside the backward pass's launch (launch.py), so other threads'
+kernels wait for them: when another thread waits to compute (a click's field or
+an edit's maps, inside launch.priority() or behind a hold) the measurement stops
+after the trial in progress, without a decision, and the next step starts again
+(after MAX_STOPS such stops the rules' choice is kept for the shape).
+
 Only training asks (the first batch's backward with parameter gradients):
 single passes (the maps, a click's effective field) keep the rules, whose
 choice they would rarely amortize the timing of. Calls with a forced algorithm
@@ -49,10 +55,12 @@ MAX_ROUNDS = 10  # and more, up to this many, until the timed rounds took MIN_SE
 MIN_SECONDS = 0.15  # (small layers: single times on a shared machine are noisy)
 MARGIN = 0.93  # another algorithm replaces the rules' choice from 7 % faster
 MAX_KEYS = 512
+MAX_STOPS = 3  # measurements of a shape stopped for other threads before the rules' choice is kept
 ENABLED = os.environ.get("CNNPLAY_TUNE", "1") != "0"  # CNNPLAY_TUNE=0: the rules only (the bench compares)
 
 log = logging.getLogger(__name__)
 _decisions: OrderedDict = OrderedDict()  # (geometry, co, nb) -> algorithm
+_stops: dict = {}  # (geometry, co, nb) -> measurements stopped so far
 _lock = threading.Lock()
 _local = threading.local()  # .pins: {key: algorithm} (pinned); .off: inside rules_only()
 
@@ -111,9 +119,11 @@ def rules_only():
         _local.off -= 1
 
 
-def tune(k, candidates, step, clock=time.perf_counter) -> str:
+def tune(k, candidates, step, clock=time.perf_counter, stop=lambda: False) -> str | None:
     """Time step() (one forward + backward pass of shape `k`) with each candidate in
-    turn, keep the fastest (decide) for `k` and return it."""
+    turn, keep the fastest (decide) for `k` and return it. When stop() says so
+    after a trial (another thread waits to compute: a click, an edit's maps), give
+    up without a decision (None): the next step measures again."""
     times = {c: [] for c in candidates}
     spent = 0.0
     with rules_only():
@@ -127,6 +137,14 @@ def tune(k, candidates, step, clock=time.perf_counter) -> str:
                     if r:  # the first round warms up (new buffers, packed weights, first calls)
                         times[c].append(clock() - t0)
                         spent += times[c][-1]
+                if stop():
+                    with _lock:
+                        _stops[k] = stops = _stops.get(k, 0) + 1
+                    log.debug("conv shape %s: measurement stopped (another thread waits)", k)
+                    if stops >= MAX_STOPS:  # it never gets through: the rules' choice stays
+                        keep(k, candidates[0])
+                        return candidates[0]
+                    return None
     choice = decide(times, candidates[0])
     log.debug("conv shape %s: best of %s ms -> %s", k, {c: round(min(t) * 1e3, 3) for c, t in times.items()},
               choice)
@@ -160,3 +178,4 @@ def reset() -> None:
     """Forget every measurement (tests)."""
     with _lock:
         _decisions.clear()
+        _stops.clear()
