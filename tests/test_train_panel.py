@@ -461,3 +461,41 @@ def test_a_click_while_training_holds_training_back_until_its_field_is_painted(w
     qtbot.waitUntil(lambda: s.training.progress.steps > steps, timeout=WAIT)  # training went on
     p.pause()
     wait_idle(qtbot, p)
+
+
+def test_training_in_the_window_measures_its_conv_layers_once(qtbot, home, monkeypatch):
+    """Train pressed on a network with a 16 -> 32 conv layer (candidates besides the
+    rules' choice at batch 32, kernels/tuning.py), measuring on: the training thread's
+    first steps measure that layer's shape once and keep one of its candidates, the
+    run goes on to the end, and the layer with fewer channels is not measured."""
+    from cnnplay.core.kernels import conv, tuning
+    monkeypatch.setattr(tuning, "ENABLED", True)
+    measured = []
+    real = tuning.tune
+    monkeypatch.setattr(tuning, "tune", lambda k, *a, **kw: measured.append(k) or real(k, *a, **kw))
+    spec = {"input": [1, 16, 16], "layers": [
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 4}]}
+    x = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    w = create_window(session=Session(spec, x, {"kind": "test"}))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        p = w.train_panel
+        p.load_builtin("shapes", size=16, count=96, noise=0.05, seed=0, channels=1)
+        qtbot.waitUntil(lambda: p.session.dataset is not None, timeout=WAIT)
+        assert p.match_outputs()
+        p.set_setting(batch_size=32, epochs=4, optimizer="sgd", lr=0.05, momentum=0.9)
+        assert p.train()
+        wait_idle(qtbot, p)
+        t = w.session.training
+        assert t.progress.epoch == 4 and t.progress.steps == 4 * t.progress.batches_per_epoch
+        plan = conv._plan(16, 16, 16, 3, 3, (1, 1), (1, 1), (1, 1))
+        key = tuning.key(plan, 32, 32)
+        assert tuning.decisions().get(key) in conv.candidates(plan, 32, 32)
+        assert set(measured) <= {key}  # only shapes with candidates are measured
+        assert all(k == key for k in tuning.decisions())  # the 1 -> 16 layer keeps the rules
+    finally:
+        w.train_panel.shutdown()
