@@ -29,9 +29,11 @@ def wide_vectors(typingctx):
     def codegen(context, builder, signature, args):
         if "+avx512f" in context.codegen().magic_tuple()[2].split(","):
             attrs = builder.function.attributes
-            # string attributes, which llvmlite's attribute set does not list
-            for attr in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"'):
-                set.add(attrs, attr)
+            try:  # string attributes, which llvmlite's attribute set does not list (a set it is)
+                for attr in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"'):
+                    set.add(attrs, attr)
+            except TypeError:  # another llvmlite: the kernel compiles as before, on LLVM's default
+                pass
         return context.get_dummy_value()
     return types.void(), codegen
 
