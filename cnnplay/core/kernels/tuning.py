@@ -1,15 +1,14 @@
 """Which algorithm trains a conv layer shape fastest on this machine: measured once.
 
-conv.choose_shape's rules come from measurements on AMD machines (Zen 3, Zen 4),
-where BLAS and numba's direct kernel run on the same 256-bit multiply-add units.
-Elsewhere the crossovers lie elsewhere. On an Intel Xeon with two AVX-512 units
-per core OpenBLAS multiplies 512 bits at a time while numba compiles the direct
-kernel and the transforms for 256-bit vectors (LLVM's default there; 512-bit
-code for every kernel made the bench no faster), so the BLAS-based algorithms
-gain on the direct kernel: a 16->32 layer on 16 px at batch 64 trained in 0.70x
-the direct kernel's time as Winograd F(4x4, 3x3), where the rules keep it direct
-(measured 0.7-1.9x on Zen 3), and a 64->128 stride-2 layer on 28 px at batch 4
-in 0.86x as the stride-2 Winograd scheme.
+conv.choose_shape's rules come from measurements on AMD machines (Zen 3, Zen 4).
+Elsewhere the crossovers lie elsewhere. On an Intel Xeon with AVX-512, OpenBLAS
+multiplies 512 bits at a time while numba's kernels ran on 256-bit vectors
+(LLVM's default there; vectors.py now widens the direct kernels), so the
+BLAS-based algorithms gain on the direct kernel: a 64->128 stride-2 layer on
+28 px at batch 4 trained (forward + backward) in 0.80-0.84x its time as GEMM,
+where the rules keep it direct, and a 16->32 layer on 16 px at batch 64 in
+0.86-0.95x as Winograd F(4x4) (three pairs of processes each; on Zen 3 such a
+layer had taken 0.7-1.9x, so the rules keep it direct).
 
 So the first training step of a layer shape (its first backward pass with
 parameter gradients, once the kernels are compiled) times every candidate
