@@ -10,7 +10,10 @@ Compiling every kernel that way (NUMBA_CPU_FEATURES with -prefer-256-bit) made
 the bench no faster; the direct convolution alone, marked, ran at 1.05-1.16x its
 256-bit time until its accumulators were aligned (`aligned_rows`): a 512-bit
 load or store at an address that is not a multiple of 64 bytes spans two cache
-lines, and numba's allocations are aligned to less.
+lines, and numba's allocations are aligned to less. Aligned, 0.83-0.91x (Intel
+Xeon; conv._direct's doc). Marked the same way, the weight gradient's kernels
+(sums in registers) took 0.94-1.00x and Winograd's transforms 0.94-1.05x: left
+as they were.
 """
 
 from __future__ import annotations
