@@ -99,9 +99,9 @@ def pinned(k, algorithm: str):
 
 def wanted(k, candidates) -> bool:
     """Whether shape `k` should be measured now: several candidates, not measured yet,
-    not pinned, no measurement running on this thread (a trial's own passes), and
-    the compiled kernels in use (on the numpy path of a first start the times would
-    say nothing)."""
+    not pinned, not inside rules_only() on this thread (a measurement's own passes,
+    the warm-up), and the compiled kernels in use (on the numpy path of a first
+    start the times would say nothing)."""
     from .launch import numpy_meanwhile
     return (ENABLED and len(candidates) > 1 and k not in _decisions and not getattr(_local, "off", 0)
             and k not in (getattr(_local, "pins", None) or ()) and not numpy_meanwhile())
