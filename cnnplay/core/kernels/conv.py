@@ -647,11 +647,17 @@ def choose(plan, co: int, nb: int = 1, allow_winograd: bool = True) -> str:
     tuned = tuning.decision(tuning.key(plan, co, nb))
     if tuned is not None and (allow_winograd or tuned in ("direct", "gemm")):
         return tuned
-    algo = choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases, nb * plan.ho * plan.wo,
-                        plan.dilated, plan.strided_spill if allow_winograd else None)
+    algo = rules(plan, co, nb, allow_winograd)
     if algo in winograd.NAMES and not allow_winograd:
         return "gemm"
     return algo
+
+
+def rules(plan, co: int, nb: int, allow_winograd: bool = True) -> str:
+    """choose_shape's answer for a plan's layer with co output channels at batch nb
+    (the stride-2 Winograd scheme only offered with allow_winograd)."""
+    return choose_shape(plan.k // plan.ntap, co, plan.winograd, plan.ntap, plan.phases, nb * plan.ho * plan.wo,
+                        plan.dilated, plan.strided_spill if allow_winograd else None)
 
 
 TUNE_WORK = 1 << 24  # multiply-adds of a call from which its training step measures the candidates
@@ -662,13 +668,11 @@ def candidates(plan, co: int, nb: int) -> tuple:
     """The algorithms a training step of this shape times (tuning.py): the rules'
     choice first, then the alternatives (`alternatives`) when the call has
     TUNE_WORK multiply-adds (below, the measurement would cost more than it saves)."""
+    first = rules(plan, co, nb)
+    if nb * plan.ho * plan.wo * plan.k * co < TUNE_WORK:
+        return (first,)
     ci = plan.k // plan.ntap
-    positions = nb * plan.ho * plan.wo
-    rules = choose_shape(ci, co, plan.winograd, plan.ntap, plan.phases, positions, plan.dilated,
-                         plan.strided_spill)
-    if positions * plan.k * co < TUNE_WORK:
-        return (rules,)
-    return tuple(dict.fromkeys((rules, *alternatives(ci, co, plan.winograd, plan.ntap, plan.strided_spill))))
+    return tuple(dict.fromkeys((first, *alternatives(ci, co, plan.winograd, plan.ntap, plan.strided_spill))))
 
 
 def alternatives(ci: int, co: int, winograd: bool, taps: int, strided_spill: float | None) -> tuple:

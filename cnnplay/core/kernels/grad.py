@@ -1302,5 +1302,5 @@ def linear_backward_batch(x, w, gy, param_grads=True):
 
 
 # the kernels of conv2d_backward_batch (its forward-convolution path checks its own)
-_CONV_KERNELS = (_full_grid, _grad_weight, _grad_weight_ranges, _grad_input_direct, _grad_input_single, _phase_unsplit, _col2im,
-                 _channel_sums)
+_CONV_KERNELS = (_full_grid, _grad_weight, _grad_weight_ranges, _grad_input_direct, _grad_input_single,
+                 _phase_unsplit, _col2im, _channel_sums)
