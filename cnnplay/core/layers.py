@@ -462,9 +462,9 @@ class Conv(WindowedLayer):
         gemm_gx = block if not flipped_gx and conv.choose_input_grad(ci, co) == "gemm" else 0
         wino_grad = 0  # the Winograd weight gradient's buffers (backward only)
         scheme = winograd.SCHEMES.get(algo)
-        if scheme is not None:  # the forward and input gradient in its scheme, the weight gradient in F(2x2)
+        if scheme is not None:  # the forward and both gradients in its scheme
             gemm += winograd.workspace_bytes(ci, co, ho, wo, scheme)
-            wino_grad = winograd.weight_grad_bytes(ci, co, ho, wo)
+            wino_grad = winograd.weight_grad_bytes(ci, co, ho, wo, scheme)
         forward = 4 * (phases * ci * length + kp * co8 + co8) + 8 * (3 * kp + 4 * taps) + gemm
         flipped = 4 * co * (ho + 2 * max(dh * (kh - 1) - ph, 0)) * (wo + 2 * max(dw * (kw - 1) - pw, 0))
         backward = (4 * (co * (maxoff + length) + 2 * phases * ci * length + taps * co * ci4 + ci * h * wd

@@ -39,8 +39,8 @@ stitched back into the input's layout.
 At stride 1 with 8+ input channels the input gradient is instead the forward
 convolution (conv.py) of gy with the flipped, transposed kernel. Where the
 forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
-the weight gradient in the transformed domain (winograd.weight_grad, F(2x2)),
-the input gradient in the forward's scheme with the flipped kernel's transform
+both in the forward's scheme: the weight gradient in the transformed domain
+(winograd.weight_grad), the input gradient with the flipped kernel's transform
 taken straight from w; a dilated layer that runs on its phase sub-images
 (atrous.py) takes the gradients of the undilated layer on them. 1x1 layers
 without padding that run as one product (conv.pointwise_input) take both
@@ -539,14 +539,14 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     n_total = (nb - 1) * length + plan.n
     rowlen = maxoff + plan.columns(nb)
 
-    # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py).
-    # The input gradient in the forward's scheme; the weight gradient in F(2x2) unless
-    # a test asks for F(4x4): F(4x4)'s rounds 5-10x coarser (3-6e-6 of the largest
-    # entry against 4-7e-7 on 64-128 channels), for 0.72-0.86x F(2x2)'s time, and
-    # F(2x2)'s already takes 0.6x PyTorch's there.
+    # 3x3, stride 1, channel-heavy: both gradients in the Winograd domain (winograd.py),
+    # in the forward's scheme. F(4x4)'s weight gradient rounds to 6-11e-6 of its
+    # largest entry (F(2x2)'s 6e-7, PyTorch's oneDNN 0.8-2.2e-6; 64-128 channels), as
+    # F(4x4)'s forward does, and takes 0.70-0.76x F(2x2)'s time: on an Intel Xeon
+    # F(2x2)'s was 1.2-1.5x PyTorch's, F(4x4)'s 1.03-1.07x.
     scheme = winograd.SCHEMES.get(algo) if plan.winograd else None
     wino = scheme is not None
-    gw_scheme = scheme if algorithm == winograd.F4.name else winograd.F2
+    gw_scheme = scheme
     wino_gw = wino and ready(*gw_scheme.grad_kernels)
     stride1_gx = conv.flipped_input_grad(ci, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 
