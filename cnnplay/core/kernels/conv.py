@@ -54,8 +54,8 @@ the batched path and the backward's gradients all ask it):
   multiply-adds; with 64-128 channels the products are short for BLAS and the
   transforms' memory traffic dominates, which F(4x4) cuts per output), F(2x2,
   3x3) beyond (2.25x fewer, more exact; long products, where its cheaper
-  transforms win), winograd.py; the training engine's input gradient of such
-  layers follows the forward's scheme, its weight gradient runs in F(2x2).
+  transforms win), winograd.py; the training engine's gradients of such
+  layers follow the forward's scheme.
 - "winograd_s2": 3x3 with stride 2 (ResNet's downsampling layers), 128+
   channels and enough work per call: 2x2 output tiles from 5x5 inputs, 0.69x
   the multiply-adds of im2col (winograd_s2.py), forward and both gradients.
@@ -461,6 +461,7 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     or "winograd4" (3x3, stride 1, no dilation), "winograd_s2" (3x3, stride 2, no dilation).
     remember_source: inside `reuse_sources()`, keep x rearranged (its source, or
     channels last for Winograd) for the weight gradient."""
+    from . import direct512  # (it stores through _store, below)
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or x.shape[0] < 1:
@@ -490,8 +491,11 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
             y += bias[:co, None, None]
         return y
     make_source = sized(_make_source, plan.phases * ci * plan.columns(nb), 1 << 19)
-    needs = scheme.kernels if scheme is not None else {"gemm": (_gather, _store_real),
-                                                       winograd_s2.NAME: winograd_s2.KERNELS}.get(algo, (_direct,))
+    n_total = (nb - 1) * plan.length + plan.n
+    blocked = direct512.applies(co, n_total, plan.k)  # the direct kernel with its sums in registers
+    needs = scheme.kernels if scheme is not None else {
+        "gemm": (_gather, _store_real), winograd_s2.NAME: winograd_s2.KERNELS}.get(
+            algo, (direct512._conv,) if blocked else (_direct,))
     if not ready(make_source, *needs):
         for i in range(nb):  # still compiling (first start): numpy meanwhile
             y[i] = numpy_path.conv2d(x[i], w, b, stride, padding, dilation)
@@ -507,8 +511,12 @@ def conv2d_batch(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1), versio
     if algo == "gemm":
         wmat, bias = _packed(w, b, version, "gemm")
         _gemm(src, plan, wmat, bias, nb, y)
+    elif blocked:
+        wt, bias = _packed(w, b, version, (*plan.direct_key, direct512.CHANNELS), plan.direct_order,
+                           direct512.CHANNELS)
+        direct512.conv(src, plan.offsets(nb, direct=True)[:plan.k], wt, bias, plan.ho, plan.wq, plan.wo,
+                       plan.length, n_total, y)
     else:
-        n_total = (nb - 1) * plan.length + plan.n
         wt, bias = _packed(w, b, version, plan.direct_key, plan.direct_order)
         _direct(src, plan.offsets(nb, direct=True), wt, bias, _chunk(n_total, wt.shape[1] // CHANNELS), plan.ho,
                 plan.wq, plan.wo, plan.length, n_total, y)
@@ -834,16 +842,16 @@ def _bias(b, co: int) -> np.ndarray:
     return np.zeros(co, np.float32) if b is None else np.asarray(b, dtype=np.float32).reshape(co)
 
 
-def _packed(w, b, version, kind, order=None):
+def _packed(w, b, version, kind, order=None, channels=CHANNELS):
     """The weights in the layout an algorithm reads, packed once per parameter version.
 
     direct (kind: the plan's direct_key): (K_pad, Co_pad) transposed, its taps in
-    the plan's direct_order, zero-padded to blocks of TAPS taps x CHANNELS
+    the plan's direct_order, zero-padded to blocks of TAPS taps x `channels`
     channels, and the bias padded to Co_pad. gemm: (Co, K) and the bias."""
     def make():
         co = w.shape[0]
         k = w[0].size
-        cop = -(-co // CHANNELS) * CHANNELS
+        cop = -(-co // channels) * channels
         bias = np.zeros(cop, np.float32)
         bias[:co] = _bias(b, co)
         if order is not None:

@@ -1,0 +1,110 @@
+"""The direct convolution with its sums in 512-bit registers (kernels/direct512.py)
+against float64 loops, on any CPU (forced where the CPU has no AVX-512: LLVM then
+splits its vectors, slower but the same sums), and against the L1 kernel it
+replaces (conv._direct): the same bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cnnplay.core.kernels import conv, direct512, grad, vectors
+from strategies import conv_geometries
+from test_backward import ref_conv
+
+
+@pytest.fixture
+def blocked(monkeypatch):
+    """The blocked kernel wherever it applies, AVX-512 or not."""
+    monkeypatch.setattr(direct512, "avx512", lambda: True)
+
+
+def _which(ci, co, hw, k, stride, padding, dilation, nb):
+    plan = conv._plan(ci, *hw, *k, tuple(stride), tuple(padding), tuple(dilation))
+    return direct512.applies(co, (nb - 1) * plan.length + plan.n, plan.k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_geometries(batch=(1, 5), in_channels=(4, 8), out_channels=(8, 20), kernel=(3, 5), side=(3, 14)),
+       st.integers(0, 2 ** 31 - 1))
+def test_blocked_forward_matches_float64_loops(geometry, seed):
+    n, ci, co, k, stride, padding, dilation, hw = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, ci) + tuple(hw)).astype(np.float32)
+    w = rng.standard_normal((co, ci) + tuple(k)).astype(np.float32)
+    b = rng.standard_normal(co).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(direct512, "avx512", lambda: True)
+        assume(_which(ci, co, hw, k, stride, padding, dilation, n))  # a block of positions at least
+        y = conv.conv2d_batch(x, w, b, stride, padding, dilation, algorithm="direct")
+    ref = np.stack([ref_conv(x[i].astype(np.float64), w.astype(np.float64), b, stride, padding, dilation)
+                    for i in range(n)])
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("ci, co, hw, k, stride, padding, dilation, nb", [
+    (16, 32, (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 19 chunks' worth of blocks
+    (4, 9, (20, 18), (3, 3), (1, 1), (1, 1), (1, 1), 2),  # 9 channels: one block of 8 padded channels
+    (16, 12, (9, 9), (3, 3), (2, 2), (1, 1), (1, 1), 3),  # stride 2: taps on four phase images
+    (4, 16, (30, 30), (5, 5), (1, 1), (2, 2), (2, 2), 2),  # dilated 5x5
+    (16, 8, (1, 40), (1, 3), (1, 1), (0, 1), (1, 1), 2),  # a 1D layer
+    (2, 24, (7, 7), (7, 7), (1, 1), (3, 3), (1, 1), 1),  # 49 positions: one block moved back by one
+])
+def test_blocked_gives_the_l1_kernels_bits(monkeypatch, ci, co, hw, k, stride, padding, dilation, nb):
+    """Both kernels sum from the bias, tap by tap, fused: the same float32 results."""
+    rng = np.random.default_rng(ci * co)
+    x = rng.standard_normal((nb, ci) + hw).astype(np.float32)
+    w = rng.standard_normal((co, ci) + k).astype(np.float32)
+    b = rng.standard_normal(co).astype(np.float32)
+    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    assert _which(ci, co, hw, k, stride, padding, dilation, nb)
+    blocked = conv.conv2d_batch(x, w, b, stride, padding, dilation, algorithm="direct")
+    monkeypatch.setattr(direct512, "avx512", lambda: False)
+    assert not _which(ci, co, hw, k, stride, padding, dilation, nb)
+    l1 = conv.conv2d_batch(x, w, b, stride, padding, dilation, algorithm="direct")
+    np.testing.assert_array_equal(blocked, l1)
+    ref = np.stack([ref_conv(x[i].astype(np.float64), w.astype(np.float64), b, stride, padding, dilation)
+                    for i in range(nb)])
+    np.testing.assert_allclose(blocked, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_blocked_input_gradient_matches_float64_loops(blocked):
+    """The stride-1 input gradient is the forward kernel on gy with the flipped kernel:
+    it takes the blocked kernel too (16 channels in: gx has 16 output channels)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 32, 10, 10)).astype(np.float32)
+    gx, _, _ = grad.conv2d_backward_batch(x, w, gy, (1, 1), (1, 1), param_grads=False, algorithm="direct")
+    # gx[c] = sum_o full correlation of gy[o] with the flipped w[o, c]
+    wf = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).astype(np.float64)
+    ref = np.stack([ref_conv(gy[i].astype(np.float64), wf, None, (1, 1), (1, 1), (1, 1)) for i in range(4)])
+    np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_applies_only_with_avx512_eight_channels_and_a_block(monkeypatch):
+    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    assert direct512.applies(8, 48, 36)
+    assert not direct512.applies(7, 10_000, 144)  # fewer channels than a block: padded work
+    assert not direct512.applies(64, 47, 144)  # less than one block of positions
+    assert not direct512.applies(64, 10_000, 27)  # few taps: the store outweighs the sums
+    monkeypatch.setattr(direct512, "avx512", lambda: False)
+    assert not direct512.applies(64, 10_000, 144)
+
+
+def test_chunks_are_whole_blocks_and_give_every_thread_jobs():
+    assert direct512.chunk(100_000, 4) == direct512.CHUNK
+    for n, nblk in ((48, 1), (1000, 1), (5184, 8), (300, 2)):
+        c = direct512.chunk(n, nblk)
+        assert c % direct512.BLOCK == 0 and direct512.BLOCK <= c <= direct512.CHUNK
+        assert nblk * -(-n // c) >= 8 or c == direct512.BLOCK
+
+
+def test_avx512_follows_the_compile_target():
+    """avx512() reads the features numba compiles for, as wide_vectors does."""
+    from numba.core.registry import cpu_target
+    features = cpu_target.target_context.codegen().magic_tuple()[2]
+    assert vectors.avx512() == ("+avx512f" in features.split(","))
