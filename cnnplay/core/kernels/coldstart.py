@@ -218,6 +218,7 @@ def prepare() -> bool:
     """Start the background compile now if the forward kernels are not in the cache
     (the app calls this on the GUI thread, before its other threads start). True when
     they are all ready (while loading is deferred, cached ones are queued: False)."""
-    from . import conv, dense, norm, pointwise, pool
-    return ready(conv._make_source, conv._direct, pool._pool, pool._pool_tiles, pointwise._affine_leaky,
+    from . import conv, dense, direct512, norm, pointwise, pool
+    blocked = (direct512._conv,) if direct512.avx512() else ()
+    return ready(conv._make_source, conv._direct, *blocked, pool._pool, pool._pool_tiles, pointwise._affine_leaky,
                  norm._layernorm, dense._linear)

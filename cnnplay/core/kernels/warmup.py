@@ -28,6 +28,7 @@ import numpy as np
 CONV = [
     {"input": [3, 20, 18], "layers": [
         {"type": "conv2d", "out_channels": 9, "kernel_size": 3, "padding": 1},
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},  # direct512 (AVX-512)
         {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "dilation": 2, "padding": 2},
         {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 2}]},
     {"input": [64, 6, 5], "layers": [  # channel-heavy: Winograd F(4x4), F(2x2), the GEMM path
