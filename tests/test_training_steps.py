@@ -388,3 +388,40 @@ def test_a_paused_epoch_over_other_data_starts_again():
     other = Dataset(*data(6, seed=1), list("abc"))
     r = tr.run_epoch(other)
     assert r["finished"] and tr.steps == 1 + 2  # one step before the pause, then all of `other`'s two batches
+
+
+def test_relu_then_maxpool_pairs():
+    from cnnplay.core.training import trainer
+    net = Network.from_dict({"input": [2, 8, 8], "layers": [
+        {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2}, {"type": "leaky_relu"}, {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "relu"}, {"type": "avgpool2d", "kernel_size": 2}, {"type": "relu"}, {"type": "flatten"},
+        {"type": "linear", "out_features": 2}]})
+    assert trainer.relu_then_maxpool(net.layer_types) == {1}  # not leaky, not before avg pool
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_pooling_before_the_relu_gives_the_layer_by_layer_gradients(monkeypatch, first):
+    """The trainer's pooled-first ReLU against the pair run layer by layer: the same
+    loss and gradients (a window whose maximum is not positive passes zero either
+    way: only the sign of some zeros may differ). first: the pair starts the
+    network (its input's gradient is not computed)."""
+    from cnnplay.core.training import trainer
+    head = [] if first else [{"type": "conv2d", "out_channels": 6, "kernel_size": 3, "padding": 1},
+                             {"type": "batchnorm"}]
+    net = Network.from_dict({"input": [3, 12, 12], "layers": head + [
+        {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, {"type": "flatten"},
+        {"type": "linear", "out_features": 3}]}, seed=5)
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (6, 3, 12, 12)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    assert len(trainer.relu_then_maxpool(net.layer_types)) == 2
+    fused = Trainer(net).gradients(x, y)
+    monkeypatch.setattr(trainer, "relu_then_maxpool", lambda types: set())
+    plain = Trainer(net).gradients(x, y)
+    assert fused[0] == plain[0] and fused[1] == plain[1]
+    assert fused[2].keys() == plain[2].keys()
+    for key in plain[2]:
+        np.testing.assert_array_equal(fused[2][key], plain[2][key], err_msg=str(key))

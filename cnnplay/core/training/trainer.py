@@ -65,6 +65,21 @@ def _check(cancel) -> None:
         raise Cancelled()
 
 
+def relu_then_maxpool(layer_types) -> set[int]:
+    """Indices i of the ReLU layers (not leaky) followed by a max pool at i + 1.
+
+    max(relu(a), relu(b)) == relu(max(a, b)) exactly, so the pair's output is
+    the pool of the ReLU's input, rectified; its gradient reaches the same
+    position of each window with the same value: where a window's maximum is
+    positive it is the first maximum either way, and where it is not, the
+    ReLU's gradient is zero either way (as -0.0 for a negative gradient, at the
+    window's first pixel or at its maximum). A training step rectifies the
+    pooled map instead of the full one, forward and backward."""
+    return {i for i in range(len(layer_types) - 1)
+            if getattr(layer_types[i], "name", None) == "relu"
+            and getattr(layer_types[i + 1], "name", "").startswith("maxpool")}
+
+
 def _takes_input_grad(t) -> bool:
     """Whether t.backward_batch can skip the input gradient (input_grad=False)."""
     cls = type(t)
@@ -281,9 +296,22 @@ class Trainer:
         net, n = self.net, x.shape[0]
         acts, bn, running = [x], {}, {}
         h = x
+        pooled_first = relu_then_maxpool(net.layer_types)
         for i, t in enumerate(net.layer_types):
             _check(cancel)
             p = net.params(i)
+            if i - 1 in pooled_first:  # computed with the ReLU before it
+                acts.append(h)
+                continue
+            if i in pooled_first:
+                # ReLU then max pool = max pool then ReLU, exactly: the ReLU runs on the
+                # pooled map (a quarter of it for 2x2 windows), and acts[i + 1] holds the
+                # pooled map before the ReLU instead of the ReLU's full-size output
+                pool = net.layer_types[i + 1]
+                h = pool.forward_batch(net.configs[i + 1], h, net.params(i + 1))
+                acts.append(h)
+                h = t.forward_batch(net.configs[i], h, p)
+                continue
             if isinstance(t, BatchNorm):
                 positions = math.prod(h.shape[2:])
                 if n * positions < 2:
@@ -306,6 +334,17 @@ class Trainer:
             _check(cancel)
             t = net.layer_types[i]
             need_gx = i > 0
+            if i in pooled_first:  # its gradient went through the max pool after it
+                continue
+            if i - 1 in pooled_first:
+                # the pair's gradient: the ReLU's on the pooled map, then the pool's,
+                # routed to the maxima of the ReLU's input (see the forward pass)
+                if i - 1 == 0:  # what is left is the input's gradient, not needed
+                    break
+                relu, cfg = net.layer_types[i - 1], net.configs[i - 1]
+                g, _ = relu.backward_batch(cfg, acts[i], acts[i + 1], g, {})
+                g, _ = t.backward_batch(net.configs[i], acts[i - 1], acts[i], g, net.params(i))
+                continue
             if i in bn:
                 g_in, pg = bn[i].backward(g, input_grad=need_gx)
             else:
