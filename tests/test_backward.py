@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnplay import Network
-from cnnplay.core.kernels import grad
+from cnnplay.core.kernels import direct512, grad
 from strategies import conv_geometries
 
 
@@ -149,12 +149,12 @@ def test_weight_gradient_over_position_ranges(geometry, seed):
     ho = [(m + 2 * pp - sp) // ss + 1 for m, pp, sp, ss in zip(hw, p, spans, s)]
     gy = f32(rng, n, co, *ho)
     counted = _Counted(grad._grad_weight_ranges)
-    saved = grad._grad_weight_ranges, grad.GW_RANGES_BYTES
-    grad._grad_weight_ranges, grad.GW_RANGES_BYTES = counted, 0
+    saved = grad._grad_weight_ranges, grad.GW_RANGES_BYTES, direct512.avx512
+    grad._grad_weight_ranges, grad.GW_RANGES_BYTES, direct512.avx512 = counted, 0, lambda: False
     try:
         _, gw, _ = grad.conv2d_backward_batch(x, w, gy, s, p, d, input_grad=False, algorithm="direct")
     finally:
-        grad._grad_weight_ranges, grad.GW_RANGES_BYTES = saved
+        grad._grad_weight_ranges, grad.GW_RANGES_BYTES, direct512.avx512 = saved
     assert counted.calls == 1
     close(gw, ref_weight_grad(x, gy, k, s, p, d))
 
@@ -166,12 +166,12 @@ def test_a_large_batch_of_few_channels_takes_the_position_ranges():
     x, w = f32(rng, 64, 3, 32, 32), f32(rng, 16, 3, 3, 3)
     gy = f32(rng, 64, 16, 32, 32)
     counted = _Counted(grad._grad_weight_ranges)
-    saved = grad._grad_weight_ranges
-    grad._grad_weight_ranges = counted
+    saved = grad._grad_weight_ranges, direct512.avx512
+    grad._grad_weight_ranges, direct512.avx512 = counted, lambda: False  # the L1 sweep (test_direct512: the other)
     try:
         _, gw, gb = grad.conv2d_backward_batch(x, w, gy, 1, 1, input_grad=False)
     finally:
-        grad._grad_weight_ranges = saved
+        grad._grad_weight_ranges, direct512.avx512 = saved
     assert counted.calls == 1
     close(gw, ref_weight_grad(x, gy, (3, 3), (1, 1), (1, 1), (1, 1)))
     close(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)))

@@ -108,3 +108,60 @@ def test_avx512_follows_the_compile_target():
     from numba.core.registry import cpu_target
     features = cpu_target.target_context.codegen().magic_tuple()[2]
     assert vectors.avx512() == ("+avx512f" in features.split(","))
+
+
+@pytest.mark.parametrize("ci, co, hw, k, stride, padding, dilation, nb", [
+    (3, 16, (32, 32), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 9 taps of 27 per block row: the last block full
+    (5, 9, (13, 11), (3, 3), (1, 1), (1, 1), (1, 1), 3),  # 9 channels: a block of one; 45 taps
+    (4, 12, (10, 9), (3, 3), (2, 2), (1, 1), (1, 1), 2),  # stride 2
+    (2, 8, (12, 12), (3, 2), (1, 1), (2, 1), (2, 3), 2),  # dilated, 12 taps: 4 blocks of 3
+    (6, 16, (1, 50), (1, 5), (1, 1), (0, 2), (1, 1), 3),  # 1D
+])
+def test_blocked_weight_gradient_matches_float64_loops(monkeypatch, ci, co, hw, k, stride, padding, dilation, nb):
+    """The weight gradient's sweep over position ranges with its block in registers
+    (direct512._weight_grad), forced at any size: repeated channels and taps of a
+    partial block added once, chunk tails shorter than a vector."""
+    from test_backward import ref_weight_grad
+    rng = np.random.default_rng(co + ci)
+    x = rng.standard_normal((nb, ci) + hw).astype(np.float32)
+    w = rng.standard_normal((co, ci) + k).astype(np.float32)
+    spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
+    ho = [(m + 2 * p - sp) // s + 1 for m, p, sp, s in zip(hw, padding, spans, stride)]
+    gy = rng.standard_normal((nb, co, *ho)).astype(np.float32)
+    calls = []
+    kernel = direct512._weight_grad
+    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    monkeypatch.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
+    monkeypatch.setattr(grad, "GW_RANGES_BYTES", 0)
+    _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False, algorithm="direct")
+    assert calls == [1]
+    ref = ref_weight_grad(x.astype(np.float64), gy, k, stride, padding, dilation)
+    np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_the_weight_gradient_keeps_its_l1_sweep_with_few_channels(monkeypatch):
+    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    assert direct512.weight_grad_applies(8) and not direct512.weight_grad_applies(7)
+    monkeypatch.setattr(direct512, "avx512", lambda: False)
+    assert not direct512.weight_grad_applies(64)
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_geometries(batch=(1, 3), in_channels=(1, 5), out_channels=(8, 19), kernel=(1, 4), side=(1, 12)),
+       st.integers(0, 2 ** 31 - 1))
+def test_blocked_weight_gradient_on_any_geometry(geometry, seed):
+    from test_backward import ref_weight_grad
+    n, ci, co, k, stride, padding, dilation, hw = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, ci) + tuple(hw)).astype(np.float32)
+    w = rng.standard_normal((co, ci) + tuple(k)).astype(np.float32)
+    spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
+    ho = [(m + 2 * p - sp) // s + 1 for m, p, sp, s in zip(hw, padding, spans, stride)]
+    gy = rng.standard_normal((n, co, *ho)).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(direct512, "avx512", lambda: True)
+        mp.setattr(grad, "GW_RANGES_BYTES", 0)
+        _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False,
+                                              algorithm="direct")
+    ref = ref_weight_grad(x.astype(np.float64), gy, tuple(k), stride, padding, dilation)
+    np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))

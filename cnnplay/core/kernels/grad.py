@@ -367,20 +367,20 @@ def _grad_weight_ranges(gflat, rowlen, g0ff, n, srcflat, length, row_of, off, nc
                     g1 = gflat[c1 * rowlen + g0ff + n0:c1 * rowlen + g0ff + n0 + nc]
                     g2 = gflat[c2 * rowlen + g0ff + n0:c2 * rowlen + g0ff + n0 + nc]
                     g3 = gflat[c3 * rowlen + g0ff + n0:c3 * rowlen + g0ff + n0 + nc]
-                    _add_block(part, c0, c1, c2, c3, k0, k1, k2, _block_sums(s0, s1, s2, g0, g1, g2, g3, nc))
+                    _add_sums(part, (c0, c1, c2, c3), (k0, k1, k2), _block_sums(s0, s1, s2, g0, g1, g2, g3, nc))
 
 
 @njit(cache=True, inline="always")
-def _add_block(part, c0, c1, c2, c3, k0, k1, k2, sums):
-    """part[c, k] += the block's 12 sums, each distinct (channel, tap) once (a block
-    past the last channel or tap repeats the last one)."""
-    cs = (c0, c1, c2, c3)
-    ks = (k0, k1, k2)
-    for i in range(4):
+def _add_sums(part, cs, ks, sums):
+    """part[c, k] += a block's sums (channels cs x taps ks, row by row), each
+    distinct (channel, tap) once (a block past the last channel or tap repeats
+    the last one)."""
+    nk = len(ks)
+    for i in range(len(cs)):
         if i == 0 or cs[i] > cs[i - 1]:
-            for j in range(3):
+            for j in range(nk):
                 if j == 0 or ks[j] > ks[j - 1]:
-                    part[cs[i], ks[j]] += sums[3 * i + j]
+                    part[cs[i], ks[j]] += sums[nk * i + j]
 
 
 def _bias_grad(gy) -> np.ndarray:
@@ -508,7 +508,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     version: the layer's parameter version (packed weights are kept per version).
     algorithm: None (chosen per layer shape) or "direct" / "gemm" / "winograd" / "winograd4", for tests.
     """
-    from . import conv
+    from . import conv, direct512
     x = _f32(x, "conv2d_backward: x", 4)
     w = _f32(w, "conv2d_backward: weight", 4)
     gy = _f32(gy, "conv2d_backward: gy", 4)
@@ -592,8 +592,11 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
             _grad_weight_gemm(gyc, src, plan, nb, conv.gemm_budget(gy.nbytes), gw)
         elif weight_grad_ranges(co, plan.k, n_total):
             parts = np.zeros((GW_RANGES_JOBS, co, plan.k))
-            _grad_weight_ranges(gpad.reshape(-1), rowlen, maxoff, n_total, src, plan.columns(nb),
-                                plan.rows[:plan.k], plan.taps[:plan.k], 1024, parts)
+            sweep = _grad_weight_ranges
+            if direct512.weight_grad_applies(co) and ready(direct512._weight_grad):
+                sweep = direct512._weight_grad  # its block in 512-bit registers
+            sweep(gpad.reshape(-1), rowlen, maxoff, n_total, src, plan.columns(nb), plan.rows[:plan.k],
+                  plan.taps[:plan.k], 1024, parts)
             gw[:] = parts.sum(axis=0)
         else:
             _grad_weight(gpad.reshape(-1), rowlen, maxoff, n_total, src, plan.columns(nb), plan.rows[:plan.k],

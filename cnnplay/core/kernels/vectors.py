@@ -18,7 +18,7 @@ as they were.
 Where a kernel's block of accumulators must stay in registers across a long loop
 (direct512.py), LLVM's vectorizer does not keep them there; `F32x16` is a numba type
 for one 512-bit register of 16 float32, with `load16` / `store16` / `splat16` /
-`fma16` to write such a kernel explicitly (`avx512()` says whether the CPU runs it
+`fma16` / `fmav16` / `sum16` to write such a kernel explicitly (`avx512()` says whether the CPU runs it
 natively; elsewhere LLVM splits every operation in two).
 """
 
@@ -138,3 +138,28 @@ def fma16(typingctx, acc, v, x):
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3), "llvm.fma.v16f32")
         return builder.call(fma, [args[1], _splat(builder, args[2]), args[0]])
     return f32x16(acc, v, x), codegen
+
+
+@intrinsic
+def fmav16(typingctx, acc, a, b):
+    """acc + a * b lane by lane, in one fused multiply-add per lane."""
+    def codegen(context, builder, sig, args):
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3), "llvm.fma.v16f32")
+        return builder.call(fma, [args[1], args[2], args[0]])
+    return f32x16(acc, a, b), codegen
+
+
+@intrinsic
+def sum16(typingctx, v):
+    """The 16 lanes' float32 sum, in halves (8 + 8, 4 + 4, 2 + 2, 1 + 1)."""
+    def codegen(context, builder, sig, args):
+        v = args[0]
+        width = 16
+        while width > 1:
+            width //= 2
+            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width))))
+            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), width),
+                                                          list(range(width, 2 * width))))
+            v = builder.fadd(lo, hi)
+        return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+    return types.float32(v), codegen
