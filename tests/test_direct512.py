@@ -95,12 +95,15 @@ def test_applies_only_with_avx512_eight_channels_and_a_block(monkeypatch):
     assert not direct512.applies(64, 10_000, 144)
 
 
-def test_chunks_are_whole_blocks_and_give_every_thread_jobs():
-    assert direct512.chunk(100_000, 4) == direct512.CHUNK
-    for n, nblk in ((48, 1), (1000, 1), (5184, 8), (300, 2)):
+def test_chunks_are_whole_blocks_even_and_give_every_thread_jobs():
+    assert direct512.chunk(100 * direct512.CHUNK, 4) == direct512.CHUNK
+    assert direct512.chunk(888, 16) == 480  # 480 + 408, not 576 + 312
+    for n, nblk in ((48, 1), (1000, 1), (5184, 8), (300, 2), (888, 16), (18_496, 4), (10_001, 2)):
         c = direct512.chunk(n, nblk)
+        chunks = -(-n // c)
         assert c % direct512.BLOCK == 0 and direct512.BLOCK <= c <= direct512.CHUNK
-        assert nblk * -(-n // c) >= 8 or c == direct512.BLOCK
+        assert nblk * chunks >= 6 or c == direct512.BLOCK  # (8 asked; whole blocks may round it down)
+        assert (chunks - 1) * c < n <= chunks * c
 
 
 def test_avx512_follows_the_compile_target():

@@ -75,12 +75,15 @@ def weight_grad_applies(co: int) -> bool:
 
 
 def chunk(n_total: int, nblk: int) -> int:
-    """Positions per job: CHUNK, or less (whole blocks) when there would be fewer
-    than 8 jobs for the threads."""
-    target = CHUNK
-    while target > BLOCK and nblk * -(-n_total // target) < 8:
-        target -= BLOCK
-    return target
+    """Positions per job: about CHUNK, in whole blocks, the chunks as even as
+    blocks allow (threads take runs of consecutive jobs, so a short last chunk
+    leaves one idle: 888 positions as 576 + 312 took 1.2-1.3x the time of 480 +
+    408); smaller when there would be fewer than 8 jobs for the threads."""
+    blocks = -(-n_total // BLOCK)
+    chunks = -(-blocks // (CHUNK // BLOCK))
+    while chunks < blocks and nblk * chunks < 8:
+        chunks += 1
+    return -(-blocks // chunks) * BLOCK
 
 
 def conv(src, off, wt, bias, ho, wq, wo, seg, n_total, y) -> None:
