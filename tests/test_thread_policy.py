@@ -283,12 +283,13 @@ def test_a_probe_does_not_count_the_call_that_wakes_the_idle_threads():
 def test_a_winograd_layer_multiplies_on_the_count_the_policy_chose(monkeypatch, threads):
     # A channel-heavy 3x3 layer spends most of its time in numpy's matmul (OpenBLAS):
     # when the policy picks one thread (a busy machine), BLAS must run on one too.
-    from cnnplay.core.kernels import blas, conv, winograd
+    from cnnplay.core.kernels import blas, conv, products512, winograd
     if not blas.available():
         pytest.skip("numpy's BLAS is not an OpenBLAS whose thread count can be set")
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs 2 threads")
     monkeypatch.setattr(launch, "numpy_meanwhile", lambda: False)
+    monkeypatch.setattr(products512, "avx512", lambda: False)  # the products by BLAS, as without AVX-512
     x = np.random.default_rng(0).standard_normal((1, 64, 8, 8)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
     conv.conv2d_batch(x, w, None, 1, 1, 1, algorithm="winograd")  # compiled / loaded before the patch

@@ -36,6 +36,8 @@ CONV = [
         {"type": "conv2d", "out_channels": 129, "kernel_size": 3, "padding": 1},
         {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1},
         {"type": "conv2d", "out_channels": 64, "kernel_size": 1}]},
+    {"input": [64, 12, 12], "layers": [  # Winograd's products in registers (products512, AVX-512)
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}]},
     {"input": [64, 66, 66], "layers": [  # Winograd's stride-2 scheme (enough work per call)
         {"type": "conv2d", "out_channels": 128, "kernel_size": 3, "stride": 2, "padding": 1}]},
     {"input": [2, 160, 160], "layers": [  # a weight gradient over position ranges (grad.weight_grad_ranges)

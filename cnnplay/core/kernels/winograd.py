@@ -44,7 +44,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import blas, reuse, winograd4
+from . import blas, products512, reuse, winograd4
 from .winograd_tiles import _channels_last, _store_rows, channels_last
 
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
@@ -267,7 +267,7 @@ def conv3x3(x, u, bias, padding, y, remember: bool = False, xt=None) -> None:
     sc = SCHEMES[u.shape[0]]
     co, ho, wo = y.shape[1:]
     for r0, r1, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, BUDGET, remember, xt):
-        blas.batched_matmul(v, u, m)  # (elems, tiles, Ci) @ (elems, Ci, Co)
+        products512.batched_matmul(v, u, m)  # (elems, tiles, Ci) @ (elems, Ci, Co)
         sc.output(mflat, mplane, bias, r0, r1, _tiles(sc, ho, wo)[1], y)
 
 
