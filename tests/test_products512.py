@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnplay.core.kernels import blas, conv, products512
-from test_backward import ref_conv
+from test_backward import ref_conv, ref_weight_grad
 
 
 @pytest.fixture
@@ -41,6 +41,24 @@ def test_products_match_float64(e, n, k, c, seed):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 16), st.integers(6, 40), st.integers(1, 300), st.sampled_from([64, 128]),
+       st.integers(0, 2 ** 31 - 1))
+def test_products_of_a_transposed_view_match_float64(e, rows, k, c, seed):
+    """The weight gradient's gU[e] = gM[e]^T V[e]: the left operand a transposed view
+    (its entries read one by one), the inner dimension the tiles."""
+    rng = np.random.default_rng(seed)
+    m = _planes(rng, e, k, rows)  # (e, tiles, Co)
+    v = _planes(rng, e, k, c)  # (e, tiles, Ci)
+    out = np.empty((e, rows, c), np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(products512, "avx512", lambda: True)
+        assert products512.applies(m.transpose(0, 2, 1), v, out)
+        products512.batched_matmul(m.transpose(0, 2, 1), v, out)
+    ref = np.einsum("etr,etc->erc", m.astype(np.float64), v.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_what_does_not_apply_goes_to_blas(monkeypatch, forced):
     rng = np.random.default_rng(1)
     calls = []
@@ -60,11 +78,12 @@ def test_what_does_not_apply_goes_to_blas(monkeypatch, forced):
 
 @pytest.mark.parametrize("scheme", ["winograd", "winograd4"])
 def test_winograd_layers_through_the_products(forced, monkeypatch, scheme):
-    """A Winograd layer's forward pass and input gradient take the products here."""
+    """A Winograd layer's forward pass and both gradients take the products here."""
     from cnnplay.core.kernels import grad
     calls = []
-    kernel = products512._products
-    monkeypatch.setattr(products512, "_products", lambda *a: (calls.append(1), kernel(*a)))
+    for name in ("_products", "_products_planes"):
+        kernel = getattr(products512, name)
+        monkeypatch.setattr(products512, name, lambda *a, name=name, kernel=kernel: (calls.append(name), kernel(*a)))
     monkeypatch.setattr(products512, "ready", lambda *k: True)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 64, 13, 11)).astype(np.float32)
@@ -74,11 +93,13 @@ def test_winograd_layers_through_the_products(forced, monkeypatch, scheme):
     ref = np.stack([ref_conv(x[i].astype(np.float64), w.astype(np.float64), b, (1, 1), (1, 1), (1, 1))
                     for i in range(2)])
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
-    assert calls
+    assert set(calls) == {"_products"}
     calls.clear()
     gy = rng.standard_normal(y.shape).astype(np.float32)
-    gx, _, _ = grad.conv2d_backward_batch(x, w, gy, 1, 1, param_grads=False, algorithm=scheme)
+    gx, gw, _ = grad.conv2d_backward_batch(x, w, gy, 1, 1, algorithm=scheme)
     wf = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).astype(np.float64)
     refx = np.stack([ref_conv(gy[i].astype(np.float64), wf, None, (1, 1), (1, 1), (1, 1)) for i in range(2)])
     np.testing.assert_allclose(gx, refx, rtol=1e-4, atol=1e-4 * np.abs(refx).max())
-    assert calls
+    refw = ref_weight_grad(x.astype(np.float64), gy, (3, 3), (1, 1), (1, 1), (1, 1))
+    np.testing.assert_allclose(gw, refw, rtol=1e-4, atol=1e-4 * np.abs(refw).max())
+    assert set(calls) == {"_products", "_products_planes"}  # the input gradient's, the weight gradient's

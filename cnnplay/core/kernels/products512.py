@@ -6,7 +6,12 @@ U[e] (Ci x Co): 16 or 36 products whose inner dimension is the layer's input
 channels. With 64-128 channels they are short for BLAS: OpenBLAS ran them at
 70-81 GMAC/s on an Intel Xeon (2 threads), half the machine's peak, where
 `_products` runs at 123-137 (0.52-0.66x the time; 0.78x with 256 channels, 0.82x
-on 64 tiles). A block is 6 rows of V x 64 columns of U: 24 registers of 16
+on 64 tiles). The weight gradient's products gU[e] = gM[e]^T V[e] (Co x tiles
+times tiles x Ci) likewise: 0.44-0.55x with 64-128 channels over 256-1024
+tiles, 0.76x over 4096 (one process, alternating). Their long inner dimension
+is summed in order in float32: 1.2e-6 of the largest entry over 1024 tiles and
+3e-6 over 4096, against BLAS's 6e-7 and 5e-7 (its blocked sums); the F(4x4)
+transforms around them round to 6-11e-6. A block is 6 rows of V x 64 columns of U: 24 registers of 16
 float32 (`vectors.F32x16`) that stay in registers over the whole inner
 dimension, fed per step by 4 loads of U's row and 6 of V's entries broadcast.
 The sums run in the inner dimension's order, fused, one per output.
@@ -28,118 +33,132 @@ ROWS, COLUMNS = 6, 64  # the block
 
 
 def applies(a, b, out) -> bool:
-    """Whether out[e] = a[e] @ b[e] runs here: on AVX-512, 3D operands whose rows
-    are contiguous, a multiple of COLUMNS columns and at least ROWS rows."""
+    """Whether out[e] = a[e] @ b[e] runs here: on AVX-512, 3D float32 operands, b's
+    and out's rows contiguous (a's entries are read one by one: a transposed view
+    is fine), a multiple of COLUMNS columns and at least ROWS rows."""
     return (avx512() and a.ndim == b.ndim == out.ndim == 3 and out.shape[2] % COLUMNS == 0
-            and a.shape[1] >= ROWS and a.strides[2] == b.strides[2] == out.strides[2] == 4
+            and a.shape[1] >= ROWS and b.strides[2] == out.strides[2] == 4
             and a.dtype == b.dtype == out.dtype == np.float32)
 
 
 def batched_matmul(a, b, out):
     """out[e] = a[e] @ b[e]: here where it applies (and is compiled), else BLAS."""
-    if applies(a, b, out) and ready(_products):
-        _products(a, b, out)
+    kernel = _products if b.flags.c_contiguous else _products_planes
+    if applies(a, b, out) and ready(kernel):
+        kernel(a, b, out)
         return out
     return blas.batched_matmul(a, b, out)
 
 
 @njit(cache=True, parallel=True)
 def _products(a, b, out):
-    """out (E, n, C) = a (E, n, K) @ b (E, K, C), C a multiple of 64, n >= 6. A job
-    is a block of 6 rows of one product; the grid's last block is moved back to
-    end at the last row and stores only its own rows."""
-    ne, n, nk = a.shape
-    groups = b.shape[2] // 64
-    blocks = (n + 5) // 6
-    for job in prange(ne * blocks):
+    """out (E, n, C) = a (E, n, K) @ b (E, K, C), C a multiple of 64, n >= 6, b
+    contiguous (Winograd's forward pass and input gradient: U)."""
+    blocks = (a.shape[1] + 5) // 6
+    for job in prange(a.shape[0] * blocks):
         wide_vectors()
         e = job // blocks
-        r = (job - e * blocks) * 6
-        r0 = min(r, n - 6)
-        skip = r - r0  # rows the previous block stored
-        ae = a[e]
-        be = b[e]
-        oe = out[e]
-        x0 = ae[r0]
-        x1 = ae[r0 + 1]
-        x2 = ae[r0 + 2]
-        x3 = ae[r0 + 3]
-        x4 = ae[r0 + 4]
-        x5 = ae[r0 + 5]
-        for g in range(groups):
-            c = g * 64
-            z = splat16(np.float32(0.0))
-            a00 = z
-            a01 = z
-            a02 = z
-            a03 = z
-            a10 = z
-            a11 = z
-            a12 = z
-            a13 = z
-            a20 = z
-            a21 = z
-            a22 = z
-            a23 = z
-            a30 = z
-            a31 = z
-            a32 = z
-            a33 = z
-            a40 = z
-            a41 = z
-            a42 = z
-            a43 = z
-            a50 = z
-            a51 = z
-            a52 = z
-            a53 = z
-            for k in range(nk):
-                bk = be[k]
-                u0 = load16(bk, c)
-                u1 = load16(bk, c + 16)
-                u2 = load16(bk, c + 32)
-                u3 = load16(bk, c + 48)
-                s = x0[k]
-                a00 = fma16(a00, u0, s)
-                a01 = fma16(a01, u1, s)
-                a02 = fma16(a02, u2, s)
-                a03 = fma16(a03, u3, s)
-                s = x1[k]
-                a10 = fma16(a10, u0, s)
-                a11 = fma16(a11, u1, s)
-                a12 = fma16(a12, u2, s)
-                a13 = fma16(a13, u3, s)
-                s = x2[k]
-                a20 = fma16(a20, u0, s)
-                a21 = fma16(a21, u1, s)
-                a22 = fma16(a22, u2, s)
-                a23 = fma16(a23, u3, s)
-                s = x3[k]
-                a30 = fma16(a30, u0, s)
-                a31 = fma16(a31, u1, s)
-                a32 = fma16(a32, u2, s)
-                a33 = fma16(a33, u3, s)
-                s = x4[k]
-                a40 = fma16(a40, u0, s)
-                a41 = fma16(a41, u1, s)
-                a42 = fma16(a42, u2, s)
-                a43 = fma16(a43, u3, s)
-                s = x5[k]
-                a50 = fma16(a50, u0, s)
-                a51 = fma16(a51, u1, s)
-                a52 = fma16(a52, u2, s)
-                a53 = fma16(a53, u3, s)
-            if skip <= 0:
-                _store_row(oe[r0], c, a00, a01, a02, a03)
-            if skip <= 1:
-                _store_row(oe[r0 + 1], c, a10, a11, a12, a13)
-            if skip <= 2:
-                _store_row(oe[r0 + 2], c, a20, a21, a22, a23)
-            if skip <= 3:
-                _store_row(oe[r0 + 3], c, a30, a31, a32, a33)
-            if skip <= 4:
-                _store_row(oe[r0 + 4], c, a40, a41, a42, a43)
-            _store_row(oe[r0 + 5], c, a50, a51, a52, a53)
+        _rows(a[e], b[e], out[e], (job - e * blocks) * 6)
+
+
+@njit(cache=True, parallel=True)
+def _products_planes(a, b, out):
+    """_products for b in planes with gaps (the weight gradient's V): a kernel of its
+    own, so that each compiles one specialisation."""
+    blocks = (a.shape[1] + 5) // 6
+    for job in prange(a.shape[0] * blocks):
+        wide_vectors()
+        e = job // blocks
+        _rows(a[e], b[e], out[e], (job - e * blocks) * 6)
+
+
+@njit(cache=True, inline="always")
+def _rows(ae, be, oe, r):
+    """oe[r:r + 6] = ae[r:r + 6] @ be, 64 columns at a time: one job. The grid's
+    last block is moved back to end at the last row and stores only its own rows."""
+    n, nk = ae.shape
+    r0 = min(r, n - 6)
+    skip = r - r0  # rows the previous block stored
+    x0 = ae[r0]
+    x1 = ae[r0 + 1]
+    x2 = ae[r0 + 2]
+    x3 = ae[r0 + 3]
+    x4 = ae[r0 + 4]
+    x5 = ae[r0 + 5]
+    for g in range(be.shape[1] // 64):
+        c = g * 64
+        z = splat16(np.float32(0.0))
+        a00 = z
+        a01 = z
+        a02 = z
+        a03 = z
+        a10 = z
+        a11 = z
+        a12 = z
+        a13 = z
+        a20 = z
+        a21 = z
+        a22 = z
+        a23 = z
+        a30 = z
+        a31 = z
+        a32 = z
+        a33 = z
+        a40 = z
+        a41 = z
+        a42 = z
+        a43 = z
+        a50 = z
+        a51 = z
+        a52 = z
+        a53 = z
+        for k in range(nk):
+            bk = be[k]
+            u0 = load16(bk, c)
+            u1 = load16(bk, c + 16)
+            u2 = load16(bk, c + 32)
+            u3 = load16(bk, c + 48)
+            s = x0[k]
+            a00 = fma16(a00, u0, s)
+            a01 = fma16(a01, u1, s)
+            a02 = fma16(a02, u2, s)
+            a03 = fma16(a03, u3, s)
+            s = x1[k]
+            a10 = fma16(a10, u0, s)
+            a11 = fma16(a11, u1, s)
+            a12 = fma16(a12, u2, s)
+            a13 = fma16(a13, u3, s)
+            s = x2[k]
+            a20 = fma16(a20, u0, s)
+            a21 = fma16(a21, u1, s)
+            a22 = fma16(a22, u2, s)
+            a23 = fma16(a23, u3, s)
+            s = x3[k]
+            a30 = fma16(a30, u0, s)
+            a31 = fma16(a31, u1, s)
+            a32 = fma16(a32, u2, s)
+            a33 = fma16(a33, u3, s)
+            s = x4[k]
+            a40 = fma16(a40, u0, s)
+            a41 = fma16(a41, u1, s)
+            a42 = fma16(a42, u2, s)
+            a43 = fma16(a43, u3, s)
+            s = x5[k]
+            a50 = fma16(a50, u0, s)
+            a51 = fma16(a51, u1, s)
+            a52 = fma16(a52, u2, s)
+            a53 = fma16(a53, u3, s)
+        if skip <= 0:
+            _store_row(oe[r0], c, a00, a01, a02, a03)
+        if skip <= 1:
+            _store_row(oe[r0 + 1], c, a10, a11, a12, a13)
+        if skip <= 2:
+            _store_row(oe[r0 + 2], c, a20, a21, a22, a23)
+        if skip <= 3:
+            _store_row(oe[r0 + 3], c, a30, a31, a32, a33)
+        if skip <= 4:
+            _store_row(oe[r0 + 4], c, a40, a41, a42, a43)
+        _store_row(oe[r0 + 5], c, a50, a51, a52, a53)
 
 
 @njit(cache=True, inline="always")

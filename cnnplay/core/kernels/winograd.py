@@ -44,7 +44,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import blas, products512, reuse, winograd4
+from . import products512, reuse, winograd4
 from .winograd_tiles import _channels_last, _store_rows, channels_last
 
 BUDGET = 8 << 20  # bytes V and M may take together (at least one tile row)
@@ -286,10 +286,10 @@ def weight_grad(x, gy, padding, scheme: "Scheme | None" = None, gyt=None) -> np.
     part = None
     for r0, r1, v, m, mflat, mplane in _blocks(sc, x, co, ho, wo, padding, _grad_budget(sc.elems, ci, co)):
         sc.grad_output(gyt, oy, ox, r0, r1, tw, mflat, mplane)
-        if r0 == 0:  # (elems, Co, Ci); BLAS takes gM^T as it lies
-            blas.batched_matmul(m.transpose(0, 2, 1), v, gu)
+        if r0 == 0:  # (elems, Co, Ci); gM^T as it lies
+            products512.batched_matmul(m.transpose(0, 2, 1), v, gu)
         else:
-            part = blas.batched_matmul(m.transpose(0, 2, 1), v, np.empty_like(gu) if part is None else part)
+            part = products512.batched_matmul(m.transpose(0, 2, 1), v, np.empty_like(gu) if part is None else part)
             gu += part
     gw = np.empty((co, ci, 9), np.float32)
     sc.adjoint(gu, gw)
