@@ -18,7 +18,9 @@ unit-stride loop the compiler turns into AVX-512/AVX2 FMAs. What is chosen per
 layer shape: the phase split (stride > 1; stride 2, the common case, by a
 vectorized deinterleave), the chunk of positions per job (even chunks, enough
 jobs for every thread), and zero padding of channels to blocks of 4 and of
-taps to blocks of 3.
+taps to blocks of 3. Where the CPU has AVX-512, direct512.py evaluates the same
+sum with its accumulators in registers (8 channels x 48 positions) from 8
+output channels and 36 taps.
 
 Batches: the samples' sources are laid end to end (sample b's full grid
 starts at position b*length; with stride 1 down a sample's bottom padding rows
