@@ -38,10 +38,9 @@ onto its tap's run, conv.choose_input_grad), and the phase images are
 stitched back into the input's layout.
 At stride 1 with 8+ input channels the input gradient is instead the forward
 convolution (conv.py) of gy with the flipped, transposed kernel. Where the
-forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do:
-both in the forward's scheme: the weight gradient in the transformed domain
-(winograd.weight_grad), the input gradient with the flipped kernel's transform
-taken straight from w; a dilated layer that runs on its phase sub-images
+forward runs as Winograd (3x3, stride 1, 64+ channels), both gradients do, in
+its scheme: the weight gradient in the transformed domain (winograd.weight_grad),
+the input gradient with the flipped kernel's transform taken straight from w; a dilated layer that runs on its phase sub-images
 (atrous.py) takes the gradients of the undilated layer on them. 1x1 layers
 without padding that run as one product (conv.pointwise_input) take both
 gradients as products too: gw = gY X^T, and with a stride gx = W^T gY spread
@@ -546,8 +545,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     # F(2x2)'s was 1.2-1.5x PyTorch's, F(4x4)'s 1.03-1.07x.
     scheme = winograd.SCHEMES.get(algo) if plan.winograd else None
     wino = scheme is not None
-    gw_scheme = scheme
-    wino_gw = wino and ready(*gw_scheme.grad_kernels)
+    wino_gw = wino and ready(*scheme.grad_kernels)
     stride1_gx = conv.flipped_input_grad(ci, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 
     # 1x1, no padding, GEMM-sized: gw = gY X^T with the positions of every sample as
@@ -582,7 +580,7 @@ def conv2d_backward_batch(x, w, gy, stride=(1, 1), padding=(0, 0), dilation=(1, 
     if (wino_gw and param_grads) or wino_gx:
         gyt = winograd.grad_layout(gy, x.shape[2:], (ph, pw))
     if wino_gw and param_grads:
-        gw = winograd.weight_grad(x, gy, (ph, pw), gw_scheme, gyt)
+        gw = winograd.weight_grad(x, gy, (ph, pw), scheme, gyt)
     elif pointwise_gw and param_grads:
         gw = _grad_weight_pointwise(conv.pointwise_input(x, (sh, sw)), gy).reshape(w.shape)
     elif param_grads:
