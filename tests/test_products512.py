@@ -103,3 +103,39 @@ def test_winograd_layers_through_the_products(forced, monkeypatch, scheme):
     refw = ref_weight_grad(x.astype(np.float64), gy, (3, 3), (1, 1), (1, 1), (1, 1))
     np.testing.assert_allclose(gw, refw, rtol=1e-4, atol=1e-4 * np.abs(refw).max())
     assert set(calls) == {"_products", "_products_planes"}  # the input gradient's, the weight gradient's
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(6, 60), st.sampled_from([64, 128]), st.sampled_from([64, 128]), st.integers(0, 2 ** 31 - 1))
+def test_single_products_match_float64(n, ci, co, seed):
+    """The stride-2 scheme's 9 products of different inner dimensions, each here."""
+    rng = np.random.default_rng(seed)
+    products = [(rng.standard_normal((n, w * ci)).astype(np.float32),
+                 rng.standard_normal((w * ci, co)).astype(np.float32), np.empty((n, co), np.float32))
+                for w in (1, 1, 1, 1, 2, 2, 2, 2, 4)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(products512, "avx512", lambda: True)
+        calls = []
+        kernel = products512._product
+        mp.setattr(products512, "_product", lambda *a: (calls.append(1), kernel(*a)))
+        mp.setattr(products512, "ready", lambda *k: True)
+        products512.matmuls(products)
+    assert len(calls) == 9
+    for a, b, out in products:
+        ref = a.astype(np.float64) @ b
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_a_stride2_winograd_layer_through_the_products(forced, monkeypatch):
+    from cnnplay.core.kernels import winograd_s2
+    calls = []
+    kernel = products512._product
+    monkeypatch.setattr(products512, "_product", lambda *a: (calls.append(1), kernel(*a)))
+    monkeypatch.setattr(products512, "ready", lambda *k: True)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 64, 30, 30)).astype(np.float32)
+    w = (rng.standard_normal((128, 64, 3, 3)) * 0.1).astype(np.float32)
+    y = conv.conv2d_batch(x, w, None, 2, 1, algorithm=winograd_s2.NAME)
+    ref = ref_conv(x[0].astype(np.float64), w.astype(np.float64), None, (2, 2), (1, 1), (1, 1))
+    np.testing.assert_allclose(y[0], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert len(calls) == 9

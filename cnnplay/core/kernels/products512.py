@@ -6,7 +6,9 @@ U[e] (Ci x Co): 16 or 36 products whose inner dimension is the layer's input
 channels. With 64-128 channels they are short for BLAS: OpenBLAS ran them at
 70-81 GMAC/s on an Intel Xeon (2 threads), half the machine's peak, where
 `_products` runs at 123-137 (0.52-0.66x the time; 0.78x with 256 channels, 0.82x
-on 64 tiles). The weight gradient's products gU[e] = gM[e]^T V[e] (Co x tiles
+on 64 tiles). The stride-2 scheme's 9 products (inner dimensions Ci, 2 Ci, 4 Ci)
+likewise, one after the other (`matmuls`): 0.48-0.72x blas.matmuls' time with
+64-128 channels in on 196-784 tiles, 0.90x on 49 tiles of 256 -> 512 channels. The weight gradient's products gU[e] = gM[e]^T V[e] (Co x tiles
 times tiles x Ci) likewise: 0.44-0.55x with 64-128 channels over 256-1024
 tiles, 0.76x over 4096 (one process, alternating). Their long inner dimension
 is summed in order in float32: 1.2e-6 of the largest entry over 1024 tiles and
@@ -33,11 +35,12 @@ ROWS, COLUMNS = 6, 64  # the block
 
 
 def applies(a, b, out) -> bool:
-    """Whether out[e] = a[e] @ b[e] runs here: on AVX-512, 3D float32 operands, b's
-    and out's rows contiguous (a's entries are read one by one: a transposed view
-    is fine), a multiple of COLUMNS columns and at least ROWS rows."""
-    return (avx512() and a.ndim == b.ndim == out.ndim == 3 and out.shape[2] % COLUMNS == 0
-            and a.shape[1] >= ROWS and b.strides[2] == out.strides[2] == 4
+    """Whether out[e] = a[e] @ b[e] (3D operands) or out = a @ b (2D) runs here: on
+    AVX-512, float32, b's and out's rows contiguous (a's entries are read one by
+    one: a transposed view is fine), a multiple of COLUMNS columns and at least
+    ROWS rows."""
+    return (avx512() and a.ndim == b.ndim == out.ndim and a.ndim in (2, 3) and out.shape[-1] % COLUMNS == 0
+            and a.shape[-2] >= ROWS and b.strides[-1] == out.strides[-1] == 4
             and a.dtype == b.dtype == out.dtype == np.float32)
 
 
@@ -48,6 +51,30 @@ def batched_matmul(a, b, out):
         kernel(a, b, out)
         return out
     return blas.batched_matmul(a, b, out)
+
+
+def matmuls(products) -> None:
+    """out = a @ b for each 2D (a, b, out) of products: here those that apply (one
+    after the other, each on every thread), BLAS the others (blas.matmuls).
+    Winograd's stride-2 forward pass: 9 products of tiles x Ci, 2 Ci or 4 Ci by
+    that x Co (winograd_s2.py)."""
+    rest = []
+    for a, b, out in products:
+        if a.flags.c_contiguous and b.flags.c_contiguous and applies(a, b, out) and ready(_product):
+            _product(a, b, out)
+        else:
+            rest.append((a, b, out))
+    if rest:
+        blas.matmuls(rest)
+
+
+@njit(cache=True, parallel=True)
+def _product(a, b, out):
+    """out (n, C) = a (n, K) @ b (K, C), all rows contiguous, C a multiple of 64, n >= 6."""
+    blocks = (a.shape[0] + 5) // 6
+    for job in prange(blocks):
+        wide_vectors()
+        _rows(a, b, out, job * 6)
 
 
 @njit(cache=True, parallel=True)

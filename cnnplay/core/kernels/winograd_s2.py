@@ -48,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
-from . import blas, reuse
+from . import blas, products512, reuse
 from .winograd_tiles import _channels_first, _channels_last, _store_rows, channels_last
 
 NAME = "winograd_s2"
@@ -390,7 +390,7 @@ def conv3x3(x, u, bias, padding, y, remember: bool = False) -> None:
     us = _kernel_matrices(u, ci)
     for r0, r1, n, vflat, mflat in _blocks(x, co, ho, wo, padding, BUDGET, remember):
         plane, m = _planes(mflat, co, n)
-        blas.matmuls(list(zip(_matrices(vflat, ci, n), us, m)))
+        products512.matmuls(list(zip(_matrices(vflat, ci, n), us, m)))
         _output_transform(mflat, plane, bias, r0, r1, tw, y)
 
 
