@@ -17,7 +17,7 @@ give the same bits.
 
 LLVM does not keep such a block in registers when it is written as arrays or
 scalars (conv._direct's doc); written with the explicit vectors it does. On an
-Intel Xeon (Sapphire Rapids, 2 vCPUs), one process, alternating with
+Intel Xeon with AVX-512 and AMX (2 vCPUs), one process, alternating with
 conv._direct: 0.65-0.71x its time on 3x3 layers of 16-64 channels at 8-128 px
 (100-133 GMAC/s against 68-89), 0.76-0.92x on smaller ones and 7x7; with few
 taps the block's store dominates (`applies`). Where the CPU has no AVX-512 every vector
@@ -49,9 +49,7 @@ from .vectors import avx512, fma16, fmav16, load16, splat16, store16, sum16, wid
 
 CHANNELS = 8  # output channels per block
 BLOCK = 48  # positions per block: 3 vectors of 16
-CHUNK = 12 * BLOCK  # positions per job, about (0.9-1.0x the time of 1248 or 384 on 8-128 px maps)
-
-
+CHUNK = 12 * BLOCK  # positions per job, about (384 to 1248 ran within 10 % of it on 8-128 px maps)
 MIN_TAPS = 36  # below, the block's store outweighs its sums
 
 

@@ -4,22 +4,30 @@ Winograd's forward pass and input gradient multiply, per transformed tile entry
 e, the tiles' transformed inputs V[e] (n tiles x Ci) by the transformed kernel
 U[e] (Ci x Co): 16 or 36 products whose inner dimension is the layer's input
 channels. With 64-128 channels they are short for BLAS: OpenBLAS ran them at
-70-81 GMAC/s on an Intel Xeon (2 threads), half the machine's peak, where
-`_products` runs at 123-137 (0.52-0.66x the time; 0.78x with 256 channels, 0.82x
-on 64 tiles). The stride-2 scheme's 9 products (inner dimensions Ci, 2 Ci, 4 Ci)
-likewise, one after the other (`matmuls`): 0.48-0.72x blas.matmuls' time with
-64-128 channels in on 196-784 tiles, 0.90x on 49 tiles of 256 -> 512 channels. The weight gradient's products gU[e] = gM[e]^T V[e] (Co x tiles
-times tiles x Ci) likewise: 0.44-0.55x with 64-128 channels over 256-1024
-tiles, 0.76x over 4096 (one process, alternating). Their long inner dimension
-is summed in order in float32: 1.2e-6 of the largest entry over 1024 tiles and
-3e-6 over 4096, against BLAS's 6e-7 and 5e-7 (its blocked sums); the F(4x4)
-transforms around them round to 6-11e-6. A block is 6 rows of V x 64 columns of U: 24 registers of 16
-float32 (`vectors.F32x16`) that stay in registers over the whole inner
-dimension, fed per step by 4 loads of U's row and 6 of V's entries broadcast.
-The sums run in the inner dimension's order, fused, one per output.
+70-81 GMAC/s on an Intel Xeon (2 threads), half the machine's peak.
 
-Where it does not apply (no AVX-512, columns not a multiple of 64, fewer than
-6 rows, or rows with gaps) the products go to BLAS (blas.batched_matmul).
+A block here is 6 rows of V x 64 columns of U: 24 registers of 16 float32
+(`vectors.F32x16`) that stay in registers over the whole inner dimension, fed
+per step by 4 loads of U's row and 6 of V's entries broadcast; the sums run in
+the inner dimension's order, fused, one per output. One process, alternating
+with BLAS (Intel Xeon):
+
+- the forward products (`_products`): 123-137 GMAC/s, 0.52-0.66x the time with
+  64-128 channels, 0.78x with 256, 0.82x on 64 tiles;
+- the weight gradient's gU[e] = gM[e]^T V[e] (Co x tiles times tiles x Ci,
+  `_products_planes`, the left operand a transposed view): 0.44-0.58x with 64-128
+  channels over 256-1024 tiles, 0.76x over 4096. Their long inner dimension is
+  summed in order in float32: 1.2e-6 of the largest entry over 1024 tiles, 3e-6
+  over 4096, against BLAS's 6e-7 and 5e-7 (its blocked sums); the F(4x4)
+  transforms around them round to 6-11e-6;
+- the stride-2 scheme's 9 forward products (inner dimensions Ci, 2 Ci, 4 Ci), one
+  after the other (`matmuls`, `_product`): 0.48-0.72x blas.matmuls' time with
+  64-128 channels in on 196-784 tiles, 0.90x on 49 tiles of 256 -> 512 channels.
+
+Each layout of the operands has a kernel of its own, so that each compiles one
+specialisation (the cold start's rule, test_coldstart). Where it does not apply
+(no AVX-512, columns not a multiple of 64, fewer than 6 rows, rows with gaps)
+the products go to BLAS.
 """
 
 from __future__ import annotations
