@@ -16,10 +16,11 @@ Xeon; conv._direct's doc). Marked the same way, the weight gradient's kernels
 as they were.
 
 Where a kernel's block of accumulators must stay in registers across a long loop
-(direct512.py), LLVM's vectorizer does not keep them there; `F32x16` is a numba type
-for one 512-bit register of 16 float32, with `load16` / `store16` / `splat16` /
-`fma16` / `fmav16` / `sum16` to write such a kernel explicitly (`avx512()` says whether the CPU runs it
-natively; elsewhere LLVM splits every operation in two).
+(direct512.py, products512.py), LLVM's vectorizer does not keep them there;
+`F32x16` is a numba type for one 512-bit register of 16 float32, with `load16` /
+`store16` / `splat16` / `fma16` / `fmav16` / `sum16` to write such a kernel
+explicitly (`avx512()` says whether the CPU runs it natively; elsewhere LLVM splits
+every operation in two).
 """
 
 from __future__ import annotations
