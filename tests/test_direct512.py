@@ -15,10 +15,17 @@ from strategies import conv_geometries
 from test_backward import ref_conv
 
 
+def _force(mp):
+    """The blocked kernels wherever they apply, AVX-512 or not, compiled here if need be
+    (not the numpy path or the L1 kernel meanwhile)."""
+    mp.setattr(direct512, "avx512", lambda: True)
+    mp.setattr(conv, "ready", lambda *kernels: True)
+    mp.setattr(grad, "ready", lambda *kernels: True)
+
+
 @pytest.fixture
 def blocked(monkeypatch):
-    """The blocked kernel wherever it applies, AVX-512 or not."""
-    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    _force(monkeypatch)
 
 
 def _which(ci, co, hw, k, stride, padding, dilation, nb):
@@ -36,7 +43,7 @@ def test_blocked_forward_matches_float64_loops(geometry, seed):
     w = rng.standard_normal((co, ci) + tuple(k)).astype(np.float32)
     b = rng.standard_normal(co).astype(np.float32)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(direct512, "avx512", lambda: True)
+        _force(mp)
         assume(_which(ci, co, hw, k, stride, padding, dilation, n))  # a block of positions at least
         y = conv.conv2d_batch(x, w, b, stride, padding, dilation, algorithm="direct")
     ref = np.stack([ref_conv(x[i].astype(np.float64), w.astype(np.float64), b, stride, padding, dilation)
@@ -46,12 +53,12 @@ def test_blocked_forward_matches_float64_loops(geometry, seed):
 
 
 @pytest.mark.parametrize("ci, co, hw, k, stride, padding, dilation, nb", [
-    (16, 32, (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 19 chunks' worth of blocks
+    (16, 32, (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 2295 positions: 4 chunks of 12 blocks
     (4, 9, (20, 18), (3, 3), (1, 1), (1, 1), (1, 1), 2),  # 9 channels: one block of 8 padded channels
     (16, 12, (9, 9), (3, 3), (2, 2), (1, 1), (1, 1), 3),  # stride 2: taps on four phase images
     (4, 16, (30, 30), (5, 5), (1, 1), (2, 2), (2, 2), 2),  # dilated 5x5
     (16, 8, (1, 40), (1, 3), (1, 1), (0, 1), (1, 1), 2),  # a 1D layer
-    (2, 24, (7, 7), (7, 7), (1, 1), (3, 3), (1, 1), 1),  # 49 positions: one block moved back by one
+    (2, 24, (7, 7), (7, 7), (1, 1), (3, 3), (1, 1), 1),  # 70 positions: the last block moved back by 26
 ])
 def test_blocked_gives_the_l1_kernels_bits(monkeypatch, ci, co, hw, k, stride, padding, dilation, nb):
     """Both kernels sum from the bias, tap by tap, fused: the same float32 results."""
@@ -59,7 +66,7 @@ def test_blocked_gives_the_l1_kernels_bits(monkeypatch, ci, co, hw, k, stride, p
     x = rng.standard_normal((nb, ci) + hw).astype(np.float32)
     w = rng.standard_normal((co, ci) + k).astype(np.float32)
     b = rng.standard_normal(co).astype(np.float32)
-    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    _force(monkeypatch)
     assert _which(ci, co, hw, k, stride, padding, dilation, nb)
     blocked = conv.conv2d_batch(x, w, b, stride, padding, dilation, algorithm="direct")
     monkeypatch.setattr(direct512, "avx512", lambda: False)
@@ -71,9 +78,12 @@ def test_blocked_gives_the_l1_kernels_bits(monkeypatch, ci, co, hw, k, stride, p
     np.testing.assert_allclose(blocked, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
-def test_blocked_input_gradient_matches_float64_loops(blocked):
+def test_blocked_input_gradient_matches_float64_loops(blocked, monkeypatch):
     """The stride-1 input gradient is the forward kernel on gy with the flipped kernel:
     it takes the blocked kernel too (16 channels in: gx has 16 output channels)."""
+    calls = []
+    forward = direct512.conv
+    monkeypatch.setattr(direct512, "conv", lambda *a: (calls.append(a[-1].shape), forward(*a)))
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
     w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
@@ -83,6 +93,7 @@ def test_blocked_input_gradient_matches_float64_loops(blocked):
     wf = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).astype(np.float64)
     ref = np.stack([ref_conv(gy[i].astype(np.float64), wf, None, (1, 1), (1, 1), (1, 1)) for i in range(4)])
     np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert calls == [(4, 16, 10, 10)]  # gx's shape: the blocked kernel computed it
 
 
 def test_applies_only_with_avx512_eight_channels_and_a_block(monkeypatch):
@@ -114,7 +125,7 @@ def test_avx512_follows_the_compile_target():
 
 
 @pytest.mark.parametrize("ci, co, hw, k, stride, padding, dilation, nb", [
-    (3, 16, (32, 32), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 9 taps of 27 per block row: the last block full
+    (3, 16, (32, 32), (3, 3), (1, 1), (1, 1), (1, 1), 8),  # 27 taps: 9 blocks of 3, two of 8 channels
     (5, 9, (13, 11), (3, 3), (1, 1), (1, 1), (1, 1), 3),  # 9 channels: a block of one; 45 taps
     (4, 12, (10, 9), (3, 3), (2, 2), (1, 1), (1, 1), 2),  # stride 2
     (2, 8, (12, 12), (3, 2), (1, 1), (2, 1), (2, 3), 2),  # dilated, 12 taps: 4 blocks of 3
@@ -133,7 +144,7 @@ def test_blocked_weight_gradient_matches_float64_loops(monkeypatch, ci, co, hw, 
     gy = rng.standard_normal((nb, co, *ho)).astype(np.float32)
     calls = []
     kernel = direct512._weight_grad
-    monkeypatch.setattr(direct512, "avx512", lambda: True)
+    _force(monkeypatch)
     monkeypatch.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
     monkeypatch.setattr(grad, "GW_RANGES_BYTES", 0)
     _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False, algorithm="direct")
@@ -161,10 +172,14 @@ def test_blocked_weight_gradient_on_any_geometry(geometry, seed):
     spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
     ho = [(m + 2 * p - sp) // s + 1 for m, p, sp, s in zip(hw, padding, spans, stride)]
     gy = rng.standard_normal((n, co, *ho)).astype(np.float32)
+    calls = []
+    kernel = direct512._weight_grad
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(direct512, "avx512", lambda: True)
+        _force(mp)
+        mp.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
         mp.setattr(grad, "GW_RANGES_BYTES", 0)
         _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False,
                                               algorithm="direct")
+    assert calls == [1]
     ref = ref_weight_grad(x.astype(np.float64), gy, tuple(k), stride, padding, dilation)
     np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
