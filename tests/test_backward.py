@@ -125,6 +125,13 @@ def ref_weight_grad(x, gy, k, stride, padding, dilation):
     return gw
 
 
+def gradient_case(rng, n, ci, co, k, stride, padding, dilation, hw):
+    """(x, w, gy) float32 of a batched 2D convolution: gy the size of its output."""
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, dilation)]
+    ho = [(m + 2 * pp - sp) // ss + 1 for m, pp, sp, ss in zip(hw, padding, spans, stride)]
+    return f32(rng, n, ci, *hw), f32(rng, co, ci, *k), f32(rng, n, co, *ho)
+
+
 class _Counted:
     """A kernel wrapped to count its calls (the path a test means to take)."""
 
@@ -143,11 +150,7 @@ def test_weight_gradient_over_position_ranges(geometry, seed):
     forced on any geometry: channel counts and tap counts that do not fill its 4 x 3
     blocks (repeated rows and taps are added once), batches, strides, dilations."""
     n, ci, co, k, s, p, d, hw = geometry
-    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-    rng = np.random.default_rng(seed)
-    x, w = f32(rng, n, ci, *hw), f32(rng, co, ci, *k)
-    ho = [(m + 2 * pp - sp) // ss + 1 for m, pp, sp, ss in zip(hw, p, spans, s)]
-    gy = f32(rng, n, co, *ho)
+    x, w, gy = gradient_case(np.random.default_rng(seed), n, ci, co, k, s, p, d, hw)
     counted = _Counted(grad._grad_weight_ranges)
     saved = grad._grad_weight_ranges, grad.GW_RANGES_BYTES, direct512.avx512
     grad._grad_weight_ranges, grad.GW_RANGES_BYTES, direct512.avx512 = counted, 0, lambda: False

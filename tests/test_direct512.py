@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cnnplay.core.kernels import conv, direct512, grad, vectors
 from strategies import conv_geometries
-from test_backward import ref_conv
+from test_backward import gradient_case, ref_conv, ref_weight_grad
 
 
 def _force(mp):
@@ -135,22 +135,22 @@ def test_blocked_weight_gradient_matches_float64_loops(monkeypatch, ci, co, hw, 
     """The weight gradient's sweep over position ranges with its block in registers
     (direct512._weight_grad), forced at any size: repeated channels and taps of a
     partial block added once, chunk tails shorter than a vector."""
-    from test_backward import ref_weight_grad
-    rng = np.random.default_rng(co + ci)
-    x = rng.standard_normal((nb, ci) + hw).astype(np.float32)
-    w = rng.standard_normal((co, ci) + k).astype(np.float32)
-    spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
-    ho = [(m + 2 * p - sp) // s + 1 for m, p, sp, s in zip(hw, padding, spans, stride)]
-    gy = rng.standard_normal((nb, co, *ho)).astype(np.float32)
+    _weight_grad_case(monkeypatch, np.random.default_rng(co + ci), nb, ci, co, k, stride, padding, dilation, hw)
+
+
+def _weight_grad_case(mp, rng, n, ci, co, k, stride, padding, dilation, hw):
+    """The blocked weight gradient of one random case, forced and counted, against
+    float64 loops."""
+    x, w, gy = gradient_case(rng, n, ci, co, k, stride, padding, dilation, hw)
     calls = []
     kernel = direct512._weight_grad
-    _force(monkeypatch)
-    monkeypatch.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
-    monkeypatch.setattr(grad, "GW_RANGES_BYTES", 0)
+    _force(mp)
+    mp.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
+    mp.setattr(grad, "GW_RANGES_BYTES", 0)
     _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False, algorithm="direct")
     assert calls == [1]
-    ref = ref_weight_grad(x.astype(np.float64), gy, k, stride, padding, dilation)
-    np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    ref = ref_weight_grad(x.astype(np.float64), gy, tuple(k), stride, padding, dilation)
+    np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
 
 
 def test_the_weight_gradient_keeps_its_l1_sweep_with_few_channels(monkeypatch):
@@ -164,22 +164,6 @@ def test_the_weight_gradient_keeps_its_l1_sweep_with_few_channels(monkeypatch):
 @given(conv_geometries(batch=(1, 3), in_channels=(1, 5), out_channels=(8, 19), kernel=(1, 4), side=(1, 12)),
        st.integers(0, 2 ** 31 - 1))
 def test_blocked_weight_gradient_on_any_geometry(geometry, seed):
-    from test_backward import ref_weight_grad
     n, ci, co, k, stride, padding, dilation, hw = geometry
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, ci) + tuple(hw)).astype(np.float32)
-    w = rng.standard_normal((co, ci) + tuple(k)).astype(np.float32)
-    spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
-    ho = [(m + 2 * p - sp) // s + 1 for m, p, sp, s in zip(hw, padding, spans, stride)]
-    gy = rng.standard_normal((n, co, *ho)).astype(np.float32)
-    calls = []
-    kernel = direct512._weight_grad
     with pytest.MonkeyPatch.context() as mp:
-        _force(mp)
-        mp.setattr(direct512, "_weight_grad", lambda *a: (calls.append(1), kernel(*a)))
-        mp.setattr(grad, "GW_RANGES_BYTES", 0)
-        _, gw, _ = grad.conv2d_backward_batch(x, w, gy, stride, padding, dilation, input_grad=False,
-                                              algorithm="direct")
-    assert calls == [1]
-    ref = ref_weight_grad(x.astype(np.float64), gy, tuple(k), stride, padding, dilation)
-    np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
+        _weight_grad_case(mp, np.random.default_rng(seed), n, ci, co, k, stride, padding, dilation, hw)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv import _store
+from .conv import _store, even_chunk
 from .grad import _add_sums, _block_sums
 from .vectors import avx512, fma16, fmav16, load16, splat16, store16, sum16, wide_vectors
 
@@ -73,15 +73,8 @@ def weight_grad_applies(co: int) -> bool:
 
 
 def chunk(n_total: int, nblk: int) -> int:
-    """Positions per job: about CHUNK, in whole blocks, the chunks as even as
-    blocks allow (threads take runs of consecutive jobs, so a short last chunk
-    leaves one idle: 888 positions as 576 + 312 took 1.2-1.3x the time of 480 +
-    408); smaller when there would be fewer than 8 jobs for the threads."""
-    blocks = -(-n_total // BLOCK)
-    chunks = -(-blocks // (CHUNK // BLOCK))
-    while chunks < blocks and nblk * chunks < 8:
-        chunks += 1
-    return -(-blocks // chunks) * BLOCK
+    """Positions per job: about CHUNK, in whole blocks (conv.even_chunk)."""
+    return even_chunk(n_total, nblk, CHUNK, BLOCK, BLOCK)
 
 
 def conv(src, off, wt, bias, ho, wq, wo, seg, n_total, y) -> None:

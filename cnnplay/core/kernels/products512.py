@@ -53,9 +53,9 @@ def applies(a, b, out) -> bool:
 
 
 def batched_matmul(a, b, out):
-    """out[e] = a[e] @ b[e]: here where it applies (and is compiled), else BLAS."""
+    """out[e] = a[e] @ b[e] (3D): here where it applies (and is compiled), else BLAS."""
     kernel = _products if b.flags.c_contiguous else _products_planes
-    if applies(a, b, out) and ready(kernel):
+    if a.ndim == 3 and applies(a, b, out) and ready(kernel):
         kernel(a, b, out)
         return out
     return blas.batched_matmul(a, b, out)
